@@ -1,0 +1,51 @@
+# alliance-pipeline: set-up, demo run, tests. `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test test-fast lint format report demo-data clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@bash .ci/system-packages.sh
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the exact pins of requirements.lock (and graphviz)
+
+demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	@echo "done: results are in results/ (report: make report)"
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile
+
+test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
+	$(BIN)/python -m pytest -n $(CORES) -m "not slow"
+
+lint: $(STAMP)  ## ruff, snakefmt and snakemake --lint
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1
+
+format: $(STAMP)  ## format Python and Snakemake files
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+report: $(STAMP)  ## Snakemake's HTML report of the last demo run
+	$(BIN)/snakemake --report results/report.html --cores 1
+
+demo-data: $(STAMP)  ## regenerate the embedded demo data (byte-identical with the same seed)
+	$(BIN)/snakemake simulate_demo --forcerun simulate_demo --cores 1
+
+clean:  ## remove results (not the venv)
+	rm -rf results .snakemake

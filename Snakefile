@@ -1,0 +1,23 @@
+# alliance-pipeline: raw alliance questionnaires -> tidy data -> description, reliability, EFA.
+# This file is the table of contents; the rules live in workflow/rules/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/describe.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,167 @@
+"""The ``alliance`` command line: the same library calls the Snakemake rules make."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from alliance import __version__
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from alliance.simulate import simulate_demo
+
+    truth = simulate_demo(args.data_dir, args.codebook_dir, seed=args.seed)
+    print(f"wrote demo data to {args.data_dir} and codebooks to {args.codebook_dir}")
+    print(f"datasets: {', '.join(sorted(truth.get('datasets', {})))}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from alliance.ingest import ingest_to
+
+    report = ingest_to(args.codebook, args.out, strict=True if args.strict else None)
+    print(
+        f"{report['dataset']}: {report['rows_in']} rows in, {report['rows_kept']} kept, "
+        f"{report['rows_quarantined']} quarantined -> {args.out}"
+    )
+    for reason, n in report["reasons"].items():
+        print(f"  {reason}: {n} rows")
+    for warning in report["warnings"]:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from alliance.pipeline import score_dataset
+
+    summary = score_dataset(args.ingested, args.out, min_answered_share=args.min_answered_share)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from alliance.pipeline import describe_dataset_dir
+
+    describe_dataset_dir(
+        args.ingested,
+        args.out,
+        session=args.session,
+        rater=args.rater,
+        n_iter=args.parallel_iterations,
+        seed=args.seed,
+    )
+    print(f"wrote descriptions to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand and option documented."""
+    parser = argparse.ArgumentParser(
+        prog="alliance",
+        description=(
+            "Therapeutic-alliance research pipeline: each subcommand runs one stage on its own. "
+            "`snakemake` runs them all."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"alliance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "simulate",
+        help="regenerate the embedded demo data and its codebooks",
+        description=(
+            "Write the simulated multi-site demo data (CSV, SPSS .sav, Excel, published effects), "
+            "one codebook per site and truth.json with the generating parameters. The same seed "
+            "gives byte-identical files."
+        ),
+    )
+    p.add_argument("--data-dir", default="data/demo", help="folder for the data files (default: %(default)s)")
+    p.add_argument(
+        "--codebook-dir", default="config/codebooks", help="folder for the codebooks (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "ingest",
+        help="apply a codebook to a raw export",
+        description=(
+            "Read the export a codebook names, validate every value against the codebook and its "
+            "instrument, and write tidy Parquet tables, quarantine.csv (each rejected row with its "
+            "row number, column, value and reason) and ingest_report.json (rows in = kept + "
+            "quarantined)."
+        ),
+    )
+    p.add_argument("codebook", help="the dataset's codebook YAML")
+    p.add_argument("--out", required=True, help="output folder, e.g. results/site_a/ingest")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with an error at the first row that would be quarantined",
+    )
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser(
+        "score",
+        help="subscale and total scores of an ingested dataset",
+        description=(
+            "Score every patient x session x rater: subscale and total means and prorated sums, "
+            "missing when too few items are answered."
+        ),
+    )
+    p.add_argument("ingested", help="the ingest output folder (holds items.parquet and ingest_report.json)")
+    p.add_argument("--out", required=True, help="output folder, e.g. results/site_a/scores")
+    p.add_argument(
+        "--min-answered-share",
+        type=float,
+        default=0.75,
+        help="share of a subscale's items that must be answered for a score (default: %(default)s)",
+    )
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "describe",
+        help="item distributions, missingness, reliability, KMO, Bartlett, parallel analysis, EFA",
+        description=(
+            "Describe an ingested dataset: item category shares (ceiling and floor), missingness "
+            "by item and session, item-total correlations, Cronbach's alpha, KMO, Bartlett's test, "
+            "parallel analysis and an exploratory factor solution, with figures."
+        ),
+    )
+    p.add_argument("ingested", help="the ingest output folder")
+    p.add_argument("--out", required=True, help="output folder, e.g. results/site_a/describe")
+    p.add_argument(
+        "--session",
+        type=int,
+        default=3,
+        help="session whose ratings form the one-row-per-patient sample (default: %(default)s)",
+    )
+    p.add_argument("--rater", default="client", help="rater of that sample (default: %(default)s)")
+    p.add_argument(
+        "--parallel-iterations",
+        type=int,
+        default=100,
+        help="random data sets in the parallel analysis (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_cmd_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors in the input are printed without a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"alliance {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,63 @@
+"""Load the package's JSON Schemas and validate documents against them with located errors."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class SchemaError(ValueError):
+    """A document (codebook, instrument, config) that does not fit its schema."""
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the schema ``name`` (for example ``"codebook"``) shipped in ``alliance/schemas``."""
+    text = resources.files("alliance").joinpath("schemas", f"{name}.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def validate_document(document: Any, schema_name: str, source: str | Path) -> None:
+    """Validate ``document`` against schema ``schema_name``.
+
+    Parameters
+    ----------
+    document
+        The parsed YAML/JSON document.
+    schema_name
+        Name of a schema in ``alliance/schemas`` without the ``.schema.yaml`` suffix.
+    source
+        The file the document came from, named in the error.
+
+    Raises
+    ------
+    SchemaError
+        Listing every violation with its key path, for example
+        ``codebook.yaml: at 'instruments/0/items': ...``.
+    """
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = []
+        for error in errors:
+            where = "/".join(str(p) for p in error.path) or "(top level)"
+            lines.append(f"  at '{where}': {error.message}")
+        raise SchemaError(
+            f"{source}: does not fit the {schema_name} schema:\n" + "\n".join(lines)
+        )
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file, naming the file in any parse error."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise SchemaError(f"{path}: is not valid YAML: {exc}") from None

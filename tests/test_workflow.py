@@ -1,0 +1,167 @@
+"""End-to-end: the Snakemake workflow on a small project in a temporary folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    return subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+
+
+def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A config with one long CSV dataset (60 patients, 3 sessions, 3-factor items) and effects."""
+    (tmp_path / "config" / "codebooks").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    loadings = np.array([0.8] * 12)
+    factor_of = [0, 0, 2, 1, 2, 1, 2, 1, 2, 0, 1, 0]  # task, goal, bond per item (WAI-SR key)
+    corr = np.array([[1, 0.9, 0.7], [0.9, 1, 0.7], [0.7, 0.7, 1]])
+    rows = []
+    for p in range(60):
+        eta = rng.multivariate_normal(np.zeros(3), corr)
+        for s in (1, 2, 3):
+            latent = loadings * eta[factor_of] + rng.normal(0, 0.6, 12)
+            answers = np.clip(np.round(3 + latent), 1, 5).astype(int)
+            row = {"pid": f"p{p}", "tid": f"t{p % 6}", "session": s, "site": "X"}
+            row |= {f"item{k + 1}": int(a) for k, a in enumerate(answers)}
+            row["phq"] = int(rng.integers(0, 28))
+            rows.append(row)
+    frame = pd.DataFrame(rows).astype(object)
+    frame.loc[4, "item2"] = 6  # planted: out of range
+    frame.loc[7, "item9"] = -99  # planted: missing code
+    frame.to_csv(tmp_path / "data" / "clinic.csv", index=False)
+    pd.DataFrame({"study": ["a", "b", "c"], "r": [0.2, 0.3, 0.25], "n": [50, 80, 120]}).to_csv(
+        tmp_path / "data" / "published.csv", index=False
+    )
+    codebooks = {
+        "clinic": {
+            "dataset": "clinic",
+            "file": "../../data/clinic.csv",
+            "format": "csv",
+            "ids": {"patient": "pid", "therapist": "tid", "session": "session"},
+            "groups": ["site"],
+            "instrument": "wai_sr",
+            "items": {"pattern": "item{number}"},
+            "missing_codes": [-99],
+            "outcomes": [{"measure": "phq9", "column": "phq", "min": 0, "max": 27}],
+        },
+        "published": {
+            "dataset": "published",
+            "kind": "effects",
+            "file": "../../data/published.csv",
+            "format": "csv",
+            "effects": {"study": "study", "r": "r", "n": "n"},
+        },
+    }
+    for name, doc in codebooks.items():
+        (tmp_path / "config" / "codebooks" / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    config = {
+        "datasets": {n: {"codebook": f"config/codebooks/{n}.yaml"} for n in codebooks},
+        "seed": 7,
+        "describe": {"session": 2, "rater": "client", "parallel_iterations": 20},
+    }
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(tmp_path, rng):
+    project = small_project(tmp_path, rng)
+    result = run_snakemake(project, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = project / "results"
+
+    report = json.loads((out / "clinic" / "ingest" / "ingest_report.json").read_text())
+    assert (report["rows_in"], report["rows_kept"], report["rows_quarantined"]) == (180, 179, 1)
+    assert report["missing_codes_seen"] == {"-99": 1}
+    quarantine = pd.read_csv(out / "clinic" / "ingest" / "quarantine.csv")
+    assert quarantine[["row", "column", "reason"]].values.tolist() == [[5, "item2", "out_of_range"]]
+
+    raw = pd.read_csv(project / "data" / "clinic.csv")
+    scores = pd.read_parquet(out / "clinic" / "scores" / "scores.parquet")
+    first = scores[(scores["patient_id"] == "p0") & (scores["session"] == 1)].iloc[0]
+    bond = raw.loc[0, ["item3", "item5", "item7", "item9"]].astype(float).mean()
+    assert first["bond_mean"] == pytest.approx(bond, abs=1e-12)
+
+    summary = json.loads((out / "clinic" / "describe" / "summary.json").read_text())
+    text = json.dumps(summary)
+    assert "60" in text  # one row per patient at session 2
+    reliability = pd.read_csv(out / "clinic" / "describe" / "reliability.csv")
+    assert len(reliability) >= 3
+    for fig in ("item_responses", "missingness"):
+        for ext in ("png", "pdf"):
+            path = out / "clinic" / "figures" / f"{fig}.{ext}"
+            assert path.stat().st_size > 1000
+    assert (out / "clinic" / "figures" / "item_responses.png").read_bytes()[:4] == b"\x89PNG"
+    assert pd.read_parquet(out / "published" / "ingest" / "effects.parquet")["n"].tolist() == [
+        50,
+        80,
+        120,
+    ]
+    for rule in ("ingest", "score", "describe"):
+        assert (out / "clinic" / "benchmarks" / f"{rule}.tsv").is_file()
+
+    # a second run has nothing to do
+    again = run_snakemake(project, "--cores", "2", "--dry-run")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_invalid_config_is_named(tmp_path, rng):
+    project = small_project(tmp_path, rng)
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["describe"]["session"] = 0
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(project, "--cores", "1", "--dry-run")
+    assert result.returncode != 0
+    assert "session" in result.stderr
+    assert "minimum" in result.stderr
+
+
+def test_demo_dag_dry_run_and_lint():
+    result = run_snakemake(ROOT, "--cores", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("site_a", "site_b", "site_c", "published"):
+        assert f"results/{name}/ingest/ingest_report.json" in result.stdout
+    lint = run_snakemake(ROOT, "--lint", "--cores", "1")
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    result = run_snakemake(
+        ROOT, "--workflow-profile", str(ROOT / "workflow/profiles/slurm"), "--dry-run"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ingest_items" in result.stdout
+
+
+def test_formatting_is_clean():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    files = [str(ROOT / "Snakefile"), str(ROOT / "workflow" / "rules")]
+    check = subprocess.run([snakefmt, "--check", *files], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    for args in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [ruff, *args, "src", "tests", "scripts"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stdout[-3000:]

@@ -1,0 +1,87 @@
+# Shared set-up: config validation, dataset lookup and the input functions of every rule.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# The library in src/ is importable here and in every job (also in conda environments that
+# Snakemake builds with --sdm conda, which do not install the project itself).
+SRC = str(Path(workflow.basedir, "src").resolve())
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from alliance.codebook import load_codebook
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+ENV = "../../environment.yml"
+DATASETS = dict(config["datasets"])
+CODEBOOKS = {name: load_codebook(spec["codebook"]) for name, spec in DATASETS.items()}
+for _name, _codebook in CODEBOOKS.items():
+    if _codebook.dataset != _name:
+        raise ValueError(
+            f"config/config.yaml: dataset {_name!r} points at {_codebook.path}, whose 'dataset' "
+            f"is {_codebook.dataset!r}; use the same name in both"
+        )
+ITEM_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "items")
+EFFECT_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "effects")
+
+
+def _alternation(names):
+    return "|".join(names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    item_dataset=_alternation(ITEM_DATASETS),
+    effect_dataset=_alternation(EFFECT_DATASETS),
+
+
+def codebook_path(wildcards):
+    """The codebook of the rule's dataset."""
+    name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
+    return DATASETS[name]["codebook"]
+
+
+def raw_file(wildcards):
+    """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest)."""
+    name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
+    return str(Path(os.path.relpath(CODEBOOKS[name].file, Path.cwd())))
+
+
+def ingest_outputs(name):
+    """Every file the ingest of dataset ``name`` writes."""
+    base = f"results/{name}/ingest"
+    tables = ["effects.parquet"] if name in EFFECT_DATASETS else [
+        "items.parquet",
+        "outcomes.parquet",
+        "patients.parquet",
+    ]
+    return [f"{base}/{t}" for t in tables] + [
+        f"{base}/quarantine.csv",
+        f"{base}/ingest_report.json",
+    ]
+
+
+def describe_outputs(name):
+    """Score, description and figure files of an items dataset."""
+    return [
+        f"results/{name}/scores/scores.parquet",
+        f"results/{name}/describe/summary.json",
+        f"results/{name}/figures/item_responses.png",
+        f"results/{name}/figures/missingness.png",
+    ]
+
+
+def all_outputs():
+    """What `snakemake` (rule all) builds: every stage for every dataset in config."""
+    out = []
+    for name in ITEM_DATASETS:
+        out += ingest_outputs(name) + describe_outputs(name)
+    for name in EFFECT_DATASETS:
+        out += ingest_outputs(name)
+    return out

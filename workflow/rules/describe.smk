@@ -1,0 +1,81 @@
+# Tidy items -> scores; item distributions, missingness, reliability, KMO, Bartlett, parallel
+# analysis and EFA, with figures.
+
+
+rule score:
+    input:
+        items="results/{item_dataset}/ingest/items.parquet",
+        report="results/{item_dataset}/ingest/ingest_report.json",
+    output:
+        scores="results/{item_dataset}/scores/scores.parquet",
+        summary="results/{item_dataset}/scores/summary.json",
+    params:
+        min_answered_share=config["scoring"]["min_answered_share"],
+    log:
+        "results/{item_dataset}/logs/score.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/score.tsv"
+    conda:
+        ENV
+    script:
+        "../../scripts/score.py"
+
+
+rule describe:
+    input:
+        items="results/{item_dataset}/ingest/items.parquet",
+        report="results/{item_dataset}/ingest/ingest_report.json",
+    output:
+        summary="results/{item_dataset}/describe/summary.json",
+        categories=report(
+            "results/{item_dataset}/describe/item_categories.csv",
+            caption="../report/item_categories.rst",
+            category="Data",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "table": "item categories"},
+        ),
+        reliability=report(
+            "results/{item_dataset}/describe/reliability.csv",
+            caption="../report/reliability.rst",
+            category="Measurement",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "table": "reliability"},
+        ),
+        item_total="results/{item_dataset}/describe/item_total.csv",
+        missingness="results/{item_dataset}/describe/missingness.csv",
+        efa_loadings=report(
+            "results/{item_dataset}/describe/efa_loadings.csv",
+            caption="../report/efa_loadings.rst",
+            category="Measurement",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "table": "EFA loadings"},
+        ),
+        item_figure=report(
+            "results/{item_dataset}/figures/item_responses.png",
+            caption="../report/item_responses.rst",
+            category="Data",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "figure": "item responses"},
+        ),
+        item_figure_pdf="results/{item_dataset}/figures/item_responses.pdf",
+        missing_figure=report(
+            "results/{item_dataset}/figures/missingness.png",
+            caption="../report/missingness.rst",
+            category="Data",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "figure": "missingness"},
+        ),
+        missing_figure_pdf="results/{item_dataset}/figures/missingness.pdf",
+    params:
+        session=config["describe"]["session"],
+        rater=config["describe"]["rater"],
+        parallel_iterations=config["describe"]["parallel_iterations"],
+        seed=config["seed"],
+    log:
+        "results/{item_dataset}/logs/describe.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/describe.tsv"
+    conda:
+        ENV
+    script:
+        "../../scripts/describe.py"
