@@ -12,12 +12,19 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    item_dataset=alternation(ITEM_DATASETS),
+    effect_dataset=alternation(EFFECT_DATASETS),
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/describe.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

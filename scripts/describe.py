@@ -7,7 +7,7 @@ from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
 describe_dataset_dir(
-    Path(snakemake.input.items).parent,
+    Path(snakemake.input.item_table).parent,
     Path(snakemake.output.summary).parent,
     figures_dir=Path(snakemake.output.item_figure).parent,
     session=snakemake.params.session,

@@ -7,7 +7,7 @@ from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
 summary = score_dataset(
-    Path(snakemake.input.items).parent,
+    Path(snakemake.input.item_table).parent,
     Path(snakemake.output.scores).parent,
     min_answered_share=snakemake.params.min_answered_share,
 )

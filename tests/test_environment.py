@@ -1,4 +1,4 @@
-"""The three places that pin dependencies agree: pyproject (names), requirements.lock, environment.yml."""
+"""The three places that pin dependencies agree: pyproject, requirements.lock, environment.yml."""
 
 import re
 import tomllib

@@ -339,7 +339,9 @@ def test_effects_table(tmp_path):
 def test_missing_column_names_codebook_key_and_column(tmp_path, rng):
     frame = make_long(rng).drop(columns=["Q7"])
     path = write_case(tmp_path, frame)
-    with pytest.raises(IngestError, match=r"codebook\.yaml: key 'items\.pattern' names column 'Q7'"):
+    with pytest.raises(
+        IngestError, match=r"codebook\.yaml: key 'items\.pattern' names column 'Q7'"
+    ):
         ingest(path)
 
 
@@ -351,7 +353,9 @@ def test_missing_outcome_column(tmp_path, rng):
 
 def test_unknown_instrument(tmp_path, rng):
     path = write_case(tmp_path, make_long(rng), instrument="wai_99")
-    with pytest.raises(CodebookError, match=r"codebook\.yaml: key 'instrument': unknown instrument"):
+    with pytest.raises(
+        CodebookError, match=r"codebook\.yaml: key 'instrument': unknown instrument"
+    ):
         load_codebook(path)
 
 
@@ -426,7 +430,9 @@ def test_classify_matches_codes_numerically():
 CORRUPTIONS = st.sampled_from(["9", "x", "3.5", "", "-99", "0", "-1", "2", None])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     edits=st.lists(
         st.tuples(
@@ -451,8 +457,3 @@ def test_random_corruption_never_loses_a_row(tmp_path_factory, edits, duplicate)
     assert kept_rows.isdisjoint(quarantined)
     assert kept_rows | quarantined == set(range(1, len(frame) + 1))
     assert sum(result.report["reasons"].values()) >= result.report["rows_quarantined"]
-
-
-@pytest.fixture
-def rng():  # TEMP until conftest lands
-    return np.random.default_rng(20261125)

@@ -8,7 +8,9 @@ from alliance.schemas import SchemaError
 def test_wai_sr_key_matches_hatcher_gillaspy_2006():
     # Hatcher & Gillaspy (2006), Table 1: Task 1, 2, 10, 12; Goal 4, 6, 8, 11; Bond 3, 5, 7, 9.
     wai = load_instrument("wai_sr")
-    as_numbers = {f: sorted(int(i.split("_")[1]) for i in items) for f, items in wai.factors.items()}
+    as_numbers = {
+        f: sorted(int(i.split("_")[1]) for i in items) for f, items in wai.factors.items()
+    }
     assert as_numbers == {"task": [1, 2, 10, 12], "goal": [4, 6, 8, 11], "bond": [3, 5, 7, 9]}
     assert wai.categories == (1, 2, 3, 4, 5)
     assert wai.labels[1] == "Seldom"

@@ -1,3 +1,3 @@
-"""alliance: therapeutic-alliance research pipeline (ingest, measurement, outcome models, pooling)."""
+"""alliance: therapeutic-alliance research pipeline, from raw items to pooled results."""
 
 __version__ = "0.1.0"

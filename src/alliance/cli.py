@@ -78,9 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
             "gives byte-identical files."
         ),
     )
-    p.add_argument("--data-dir", default="data/demo", help="folder for the data files (default: %(default)s)")
     p.add_argument(
-        "--codebook-dir", default="config/codebooks", help="folder for the codebooks (default: %(default)s)"
+        "--data-dir", default="data/demo", help="folder for the data files (default: %(default)s)"
+    )
+    p.add_argument(
+        "--codebook-dir",
+        default="config/codebooks",
+        help="folder for the codebooks (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.set_defaults(func=_cmd_simulate)
@@ -112,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
             "missing when too few items are answered."
         ),
     )
-    p.add_argument("ingested", help="the ingest output folder (holds items.parquet and ingest_report.json)")
+    p.add_argument(
+        "ingested", help="the ingest output folder (holds items.parquet and ingest_report.json)"
+    )
     p.add_argument("--out", required=True, help="output folder, e.g. results/site_a/scores")
     p.add_argument(
         "--min-answered-share",
@@ -164,4 +170,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -144,7 +144,9 @@ def load_codebook(path: str | Path) -> Codebook:
     if not file.is_absolute():
         file = (path.parent / file).resolve()
     if not file.is_file():
-        raise CodebookError(f"{path}: key 'file' names {doc['file']!r}, which does not exist ({file})")
+        raise CodebookError(
+            f"{path}: key 'file' names {doc['file']!r}, which does not exist ({file})"
+        )
     instrument = None
     templates: dict[str, str] = {}
     if kind == "items":

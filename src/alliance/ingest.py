@@ -98,7 +98,13 @@ def read_raw(codebook: Codebook) -> tuple[pd.DataFrame, list[Any]]:
                     if bounds["lo"] == bounds["hi"]:
                         declared.append(bounds["lo"])
         elif fmt == "xlsx":
-            frame = pd.read_excel(path, sheet_name=opts.get("sheet", 0), dtype=object)
+            frame = pd.read_excel(
+                path,
+                sheet_name=opts.get("sheet", 0),
+                dtype=object,
+                keep_default_na=False,
+                na_values=[],
+            )
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # pragma: no cover - the schema allows only the formats above
@@ -234,8 +240,15 @@ class ProblemLog:
     def __init__(self) -> None:
         self.frames: list[pd.DataFrame] = []
 
-    def add(self, mask: pd.Series, rows: pd.Series, column: str, values: pd.Series,
-            reason: str, detail: str) -> None:
+    def add(
+        self,
+        mask: pd.Series,
+        rows: pd.Series,
+        column: str,
+        values: pd.Series,
+        reason: str,
+        detail: str,
+    ) -> None:
         """Record a problem for every row where ``mask`` is true."""
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
@@ -291,15 +304,27 @@ def _item_cells(
     inst = codebook.instrument
     cells = classify(raw, codebook.missing_codes, codebook.read.get("decimal", "."))
     _count_codes(acc.codes, cells)
-    acc.problems.add(cells.non_numeric, rows, column, raw, "non_numeric",
-                     f"not a number; the scale is {inst.scale_min}-{inst.scale_max}")
+    acc.problems.add(
+        cells.non_numeric,
+        rows,
+        column,
+        raw,
+        "non_numeric",
+        f"not a number; the scale is {inst.scale_min}-{inst.scale_max}",
+    )
     value = cells.value
     present = value.notna()
     if codebook.recode_map is not None:
         mapped = value.map(codebook.recode_map)
         unmapped = present & mapped.isna()
-        acc.problems.add(unmapped, rows, column, raw, "out_of_range",
-                         f"not among the raw values of recode.map {sorted(codebook.recode_map)}")
+        acc.problems.add(
+            unmapped,
+            rows,
+            column,
+            raw,
+            "out_of_range",
+            f"not among the raw values of recode.map {sorted(codebook.recode_map)}",
+        )
         value = mapped.astype(float)
         acc.recoded += int((present & ~unmapped & (value != cells.value)).sum())
         present = present & ~unmapped
@@ -309,10 +334,22 @@ def _item_cells(
     out_range = present & ((value < inst.scale_min) | (value > inst.scale_max))
     off_scale = present & ~out_range & (value != np.round(value))
     shown = f" after recoding (shift {codebook.recode_shift})" if codebook.recode_shift else ""
-    acc.problems.add(out_range, rows, column, raw, "out_of_range",
-                     f"outside the scale {inst.scale_min}-{inst.scale_max}{shown}")
-    acc.problems.add(off_scale, rows, column, raw, "not_on_scale",
-                     f"between the categories of the scale {inst.scale_min}-{inst.scale_max}")
+    acc.problems.add(
+        out_range,
+        rows,
+        column,
+        raw,
+        "out_of_range",
+        f"outside the scale {inst.scale_min}-{inst.scale_max}{shown}",
+    )
+    acc.problems.add(
+        off_scale,
+        rows,
+        column,
+        raw,
+        "not_on_scale",
+        f"between the categories of the scale {inst.scale_min}-{inst.scale_max}",
+    )
     return value.where(present & ~out_range & ~off_scale)
 
 
@@ -323,15 +360,22 @@ def _outcome_cells(
     cells = classify(raw, codebook.missing_codes, codebook.read.get("decimal", "."))
     _count_codes(acc.codes, cells)
     span = f"{outcome.measure} range {outcome.min:g}-{outcome.max:g}"
-    acc.problems.add(cells.non_numeric, rows, column, raw, "outcome_non_numeric",
-                     f"not a number; {span}")
+    acc.problems.add(
+        cells.non_numeric, rows, column, raw, "outcome_non_numeric", f"not a number; {span}"
+    )
     value = cells.value
     bad = value.notna() & ((value < outcome.min) | (value > outcome.max))
     acc.problems.add(bad, rows, column, raw, "outcome_out_of_range", f"outside the {span}")
     if outcome.integer:
         frac = value.notna() & ~bad & (value != np.round(value))
-        acc.problems.add(frac, rows, column, raw, "outcome_out_of_range",
-                         f"not a whole number; {span} in whole points")
+        acc.problems.add(
+            frac,
+            rows,
+            column,
+            raw,
+            "outcome_out_of_range",
+            f"not a whole number; {span} in whole points",
+        )
         bad = bad | frac
     return value.where(~bad)
 
@@ -341,13 +385,20 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
     ids = pd.DataFrame(index=frame.index)
     patient_col = codebook.ids["patient"]
     ids["patient_id"] = _as_id(frame[patient_col])
-    acc.problems.add(ids["patient_id"].isna(), rows, patient_col, frame[patient_col],
-                     "missing_id", "patient ID is empty")
+    acc.problems.add(
+        ids["patient_id"].isna(),
+        rows,
+        patient_col,
+        frame[patient_col],
+        "missing_id",
+        "patient ID is empty",
+    )
     if "therapist" in codebook.ids:
         col = codebook.ids["therapist"]
         ids["therapist_id"] = _as_id(frame[col])
-        acc.problems.add(ids["therapist_id"].isna(), rows, col, frame[col], "missing_id",
-                         "therapist ID is empty")
+        acc.problems.add(
+            ids["therapist_id"].isna(), rows, col, frame[col], "missing_id", "therapist ID is empty"
+        )
     else:
         ids["therapist_id"] = pd.Series(pd.NA, index=frame.index, dtype="string")
     if "rater" in codebook.ids:
@@ -356,8 +407,9 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
         mapped = text.map(lambda v: codebook.rater_values.get(v, v) if pd.notna(v) else v)
         bad = ~mapped.isin(RATERS).fillna(False).astype(bool)
         allowed = sorted(codebook.rater_values) or list(RATERS)
-        acc.problems.add(bad, rows, col, frame[col], "invalid_rater",
-                         f"rater must be one of {allowed}")
+        acc.problems.add(
+            bad, rows, col, frame[col], "invalid_rater", f"rater must be one of {allowed}"
+        )
         ids["rater"] = mapped.where(~bad).astype("string")
     else:
         ids["rater"] = pd.Series(codebook.rater, index=frame.index, dtype="string")
@@ -365,8 +417,9 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
         col = codebook.ids["session"]
         number = pd.to_numeric(_as_id(frame[col]), errors="coerce")
         bad = number.isna() | (number < 1) | (number != np.round(number))
-        acc.problems.add(bad, rows, col, frame[col], "invalid_session",
-                         "session must be a positive whole number")
+        acc.problems.add(
+            bad, rows, col, frame[col], "invalid_session", "session must be a positive whole number"
+        )
         ids["session"] = number.where(~bad).astype("Int64")
     for col in codebook.groups:
         ids[col] = _as_id(frame[col])
@@ -383,15 +436,29 @@ def _covariates(
             _count_codes(acc.codes, cells)
             out[cov.name] = _as_id(frame[cov.column]).mask(cells.code.notna(), pd.NA)
             continue
-        cells = classify(frame[cov.column], codebook.missing_codes, codebook.read.get("decimal", "."))
+        cells = classify(
+            frame[cov.column], codebook.missing_codes, codebook.read.get("decimal", ".")
+        )
         _count_codes(acc.codes, cells)
-        acc.problems.add(cells.non_numeric, rows, cov.column, frame[cov.column],
-                         "covariate_invalid", f"covariate {cov.name} is not a number")
+        acc.problems.add(
+            cells.non_numeric,
+            rows,
+            cov.column,
+            frame[cov.column],
+            "covariate_invalid",
+            f"covariate {cov.name} is not a number",
+        )
         lo = -np.inf if cov.min is None else cov.min
         hi = np.inf if cov.max is None else cov.max
         bad = cells.value.notna() & ((cells.value < lo) | (cells.value > hi))
-        acc.problems.add(bad, rows, cov.column, frame[cov.column], "covariate_invalid",
-                         f"covariate {cov.name} outside {lo:g}-{hi:g}")
+        acc.problems.add(
+            bad,
+            rows,
+            cov.column,
+            frame[cov.column],
+            "covariate_invalid",
+            f"covariate {cov.name} outside {lo:g}-{hi:g}",
+        )
         out[cov.name] = cells.value.where(~bad)
     return out
 
@@ -489,8 +556,11 @@ def _duplicates(
     repeated = dups[~conflict]
     repeated = repeated[repeated.duplicated(key, keep="first")]
     for part, reason, detail in (
-        (conflicting, "duplicate_key_conflict",
-         f"several rows share this {label} with different values; all are quarantined"),
+        (
+            conflicting,
+            "duplicate_key_conflict",
+            f"several rows share this {label} with different values; all are quarantined",
+        ),
         (repeated, "duplicate_row", f"an exact repeat of an earlier row with this {label}"),
     ):
         if len(part):
@@ -502,8 +572,13 @@ def _duplicates(
 def _patients(codebook: Codebook, kept: pd.DataFrame, covs: pd.DataFrame, warnings: list[str]):
     """One row per patient; conflicting patient-level values are reported by source row."""
     columns = ["therapist_id", *codebook.groups, *[c.name for c in codebook.covariates]]
-    table = pd.concat([kept[["patient_id", "source_row", "therapist_id", *codebook.groups]],
-                       covs.loc[kept["frame_index"]].set_axis(kept.index)], axis=1)
+    table = pd.concat(
+        [
+            kept[["patient_id", "source_row", "therapist_id", *codebook.groups]],
+            covs.loc[kept["frame_index"]].set_axis(kept.index),
+        ],
+        axis=1,
+    )
     for col in columns:
         n = table.groupby("patient_id")[col].nunique(dropna=True)
         for _patient, _ in n[n > 1].items():
@@ -531,9 +606,12 @@ def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnin
             if (part["timepoint"] == "session").all():
                 outcome_cols[f"__{part['measure'].iloc[0]}"] = part["value"]
         extra = pd.DataFrame(outcome_cols, index=frame.index)
-        cmp_frame = pd.concat([clean, extra.loc[clean["frame_index"]].set_axis(clean.index)], axis=1)
-        _duplicates(cmp_frame, ["patient_id", "session", "rater"], compare + list(extra.columns),
-                    rows, acc)
+        cmp_frame = pd.concat(
+            [clean, extra.loc[clean["frame_index"]].set_axis(clean.index)], axis=1
+        )
+        _duplicates(
+            cmp_frame, ["patient_id", "session", "rater"], compare + list(extra.columns), rows, acc
+        )
     else:
         first_rows = clean.drop_duplicates("source_row")
         wide_cmp = frame.loc[first_rows["frame_index"]].astype("string").set_axis(first_rows.index)
@@ -547,15 +625,20 @@ def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnin
     if outcomes is not None:
         outcomes["source_row"] = rows.loc[outcomes["frame_index"]].to_numpy()
         outcomes = outcomes[~outcomes["source_row"].isin(flagged) & outcomes["value"].notna()]
-        outcomes["patient_id"] = kept.drop_duplicates("frame_index").set_index("frame_index")[
-            "patient_id"
-        ].reindex(outcomes["frame_index"]).to_numpy()
+        outcomes["patient_id"] = (
+            kept.drop_duplicates("frame_index")
+            .set_index("frame_index")["patient_id"]
+            .reindex(outcomes["frame_index"])
+            .to_numpy()
+        )
         outcomes = outcomes[outcomes["patient_id"].notna()]
         key = ["patient_id", "session", "timepoint", "measure"]
         n_values = outcomes.groupby(key, dropna=False)["value"].nunique()
         for k in n_values[n_values > 1].index:
-            sel = (outcomes[key].astype("string").fillna("<NA>")
-                   == pd.Series(k, index=key).astype("string").fillna("<NA>")).all(axis=1)
+            sel = (
+                outcomes[key].astype("string").fillna("<NA>")
+                == pd.Series(k, index=key).astype("string").fillna("<NA>")
+            ).all(axis=1)
             srows = sorted(map(int, outcomes.loc[sel, "source_row"]))[:5]
             warnings.append(
                 f"outcome {k[3]!r} ({k[2]} {k[1]}) differs between rows {srows} of the same "
@@ -563,15 +646,32 @@ def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnin
             )
         outcomes = outcomes.sort_values(["source_row"], kind="stable").drop_duplicates(key)
         outcomes = outcomes.sort_values(["patient_id", "measure", "timepoint", "session"])
-        outcomes = outcomes[["patient_id", "session", "timepoint", "measure", "value", "source_row"]]
-        outcomes = outcomes.astype({"session": "Int64", "value": "Float64", "source_row": "Int64",
-                                    "patient_id": "string", "timepoint": "string",
-                                    "measure": "string"})
+        outcomes = outcomes[
+            ["patient_id", "session", "timepoint", "measure", "value", "source_row"]
+        ]
+        outcomes = outcomes.astype(
+            {
+                "session": "Int64",
+                "value": "Float64",
+                "source_row": "Int64",
+                "patient_id": "string",
+                "timepoint": "string",
+                "measure": "string",
+            }
+        )
     else:
         outcomes = pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in [("patient_id", "string"), ("session", "Int64"),
-                                                ("timepoint", "string"), ("measure", "string"),
-                                                ("value", "Float64"), ("source_row", "Int64")]}
+            {
+                c: pd.Series(dtype=t)
+                for c, t in [
+                    ("patient_id", "string"),
+                    ("session", "Int64"),
+                    ("timepoint", "string"),
+                    ("measure", "string"),
+                    ("value", "Float64"),
+                    ("source_row", "Int64"),
+                ]
+            }
         )
     patients = _patients(codebook, kept, covs, warnings)
     tidy = kept[[*ID_COLUMNS, *codebook.groups, "source_row", *items]].reset_index(drop=True)
@@ -586,16 +686,34 @@ def _ingest_effects(codebook: Codebook, frame: pd.DataFrame, acc: _Columns):
     rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index, dtype="int64")
     spec = codebook.effects
     study = _as_id(frame[spec["study"]])
-    acc.problems.add(study.isna(), rows, spec["study"], frame[spec["study"]], "missing_study",
-                     "study label is empty")
+    acc.problems.add(
+        study.isna(),
+        rows,
+        spec["study"],
+        frame[spec["study"]],
+        "missing_study",
+        "study label is empty",
+    )
     r = classify(frame[spec["r"]], codebook.missing_codes, codebook.read.get("decimal", "."))
     bad_r = r.value.isna() | (r.value <= -1) | (r.value >= 1)
-    acc.problems.add(bad_r, rows, spec["r"], frame[spec["r"]], "invalid_r",
-                     "a correlation strictly between -1 and 1 is needed")
+    acc.problems.add(
+        bad_r,
+        rows,
+        spec["r"],
+        frame[spec["r"]],
+        "invalid_r",
+        "a correlation strictly between -1 and 1 is needed",
+    )
     n = classify(frame[spec["n"]], codebook.missing_codes, codebook.read.get("decimal", "."))
     bad_n = n.value.isna() | (n.value < 4) | (n.value != np.round(n.value))
-    acc.problems.add(bad_n, rows, spec["n"], frame[spec["n"]], "invalid_n",
-                     "sample size must be a whole number of at least 4 (Fisher z needs n > 3)")
+    acc.problems.add(
+        bad_n,
+        rows,
+        spec["n"],
+        frame[spec["n"]],
+        "invalid_n",
+        "sample size must be a whole number of at least 4 (Fisher z needs n > 3)",
+    )
     table = pd.DataFrame({"study": study, "r": r.value, "n": n.value.where(~bad_n)})
     for col in spec.get("moderators", []):
         table[col] = frame[col]
@@ -660,7 +778,8 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     if strict and len(quarantine):
         first = quarantine.iloc[0]
         raise IngestError(
-            f"{codebook.path}: strict ingest of {codebook.file.name} stopped at row {first['row']}, "
+            f"{codebook.path}: strict ingest of {codebook.file.name} stopped at "
+            f"row {first['row']}, "
             f"column {first['column']!r}, value {first['value']!r}: {first['reason']} "
             f"({first['detail']}); {quarantine['row'].nunique()} rows would be quarantined"
         )
@@ -676,6 +795,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         "format": codebook.format,
         "layout": codebook.layout,
         "instrument": codebook.instrument.name if codebook.instrument else None,
+        "instrument_file": codebook.instrument.path if codebook.instrument else None,
         "rows_in": int(rows_in),
         "rows_kept": int(kept_rows),
         "rows_quarantined": n_quarantined,

@@ -60,7 +60,9 @@ class Instrument:
 def builtin_instruments() -> list[str]:
     """Names of the instruments shipped with the package."""
     folder = resources.files("alliance").joinpath("instruments")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_instrument(name_or_path: str | Path) -> Instrument:

@@ -32,6 +32,8 @@ def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
     root = logging.getLogger()
     root.handlers = [handler, logging.StreamHandler(sys.stderr)]
     root.setLevel(level)
+    for noisy in ("fontTools", "matplotlib", "PIL"):  # font subsetting chatter at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
 

@@ -47,9 +47,7 @@ def validate_document(document: Any, schema_name: str, source: str | Path) -> No
         for error in errors:
             where = "/".join(str(p) for p in error.path) or "(top level)"
             lines.append(f"  at '{where}': {error.message}")
-        raise SchemaError(
-            f"{source}: does not fit the {schema_name} schema:\n" + "\n".join(lines)
-        )
+        raise SchemaError(f"{source}: does not fit the {schema_name} schema:\n" + "\n".join(lines))
 
 
 def read_yaml(path: str | Path) -> Any:

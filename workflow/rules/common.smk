@@ -5,17 +5,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The library in src/ is importable here and in every job (also in conda environments that
-# Snakemake builds with --sdm conda, which do not install the project itself).
+# The library in src/ is importable here even before `pip install -e .` (the jobs use the installed
+# package: .venv, or the conda environment with environment.post-deploy.sh).
 SRC = str(Path(workflow.basedir, "src").resolve())
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
-)
 
 from alliance.codebook import load_codebook
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -32,13 +28,9 @@ ITEM_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "items")
 EFFECT_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "effects")
 
 
-def _alternation(names):
+def alternation(names):
+    """A regular expression matching exactly the given dataset names."""
     return "|".join(names) if names else "(?!x)x"
-
-
-wildcard_constraints:
-    item_dataset=_alternation(ITEM_DATASETS),
-    effect_dataset=_alternation(EFFECT_DATASETS),
 
 
 def codebook_path(wildcards):
@@ -56,11 +48,15 @@ def raw_file(wildcards):
 def ingest_outputs(name):
     """Every file the ingest of dataset ``name`` writes."""
     base = f"results/{name}/ingest"
-    tables = ["effects.parquet"] if name in EFFECT_DATASETS else [
-        "items.parquet",
-        "outcomes.parquet",
-        "patients.parquet",
-    ]
+    tables = (
+        ["effects.parquet"]
+        if name in EFFECT_DATASETS
+        else [
+            "items.parquet",
+            "outcomes.parquet",
+            "patients.parquet",
+        ]
+    )
     return [f"{base}/{t}" for t in tables] + [
         f"{base}/quarantine.csv",
         f"{base}/ingest_report.json",
@@ -78,10 +74,20 @@ def describe_outputs(name):
 
 
 def all_outputs():
-    """What `snakemake` (rule all) builds: every stage for every dataset in config."""
+    """Targets of the default run, every stage for every dataset in config."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     return out
+
+
+def output_folder(wildcards, output):
+    """The folder of a rule's first output (a path prefix derived from the output)."""
+    return str(Path(output[0]).parent)
+
+
+def codebook_folder(wildcards, output):
+    """The folder the simulate rule writes its codebooks to."""
+    return str(Path(output.codebooks[0]).parent)

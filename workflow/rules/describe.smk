@@ -4,26 +4,26 @@
 
 rule score:
     input:
-        items="results/{item_dataset}/ingest/items.parquet",
+        item_table="results/{item_dataset}/ingest/items.parquet",
         report="results/{item_dataset}/ingest/ingest_report.json",
     output:
         scores="results/{item_dataset}/scores/scores.parquet",
         summary="results/{item_dataset}/scores/summary.json",
-    params:
-        min_answered_share=config["scoring"]["min_answered_share"],
     log:
         "results/{item_dataset}/logs/score.log",
     benchmark:
         "results/{item_dataset}/benchmarks/score.tsv"
     conda:
         ENV
+    params:
+        min_answered_share=config["scoring"]["min_answered_share"],
     script:
         "../../scripts/score.py"
 
 
 rule describe:
     input:
-        items="results/{item_dataset}/ingest/items.parquet",
+        item_table="results/{item_dataset}/ingest/items.parquet",
         report="results/{item_dataset}/ingest/ingest_report.json",
     output:
         summary="results/{item_dataset}/describe/summary.json",
@@ -66,16 +66,16 @@ rule describe:
             labels={"dataset": "{item_dataset}", "figure": "missingness"},
         ),
         missing_figure_pdf="results/{item_dataset}/figures/missingness.pdf",
-    params:
-        session=config["describe"]["session"],
-        rater=config["describe"]["rater"],
-        parallel_iterations=config["describe"]["parallel_iterations"],
-        seed=config["seed"],
     log:
         "results/{item_dataset}/logs/describe.log",
     benchmark:
         "results/{item_dataset}/benchmarks/describe.tsv"
     conda:
         ENV
+    params:
+        session=config["describe"]["session"],
+        rater=config["describe"]["rater"],
+        parallel_iterations=config["describe"]["parallel_iterations"],
+        seed=config["seed"],
     script:
         "../../scripts/describe.py"

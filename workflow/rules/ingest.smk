@@ -6,7 +6,7 @@ rule ingest_items:
         codebook=codebook_path,
         raw=raw_file,
     output:
-        items="results/{item_dataset}/ingest/items.parquet",
+        item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         patients="results/{item_dataset}/ingest/patients.parquet",
         quarantine=report(

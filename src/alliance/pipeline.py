@@ -1,0 +1,129 @@
+"""Run one stage on one ingested dataset folder, as the CLI and the Snakemake scripts do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alliance.instruments import Instrument, load_instrument
+
+
+def read_ingested(ingest_dir: str | Path) -> tuple[pd.DataFrame, Instrument, dict[str, Any]]:
+    """The tidy items table, its instrument and the ingest report of an ingest output folder.
+
+    Raises
+    ------
+    ValueError
+        If the folder holds no ingest output or the dataset is a published-effects table.
+    """
+    folder = Path(ingest_dir)
+    report_path = folder / "ingest_report.json"
+    if not report_path.is_file():
+        raise ValueError(f"{folder}: no ingest_report.json; run `alliance ingest` first")
+    report = json.loads(report_path.read_text())
+    if report.get("kind") != "items":
+        raise ValueError(
+            f"{folder}: dataset kind is {report.get('kind')!r}; only item data are scored"
+        )
+    source = report.get("instrument_file")
+    instrument = load_instrument(
+        source if source and Path(source).is_file() else report["instrument"]
+    )
+    items = pd.read_parquet(folder / "items.parquet")
+    return items, instrument, report
+
+
+def score_dataset(
+    ingest_dir: str | Path, out_dir: str | Path, min_answered_share: float = 0.75
+) -> dict[str, Any]:
+    """Score an ingested dataset and write ``scores.parquet`` and ``summary.json`` to ``out_dir``.
+
+    Returns
+    -------
+    dict
+        The summary: rows scored, and per score the number of non-missing values, mean and SD.
+    """
+    from alliance.scoring import score_items
+
+    items, instrument, report = read_ingested(ingest_dir)
+    scores = score_items(items, instrument, min_answered_share=min_answered_share)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out / "scores.parquet", index=False)
+    summary: dict[str, Any] = {
+        "dataset": report["dataset"],
+        "instrument": instrument.name,
+        "rows": int(len(scores)),
+        "min_answered_share": min_answered_share,
+        "scores": {},
+    }
+    for column in [c for c in scores.columns if c.endswith("_mean")]:
+        values = scores[column].astype(float)
+        summary["scores"][column.removesuffix("_mean")] = {
+            "n": int(values.notna().sum()),
+            "missing": int(values.isna().sum()),
+            "mean": float(values.mean()) if values.notna().any() else None,
+            "sd": float(values.std()) if values.notna().sum() > 1 else None,
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def describe_dataset_dir(
+    ingest_dir: str | Path,
+    out_dir: str | Path,
+    figures_dir: str | Path | None = None,
+    session: int | None = 3,
+    rater: str = "client",
+    n_iter: int = 100,
+    seed: int = 20261125,
+) -> dict[str, Any]:
+    """Describe an ingested dataset and write its tables, ``summary.json`` and figures.
+
+    Item distributions, missingness, item-total correlations and reliability come from
+    :func:`alliance.describe.describe_items`; KMO, Bartlett's test, parallel analysis and the
+    EFA from :func:`alliance.describe.describe_dataset`, both on one row per patient (the
+    ratings of ``rater`` at ``session``).
+
+    Returns
+    -------
+    dict
+        The JSON summary (sample selection, factorability, dimensionality, EFA, reliability).
+    """
+    from alliance.describe import describe_dataset, describe_items
+    from alliance.plots import diverging_item_bars, missingness_plot
+
+    items, instrument, report = read_ingested(ingest_dir)
+    out = Path(out_dir)
+    figures = Path(figures_dir) if figures_dir is not None else out.parent / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    tables = describe_items(items, instrument, session=session, rater=rater)
+    summary = describe_dataset(
+        items, instrument, session=session, rater=rater, n_iter=n_iter, seed=seed
+    )
+    summary["dataset"] = report["dataset"]
+    summary["instrument"] = {"name": instrument.name, "source": instrument.source}
+    summary["sample_items"] = tables["sample"].iloc[0].to_dict()
+    summary["reliability"] = tables["reliability"].reset_index().to_dict(orient="records")
+    tables["proportions"].join(tables["item_stats"]).to_csv(out / "item_categories.csv")
+    tables["item_total"].to_csv(out / "item_total.csv")
+    tables["reliability"].to_csv(out / "reliability.csv")
+    missing = tables["missing_by_session"]
+    missing.to_csv(out / "missingness.csv")
+    efa = summary.get("efa", {})
+    loadings = efa.get("loadings") if isinstance(efa, dict) else None
+    pd.DataFrame.from_dict(loadings or {}, orient="index").to_csv(out / "efa_loadings.csv")
+    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True))
+    diverging_item_bars(tables["proportions"], instrument, figures / "item_responses")
+    missingness_plot(missing, figures / "missingness")
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    from alliance.describe import _jsonable as convert
+
+    return convert(value)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a seeded random generator and a small simulated WAI-SR item table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance.instruments import Instrument, load_instrument
+
+SEED = 20261125
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh generator with the project seed for every test."""
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture
+def wai_sr() -> Instrument:
+    """The built-in WAI-SR (client) key."""
+    return load_instrument("wai_sr")
+
+
+def simulate_items(
+    instrument: Instrument,
+    n_patients: int = 120,
+    n_sessions: int = 3,
+    missing_share: float = 0.03,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """Simulate a tidy items table (docs/data-model.md) for ``instrument``.
+
+    Each factor is a latent normal variable (factor correlations .5) with a patient-level
+    component (variance .7) and a session-level component (.3); every item loads .8 on its
+    factor. Responses are cut at thresholds that push answers towards the top category
+    (a ceiling, as in alliance data), then ``missing_share`` of answers are deleted
+    completely at random. Client rows for every session plus therapist rows at session 1.
+    """
+    gen = np.random.default_rng(seed)
+    factors = list(instrument.factors)
+    m = len(factors)
+    phi = np.full((m, m), 0.5) + 0.5 * np.eye(m)
+    chol = np.linalg.cholesky(phi)
+    k = instrument.n_categories
+    # Thresholds on the latent response scale: the top category holds about 40% of answers.
+    cuts = np.quantile(gen.standard_normal(100_000), np.linspace(0.05, 0.6, k - 1))
+    rows = []
+    trait = gen.standard_normal((n_patients, m)) @ chol.T
+    for rater, sessions in (("client", range(1, n_sessions + 1)), ("therapist", [1])):
+        for s in sessions:
+            state = gen.standard_normal((n_patients, m)) @ chol.T
+            eta = np.sqrt(0.7) * trait + np.sqrt(0.3) * state
+            for p in range(n_patients):
+                row = {
+                    "patient_id": f"P{p + 1:03d}",
+                    "therapist_id": f"T{p % 8 + 1:02d}",
+                    "session": s,
+                    "rater": rater,
+                    "site": "A" if p % 2 == 0 else "B",
+                }
+                for f, factor in enumerate(factors):
+                    for item in instrument.factors[factor]:
+                        latent = 0.8 * eta[p, f] + 0.6 * gen.standard_normal()
+                        row[item] = instrument.scale_min + float(np.searchsorted(cuts, latent))
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    values = table[list(instrument.items)].to_numpy(dtype=float, copy=True)
+    values[gen.random(values.shape) < missing_share] = np.nan
+    out = table[["patient_id", "therapist_id", "session", "rater", "site"]].astype(
+        {"patient_id": "str", "therapist_id": "str", "rater": "str", "site": "str"}
+    )
+    out["session"] = out["session"].astype("Int64")
+    out["source_row"] = pd.array(np.arange(1, len(out) + 1), dtype="Int64")
+    for j, item in enumerate(instrument.items):
+        out[item] = pd.array(values[:, j], dtype="Float64")
+    return out
+
+
+@pytest.fixture
+def items_table(wai_sr: Instrument) -> pd.DataFrame:
+    """A simulated WAI-SR items table: 120 patients x 3 client sessions + 1 therapist session."""
+    return simulate_items(wai_sr)
+
+
+@pytest.fixture
+def holzinger() -> pd.DataFrame:
+    """Holzinger & Swineford (1939), 301 pupils, tests x1..x9 (lavaan's version)."""
+    return pd.read_csv(DATA / "holzinger1939" / "holzinger1939.csv")
+
+
+@pytest.fixture
+def make_items():
+    """The simulator behind ``items_table``, for tests that need other sizes or settings."""
+    return simulate_items
