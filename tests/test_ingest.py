@@ -457,3 +457,24 @@ def test_random_corruption_never_loses_a_row(tmp_path_factory, edits, duplicate)
     assert kept_rows.isdisjoint(quarantined)
     assert kept_rows | quarantined == set(range(1, len(frame) + 1))
     assert sum(result.report["reasons"].values()) >= result.report["rows_quarantined"]
+
+
+def test_group_rename_and_categorical_labels(tmp_path, rng):
+    frame = make_long(rng)
+    frame["SEX"] = [1, 2] * (len(frame) // 2)
+    frame = corrupt(frame, 6, "SEX", 3)
+    path = write_case(
+        tmp_path,
+        frame.rename(columns={"site": "Clinic Site"}),
+        groups=[{"column": "Clinic Site", "name": "site"}],
+        covariates=[
+            {"column": "SEX", "name": "sex", "type": "categorical", "values": {1: "F", 2: "M"}}
+        ],
+    )
+    result = ingest(path)
+    assert_reconciles(result, len(frame))
+    assert result.quarantine[["row", "column", "reason"]].values.tolist() == [
+        [6, "SEX", "covariate_invalid"]
+    ]
+    assert "site" in result.items.columns
+    assert set(result.patients["sex"]) == {"F", "M"}

@@ -37,6 +37,7 @@ class Covariate:
     type: str = "numeric"
     min: float | None = None
     max: float | None = None
+    values: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Codebook:
     rater: str
     rater_values: dict[str, str]
     groups: tuple[str, ...]
+    group_columns: dict[str, str]
     instrument: Instrument | None
     item_columns: dict[str, str]
     recode_shift: int
@@ -117,6 +119,30 @@ def _item_templates(doc: dict[str, Any], instrument: Instrument, path: Path) -> 
                 f"got {template!r}"
             )
     return templates
+
+
+def _group_names(doc: dict[str, Any]) -> dict[str, str]:
+    """Tidy group name -> raw column, in codebook order."""
+    out = {}
+    for group in doc.get("groups", []):
+        if isinstance(group, str):
+            out[group] = group
+        else:
+            out[group["name"]] = group["column"]
+    return out
+
+
+def _value_labels(values: dict[Any, Any] | None) -> dict[str, str] | None:
+    """Categorical code -> label with codes as text (``1`` and ``1.0`` both read ``"1"``)."""
+    if values is None:
+        return None
+    out = {}
+    for code, label in values.items():
+        key = str(code)
+        if isinstance(code, float) and code.is_integer():
+            key = str(int(code))
+        out[key] = str(label)
+    return out
 
 
 def load_codebook(path: str | Path) -> Codebook:
@@ -194,7 +220,8 @@ def load_codebook(path: str | Path) -> Codebook:
         ids=dict(doc.get("ids", {})),
         rater=doc.get("rater", instrument.rater if instrument else "client"),
         rater_values={str(k): v for k, v in doc.get("rater_values", {}).items()},
-        groups=tuple(doc.get("groups", ())),
+        groups=tuple(_group_names(doc)),
+        group_columns=_group_names(doc),
         instrument=instrument,
         item_columns=templates,
         recode_shift=int(recode.get("shift", 0)),
@@ -218,6 +245,7 @@ def load_codebook(path: str | Path) -> Codebook:
                 type=c.get("type", "numeric"),
                 min=c.get("min"),
                 max=c.get("max"),
+                values=_value_labels(c.get("values")),
             )
             for c in doc.get("covariates", [])
         ),

@@ -131,7 +131,7 @@ def required_columns(codebook: Codebook) -> dict[str, str]:
         return needed
     for role, col in codebook.ids.items():
         needed[col] = f"ids.{role}"
-    for col in codebook.groups:
+    for col in codebook.group_columns.values():
         needed[col] = "groups"
     item_key = "items.map" if "map" in codebook.raw["items"] else "items.pattern"
     sessions = codebook.sessions if codebook.layout == "wide" else (None,)
@@ -421,8 +421,8 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
             bad, rows, col, frame[col], "invalid_session", "session must be a positive whole number"
         )
         ids["session"] = number.where(~bad).astype("Int64")
-    for col in codebook.groups:
-        ids[col] = _as_id(frame[col])
+    for name, col in codebook.group_columns.items():
+        ids[name] = _as_id(frame[col])
     return ids
 
 
@@ -434,7 +434,19 @@ def _covariates(
         if cov.type == "categorical":
             cells = classify(frame[cov.column], codebook.missing_codes)
             _count_codes(acc.codes, cells)
-            out[cov.name] = _as_id(frame[cov.column]).mask(cells.code.notna(), pd.NA)
+            codes = _as_id(frame[cov.column]).mask(cells.code.notna(), pd.NA)
+            if cov.values is not None:
+                unknown = codes.notna() & ~codes.isin(list(cov.values)).fillna(False)
+                acc.problems.add(
+                    unknown,
+                    rows,
+                    cov.column,
+                    frame[cov.column],
+                    "covariate_invalid",
+                    f"covariate {cov.name} code not among {sorted(cov.values)}",
+                )
+                codes = codes.map(cov.values, na_action="ignore").where(~unknown).astype("string")
+            out[cov.name] = codes
             continue
         cells = classify(
             frame[cov.column], codebook.missing_codes, codebook.read.get("decimal", ".")
