@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint format report demo-data clean
+.PHONY: help setup demo test test-fast lint format report verify demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -43,6 +43,9 @@ format: $(STAMP)  ## format Python and Snakemake files
 
 report: $(STAMP)  ## Snakemake's HTML report of the last demo run
 	$(BIN)/snakemake --report results/report.html --cores 1
+
+verify: $(STAMP)  ## check that results/ reproduces the expected demo numbers (run make demo first)
+	$(BIN)/alliance verify results --manifest verification/demo_manifest.json
 
 demo-data: $(STAMP)  ## regenerate the embedded demo data (byte-identical with the same seed)
 	$(BIN)/snakemake simulate_demo --forcerun simulate_demo --cores 1

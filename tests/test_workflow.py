@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from alliance.verify import build_manifest, verify
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -125,6 +127,18 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # a reviewer's check: the rerun matches its manifest; one changed answer is caught
+    manifest = build_manifest(out)
+    assert (verify(out, manifest)["status"] == "match").all()
+    raw.loc[31, "item3"] = 1 if raw.loc[31, "item3"] != 1 else 5  # patient p10, session 2
+    raw.to_csv(project / "data" / "clinic.csv", index=False)
+    rerun = run_snakemake(project, "--cores", "2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    checked = verify(out, manifest)
+    mismatched = checked[checked["status"] == "mismatch"]
+    assert "clinic/describe/reliability.csv" in set(mismatched["file"])
+    assert "clinic/ingest/ingest_report.json" not in set(mismatched["file"])  # same counts
+
 
 def test_invalid_config_is_named(tmp_path, rng):
     project = small_project(tmp_path, rng)
@@ -171,3 +185,16 @@ def test_formatting_is_clean():
             [ruff, *args, "src", "tests", "scripts"], capture_output=True, text=True, cwd=ROOT
         )
         assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_demo_rerun_matches_committed_manifest(tmp_path):
+    """A reviewer's rerun of the demo from a copy of the project reproduces the manifest."""
+    for name in ("config", "data"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    result = run_snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((ROOT / "verification" / "demo_manifest.json").read_text())
+    checked = verify(tmp_path / "results", manifest)
+    bad = checked[checked["status"] != "match"]
+    assert bad.empty, bad.head(20).to_string()

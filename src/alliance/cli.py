@@ -57,6 +57,34 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alliance.verify import build_manifest, summarize, verify
+
+    manifest_path = Path(args.manifest)
+    if args.update:
+        manifest = build_manifest(args.results)
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {len(manifest['values'])} expected values to {manifest_path}")
+        return 0
+    if not manifest_path.is_file():
+        raise ValueError(f"no manifest at {manifest_path}; create one with --update")
+    table = verify(args.results, json.loads(manifest_path.read_text()))
+    print(summarize(table).to_string())
+    bad = table[table["status"].isin(["mismatch", "missing"])]
+    extra = table[table["status"] == "unexpected"]
+    if len(extra):
+        print(f"note: {len(extra)} numbers are not in the manifest (new outputs?)")
+    if len(bad):
+        print(f"\n{len(bad)} expected numbers do not match:")
+        print(bad.head(args.show).to_string(index=False))
+        return 1
+    print(f"all {int((table['status'] == 'match').sum())} expected numbers match")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand and option documented."""
     parser = argparse.ArgumentParser(
@@ -154,6 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "verify",
+        help="check that a rerun reproduces the expected numbers",
+        description=(
+            "Compare every number in the result tables (ingest reports, scores, descriptions, "
+            "reliability, EFA, and later CFA, Bayesian and meta-analysis tables) with a committed "
+            "manifest, within a tolerance per kind of statistic (counts exact, deterministic "
+            "estimates 1e-6, Monte Carlo summaries 0.02). Prints a table per file and exits 1 "
+            "when an expected number is missing or differs."
+        ),
+    )
+    p.add_argument(
+        "results", nargs="?", default="results", help="results folder (default: %(default)s)"
+    )
+    p.add_argument(
+        "--manifest",
+        default="verification/demo_manifest.json",
+        help="the expected numbers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="write the manifest from the current results instead of checking",
+    )
+    p.add_argument(
+        "--show", type=int, default=50, help="mismatches to print (default: %(default)s)"
+    )
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 
