@@ -15,6 +15,10 @@ rule score:
         "results/{item_dataset}/benchmarks/score.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         min_answered_share=config["scoring"]["min_answered_share"],
     script:
@@ -72,6 +76,10 @@ rule describe:
         "results/{item_dataset}/benchmarks/describe.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         session=config["describe"]["session"],
         rater=config["describe"]["rater"],

@@ -23,6 +23,10 @@ rule ingest_items:
         "results/{item_dataset}/benchmarks/ingest.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../../scripts/ingest.py"
 
@@ -47,5 +51,9 @@ rule ingest_effects:
         "results/{effect_dataset}/benchmarks/ingest.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../../scripts/ingest.py"

@@ -21,6 +21,10 @@ rule simulate_demo:
         "results/benchmarks/simulate_demo.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         seed=config["simulate"]["seed"],
         data_dir=output_folder,
