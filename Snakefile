@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     item_dataset=alternation(ITEM_DATASETS),
     effect_dataset=alternation(EFFECT_DATASETS),
+    analysis_dataset=alternation(ANALYSIS_DATASETS),
 
 
 include: "workflow/rules/simulate.smk"

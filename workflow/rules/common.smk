@@ -26,6 +26,13 @@ for _name, _codebook in CODEBOOKS.items():
         )
 ITEM_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "items")
 EFFECT_DATASETS = sorted(n for n, c in CODEBOOKS.items() if c.kind == "effects")
+POOLED = "pooled"
+if POOLED in DATASETS:
+    raise ValueError(
+        f"config/config.yaml: the dataset name {POOLED!r} is reserved for pooled data"
+    )
+POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
+ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
 
 
 def alternation(names):
@@ -63,10 +70,24 @@ def ingest_outputs(name):
     ]
 
 
-def describe_outputs(name):
-    """Score, description and figure files of an items dataset."""
+def pooled_ingest_dirs(wildcards):
+    """The ingest folders of every item dataset, pooled for cross-dataset analyses."""
+    return {name: f"results/{name}/ingest" for name in ITEM_DATASETS}
+
+
+def pooled_inputs(wildcards):
+    """The item tables and reports the pooled dataset is built from."""
     return [
-        f"results/{name}/scores/scores.parquet",
+        f"results/{name}/ingest/{table}"
+        for name in ITEM_DATASETS
+        for table in ("items.parquet", "ingest_report.json")
+    ]
+
+
+def describe_outputs(name):
+    """Score, description and figure files of an items dataset (no scores for pooled data)."""
+    scores = [] if name == POOLED else [f"results/{name}/scores/scores.parquet"]
+    return scores + [
         f"results/{name}/describe/summary.json",
         f"results/{name}/figures/item_responses.png",
         f"results/{name}/figures/missingness.png",
@@ -78,6 +99,8 @@ def all_outputs():
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name)
+    if POOL:
+        out += describe_outputs(POOLED)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     return out

@@ -27,53 +27,53 @@ rule score:
 
 rule describe:
     input:
-        item_table="results/{item_dataset}/ingest/items.parquet",
-        report="results/{item_dataset}/ingest/ingest_report.json",
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
     output:
-        summary="results/{item_dataset}/describe/summary.json",
+        summary="results/{analysis_dataset}/describe/summary.json",
         categories=report(
-            "results/{item_dataset}/describe/item_categories.csv",
+            "results/{analysis_dataset}/describe/item_categories.csv",
             caption="../report/item_categories.rst",
             category="Data",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "table": "item categories"},
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "table": "item categories"},
         ),
         reliability=report(
-            "results/{item_dataset}/describe/reliability.csv",
+            "results/{analysis_dataset}/describe/reliability.csv",
             caption="../report/reliability.rst",
             category="Measurement",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "table": "reliability"},
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "table": "reliability"},
         ),
-        item_total="results/{item_dataset}/describe/item_total.csv",
-        missingness="results/{item_dataset}/describe/missingness.csv",
+        item_total="results/{analysis_dataset}/describe/item_total.csv",
+        missingness="results/{analysis_dataset}/describe/missingness.csv",
         efa_loadings=report(
-            "results/{item_dataset}/describe/efa_loadings.csv",
+            "results/{analysis_dataset}/describe/efa_loadings.csv",
             caption="../report/efa_loadings.rst",
             category="Measurement",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "table": "EFA loadings"},
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "table": "EFA loadings"},
         ),
         item_figure=report(
-            "results/{item_dataset}/figures/item_responses.png",
+            "results/{analysis_dataset}/figures/item_responses.png",
             caption="../report/item_responses.rst",
             category="Data",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "figure": "item responses"},
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "figure": "item responses"},
         ),
-        item_figure_pdf="results/{item_dataset}/figures/item_responses.pdf",
+        item_figure_pdf="results/{analysis_dataset}/figures/item_responses.pdf",
         missing_figure=report(
-            "results/{item_dataset}/figures/missingness.png",
+            "results/{analysis_dataset}/figures/missingness.png",
             caption="../report/missingness.rst",
             category="Data",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "figure": "missingness"},
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "figure": "missingness"},
         ),
-        missing_figure_pdf="results/{item_dataset}/figures/missingness.pdf",
+        missing_figure_pdf="results/{analysis_dataset}/figures/missingness.pdf",
     log:
-        "results/{item_dataset}/logs/describe.log",
+        "results/{analysis_dataset}/logs/describe.log",
     benchmark:
-        "results/{item_dataset}/benchmarks/describe.tsv"
+        "results/{analysis_dataset}/benchmarks/describe.tsv"
     conda:
         ENV
     threads: 1

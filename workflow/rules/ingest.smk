@@ -57,3 +57,25 @@ rule ingest_effects:
         runtime=10,
     script:
         "../../scripts/ingest.py"
+
+
+rule pool_items:
+    input:
+        pooled_inputs,
+    output:
+        item_table="results/pooled/ingest/items.parquet",
+        report="results/pooled/ingest/ingest_report.json",
+    log:
+        "results/pooled/logs/pool.log",
+    benchmark:
+        "results/pooled/benchmarks/pool.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        ingest_dirs=pooled_ingest_dirs,
+    script:
+        "../../scripts/pool_items.py"
