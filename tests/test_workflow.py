@@ -119,6 +119,10 @@ def test_pipeline_end_to_end(tmp_path, rng):
         80,
         120,
     ]
+    summary = (out / "summary.md").read_text()
+    assert "| clinic | csv (long) | 180 | 179 | 1 | out_of_range 1 | 60 | 6 | 0.0% |" in summary
+    assert "client ratings of session 2" in summary  # the methods paragraph follows the config
+    assert (out / "summary.html").read_text().count("<table>") == 3
     for rule in ("ingest", "score", "describe"):
         assert (out / "clinic" / "benchmarks" / f"{rule}.tsv").is_file()
 

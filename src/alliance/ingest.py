@@ -826,7 +826,9 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
             "sessions": sorted(int(s) for s in items["session"].dropna().unique()),
             "raters": sorted(items["rater"].dropna().unique().tolist()),
         }
-        report["item_nonresponse"] = int(items[list(codebook.instrument.items)].isna().sum().sum())
+        item_cells = items[list(codebook.instrument.items)]
+        report["item_cells"] = int(item_cells.size)
+        report["item_nonresponse"] = int(item_cells.isna().sum().sum())
     else:
         report["tidy"] = {"studies": int(len(effects))}
     if report["rows_in"] != report["rows_kept"] + report["rows_quarantined"]:  # pragma: no cover

@@ -94,16 +94,21 @@ def describe_outputs(name):
     ]
 
 
-def all_outputs():
-    """Targets of the default run, every stage for every dataset in config."""
+def summary_inputs(wildcards):
+    """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name)
-    if POOL:
-        out += describe_outputs(POOLED)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
+    if POOL:
+        out += describe_outputs(POOLED)
     return out
+
+
+def all_outputs():
+    """Targets of the default run, every stage for every dataset in config, and the summary."""
+    return summary_inputs(None) + ["results/summary.md"]
 
 
 def output_folder(wildcards, output):

@@ -1,0 +1,292 @@
+"""The results summary: the numbers a paper needs, a methods paragraph from the config, checks."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+KEY_PACKAGES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "factor_analyzer",
+    "semopy",
+    "pymc",
+    "arviz",
+    "snakemake",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One reporting-standard item with whether the results meet it and the evidence."""
+
+    standard: str
+    item: str
+    met: bool
+    evidence: str
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """APA-style number: no leading zero for values bounded by 1 is the caller's choice."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "NA"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _apa(value: float | None, digits: int = 2) -> str:
+    """A statistic that cannot exceed 1 in APA style: ``.83`` rather than ``0.83``."""
+    text = _fmt(value, digits)
+    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def data_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str], pd.DataFrame]:
+    """The ingest table (rows in, kept, quarantined with reasons) and every ingest warning."""
+    rows, warnings = [], []
+    for name in datasets:
+        report = _read_json(results / name / "ingest" / "ingest_report.json")
+        if report is None:
+            warnings.append(f"{name}: no ingest report (the dataset was not ingested)")
+            continue
+        reasons = ", ".join(f"{k} {v}" for k, v in report.get("reasons", {}).items()) or "none"
+        tidy = report.get("tidy", {})
+        cells = report.get("item_cells")
+        rows.append(
+            {
+                "Dataset": name,
+                "Format": report.get("format", "")
+                + (f" ({report['layout']})" if report.get("kind") == "items" else " (effects)"),
+                "Rows in": _fmt(report["rows_in"]),
+                "Kept": _fmt(report["rows_kept"]),
+                "Quarantined": _fmt(report["rows_quarantined"]),
+                "Reasons": reasons,
+                "Patients (studies)": _fmt(tidy.get("patients", tidy.get("studies"))),
+                "Therapists": _fmt(tidy.get("therapists")),
+                "Item non-response": (
+                    f"{100 * report.get('item_nonresponse', 0) / cells:.1f}%" if cells else "NA"
+                ),
+            }
+        )
+        warnings += [f"{name}: {w}" for w in report.get("warnings", [])]
+        if report["rows_quarantined"]:
+            warnings.append(
+                f"{name}: {report['rows_quarantined']:,} of {report['rows_in']:,} rows were "
+                f"quarantined ({reasons}); see results/{name}/ingest/quarantine.csv"
+            )
+    table = pd.DataFrame(rows)
+    text = markdown_table(table) if len(table) else "No dataset was ingested."
+    return text, warnings, table
+
+
+def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """Reliability, factorability and dimensionality per dataset."""
+    rows, warnings = [], []
+    for name in datasets:
+        summary = _read_json(results / name / "describe" / "summary.json")
+        if summary is None:
+            continue
+        alphas = {r["scale"]: r for r in summary.get("reliability", [])}
+        kmo = summary.get("kmo", {})
+        bart = summary.get("bartlett", {})
+        pa = summary.get("parallel_analysis", {})
+        efa = summary.get("efa", {})
+        for step in ("kmo", "bartlett", "parallel_analysis", "efa"):
+            if isinstance(summary.get(step), dict) and "error" in summary[step]:
+                warnings.append(f"{name}: {step} failed: {summary[step]['error']}")
+        for w in efa.get("warnings", []) if isinstance(efa, dict) else []:
+            warnings.append(f"{name}: EFA: {w}")
+        row = {"Dataset": name, "n": _fmt(summary.get("sample", {}).get("n_obs"))}
+        for scale, res in alphas.items():
+            row[f"alpha {scale}"] = (
+                f"{_apa(res['raw_alpha'])} [{_apa(res['feldt_lower'])}, {_apa(res['feldt_upper'])}]"
+            )
+        row["KMO"] = _apa(kmo.get("overall"))
+        row["Bartlett chi2 (df)"] = f"{_fmt(bart.get('chi2'), 1)} ({_fmt(bart.get('df'))})"
+        row["PA factors"] = _fmt(pa.get("n_factors"))
+        row["EFA RMSR"] = _apa(efa.get("rmsr"), 3) if isinstance(efa, dict) else "NA"
+        rows.append(row)
+    if not rows:
+        return "No dataset was described.", warnings
+    return markdown_table(pd.DataFrame(rows).fillna("")), warnings
+
+
+def versions() -> dict[str, str]:
+    """Python and the key packages' versions."""
+    out = {"python": platform.python_version()}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
+    """A methods paragraph written from the run's configuration and software versions."""
+    describe = config.get("describe", {})
+    scoring = config.get("scoring", {})
+    share = scoring.get("min_answered_share", 0.75)
+    parts = [
+        "Raw exports were validated against a codebook per dataset: answers outside the "
+        "response scale, non-numeric or between-category answers, missing or invalid IDs and "
+        "sessions, out-of-range outcome scores and duplicated patient x session x rater records "
+        "were quarantined with their reasons and counted (rows in = rows kept + rows "
+        "quarantined); declared missing-value codes were treated as item non-response.",
+        f"Subscale and total scores are the means of the answered items, computed when at least "
+        f"{share:.0%} of a scale's items were answered (prorated sums are the mean times the "
+        "number of items).",
+        f"Item distributions, internal consistency (Cronbach's alpha with Feldt 95% confidence "
+        f"intervals, computed as psych::alpha with pairwise-complete covariances), the "
+        f"Kaiser-Meyer-Olkin measure, Bartlett's test of sphericity, Horn's parallel analysis "
+        f"({describe.get('parallel_iterations', 100)} random data sets, 95th percentile, seed "
+        f"{config.get('seed')}) and an exploratory factor analysis (minimum residual, oblimin "
+        f"rotation) were computed on one row per patient: the {describe.get('rater', 'client')} "
+        f"ratings of session {describe.get('session', 3)}, complete cases.",
+        "Analyses used Python "
+        + software["python"]
+        + " with "
+        + ", ".join(f"{k} {v}" for k, v in software.items() if k != "python")
+        + ".",
+    ]
+    return " ".join(parts)
+
+
+def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:
+    """JARS-Quant / JARS-SEM items this stage can speak to, each marked met or not with evidence.
+
+    References
+    ----------
+    Appelbaum, M., et al. (2018). Journal article reporting standards for quantitative research
+    in psychology (JARS-Quant). *American Psychologist, 73*(1), 3-25.
+    Kruschke, J. K. (2021). Bayesian analysis reporting guidelines. *Nature Human Behaviour, 5*,
+    1282-1291.
+    """
+    described = [d for d in datasets if (results / d / "describe" / "summary.json").is_file()]
+    checks = [
+        Check(
+            "JARS-Quant",
+            "Sample size, and the flow of records from raw data to analysis",
+            len(data) > 0,
+            f"ingest table: rows in, kept and quarantined for {len(data)} datasets",
+        ),
+        Check(
+            "JARS-Quant",
+            "Amount of missing data and how it was handled",
+            len(data) > 0 and len(described) > 0,
+            "item non-response per dataset; complete cases for EFA (n per dataset); proration "
+            "rule for scores",
+        ),
+        Check(
+            "JARS-Quant",
+            "Reliability of the measures in this sample",
+            len(described) > 0,
+            f"alpha with Feldt CIs for {len(described)} datasets",
+        ),
+        Check(
+            "JARS-SEM",
+            "Measurement model: CFA fit, estimator and its justification",
+            any((results / d / "cfa").is_dir() for d in datasets),
+            "CFA results (results/*/cfa)"
+            if any((results / d / "cfa").is_dir() for d in datasets)
+            else "not yet produced by this pipeline version",
+        ),
+        Check(
+            "BARG",
+            "Convergence diagnostics (R-hat, ESS), priors and sensitivity",
+            any((results / d / "bayes").is_dir() for d in datasets),
+            "Bayesian results (results/*/bayes)"
+            if any((results / d / "bayes").is_dir() for d in datasets)
+            else "not yet produced by this pipeline version",
+        ),
+    ]
+    return checks
+
+
+def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str | Path) -> str:
+    """Write ``summary.md`` (and ``summary.html`` beside it) for every dataset in ``config``.
+
+    Returns
+    -------
+    str
+        The Markdown text.
+    """
+    results = Path(results_dir)
+    datasets = list(config["datasets"])
+    analysed = datasets + (["pooled"] if (results / "pooled").is_dir() else [])
+    software = versions()
+    data_md, data_warnings, data = data_section(results, datasets)
+    meas_md, meas_warnings = measurement_section(results, analysed)
+    checks = reporting_checks(data, results, datasets)
+    warnings = data_warnings + meas_warnings
+    check_rows = pd.DataFrame(
+        [
+            {
+                "Standard": c.standard,
+                "Item": c.item,
+                "Met": "yes" if c.met else "no",
+                "Evidence": c.evidence,
+            }
+            for c in checks
+        ]
+    )
+    text = "\n\n".join(
+        [
+            "# Results summary",
+            f"Datasets: {', '.join(datasets)}. Master seed: {config.get('seed')}. "
+            "Provenance (input hashes, versions, commit) is in `results/provenance.json` when "
+            "built.",
+            "## Data",
+            data_md,
+            "## Measurement",
+            meas_md,
+            "## Methods",
+            methods_paragraph(config, software),
+            "## Reporting checklist",
+            markdown_table(check_rows),
+            "## Warnings and failed checks",
+            "\n".join(f"- {w}" for w in warnings) if warnings else "None.",
+        ]
+    )
+    out = Path(out_md)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    out.with_suffix(".html").write_text(markdown_to_html(text, title="Results summary"))
+    return text
+
+
+def markdown_to_html(text: str, title: str) -> str:
+    """A standalone HTML page of Markdown ``text`` (tables enabled)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;margin:1em 0}"
+        "th,td{border-top:1px solid #999;border-bottom:1px solid #999;padding:.3em .6em;"
+        "text-align:left}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )
