@@ -1,0 +1,114 @@
+"""Bayesian random-effects meta-analysis: agreement with REML, recovery, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance import meta, meta_bayes
+
+REF_DIR = Path(__file__).parent / "data" / "metafor"
+# Small runs keep the file well under a minute (nutpie compiles the model once, ~10 s).
+FAST = {"chains": 2, "draws": 1000, "tune": 1000, "cores": 2, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def molloy() -> pd.DataFrame:
+    return pd.read_csv(REF_DIR / "effects.csv")
+
+
+@pytest.fixture(scope="module")
+def molloy_fit(molloy: pd.DataFrame) -> tuple[dict, object]:
+    y = meta.fisher_z(molloy["r"].to_numpy())
+    v = meta.fisher_z_variance(molloy["n"].to_numpy())
+    return meta_bayes.fit_bayes_meta(y, v, prior_mu_sd=1.0, prior_tau_scale=0.5, **FAST)
+
+
+def test_posterior_mean_close_to_reml(molloy_fit: tuple[dict, object]) -> None:
+    """With weak priors (mu ~ N(0, 1), tau ~ HalfNormal(0.5) on z) the posterior mean of mu
+    lies within 0.02 of the REML estimate 0.1499 (metafor), and tau within 0.03 of 0.090."""
+    summary, _ = molloy_fit
+    ref = json.loads((REF_DIR / "metafor_reml.json").read_text())
+    assert summary["mu"]["mean"] == pytest.approx(ref["pooled_z"]["estimate"], abs=0.02)
+    assert summary["tau"]["median"] == pytest.approx(ref["heterogeneity"]["tau"], abs=0.03)
+    # The Bayesian interval for r is close to metafor's CI (it also carries tau's uncertainty).
+    assert summary["pooled_r"]["eti.lb"] == pytest.approx(ref["pooled_r"]["ci.lb"], abs=0.02)
+    assert summary["pooled_r"]["eti.ub"] == pytest.approx(ref["pooled_r"]["ci.ub"], abs=0.02)
+    # A new study's r is more uncertain than the pooled r.
+    pred, pooled = summary["prediction_r"], summary["pooled_r"]
+    assert pred["eti.lb"] < pooled["eti.lb"] and pred["eti.ub"] > pooled["eti.ub"]
+    assert pred["eti.ub"] == pytest.approx(ref["pooled_r"]["pi.ub"], abs=0.05)
+
+
+def test_summary_layout_and_diagnostics(molloy_fit: tuple[dict, object]) -> None:
+    summary, idata = molloy_fit
+    json.dumps(summary, allow_nan=False)
+    assert summary["k"] == 16
+    for key in ("mu", "pooled_r", "tau", "tau2", "prediction_r"):
+        s = summary[key]
+        assert s["hdi.lb"] <= s["median"] <= s["hdi.ub"]
+        assert s["eti.lb"] <= s["median"] <= s["eti.ub"]
+    diag = summary["diagnostics"]
+    assert diag["status"] == "pass", diag["problems"]
+    assert diag["rhat_max"] <= 1.01 and diag["ess_bulk_min"] >= 400 and diag["divergences"] == 0
+    mu = idata.posterior["mu"].to_numpy()
+    assert mu.shape == (FAST["chains"], FAST["draws"])
+    assert summary["pooled_r"]["mean"] == pytest.approx(float(np.tanh(mu).mean()))
+    assert summary["settings"]["prior_tau"] == "HalfNormal(0.5)"
+
+
+def test_same_seed_same_numbers(molloy: pd.DataFrame, molloy_fit: tuple[dict, object]) -> None:
+    again = meta_bayes.pool_effects_bayes(molloy, prior_mu_sd=1.0, prior_tau_scale=0.5, **FAST)
+    assert again == molloy_fit[0]
+
+
+def test_recovers_known_mu_and_tau() -> None:
+    """Simulated: 60 studies, true mu = 0.30 and tau = 0.10 on z, n between 40 and 400."""
+    gen = np.random.default_rng(20261125)
+    k, mu, tau = 60, 0.30, 0.10
+    n = gen.integers(40, 401, k)
+    v = 1 / (n - 3)
+    y = gen.normal(gen.normal(mu, tau, k), np.sqrt(v))
+    summary, _ = meta_bayes.fit_bayes_meta(y, v, tau_prior="halfcauchy", **FAST)
+    assert summary["mu"]["eti.lb"] < mu < summary["mu"]["eti.ub"]
+    assert summary["mu"]["mean"] == pytest.approx(mu, abs=0.03)
+    assert summary["tau"]["eti.lb"] < tau < summary["tau"]["eti.ub"]
+    assert summary["pooled_r"]["median"] == pytest.approx(math.tanh(mu), abs=0.03)
+    assert summary["settings"]["prior_tau"] == "HalfCauchy(0.5)"
+
+
+def test_pymc_sampler_agrees(molloy: pd.DataFrame, molloy_fit: tuple[dict, object]) -> None:
+    settings = {**FAST, "draws": 500, "tune": 500}
+    out = meta_bayes.pool_effects_bayes(molloy, sampler="pymc", **settings)
+    assert out["mu"]["mean"] == pytest.approx(molloy_fit[0]["mu"]["mean"], abs=0.01)
+    assert out["settings"]["sampler"] == "pymc"
+
+
+def test_interval_summary() -> None:
+    x = np.arange(1, 101, dtype=float)
+    s = meta_bayes._interval(x, 0.9)
+    assert s["mean"] == 50.5 and s["median"] == 50.5
+    assert s["hdi.ub"] - s["hdi.lb"] == 90
+    skewed = np.concatenate([np.zeros(90), np.linspace(1, 10, 10)])
+    assert meta_bayes._interval(skewed, 0.9)["hdi.lb"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tau_prior": "uniform"}, "tau_prior must be one of .*, got 'uniform'"),
+        ({"sampler": "stan"}, "sampler must be one of .*, got 'stan'"),
+        ({"prior_mu_sd": 0}, "prior_mu_sd must be positive, got 0"),
+        ({"prior_tau_scale": -1}, "prior_tau_scale must be positive, got -1"),
+        ({"chains": 0}, "chains must be a positive whole number, got 0"),
+        ({"target_accept": 1.5}, "target_accept must lie in \\(0, 1\\), got 1.5"),
+    ],
+)
+def test_invalid_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        meta_bayes.fit_bayes_meta([0.1, 0.2, 0.3], [0.01, 0.01, 0.02], **kwargs)
