@@ -23,6 +23,7 @@ wildcard_constraints:
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/describe.smk"
+include: "workflow/rules/meta.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -15,4 +15,4 @@ describe_dataset_dir(
     n_iter=snakemake.params.parallel_iterations,
     seed=snakemake.params.seed,
 )
-log.info("described %s", snakemake.wildcards.item_dataset)
+log.info("described %s", snakemake.wildcards.analysis_dataset)

@@ -55,3 +55,19 @@ def test_bad_codebook_is_an_error_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cb.yaml" in err
     assert "'file' is a required property" in err
+
+
+def test_meta_command_reproduces_metafor(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "metafor"
+    reference = json.loads((data / "metafor_reml.json").read_text())
+    out = tmp_path / "meta.json"
+    assert main(["meta", str(data / "effects.csv"), "--out", str(out), "--no-bayes"]) == 0
+    result = json.loads(out.read_text())
+    for key in ("estimate", "se", "ci.lb", "ci.ub"):
+        assert result["pooled_z"][key] == pytest.approx(reference["pooled_z"][key], abs=1e-4)
+    assert result["heterogeneity"]["tau2"] == pytest.approx(
+        reference["heterogeneity"]["tau2"], abs=1e-4
+    )
+    assert "pooled r = " in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """End-to-end: the Snakemake workflow on a small project in a temporary folder."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +81,7 @@ def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
         "datasets": {n: {"codebook": f"config/codebooks/{n}.yaml"} for n in codebooks},
         "seed": 7,
         "describe": {"session": 2, "rater": "client", "parallel_iterations": 20},
+        "meta": {"alliance_session": 2, "bayes": {"chains": 2, "draws": 500, "tune": 500}},
     }
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
@@ -123,6 +125,17 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert "| clinic | csv (long) | 180 | 179 | 1 | out_of_range 1 | 60 | 6 | 0.0% |" in summary
     assert "client ratings of session 2" in summary  # the methods paragraph follows the config
     assert (out / "summary.html").read_text().count("<table>") == 3
+    meta = json.loads((out / "meta" / "meta.json").read_text())
+    assert [e["study"] for e in meta["effects"]] == ["clinic", "a", "b", "c"]
+    effect = json.loads((out / "clinic" / "effects" / "effect.json").read_text())
+    assert meta["effects"][0]["r"] == effect["r"]
+    assert meta["bayes"]["diagnostics"]["status"] in {"pass", "fail"}
+    provenance = json.loads((out / "provenance.json").read_text())
+    hashed = {Path(i["path"]).name: i["sha256"] for i in provenance["inputs"]}
+    assert (
+        hashed["clinic.csv"]
+        == hashlib.sha256((project / "data" / "clinic.csv").read_bytes()).hexdigest()
+    )
     for rule in ("ingest", "score", "describe"):
         assert (out / "clinic" / "benchmarks" / f"{rule}.tsv").is_file()
 

@@ -57,6 +57,35 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_meta(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from alliance.meta import jsonable, pool_effects
+
+    path = Path(args.effects)
+    effects = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    result = pool_effects(effects, moderator=args.moderator, method=args.method)
+    if not args.no_bayes:
+        from alliance.meta_bayes import pool_effects_bayes
+
+        result["bayes"] = pool_effects_bayes(
+            effects[["study", "r", "n"]], seed=args.seed, draws=args.draws, tune=args.draws
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(jsonable(result), indent=1, sort_keys=True, allow_nan=False))
+    pooled = result["pooled_r"]
+    print(
+        f"k = {result['k']}: pooled r = {pooled['estimate']:.3f} "
+        f"[{pooled['ci.lb']:.3f}, {pooled['ci.ub']:.3f}], "
+        f"tau2 = {result['heterogeneity']['tau2']:.4f}, I2 = {result['heterogeneity']['I2']:.1f}% "
+        f"-> {out}"
+    )
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -182,6 +211,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "meta",
+        help="random-effects meta-analysis of correlations (REML as metafor, and Bayesian)",
+        description=(
+            "Pool study correlations (columns study, r, n, and any moderators) on Fisher's z by "
+            "a random-effects model: REML as metafor's rma(), with tau2, I2, H2, Q, the "
+            "prediction interval, weights, leave-one-out and Egger's test, and a Bayesian "
+            "random-effects model (PyMC) beside it. Writes JSON with pooled_z, pooled_r, "
+            "heterogeneity and bayes."
+        ),
+    )
+    p.add_argument("effects", help="CSV or Parquet with columns study, r, n")
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument(
+        "--method",
+        choices=["REML", "DL"],
+        default="REML",
+        help="tau2 estimator (default: %(default)s)",
+    )
+    p.add_argument("--moderator", default=None, help="column for a meta-regression (default: none)")
+    p.add_argument("--no-bayes", action="store_true", help="skip the Bayesian model")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=1000,
+        help="posterior draws (and tuning steps) per chain (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_cmd_meta)
 
     p = sub.add_parser(
         "verify",

@@ -33,6 +33,7 @@ if POOLED in DATASETS:
     )
 POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
+META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
 
 
 def alternation(names):
@@ -94,6 +95,52 @@ def describe_outputs(name):
     ]
 
 
+def dataset_effect_files(wildcards):
+    """Dataset name -> its alliance-outcome effect file."""
+    return {name: f"results/{name}/effects/effect.json" for name in ITEM_DATASETS}
+
+
+def published_effect_files(wildcards):
+    """Published-effects dataset name -> its ingested table."""
+    return {name: f"results/{name}/ingest/effects.parquet" for name in EFFECT_DATASETS}
+
+
+def meta_inputs(wildcards):
+    """Every effect the meta-analysis pools."""
+    return list(dataset_effect_files(wildcards).values()) + list(
+        published_effect_files(wildcards).values()
+    )
+
+
+def provenance_inputs(wildcards):
+    """Every input file: config, codebooks, raw exports, instrument files."""
+    files = ["config/config.yaml"]
+    for name, codebook in CODEBOOKS.items():
+        files += [
+            DATASETS[name]["codebook"],
+            os.path.relpath(codebook.file, Path.cwd()),
+        ]
+        if codebook.instrument is not None:
+            files.append(codebook.instrument.path)
+    return list(dict.fromkeys(files))
+
+
+def benchmark_files(wildcards):
+    """The benchmark files of every rule in the run (written by the time provenance runs)."""
+    out = [
+        f"results/{n}/benchmarks/{r}.tsv"
+        for n in ITEM_DATASETS
+        for r in ("ingest", "score", "describe", "effect")
+    ]
+    out += [f"results/{n}/benchmarks/ingest.tsv" for n in EFFECT_DATASETS]
+    if POOL:
+        out += [f"results/{POOLED}/benchmarks/{r}.tsv" for r in ("pool", "describe")]
+    if META:
+        out.append("results/meta/benchmarks/meta.tsv")
+    out.append("results/benchmarks/summary.tsv")
+    return out
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
@@ -103,12 +150,14 @@ def summary_inputs(wildcards):
         out += ingest_outputs(name)
     if POOL:
         out += describe_outputs(POOLED)
+    if META:
+        out.append("results/meta/meta.json")
     return out
 
 
 def all_outputs():
     """Targets of the default run, every stage for every dataset in config, and the summary."""
-    return summary_inputs(None) + ["results/summary.md"]
+    return summary_inputs(None) + ["results/summary.md", "results/provenance.json"]
 
 
 def output_folder(wildcards, output):

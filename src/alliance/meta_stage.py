@@ -1,0 +1,68 @@
+"""The pooling stage: gather each dataset's effect and published effects, pool, plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def gather_effects(
+    dataset_effects: Mapping[str, str | Path], published: Mapping[str, str | Path]
+) -> tuple[pd.DataFrame, list[str]]:
+    """One table (study, r, n, source) of the datasets' effects and the published effects.
+
+    A dataset whose effect could not be computed is left out and named in the notes.
+    """
+    rows, notes = [], []
+    for name, path in dataset_effects.items():
+        effect = json.loads(Path(path).read_text())
+        if effect.get("r") is None:
+            notes.append(f"{name}: no effect ({effect.get('status')}); left out of the pooling")
+            continue
+        rows.append({"study": name, "r": effect["r"], "n": int(effect["n"]), "source": "dataset"})
+    for name, path in published.items():
+        table = pd.read_parquet(path)
+        table = table.drop(columns=["source_row"], errors="ignore").assign(
+            source=f"published:{name}"
+        )
+        rows += table.to_dict(orient="records")
+    return pd.DataFrame(rows), notes
+
+
+def run_meta(
+    dataset_effects: Mapping[str, str | Path],
+    published: Mapping[str, str | Path],
+    out_dir: str | Path,
+    settings: Mapping[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Pool every effect by REML (and Bayesian random effects), write JSON, tables and figures.
+
+    Writes ``meta.json`` (``pooled_z``, ``pooled_r``, ``heterogeneity``, ..., ``bayes``),
+    ``studies.csv``, ``leave_one_out.csv`` and the forest and funnel plots (PNG and PDF).
+    """
+    from alliance.meta import jsonable, pool_effects
+    from alliance.meta_bayes import pool_effects_bayes
+    from alliance.meta_plots import forest_plot, funnel_plot
+
+    effects, notes = gather_effects(dataset_effects, published)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    moderator = settings.get("moderator")
+    result = pool_effects(effects, moderator=moderator, method=settings.get("method", "REML"))
+    bayes_settings = dict(settings.get("bayes", {}))
+    result["bayes"] = pool_effects_bayes(effects[["study", "r", "n"]], seed=seed, **bayes_settings)
+    result["notes"] = notes
+    result["effects"] = effects.to_dict(orient="records")
+    result = jsonable(result)
+    (out / "meta.json").write_text(json.dumps(result, indent=1, sort_keys=True, allow_nan=False))
+    pd.DataFrame(result["studies"]).to_csv(out / "studies.csv", index=False)
+    if result.get("leave_one_out") is not None:
+        pd.DataFrame(result["leave_one_out"]).to_csv(out / "leave_one_out.csv", index=False)
+    forest_plot(result, out / "forest", bayes=result["bayes"], size="double")
+    funnel_plot(result, out / "funnel")
+    return result
