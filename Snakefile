@@ -18,11 +18,14 @@ wildcard_constraints:
     item_dataset=alternation(ITEM_DATASETS),
     effect_dataset=alternation(EFFECT_DATASETS),
     analysis_dataset=alternation(ANALYSIS_DATASETS),
+    estimator="ML|MLR|WLSMV",
+    model="[A-Za-z][A-Za-z0-9_]*",
 
 
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/describe.smk"
+include: "workflow/rules/cfa.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/report.smk"
 

@@ -57,6 +57,46 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cfa(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alliance.cfa_stage import read_cfa_data, write_json
+    from alliance.sem.api import fit_cfa, invariance_ladder
+
+    data, instrument, sample = read_cfa_data(args.data, session=args.session, rater=args.rater)
+    model_path = Path(args.model)
+    if model_path.is_file():
+        syntax = model_path.read_text()
+    elif instrument is not None:
+        from alliance.cfa_stage import model_syntax
+
+        syntax, _ = model_syntax(args.model, instrument)
+    else:
+        raise ValueError(
+            f"--model {args.model!r} is not a file (built-in names need an ingested dataset)"
+        )
+    missing = args.missing or {"ML": "fiml", "MLR": "fiml", "WLSMV": "pairwise"}[args.estimator]
+    if args.estimator == "WLSMV" and missing == "fiml":
+        raise ValueError("WLSMV takes --missing pairwise or listwise, got fiml")
+    ordered = True if (args.ordered or args.estimator == "WLSMV") else None
+    kwargs = {"ordered": ordered} if ordered else {}
+    result = fit_cfa(data, syntax, estimator=args.estimator, missing=missing, **kwargs)
+    if args.group:
+        result["invariance"] = invariance_ladder(
+            data, syntax, args.group, estimator=args.estimator, missing=missing, **kwargs
+        )
+    result["sample"] = sample
+    write_json(result, args.out)
+    fit = result.get("fit", {})
+    print(
+        f"{args.estimator}: chisq = {fit.get('chisq', float('nan')):.3f}, df = {fit.get('df')}, "
+        f"cfi = {fit.get('cfi', float('nan')):.3f}, rmsea = {fit.get('rmsea', float('nan')):.3f}, "
+        f"srmr = {fit.get('srmr', float('nan')):.3f}, converged = {result.get('converged')} "
+        f"-> {args.out}"
+    )
+    return 0
+
+
 def _cmd_meta(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -95,7 +135,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.update:
         manifest = build_manifest(args.results)
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        values = manifest.pop("values")
+        lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(values.items()))
+        head = json.dumps(manifest, sort_keys=True)[:-1]
+        manifest_path.write_text(f'{head}, "values": {{\n{lines}\n}}}}\n')
+        manifest["values"] = values
         print(f"wrote {len(manifest['values'])} expected values to {manifest_path}")
         return 0
     if not manifest_path.is_file():
@@ -211,6 +255,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "cfa",
+        help="confirmatory factor analysis as lavaan computes it (ML, MLR, WLSMV)",
+        description=(
+            "Fit a CFA in lavaan syntax and write JSON in the layout of lavaan's output "
+            "(meta, fit with fitMeasures names, parameters, standardized, reliability, status; "
+            "with --group the invariance ladder: configural, metric, scalar, strict, lrt, "
+            "deltas, decisions), so results compare line by line with lavaan."
+        ),
+    )
+    p.add_argument(
+        "data",
+        help="a .csv/.parquet/.sav file (one row per respondent) or an ingest folder "
+        "(results/site_a/ingest: one row per patient, see --session and --rater)",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a .lav file in lavaan syntax, or a built-in model name for an ingest folder "
+        "(one_factor, two_factor, correlated, second_order, bifactor)",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=["ML", "MLR", "WLSMV"],
+        default="WLSMV",
+        help="estimator (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ordered",
+        action="store_true",
+        help="treat every model item as ordered (implied by WLSMV)",
+    )
+    p.add_argument(
+        "--missing",
+        choices=["listwise", "fiml", "pairwise"],
+        default=None,
+        help="missing data: fiml for ML/MLR, pairwise for WLSMV (the defaults), or listwise",
+    )
+    p.add_argument("--group", default=None, help="grouping column: adds the invariance ladder")
+    p.add_argument(
+        "--session",
+        type=int,
+        default=3,
+        help="ingest folder only: the session (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rater", default="client", help="ingest folder only: the rater (default: %(default)s)"
+    )
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.set_defaults(func=_cmd_cfa)
 
     p = sub.add_parser(
         "meta",

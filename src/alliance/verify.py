@@ -29,7 +29,28 @@ DEFAULT_PATTERNS = (
 )
 
 # Keys (last path element) that are run-specific, not results.
-IGNORED_KEYS = {"file", "codebook", "instrument_file", "warnings", "source", "path", "elapsed_s"}
+IGNORED_KEYS = {
+    "file",
+    "codebook",
+    "instrument_file",
+    "warnings",
+    "source",
+    "path",
+    "elapsed_s",
+    "traceback",
+    # derived detail that repeats what is checked elsewhere (kept out to keep the manifest small)
+    "fit_all",
+    "residual_correlations",
+    "modindices",
+    "htmt",
+    "eigenvalues",
+    "structure",
+    "effects",
+    # derivable from an estimate and its SE
+    "z",
+    "ci.lower",
+    "ci.upper",
+}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ if POOLED in DATASETS:
     )
 POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
+CFA = config["cfa"]["enabled"]
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
 
 
@@ -141,15 +142,49 @@ def benchmark_files(wildcards):
     return out
 
 
+def cfa_model_source(wildcards):
+    """A model's built-in name, or the path of its .lav file (config cfa.model_files)."""
+    return config["cfa"].get("model_files", {}).get(wildcards.model, wildcards.model)
+
+
+def cfa_missing(wildcards):
+    """The missing-data method of the rule's estimator."""
+    return config["cfa"]["missing"][wildcards.estimator]
+
+
+def cfa_fit_files(wildcards):
+    """Every model's fit file of the rule's dataset and estimator."""
+    return [
+        f"results/{wildcards.analysis_dataset}/cfa/fits/{m}_{wildcards.estimator}.json"
+        for m in config["cfa"]["models"]
+    ]
+
+
+def cfa_outputs(name):
+    """The CFA outputs of one dataset: comparisons per estimator and invariance ladders."""
+    if not CFA:
+        return []
+    out = [
+        f"results/{name}/cfa/comparison_{e}.json" for e in config["cfa"]["estimators"]
+    ]
+    for group, datasets in config["cfa"]["invariance"]["groups"].items():
+        if name in datasets:
+            out += [
+                f"results/{name}/cfa/invariance_{group}_{e}.json"
+                for e in config["cfa"]["estimators"]
+            ]
+    return out
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
-        out += ingest_outputs(name) + describe_outputs(name)
+        out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:
-        out += describe_outputs(POOLED)
+        out += describe_outputs(POOLED) + cfa_outputs(POOLED)
     if META:
         out.append("results/meta/meta.json")
     return out

@@ -1,0 +1,19 @@
+"""Snakemake adapter: the measurement-invariance ladder across one grouping column."""
+
+from pathlib import Path
+
+from alliance.cfa_stage import run_invariance, write_json
+from alliance.runlog import log_to
+
+log = log_to(snakemake.log[0])
+ladder = run_invariance(
+    Path(snakemake.input.item_table).parent,
+    snakemake.params.model,
+    snakemake.wildcards.group,
+    snakemake.wildcards.estimator,
+    missing=snakemake.params.missing,
+    session=snakemake.params.session,
+    rater=snakemake.params.rater,
+)
+write_json(ladder, snakemake.output.invariance)
+log.info("invariance across %s: %s", snakemake.wildcards.group, ladder["status"])

@@ -1,0 +1,287 @@
+"""The CFA stage of the pipeline: one dataset, model and estimator at a time, failures as status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alliance.describe import one_row_per_patient
+from alliance.instruments import Instrument
+from alliance.pipeline import read_ingested
+
+log = logging.getLogger(__name__)
+
+ESTIMATORS = ("ML", "MLR", "WLSMV")
+DEFAULT_MISSING = {"ML": "fiml", "MLR": "fiml", "WLSMV": "pairwise"}
+
+
+def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
+    """The lavaan syntax of a built-in model name or of a ``.lav`` file, and its label.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is neither a built-in model of the instrument nor an existing file.
+    """
+    from alliance.sem.model import builtin_models
+
+    builtins = builtin_models(instrument)
+    if model in builtins:
+        return builtins[model], model
+    path = Path(model)
+    if path.suffix == ".lav" and path.is_file():
+        return path.read_text(), path.stem
+    raise ValueError(
+        f"unknown CFA model {model!r}: not a built-in model of {instrument.name} "
+        f"({', '.join(builtins)}) and not an existing .lav file"
+    )
+
+
+def read_cfa_data(
+    source: str | Path, session: int | None = 3, rater: str | None = "client"
+) -> tuple[pd.DataFrame, Instrument | None, dict[str, Any]]:
+    """Data for a CFA: an ingested dataset folder (one row per patient) or a data file.
+
+    Parameters
+    ----------
+    source
+        An ingest output folder (``results/site_a/ingest``), or a ``.csv``, ``.parquet`` or
+        ``.sav`` file with one row per respondent.
+    session, rater
+        For an ingested dataset: whose ratings, at which session, form the sample.
+
+    Returns
+    -------
+    data, instrument, sample
+        The rows, the instrument (None for a plain file) and how the rows were selected.
+    """
+    path = Path(source)
+    if path.is_dir():
+        items, instrument, _ = read_ingested(path)
+        rows, sample = one_row_per_patient(items, instrument, session=session, rater=rater)
+        return rows.reset_index(drop=True), instrument, sample
+    if path.suffix == ".csv":
+        data = pd.read_csv(path)
+    elif path.suffix == ".parquet":
+        data = pd.read_parquet(path)
+    elif path.suffix == ".sav":
+        import pyreadstat
+
+        data, _ = pyreadstat.read_sav(str(path))
+    else:
+        raise ValueError(f"CFA data must be an ingest folder or .csv/.parquet/.sav, got {path}")
+    return data, None, {"rule": f"every row of {path.name}", "n_rows": len(data)}
+
+
+def run_cfa(
+    source: str | Path,
+    model: str,
+    estimator: str,
+    missing: str | None = None,
+    session: int | None = 3,
+    rater: str | None = "client",
+    group: str | None = None,
+) -> dict[str, Any]:
+    """Fit one CFA; any failure becomes ``status: error`` in the result instead of an exception.
+
+    Returns
+    -------
+    dict
+        The :func:`alliance.sem.api.fit_cfa` result plus ``model_name``, ``sample`` and
+        ``elapsed_s``; on failure ``{"status": {"ok": False, "error": ...}}`` with the same keys.
+    """
+    from alliance.sem.api import fit_cfa
+
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    missing = missing or DEFAULT_MISSING[estimator]
+    data, instrument, sample = read_cfa_data(source, session=session, rater=rater)
+    started = time.perf_counter()
+    try:
+        if instrument is None:
+            syntax, name = Path(model).read_text(), Path(model).stem
+        else:
+            syntax, name = model_syntax(model, instrument)
+        kwargs: dict[str, Any] = {"estimator": estimator, "missing": missing, "group": group}
+        if estimator == "WLSMV":
+            kwargs["ordered"] = True
+        result = fit_cfa(data, syntax, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one failed model must not stop the others
+        log.error("CFA %s / %s failed: %s", model, estimator, exc)
+        result = {
+            "converged": False,
+            "status": {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5),
+            },
+        }
+        name = Path(model).stem
+    result["model_name"] = name
+    result["estimator"] = estimator
+    result["missing"] = missing
+    result["sample"] = sample
+    result["elapsed_s"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """Write a result dict as JSON (NaN as null)."""
+    from alliance.describe import _jsonable
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
+
+
+# (restricted, general) pairs of the built-in models that are nested. With three first-order
+# factors the second-order model is just-identified at the structural level and equals the
+# correlated-factors model; it is nested in the bifactor model (Yung, Thissen & McLeod 1999).
+NESTED_PAIRS = (
+    ("one_factor", "two_factor"),
+    ("two_factor", "correlated"),
+    ("one_factor", "correlated"),
+    ("second_order", "bifactor"),
+)
+
+
+def _raw_fit(data: pd.DataFrame, syntax: str, estimator: str, missing: str) -> Any:
+    """The internal fit object a difference test needs."""
+    if estimator == "WLSMV":
+        from alliance.sem.wlsmv import fit_wlsmv_model
+
+        return fit_wlsmv_model(data, syntax, ordered=True, missing=missing)
+    from alliance.sem.api import fit_model
+
+    return fit_model(data, syntax, estimator, missing)
+
+
+def nested_tests(
+    source: str | Path,
+    models: list[str],
+    estimator: str,
+    missing: str | None = None,
+    session: int | None = 3,
+    rater: str | None = "client",
+    pairs: tuple[tuple[str, str], ...] = NESTED_PAIRS,
+) -> list[dict[str, Any]]:
+    """Chi-square difference tests of the nested pairs among ``models``.
+
+    ML: the likelihood-ratio difference; MLR: the Satorra-Bentler (2001) scaled difference;
+    WLSMV: the scaled-shifted difference of Satorra (2000) (lavaan's ``lavTestLRT`` defaults).
+    A pair whose models fail to fit gets an ``error`` instead of a test.
+    """
+    from alliance.sem.compare import lrt_table
+
+    missing = missing or DEFAULT_MISSING[estimator]
+    data, instrument, _ = read_cfa_data(source, session=session, rater=rater)
+    fits: dict[str, Any] = {}
+    tests = []
+    for restricted, general in pairs:
+        if restricted not in models or general not in models:
+            continue
+        row: dict[str, Any] = {"restricted": restricted, "general": general}
+        try:
+            for name in (restricted, general):
+                if name not in fits:
+                    fits[name] = _raw_fit(
+                        data, model_syntax(name, instrument)[0], estimator, missing
+                    )
+            r0, r1 = fits[restricted], fits[general]
+            if estimator == "WLSMV":
+                from alliance.sem.wlsmv import lrt_scaled_shifted
+
+                test = lrt_scaled_shifted(r1, r0)
+                row |= {
+                    "chisq_diff": test["chisq_diff"],
+                    "df_diff": test["df_diff"],
+                    "pvalue": test["pvalue"],
+                    "method": "scaled-shifted difference (Satorra 2000)",
+                }
+            else:
+                lrt = lrt_table([r1, r0], [general, restricted])["table"][1]
+                row |= {
+                    "chisq_diff": lrt["Chisq_diff"],
+                    "df_diff": lrt["Df_diff"],
+                    "pvalue": lrt["Pr_gt_Chisq"],
+                    "method": "Satorra-Bentler (2001) scaled difference"
+                    if estimator == "MLR"
+                    else "likelihood-ratio difference",
+                }
+                if lrt.get("note"):
+                    row["note"] = lrt["note"]
+        except Exception as exc:  # noqa: BLE001 - a failed pair must not stop the table
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        tests.append(row)
+    return tests
+
+
+def compare(
+    fit_files: dict[str, str | Path],
+    source: str | Path,
+    estimator: str,
+    missing: str | None = None,
+    session: int | None = 3,
+    rater: str | None = "client",
+) -> dict[str, Any]:
+    """Model comparison of one dataset and estimator from its per-model fit files.
+
+    Returns
+    -------
+    dict
+        ``results`` (model -> fit result), ``tests`` (nested-pair difference tests with delta
+        CFI / RMSEA / SRMR), ``estimator``.
+    """
+    results = {name: json.loads(Path(p).read_text()) for name, p in fit_files.items()}
+    usable = [m for m, r in results.items() if r.get("fit")]
+    tests = nested_tests(source, usable, estimator, missing, session, rater)
+    robust = estimator != "ML"
+    for test in tests:
+        fr, fg = results[test["restricted"]]["fit"], results[test["general"]]["fit"]
+        names = ("cfi", "rmsea", "srmr") + (("cfi.robust", "rmsea.robust") if robust else ())
+        test["deltas"] = {
+            n: (fr[n] - fg[n]) if fr.get(n) is not None and fg.get(n) is not None else None
+            for n in names
+        }
+    summary = {
+        name: {k: r.get(k) for k in ("fit", "converged", "status", "reliability", "model_name")}
+        for name, r in results.items()
+    }
+    return {"estimator": estimator, "results": summary, "tests": tests}
+
+
+def run_invariance(
+    source: str | Path,
+    model: str,
+    group: str,
+    estimator: str,
+    missing: str | None = None,
+    session: int | None = 3,
+    rater: str | None = "client",
+) -> dict[str, Any]:
+    """The invariance ladder of ``model`` across ``group``; a failure becomes a status."""
+    from alliance.sem.api import invariance_ladder
+
+    missing = missing or DEFAULT_MISSING[estimator]
+    data, instrument, sample = read_cfa_data(source, session=session, rater=rater)
+    try:
+        if group not in data.columns:
+            raise ValueError(f"grouping column {group!r} is not in the data ({list(data.columns)})")
+        syntax, name = model_syntax(model, instrument)
+        kwargs: dict[str, Any] = {"ordered": True} if estimator == "WLSMV" else {}
+        ladder = invariance_ladder(
+            data, syntax, group, estimator=estimator, missing=missing, **kwargs
+        )
+        ladder["status"] = {"ok": True}
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        ladder = {"status": {"ok": False, "error": f"{type(exc).__name__}: {exc}"}}
+        name = model
+    ladder |= {"model_name": name, "group": group, "estimator": estimator, "missing": missing}
+    ladder["sample"] = sample
+    return ladder

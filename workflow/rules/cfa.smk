@@ -1,0 +1,77 @@
+# Confirmatory factor analysis: competing models x estimators per dataset, their comparison with
+# nested difference tests, and the measurement-invariance ladder across grouping columns.
+
+
+rule cfa_fit:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
+    output:
+        fit="results/{analysis_dataset}/cfa/fits/{model}_{estimator}.json",
+    log:
+        "results/{analysis_dataset}/logs/cfa_{model}_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_{model}_{estimator}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        model=cfa_model_source,
+        missing=cfa_missing,
+        session=config["cfa"]["session"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/cfa_fit.py"
+
+
+rule cfa_compare:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        fits=cfa_fit_files,
+    output:
+        comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
+    log:
+        "results/{analysis_dataset}/logs/cfa_compare_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_compare_{estimator}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        models=config["cfa"]["models"],
+        missing=cfa_missing,
+        session=config["cfa"]["session"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/cfa_compare.py"
+
+
+rule cfa_invariance:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
+    output:
+        invariance="results/{analysis_dataset}/cfa/invariance_{group}_{estimator}.json",
+    log:
+        "results/{analysis_dataset}/logs/cfa_invariance_{group}_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_invariance_{group}_{estimator}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        model=config["cfa"]["invariance"]["model"],
+        missing=cfa_missing,
+        session=config["cfa"]["session"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/cfa_invariance.py"
