@@ -131,6 +131,107 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
     return markdown_table(pd.DataFrame(rows).fillna("")), warnings
 
 
+MODEL_LABELS = {
+    "one_factor": "One factor",
+    "two_factor": "Two factors (Bond vs Goal+Task)",
+    "correlated": "Three correlated factors (Bordin)",
+    "second_order": "Second order",
+    "bifactor": "Bifactor",
+}
+
+
+def _fit_value(fit: dict[str, Any], name: str, estimator: str) -> Any:
+    """The robust variant of a fit index for MLR/WLSMV when present, else the plain one."""
+    if estimator != "ML" and fit.get(f"{name}.robust") is not None:
+        return fit[f"{name}.robust"]
+    return fit.get(name)
+
+
+def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """Model fit per dataset and estimator, nested tests, and the invariance decisions."""
+    parts, warnings = [], []
+    for name in datasets:
+        for path in sorted((results / name / "cfa").glob("comparison_*.json")):
+            comp = json.loads(path.read_text())
+            est = comp["estimator"]
+            rows = []
+            order = list(MODEL_LABELS)
+            ranked = sorted(
+                comp["results"].items(),
+                key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+            )
+            for model, res in ranked:
+                fit = res.get("fit") or {}
+                status = res.get("status") or {}
+                if not fit:
+                    warnings.append(
+                        f"{name}: CFA {model} ({est}) failed: {status.get('error', 'no result')}"
+                    )
+                elif res.get("converged") is False or status.get("admissible") is False:
+                    issues = ", ".join(status.get("issues", [])) or "not converged"
+                    warnings.append(f"{name}: CFA {model} ({est}) is not admissible: {issues}")
+                chisq_key = "chisq.scaled" if est != "ML" else "chisq"
+                rows.append(
+                    {
+                        "Model": MODEL_LABELS.get(model, model),
+                        "chi2" + (" (scaled)" if est != "ML" else ""): _fmt(fit.get(chisq_key)),
+                        "df": _fmt(int(fit["df"])) if fit.get("df") is not None else "NA",
+                        "CFI": _apa(_fit_value(fit, "cfi", est), 3),
+                        "TLI": _apa(_fit_value(fit, "tli", est), 3),
+                        "RMSEA": _apa(_fit_value(fit, "rmsea", est), 3),
+                        "SRMR": _apa(fit.get("srmr"), 3),
+                        "Converged": {True: "yes", False: "no"}.get(res.get("converged"), "NA"),
+                    }
+                )
+            variant = " (robust CFI/TLI/RMSEA)" if est != "ML" else ""
+            parts.append(f"**{name}, {est}**{variant}\n\n" + markdown_table(pd.DataFrame(rows)))
+            tests = [
+                f"{MODEL_LABELS.get(t['restricted'], t['restricted'])} vs "
+                f"{MODEL_LABELS.get(t['general'], t['general'])}: "
+                + (
+                    f"chi2({_fmt(int(t['df_diff']))}) = {_fmt(t['chisq_diff'])}, "
+                    f"p {_p(t['pvalue'])} ({t['method']})"
+                    if "error" not in t
+                    else f"not tested ({t['error']})"
+                )
+                for t in comp["tests"]
+            ]
+            if tests:
+                parts.append("Nested tests: " + "; ".join(tests) + ".")
+        for path in sorted((results / name / "cfa").glob("invariance_*.json")):
+            ladder = json.loads(path.read_text())
+            label = f"{name}, across {ladder.get('group')}, {ladder.get('estimator')}"
+            if not ladder.get("status", {}).get("ok"):
+                warnings.append(f"{label}: invariance failed: {ladder['status'].get('error')}")
+                continue
+            steps = []
+            for step, d in ladder.get("decisions", {}).items():
+                verdict = "holds" if d.get("invariant") else "rejected"
+                steps.append(
+                    f"{step} {verdict} (delta CFI {_fmt(d.get('delta_cfi'), 3)}, delta RMSEA "
+                    f"{_fmt(d.get('delta_rmsea'), 3)}, delta SRMR {_fmt(d.get('delta_srmr'), 3)})"
+                )
+            if not steps:
+                lrt = ladder.get("lrt", {}).get("table", [])
+                steps = [
+                    f"{r['model']}: chi2 diff({_fmt(r['Df_diff'])}) = {_fmt(r['Chisq_diff'])}, "
+                    f"p {_p(r['Pr_gt_Chisq'])}"
+                    for r in lrt
+                    if r.get("Chisq_diff") is not None
+                ]
+            parts.append(f"Invariance {label}: " + "; ".join(steps) + ".")
+    if not parts:
+        return "No CFA was run.", warnings
+    return "\n\n".join(parts), warnings
+
+
+def _p(p: float | None) -> str:
+    """A p-value in APA style: ``< .001`` or ``= .034``."""
+    if p is None:
+        return "NA"
+    return "< .001" if p < 0.001 else f"= {_apa(p, 3)}"
+
+
 def versions() -> dict[str, str]:
     """Python and the key packages' versions."""
     out = {"python": platform.python_version()}
@@ -163,13 +264,65 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         f"{config.get('seed')}) and an exploratory factor analysis (minimum residual, oblimin "
         f"rotation) were computed on one row per patient: the {describe.get('rater', 'client')} "
         f"ratings of session {describe.get('session', 3)}, complete cases.",
+        _cfa_methods(config),
+        _meta_methods(config),
         "Analyses used Python "
         + software["python"]
         + " with "
         + ", ".join(f"{k} {v}" for k, v in software.items() if k != "python")
         + ".",
     ]
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
+
+
+def _cfa_methods(config: dict[str, Any]) -> str:
+    """The CFA sentences of the methods paragraph (empty when CFA is off)."""
+    cfa = config.get("cfa", {})
+    if not cfa.get("enabled", False):
+        return ""
+    names = {
+        "WLSMV": "WLSMV (diagonally weighted least squares on polychoric correlations "
+        "with robust standard errors and the mean- and variance-adjusted test)",
+        "MLR": "MLR (maximum likelihood with Huber-White standard errors and the "
+        "Yuan-Bentler scaled test)",
+        "ML": "ML",
+    }
+    ests = [names[e] for e in cfa.get("estimators", [])]
+    missing = cfa.get("missing", {})
+    miss = ", ".join(f"{m} for {e}" for e, m in missing.items() if e in cfa.get("estimators", []))
+    models = "; ".join(MODEL_LABELS.get(m, m) for m in cfa.get("models", []))
+    groups = ", ".join(cfa.get("invariance", {}).get("groups", {}))
+    return (
+        f"Confirmatory factor analyses compared these models: {models} (marker-variable "
+        f"identification) with {' and '.join(ests)}; missing data were handled by {miss}. "
+        "Robust CFI, TLI and RMSEA are reported for the robust estimators (Brosseau-Liard & "
+        "Savalei 2014; Savalei 2021); nested models were compared by scaled chi-square "
+        "difference tests (Satorra-Bentler 2001 for MLR, Satorra 2000 scaled-shifted for WLSMV)."
+        + (
+            f" Measurement invariance across {groups} was tested by the configural, metric, "
+            "scalar (thresholds for ordinal items) and strict ladder with Chen's (2007) criteria."
+            if groups
+            else ""
+        )
+    )
+
+
+def _meta_methods(config: dict[str, Any]) -> str:
+    """The meta-analysis sentences of the methods paragraph (empty when pooling is off)."""
+    meta = config.get("meta", {})
+    if not meta.get("enabled", False):
+        return ""
+    bayes = meta.get("bayes", {})
+    return (
+        f"Each dataset's alliance-outcome association (partial correlation of session-"
+        f"{meta.get('alliance_session', 3)} alliance with the last observed {meta.get('measure')} "
+        "controlling for baseline) and the published effects were pooled on Fisher's z by a "
+        f"random-effects model ({meta.get('method', 'REML')}, as metafor) and a Bayesian "
+        f"random-effects model (mu ~ Normal(0, {bayes.get('prior_mu_sd', 1.0)}), tau ~ "
+        f"{bayes.get('tau_prior', 'halfnormal')}({bayes.get('prior_tau_scale', 0.5)}); "
+        f"{bayes.get('chains', 4)} chains of {bayes.get('draws', 1000)} draws after "
+        f"{bayes.get('tune', 1000)} tuning steps, {bayes.get('sampler', 'nutpie')})."
+    )
 
 
 def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:
@@ -207,7 +360,8 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             "JARS-SEM",
             "Measurement model: CFA fit, estimator and its justification",
             any((results / d / "cfa").is_dir() for d in datasets),
-            "CFA results (results/*/cfa)"
+            "model fit per model and estimator (robust indices), nested tests, invariance "
+            "ladder with Chen (2007) criteria; estimator choice stated in the methods"
             if any((results / d / "cfa").is_dir() for d in datasets)
             else "not yet produced by this pipeline version",
         ),
@@ -237,8 +391,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     software = versions()
     data_md, data_warnings, data = data_section(results, datasets)
     meas_md, meas_warnings = measurement_section(results, analysed)
+    cfa_md, cfa_warnings = cfa_section(results, analysed)
     checks = reporting_checks(data, results, datasets)
-    warnings = data_warnings + meas_warnings
+    warnings = data_warnings + meas_warnings + cfa_warnings
     check_rows = pd.DataFrame(
         [
             {
@@ -260,6 +415,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             data_md,
             "## Measurement",
             meas_md,
+            "## Confirmatory factor analysis",
+            cfa_md,
             "## Methods",
             methods_paragraph(config, software),
             "## Reporting checklist",
