@@ -276,7 +276,7 @@ def fit_cfa(
 
         if miss == "fiml":  # as lavaan (and cfa.R): no FIML with WLSMV
             out = fit_cfa(data, model, est, "pairwise", group, std_lv, ordered=ordered,
-                          group_equal=group_equal)  # fmt: skip
+                          group_equal=group_equal, n_modindices=n_modindices)  # fmt: skip
             out.setdefault("meta", {}).setdefault("notes", []).append(
                 "FIML is not available with WLSMV; used missing='pairwise' instead."
             )
@@ -289,6 +289,7 @@ def fit_cfa(
             group=group,
             group_equal=tuple(group_equal),
             std_lv=std_lv,
+            n_modindices=n_modindices,
         )
     if ordered:
         raise ValueError(f"ordered items need estimator='WLSMV', got {est!r}")
@@ -330,6 +331,14 @@ def invariance_ladder(
     if est == "WLSMV":
         from alliance.sem import wlsmv
 
+        if miss == "fiml":  # as fit_cfa: no FIML with WLSMV
+            out = wlsmv.invariance_ladder(
+                data, model, group, missing="pairwise", steps=steps, **kwargs
+            )
+            out["notes"].append(
+                "FIML is not available with WLSMV; used missing='pairwise' instead."
+            )
+            return out
         return wlsmv.invariance_ladder(data, model, group, missing=miss, steps=steps, **kwargs)
     from alliance.sem.invariance import ladder
 

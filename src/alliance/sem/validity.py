@@ -378,3 +378,68 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
     out["issues"] = issues
     out["admissible"] = not issues
     return out
+
+
+def score_rows(
+    spec: ModelSpec,
+    x: np.ndarray,
+    cands: list[Par],
+    grad: np.ndarray,
+    info: np.ndarray,
+    n: int,
+) -> list[dict[str, Any]]:
+    """Univariate score tests from a gradient and an information matrix (any estimator).
+
+    The estimator-free core of :func:`score_tests`: ``grad`` and ``info`` belong to the
+    extended model whose last ``len(cands)`` free parameters are the candidates (the first
+    ``spec.npar`` are the fitted model's, at ``x``). ``mi = n g_j^2 / V_j`` with
+    ``V_j = I_jj - I_jF I_FF^-1 I_Fj``; ``epc = -g_j / V_j``; ``sepc.all`` scales the EPC by
+    the model-implied standard deviations (latent-response ones for ordered items). Used by
+    :mod:`alliance.sem.wlsmv` with the DWLS gradient and information.
+    """
+    q = spec.npar
+    i_ff = info[:q, :q]
+    i_fe = info[:q, q:]
+    try:
+        v = np.diag(info[q:, q:]) - np.einsum("ij,ij->j", i_fe, np.linalg.solve(i_ff, i_fe))
+    except np.linalg.LinAlgError:
+        return []
+    g = grad[q:]
+    # lavaan: V below .Machine$double.eps^(1/3) gives NA
+    ok = v > np.finfo(float).eps ** (1 / 3)
+    safe_v = np.where(ok, v, 1.0)
+    mi = np.where(ok, n * g**2 / safe_v, np.nan)
+    epc = np.where(ok, -g / safe_v, np.nan)
+    sds = {}
+    for gi in range(1, spec.ngroups + 1):
+        mt = spec.matrices(x, gi)
+        ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
+        a = ib @ mt.psi @ ib.T
+        c = mt.lambda_ @ ib
+        sig = c @ mt.psi @ c.T + mt.theta
+        sds[gi] = (np.sqrt(np.abs(np.diag(a))), np.sqrt(np.abs(np.diag(sig))), mt)
+    rows = []
+    for k, c in enumerate(cands):
+        sd_lv, sd_ov, mt = sds[c.group]
+        if c.mat == "lambda":
+            scale = sd_lv[c.col] / sd_ov[c.row]
+        elif c.mat == "theta" and c.row != c.col:
+            t1, t2 = mt.theta[c.row, c.row], mt.theta[c.col, c.col]
+            scale = 1 / np.sqrt(t1 * t2) if t1 > 0 and t2 > 0 else np.nan
+        elif c.mat == "psi" and c.row != c.col:
+            scale = 1 / (sd_lv[c.row] * sd_lv[c.col])
+        else:
+            scale = np.nan
+        row = {
+            "lhs": c.lhs,
+            "op": c.op,
+            "rhs": c.rhs,
+            "mi": float(mi[k]),
+            "epc": float(epc[k]),
+            "sepc.all": float(epc[k] * scale),
+            "pvalue": float(stats.chi2.sf(mi[k], 1)) if np.isfinite(mi[k]) else None,
+        }
+        if spec.ngroups > 1:
+            row["group"] = c.group
+        rows.append(row)
+    return rows

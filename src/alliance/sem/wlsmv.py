@@ -13,7 +13,7 @@ from scipy import optimize, special, stats
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.model import ModelSpec, start_values
-from alliance.sem.polychoric import OrdinalStats, ordinal_stats
+from alliance.sem.polychoric import OrdinalStats, bivariate_normal_cdf, ordinal_stats
 
 __all__ = [
     "WlsmvFit",
@@ -29,6 +29,23 @@ _LEVELS = {
     "metric": ("loadings",),
     "scalar": ("loadings", "intercepts", "thresholds"),
 }
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe nested structure (numpy scalars to Python, non-finite floats to None)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _num(obj)
+    return obj
 
 
 def _num(value: float | None) -> float | None:
@@ -242,46 +259,7 @@ def _prepare(
         group_labels=labels if group is not None else None,
         group_equal=tuple(group_equal),
     )
-    _ensure_group_equal(spec)
     return spec, sts, labels
-
-
-def _ensure_group_equal(spec: ModelSpec) -> None:
-    """Label the rows held equal by ``group_equal`` as lavaan (``.pN.``) and renumber ``free``.
-
-    A private adapter: model.py (as of this writing) labels the group-1 rows before it
-    compares the later groups with them, so groups 2+ stay free. Idempotent, so it is
-    harmless once model.py does this itself.
-    """
-    if spec.ngroups < 2 or not spec.group_equal:
-        return
-    kinds = {"=~": "loadings", "|": "thresholds"}
-    g1 = {(r.lhs, r.op, r.rhs): r for r in spec.table if r.group == 1}
-    for r in spec.table:
-        kind = kinds.get(r.op)
-        if r.op == "~1" and r.lhs in spec.ov:
-            kind = "intercepts"
-        if r.group == 1 or kind not in spec.group_equal or not r.free or r.computed:
-            continue
-        base = g1.get((r.lhs, r.op, r.rhs))
-        if base is None or not base.free:
-            continue
-        label = base.label or f".p{base.id}."
-        base.label = label
-        r.label = label
-    by_label: dict[str, int] = {}
-    k = 0
-    for r in spec.table:
-        if not r.free:
-            continue
-        if r.label and r.label in by_label:
-            r.free = by_label[r.label]
-            continue
-        k += 1
-        r.free = k
-        if r.label:
-            by_label[r.label] = k
-    spec.invalidate()
 
 
 def _start(spec: ModelSpec, sts: list[OrdinalStats]) -> np.ndarray:
@@ -850,6 +828,369 @@ def standardized_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -
     return rows
 
 
+# --------------------------------------------------------------------------- details
+
+RELIABILITY_NOTE = (
+    "Ordered items (semTools 0.5-6 reliability() for categorical indicators): omega = "
+    "Green & Yang (2009) categorical omega, the reliability of the sum of the observed item "
+    "scores computed from the thresholds, with the model-implied item correlations as the "
+    "total (= semTools omega = omega2, compRelSEM(ord.scale = TRUE)); omega2 the same with "
+    "the fitted latent-response correlation matrix as total; omega_obs_var the same with the "
+    "sample polychoric matrix as total (= semTools omega3); omega_latent = (sum lambda)^2 psi "
+    "/ ((sum lambda)^2 psi + sum theta) on the latent-response (y*) scale, not the scale of the "
+    "item scores; alpha = Cronbach's alpha of the raw item scores treated as numeric (complete "
+    "cases of the factor's items; semTools gives NA with missing answers); alpha_ordinal = "
+    "Zumbo et al. (2007) ordinal alpha from the sample polychoric correlations (semTools "
+    "alpha.ord); avevar = sum lambda^2 psi / sum of latent-response variances (AVE on the "
+    "polychoric scale)."
+)
+
+MODINDICES_NOTE = (
+    "modification indices under WLSMV are lavaan's modindices(): score tests with the DWLS "
+    "expected information Delta' W Delta (not robust to non-normality of the polychoric "
+    "estimates); treat them as a guide, not as chi-square tests"
+)
+
+SCORE_NOTE = (
+    "partial invariance: univariate score tests for releasing each equality constraint, as "
+    "lavaan's lavTestScore() with WLSMV (which falls back to the ordinary, non-robust score "
+    "test with the DWLS information); largest X2 first"
+)
+
+
+def _alpha(cov: np.ndarray) -> float:
+    """Cronbach's alpha of a covariance (or correlation) matrix (semTools computeAlpha)."""
+    k = cov.shape[0]
+    if k < 2:
+        return float("nan")
+    return float(k / (k - 1) * (1.0 - np.trace(cov) / np.sum(cov)))
+
+
+def omega_categorical(
+    truevar: np.ndarray,
+    thresholds: Sequence[np.ndarray],
+    scales: np.ndarray,
+    denom: np.ndarray,
+) -> float:
+    """Green & Yang (2009) reliability of a sum of ordered item scores (semTools omegaCat).
+
+    Parameters
+    ----------
+    truevar : numpy.ndarray
+        Common-factor part of the latent-response covariance, ``lambda psi lambda'`` (k x k).
+    thresholds : sequence of numpy.ndarray
+        The items' threshold parameters.
+    scales : numpy.ndarray
+        The items' scale factors (delta parameterization; 1 in a single group).
+    denom : numpy.ndarray
+        Total latent-response covariance (k x k); converted to correlations.
+
+    Returns
+    -------
+    float
+        ``sum_jj' sum_cc' [Phi2(t_jc, t_j'c', R_jj') - Phi(t_jc) Phi(t_j'c')]`` over the same
+        sum with the correlations of ``denom``, ``R = D truevar D`` and thresholds ``t * D``.
+
+    References
+    ----------
+    Green, S. B., & Yang, Y. (2009). Reliability of summed item scores using structural
+    equation modeling: An alternative to coefficient alpha. Psychometrika, 74(1), 155-167.
+    """
+    r = truevar * np.outer(scales, scales)
+    sd = np.sqrt(np.diag(denom))
+    den = denom / np.outer(sd, sd)
+    ts = [np.asarray(t, dtype=float) * s for t, s in zip(thresholds, scales, strict=True)]
+    # all (item, threshold) x (item, threshold) cells at once
+    tt = np.concatenate(ts)
+    item = np.repeat(np.arange(len(ts)), [len(t) for t in ts])
+    a, b = np.meshgrid(tt, tt, indexing="ij")
+    pairs = np.ix_(item, item)
+    prod = float(np.sum(special.ndtr(tt)) ** 2)
+    num = float(np.sum(bivariate_normal_cdf(a, b, np.clip(r[pairs], -1, 1)))) - prod
+    tot = float(np.sum(bivariate_normal_cdf(a, b, np.clip(den[pairs], -1, 1)))) - prod
+    return num / tot
+
+
+def _group_frames(fit: WlsmvFit, data: pd.DataFrame | None) -> list[pd.DataFrame | None]:
+    """The rows of ``data`` used by each group (listwise: complete on every item)."""
+    if data is None:
+        return [None] * fit.spec.ngroups
+    items = data[list(fit.spec.ov)].apply(pd.to_numeric, errors="coerce")
+    if fit.group is None:
+        parts = [items]
+    else:
+        keys = data[fit.group].astype(str).to_numpy()
+        parts = [items[keys == lab] for lab in fit.spec.group_labels]
+    if fit.missing == "listwise":
+        parts = [p.dropna() for p in parts]
+    return parts
+
+
+def _reliability_group(fit: WlsmvFit, g: int, raw: pd.DataFrame | None) -> dict[str, dict]:
+    spec = fit.spec
+    st = fit.stats[g - 1]
+    mt = spec.matrices(fit.x, g)
+    ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
+    a = ib @ mt.psi @ ib.T
+    lam_all = mt.lambda_ @ ib
+    truevar = lam_all @ mt.psi @ lam_all.T
+    sigma_hat = spec.implied(fit.x, g)[0].sigma
+    names = ("omega", "omega2", "omega_obs_var", "omega_latent", "alpha", "alpha_ordinal")
+    out: dict[str, dict[str, float]] = {k: {} for k in (*names, "avevar")}
+    for f in spec.first_order():
+        items = spec.indicators(f)
+        idx = [spec.ov.index(v) for v in items]
+        ix = np.ix_(idx, idx)
+        j = spec.lv.index(f)
+        lam = mt.lambda_[:, j]
+        fac = np.outer(lam, lam) * a[j, j]
+        ths = [
+            np.array([mt.tau[t] for t, (v, _) in enumerate(spec.threshold_index) if v == item])
+            for item in items
+        ]
+        scales = mt.delta[idx]
+        theta = mt.theta[ix]
+        try:
+            out["omega"][f] = omega_categorical(fac[ix], ths, scales, fac[ix] + theta)
+            out["omega2"][f] = omega_categorical(fac[ix], ths, scales, sigma_hat[ix])
+            out["omega_obs_var"][f] = omega_categorical(fac[ix], ths, scales, st.cor[ix])
+        except (ValueError, FloatingPointError, ZeroDivisionError):
+            for k in ("omega", "omega2", "omega_obs_var"):
+                out[k][f] = float("nan")
+        common = lam[idx].sum() ** 2 * a[j, j]
+        out["omega_latent"][f] = float(common / (common + theta.sum()))
+        out["alpha_ordinal"][f] = _alpha(st.cor[ix])
+        if raw is not None:
+            sub = raw[items].dropna()
+            out["alpha"][f] = _alpha(np.cov(sub.to_numpy(dtype=float), rowvar=False))
+        else:
+            out["alpha"][f] = float("nan")
+        trueitem = np.diag(truevar)[idx]
+        if np.sum(np.abs(trueitem - np.diag(fac)[idx])) < 1e-5:
+            out["avevar"][f] = float(np.sum(trueitem) / np.sum(trueitem + np.diag(theta)))
+        else:  # cross-loadings: semTools gives NA
+            out["avevar"][f] = float("nan")
+    return out
+
+
+def reliability(fit: WlsmvFit, data: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Reliability of each first-order factor of ordered items (semTools 0.5-6 style).
+
+    Parameters
+    ----------
+    fit : WlsmvFit
+        A fitted WLSMV model.
+    data : pandas.DataFrame, optional
+        The data it was fitted to (for the raw-score alpha; ``nan`` without it).
+
+    Returns
+    -------
+    dict
+        ``omega`` (categorical, Green & Yang 2009), ``omega2``, ``omega_obs_var``,
+        ``omega_latent``, ``alpha`` (raw scores), ``alpha_ordinal``, ``avevar``: each
+        ``{factor: value}`` (one group) or a list of ``{"group": label, factor: value}``;
+        and ``reliability_note``.
+
+    References
+    ----------
+    Green, S. B., & Yang, Y. (2009). Reliability of summed item scores using structural
+    equation modeling: An alternative to coefficient alpha. Psychometrika, 74(1), 155-167.
+    Zumbo, B. D., Gadermann, A. M., & Zeisser, C. (2007). Ordinal versions of coefficients
+    alpha and theta for Likert rating scales. Journal of Modern Applied Statistical
+    Methods, 6(1), 21-29.
+    """
+    frames = _group_frames(fit, data)
+    per = [_reliability_group(fit, g + 1, frames[g]) for g in range(fit.spec.ngroups)]
+    out: dict[str, Any] = {}
+    if fit.spec.ngroups == 1:
+        out.update(per[0])
+    else:
+        for k in per[0]:
+            out[k] = [{"group": lab, **per[g][k]} for g, lab in enumerate(fit.spec.group_labels)]
+    out["reliability_note"] = RELIABILITY_NOTE
+    return out
+
+
+def residual_correlations(fit: WlsmvFit) -> list[dict[str, Any]]:
+    """Sample polychoric minus model-implied correlations (and thresholds) per group.
+
+    As lavaan's ``residuals(fit, type = "cor")`` for ordered items: ``matrix`` is ``$cov``,
+    ``thresholds`` is ``$th`` (sample minus implied standardized thresholds).
+    """
+    out = []
+    for s, imp, lab in zip(fit.stats, fit.spec.implied(fit.x), fit.spec.group_labels, strict=True):
+        sd = np.sqrt(np.abs(np.diag(imp.sigma)))
+        res = s.cor - imp.sigma / np.outer(sd, sd)
+        out.append(
+            {
+                "group": lab,
+                "variables": list(s.names),
+                "matrix": [[float(v) for v in row] for row in res],
+                "thresholds": {
+                    n: float(v) for n, v in zip(s.th_names, s.th_vector - imp.tau, strict=True)
+                },
+            }
+        )
+    return out
+
+
+def _dwls_pieces(spec: ModelSpec, fit: WlsmvFit, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of lavaan's DWLS ``fmin`` and the expected information ``sum f_g D'WD``.
+
+    lavaan scales each group's discrepancy by ``(N_g - 1) / N_g`` (as the test statistic), so
+    the gradient is ``-sum_g f_g (N_g - 1) / N_g Delta_g' W_g (s_g - sigma_g)``
+    (f_g = N_g / N); the information is not rescaled.
+    """
+    deltas = _delta(spec, fit.stats, x)
+    imp = _implied(spec, fit.stats, x)
+    grad = np.zeros(len(x))
+    info = np.zeros((len(x), len(x)))
+    for f, d, w, s, i in zip(fit.fg, deltas, fit.weights, fit.stats, imp, strict=True):
+        grad -= f * (s.nobs - 1.0) / s.nobs * d.T @ (w * (s.wls_obs - i))
+        info += f * d.T @ (w[:, None] * d)
+    return grad, info
+
+
+def modification_indices(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
+    """Modification indices of a WLSMV fit: score tests of the DWLS discrepancy (lavaan).
+
+    Candidates as :func:`alliance.sem.validity.modification_indices` (cross-loadings,
+    residual covariances of the latent responses, fixed factor covariances); ``mi = N g^2 /
+    V`` with the DWLS gradient ``g`` and ``V`` from the expected information
+    ``sum_g f_g Delta' W Delta`` of the extended model. Largest first.
+    """
+    from alliance.sem.validity import _candidates, score_rows
+
+    spec = fit.spec
+    cands = _candidates(spec)
+    if not cands:
+        return []
+    ext = spec.copy()
+    q = spec.npar
+    for k, c in enumerate(cands):
+        c.free = q + k + 1
+        c.id = len(ext.table) + 1
+        ext.table.append(c)
+    ext.invalidate()
+    x_ext = np.concatenate([fit.x, np.array([c.value for c in cands])])
+    grad, info = _dwls_pieces(ext, fit, x_ext)
+    rows = score_rows(spec, fit.x, cands, grad, info, fit.ntotal)
+    rows = [r for r in rows if np.isfinite(r["mi"])]
+    rows.sort(key=lambda r: -r["mi"])
+    return rows[:top] if top else rows
+
+
+def release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
+    """Score tests for releasing each across-group equality constraint (partial invariance).
+
+    lavaan's ``lavTestScore()`` univariate tests for a WLSMV fit: in the unconstrained
+    parameter space, with the DWLS gradient ``s`` and information ``I`` at the constrained
+    estimates, releasing constraint ``r`` gives ``X2_r = N s' P_r s`` with ``P_r`` the
+    upper-left block of the inverse of ``[[I, R_-r'], [R_-r, 0]]``. Like lavaan with
+    ``se = "robust.sem"``, this is the ordinary (non-robust) score test. Largest first.
+    """
+    spec = fit.spec
+    free_rows = [r for r in spec.table if r.free]
+    if len({r.free for r in free_rows}) == len(free_rows):
+        return []
+    ext = spec.copy()
+    ext_free = [r for r in ext.table if r.free]
+    x_un = np.array([fit.x[r.free - 1] for r in ext_free])
+    by_index: dict[int, list[int]] = {}
+    for k, (orig, new) in enumerate(zip(free_rows, ext_free, strict=True)):
+        by_index.setdefault(orig.free, []).append(k)
+        new.free = k + 1
+        new.label = ""
+    ext.invalidate()
+    q = len(x_un)
+    constraints = [(idx[0], other) for idx in by_index.values() for other in idx[1:]]
+    rmat = np.zeros((len(constraints), q))
+    for i, (a, b) in enumerate(constraints):
+        rmat[i, a], rmat[i, b] = 1.0, -1.0
+    grad, info = _dwls_pieces(ext, fit, x_un)
+    n = fit.ntotal
+    rows = []
+    for i, (_, b) in enumerate(constraints):
+        row_b = free_rows[b]
+        if row_b.group == 1 or not row_b.label.startswith(".p"):
+            continue
+        r1 = np.delete(rmat, i, axis=0)
+        k = len(r1)
+        z = np.block([[info, r1.T], [r1, np.zeros((k, k))]])
+        rhs = np.concatenate([grad, np.zeros(k)])
+        try:
+            sol = np.linalg.solve(z, rhs)
+        except np.linalg.LinAlgError:
+            sol = np.linalg.pinv(z) @ rhs
+        x2 = float(n * grad @ sol[:q])
+        rows.append(
+            {
+                "lhs": row_b.lhs,
+                "op": row_b.op,
+                "rhs": row_b.rhs,
+                "group": row_b.group,
+                "group_label": spec.group_labels[row_b.group - 1],
+                "parameter": row_b.name(),
+                "label": row_b.label,
+                "X2": x2,
+                "df": 1,
+                "pvalue": float(stats.chi2.sf(x2, 1)),
+            }
+        )
+    rows.sort(key=lambda r: -r["X2"])
+    return rows[:top] if top else rows
+
+
+def details(
+    fit: WlsmvFit,
+    data: pd.DataFrame | None = None,
+    std_rows: list[dict] | None = None,
+    n_modindices: int = 10,
+) -> dict[str, Any]:
+    """Validity and admissibility blocks of a WLSMV fit, as :func:`alliance.sem.api.fit_cfa`.
+
+    ``reliability, factor_correlations, htmt, residual_correlations, modindices, status``
+    (and ``notes``); never raises.
+
+    ``htmt`` uses the sample polychoric correlations (as ``semTools::htmt(ordered = ...)``);
+    ``factor_correlations`` the standardized solution with its delta-method robust SEs;
+    ``status`` the checks of :func:`alliance.sem.validity.admissibility`.
+    """
+    from alliance.sem.validity import admissibility, factor_correlations, htmt
+
+    multi = fit.spec.ngroups > 1
+    rows = std_rows if std_rows is not None else standardized_rows(fit, multi=multi)
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+
+    def attempt(key: str, fn: Any, empty: Any) -> None:
+        try:
+            out[key] = fn()
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
+            out[key] = empty
+            notes.append(f"{key} unavailable: {err}")
+
+    attempt("reliability", lambda: reliability(fit, data), {})
+    attempt("factor_correlations", lambda: factor_correlations(fit, rows), [])  # type: ignore[arg-type]
+    spec = fit.spec
+    fo = {f: spec.indicators(f) for f in spec.first_order()}
+
+    def _htmt() -> Any:
+        per = [htmt(s.cor, list(s.names), fo) for s in fit.stats]
+        if not multi:
+            return per[0]
+        return [{"group": lab, **h} for lab, h in zip(spec.group_labels, per, strict=True)]
+
+    attempt("htmt", _htmt, {})
+    attempt("residual_correlations", lambda: residual_correlations(fit), [])
+    attempt("modindices", lambda: modification_indices(fit, top=n_modindices), [])
+    if out["modindices"]:
+        notes.append(MODINDICES_NOTE)
+    out["status"] = admissibility(fit, rows)  # type: ignore[arg-type]
+    out["notes"] = notes
+    return out
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -862,6 +1203,9 @@ def fit_wlsmv(
     group_equal: Sequence[str] = (),
     std_lv: bool = False,
     level: float = 0.95,
+    *,
+    with_details: bool = True,
+    n_modindices: int = 10,
 ) -> dict[str, Any]:
     """WLSMV CFA for ordered items, returned in the layout of the lavaan reference files.
 
@@ -883,20 +1227,35 @@ def fit_wlsmv(
         Identify factors by unit variances.
     level : float
         Confidence level of the intervals.
+    with_details : bool
+        Add the blocks of :func:`details` (reliability, factor correlations, HTMT, residual
+        correlations, modification indices, admissibility status), as the ML/MLR output.
+    n_modindices : int
+        How many of the largest modification indices to report.
 
     Returns
     -------
     dict
-        ``meta``, ``converged``, ``nobs``, ``ntotal``, ``fit`` (chisq, df, pvalue, cfi, tli,
-        rmsea with 90% CI, srmr, baseline, the ``.scaled`` and ``.robust`` variants),
-        ``parameters`` and ``standardized`` (std.all) rows.
+        ``meta`` (with ``notes``), ``converged``, ``nobs``, ``ntotal``, ``fit`` (chisq, df,
+        pvalue, cfi, tli, rmsea with 90% CI, srmr, baseline, the ``.scaled`` and ``.robust``
+        variants), ``parameters`` and ``standardized`` (std.all) rows; with ``with_details``
+        also ``reliability, factor_correlations, htmt, residual_correlations, modindices,
+        status``.
 
     Examples
     --------
     >>> out = fit_wlsmv(df, "f =~ y1 + y2 + y3")  # doctest: +SKIP
     >>> out["fit"]["chisq.scaled"]  # doctest: +SKIP
     """
-    return fit_wlsmv_model(data, model, ordered, missing, group, group_equal, std_lv).to_dict(level)
+    fit = fit_wlsmv_model(data, model, ordered, missing, group, group_equal, std_lv)
+    out = fit.to_dict(level)
+    out["meta"]["notes"] = []
+    if with_details:
+        with threadpool_limits(limits=1, user_api="blas"):
+            extra = details(fit, data, out["standardized"], n_modindices)
+        out["meta"]["notes"].extend(extra.pop("notes"))
+        out.update(extra)
+    return _clean(out)
 
 
 def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
@@ -959,6 +1318,15 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     }
 
 
+CRITERIA_WLSMV = (
+    "WLSMV: Chen (2007) applied to the deltas of the scaled (mean-and-variance adjusted) CFI "
+    "and RMSEA and of the SRMR of the polychoric correlations; the robust (Savalei 2021) "
+    "CFI/RMSEA deltas are reported in `deltas` where lavaan 0.6-14 defines them (not once "
+    "thresholds are held equal, so not for scalar) and are not used for the decision. Chen's "
+    "cutoffs were derived for ML with continuous items."
+)
+
+
 def fit_wlsmv_invariance(
     data: pd.DataFrame,
     model: str,
@@ -967,6 +1335,8 @@ def fit_wlsmv_invariance(
     missing: str = "listwise",
     levels: Sequence[str] = ("configural", "metric", "scalar"),
     level: float = 0.95,
+    std_lv: bool = False,
+    n_release: int = 10,
 ) -> dict[str, Any]:
     """Measurement invariance ladder for ordered items under WLSMV (configural, metric, scalar).
 
@@ -988,24 +1358,37 @@ def fit_wlsmv_invariance(
         groups 2+, lavaan's identification with ``group.equal``).
     level : float
         Confidence level.
+    std_lv : bool
+        Identify factors by unit variances.
+    n_release : int
+        How many partial-invariance candidates (largest score tests) to report per step.
 
     Returns
     -------
     dict
-        One entry per level (``group.equal``, ``fit``, ``parameters``, ...), ``lrt`` (the
-        scaled-shifted difference tests, rows as lavaan's ``lavTestLRT`` table) and ``deltas``
-        (change in cfi, tli, rmsea, srmr and their ``.scaled``/``.robust`` versions).
+        One entry per level (``group.equal``, ``fit``, ``parameters``, ...; the configural
+        one also ``reliability`` per group), ``lrt`` (the scaled-shifted difference tests, rows
+        as lavaan's ``lavTestLRT`` table), ``deltas`` (change in cfi, tli, rmsea, srmr and
+        their ``.scaled``/``.robust`` versions), ``decisions`` (Chen 2007 per constrained step,
+        on the scaled indices), ``partial`` (per constrained step, the equality constraints
+        whose release improves fit most: lavTestScore's univariate score tests),
+        ``criteria`` and ``notes``.
     """
+    from alliance.sem.invariance import CHEN_2007, chen_decision
+
     bad = [lv for lv in levels if lv not in _LEVELS]
     if bad:
         raise ValueError(f"invariance levels must be among {list(_LEVELS)}, got {bad}")
     fits: dict[str, WlsmvFit] = {}
     out: dict[str, Any] = {}
     for name in levels:
-        f = fit_wlsmv_model(data, model, ordered, missing, group, _LEVELS[name])
+        f = fit_wlsmv_model(data, model, ordered, missing, group, _LEVELS[name], std_lv)
         fits[name] = f
         block = f.to_dict(level)
         block["group.equal"] = list(_LEVELS[name])
+        if name == "configural":
+            with threadpool_limits(limits=1, user_api="blas"):
+                block["reliability"] = reliability(f, data)
         out[name] = block
     names = list(fits)
     table = []
@@ -1035,14 +1418,27 @@ def fit_wlsmv_invariance(
     keys = ["cfi", "tli", "rmsea", "srmr", "cfi.scaled", "rmsea.scaled", "cfi.robust"]
     keys.append("rmsea.robust")
     deltas: dict[str, dict[str, float | None]] = {}
-    for prev, cur in zip(names[:-1], names[1:], strict=True):
+    decisions: dict[str, dict[str, Any]] = {}
+    for k, (prev, cur) in enumerate(zip(names[:-1], names[1:], strict=True), start=1):
         d = {}
         for key in keys:
             a, b = fits[prev].fit.get(key), fits[cur].fit.get(key)
             d[key] = None if a is None or b is None else _num(b - a)
         deltas[f"{cur}_vs_{prev}"] = d
+        scaled = {"cfi": d["cfi.scaled"], "rmsea": d["rmsea.scaled"], "srmr": d["srmr"]}
+        dec = chen_decision(cur, scaled)
+        dec["indices"] = {"cfi": "cfi.scaled", "rmsea": "rmsea.scaled", "srmr": "srmr"}
+        dec["chisq_diff_pvalue"] = table[k]["Pr_gt_Chisq"]
+        decisions[cur] = dec
     out["deltas"] = deltas
-    return out
+    out["decisions"] = decisions
+    with threadpool_limits(limits=1, user_api="blas"):
+        out["partial"] = {
+            s: release_tests(fits[s], top=n_release) for s in names if s != "configural"
+        }
+    out["criteria"] = f"{CHEN_2007}. {CRITERIA_WLSMV}"
+    out["notes"] = [SCORE_NOTE] if out["partial"] else []
+    return _clean(out)
 
 
 def invariance_ladder(
@@ -1053,12 +1449,14 @@ def invariance_ladder(
     missing: str = "listwise",
     steps: Sequence[str] = ("configural", "metric", "scalar"),
     level: float = 0.95,
+    std_lv: bool = False,
+    n_release: int = 10,
 ) -> dict[str, Any]:
     """The ordinal invariance ladder under the name :mod:`alliance.sem.api` dispatches to.
 
     Parameters
     ----------
-    data, model, group, ordered, missing, level
+    data, model, group, ordered, missing, level, std_lv, n_release
         As :func:`fit_wlsmv_invariance`.
     steps : sequence of str
         Steps to fit; ``"strict"`` (equal residual variances) is not defined for ordered
@@ -1067,12 +1465,15 @@ def invariance_ladder(
     Returns
     -------
     dict
-        As :func:`fit_wlsmv_invariance`, plus ``notes``.
+        As :func:`fit_wlsmv_invariance` (``configural, metric, scalar, lrt, deltas,
+        decisions, partial, criteria, notes``).
     """
     notes = []
     if "strict" in steps:
         notes.append("strict invariance is not fitted for ordered items (delta parameterization)")
     kept = [s for s in steps if s != "strict"]
-    out = fit_wlsmv_invariance(data, model, group, ordered, missing, kept, level)
-    out["notes"] = notes
+    out = fit_wlsmv_invariance(
+        data, model, group, ordered, missing, kept, level, std_lv=std_lv, n_release=n_release
+    )
+    out["notes"] = notes + out.get("notes", [])
     return out
