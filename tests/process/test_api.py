@@ -1,0 +1,154 @@
+"""run_process_analyses end to end on small tables, and the process figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from alliance.process import DEFAULTS, run_process_analyses
+from alliance.process.plots import choose_patients, rupture_trajectories_figure
+
+MEASURES = ("task_mean", "goal_mean", "bond_mean", "total_mean")
+
+
+def _scores(rng, n_patients=40, n_sessions=6, raters=("client", "therapist"), drop=True):
+    rows = []
+    for p in range(n_patients):
+        level = rng.normal(4.0, 0.4)
+        last = int(rng.integers(2, n_sessions + 1)) if drop and p % 3 == 0 else n_sessions
+        rupture = int(rng.integers(3, n_sessions)) if p % 4 == 0 and n_sessions > 3 else None
+        for s in range(1, last + 1):
+            state = rng.normal(0, 0.15) - (1.2 if s == rupture else 0.0)
+            for rater in raters:
+                row = {
+                    "patient_id": f"P{p:03d}",
+                    "therapist_id": f"T{p % 5}",
+                    "session": s,
+                    "rater": rater,
+                    "site": "X",
+                }
+                for m in MEASURES:
+                    row[m] = float(np.clip(level + state + rng.normal(0, 0.1), 1, 5))
+                rows.append(row)
+    out = pd.DataFrame(rows)
+    out["session"] = out["session"].astype("Int64")
+    return out
+
+
+def _write(tmp_path, scores, outcomes=None):
+    ingest, sc = tmp_path / "ingest", tmp_path / "scores"
+    ingest.mkdir()
+    sc.mkdir()
+    scores.to_parquet(sc / "scores.parquet")
+    if outcomes is not None:
+        outcomes.to_parquet(ingest / "outcomes.parquet")
+    return ingest, sc, tmp_path / "ds" / "process"
+
+
+def _outcomes(scores):
+    client = scores[scores["rater"] == "client"]
+    return pd.DataFrame(
+        {
+            "patient_id": client["patient_id"],
+            "session": client["session"],
+            "timepoint": "session",
+            "measure": "phq9",
+            "value": 10.0,
+        }
+    )
+
+
+def test_run_two_raters(tmp_path, rng):
+    scores = _scores(rng)
+    ingest, sc, out = _write(tmp_path, scores, _outcomes(scores))
+    summary = run_process_analyses(ingest, sc, out, {"planned_sessions": 6})
+    for name in (
+        "agreement.csv",
+        "agreement.json",
+        "ruptures_episodes.csv",
+        "ruptures_patients.csv",
+        "variance_components.json",
+        "person_period.parquet",
+        "summary.json",
+        "figures/bland_altman.png",
+        "figures/bland_altman.pdf",
+        "figures/rupture_trajectories.png",
+        "figures/rupture_trajectories.pdf",
+    ):
+        assert (out / name).exists(), name
+    assert summary["dataset"] == "ds"
+    assert summary["agreement"]["status"] == "ok"
+    assert summary["ruptures"]["status"] == "ok"
+    assert summary["ruptures"]["episodes"] >= 5
+    assert summary["variance_components"]["status"] in {"ok", "warning", "not_converged"}
+    assert summary["variance_components"]["corrected_shares"] is None  # no items: no alpha
+    pp = summary["person_period"]
+    assert pp["status"] == "ok" and pp["planned_sessions"] == 6
+    assert pp["planned_sessions_source"].startswith("config")
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["ruptures"]["episodes"] == summary["ruptures"]["episodes"]
+    with Image.open(out / "figures/bland_altman.png") as img:
+        assert round(img.info["dpi"][0]) == 300
+        assert img.size[0] == 2100  # 7 in double column at 300 dpi
+
+
+def test_run_skips_what_the_data_do_not_support(tmp_path, rng):
+    scores = _scores(rng, n_sessions=1, raters=("client",), drop=False)
+    ingest, sc, out = _write(tmp_path, scores)
+    summary = run_process_analyses(ingest, sc, out, None)
+    assert summary["agreement"]["status"] == "skipped"
+    assert "no therapist ratings" in summary["agreement"]["reason"]
+    assert summary["ruptures"]["status"] == "skipped"
+    assert "one session per patient" in summary["ruptures"]["reason"]
+    assert summary["variance_components"]["status"] == "skipped"
+    assert summary["person_period"]["status"] == "skipped"
+    assert (out / "figures/bland_altman.png").exists()
+    assert (out / "figures/rupture_trajectories.png").exists()
+    assert pd.read_csv(out / "ruptures_episodes.csv").empty
+
+
+def test_run_rejects_unknown_settings(tmp_path, rng):
+    ingest, sc, out = _write(tmp_path, _scores(rng, n_patients=5))
+    with pytest.raises(ValueError, match="unknown process setting"):
+        run_process_analyses(ingest, sc, out, {"plannedsessions": 3})
+    with pytest.raises(ValueError, match="unknown process.ruptures settings"):
+        run_process_analyses(ingest, sc, out, {"ruptures": {"depth": 1}})
+    with pytest.raises(ValueError, match="scores table not found"):
+        run_process_analyses(ingest, tmp_path / "nowhere", out, {})
+
+
+def test_run_rci_from_data_needs_items(tmp_path, rng):
+    ingest, sc, out = _write(tmp_path, _scores(rng, n_patients=20, raters=("client",)))
+    summary = run_process_analyses(ingest, sc, out, {"ruptures": {"threshold_type": "rci"}})
+    assert summary["ruptures"]["status"] == "skipped"
+    assert "rci needs" in summary["ruptures"]["reason"]
+    given = {"threshold_type": "rci", "scale_sd": 0.7, "reliability": 0.9}
+    summary = run_process_analyses(ingest, sc, out, {"ruptures": given})
+    assert summary["ruptures"]["status"] == "ok"
+    assert summary["ruptures"]["settings"]["rci_criterion"] == pytest.approx(0.6136, abs=1e-4)
+
+
+def test_defaults_are_documented():
+    assert DEFAULTS["ruptures"]["threshold"] == 2.0
+    assert DEFAULTS["ruptures"]["repair_window"] == 2
+
+
+def test_choose_patients_is_deterministic():
+    episodes = pd.DataFrame(
+        {
+            "patient_id": ["B", "A", "C", "D", "A"],
+            "rupture_session": [4, 3, 5, 6, 8],
+            "status": ["repaired", "unrepaired", "repaired", "censored", "repaired"],
+        }
+    )
+    assert choose_patients(episodes, 2) == ["A", "B"]  # one repaired (B), one other (A)
+    assert choose_patients(episodes, 10) == ["A", "B", "C", "D"]
+    assert choose_patients(episodes.iloc[:0], 3) == []
+    with pytest.raises(ValueError, match="positive"):
+        choose_patients(episodes, 0)
+    with pytest.raises(ValueError, match="no patients"):
+        rupture_trajectories_figure(pd.DataFrame(), episodes.iloc[:0])
