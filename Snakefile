@@ -19,14 +19,17 @@ wildcard_constraints:
     effect_dataset=alternation(EFFECT_DATASETS),
     analysis_dataset=alternation(ANALYSIS_DATASETS),
     estimator="ML|MLR|WLSMV",
-    model="[A-Za-z][A-Za-z0-9_]*",
+    model="[A-Za-z][A-Za-z0-9_]*?",
+    scale="[0-9.]+",
 
 
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/describe.smk"
 include: "workflow/rules/cfa.smk"
+include: "workflow/rules/bayes.smk"
 include: "workflow/rules/meta.smk"
+include: "workflow/rules/process.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -285,3 +285,71 @@ def run_invariance(
     ladder |= {"model_name": name, "group": group, "estimator": estimator, "missing": missing}
     ladder["sample"] = sample
     return ladder
+
+
+def write_cfa_report(
+    fit_files: dict[str, str | Path],
+    comparison_file: str | Path,
+    estimator: str,
+    instrument: Instrument,
+    tables_dir: str | Path,
+    figures_dir: str | Path,
+    diagram_model: str = "correlated",
+) -> dict[str, Any]:
+    """Tables (CSV + Markdown) and figures of one dataset's CFA under one estimator.
+
+    Writes ``fit_{estimator}``, ``loadings_{estimator}`` and ``reliability_{estimator}`` tables
+    and the ``cfa_loadings``, ``cfa_fit`` and ``cfa_path`` figures (``_{estimator}``).
+    """
+    from alliance.cfa_plots import fit_comparison_plot, loading_heatmap, path_diagram
+    from alliance.cfa_tables import (
+        fit_comparison_table,
+        loadings_long,
+        loadings_table,
+        reliability_table,
+        write_table,
+    )
+
+    results = {name: json.loads(Path(p).read_text()) for name, p in fit_files.items()}
+    comparison = json.loads(Path(comparison_file).read_text())
+    tables, figures = Path(tables_dir), Path(figures_dir)
+    tables.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    fitted = {k: v for k, v in results.items() if v.get("standardized")}
+    write_table(fit_comparison_table(results, estimator), tables / f"fit_{estimator}")
+    write_table(loadings_table(fitted), tables / f"loadings_{estimator}")
+    write_table(reliability_table(fitted), tables / f"reliability_{estimator}")
+    pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore").to_csv(
+        tables / f"nested_tests_{estimator}.csv", index=False
+    )
+    loading_heatmap(loadings_long(fitted), instrument, figures / f"cfa_loadings_{estimator}")
+    fit_comparison_plot(results, estimator, figures / f"cfa_fit_{estimator}")
+    diagram = path_diagram(
+        results.get(diagram_model, {}), figures / f"cfa_path_{estimator}", title=None
+    )
+    return {"diagram": diagram.get("status"), "models": sorted(results)}
+
+
+def write_invariance_report(
+    ladder_file: str | Path, estimator: str, tables_dir: str | Path, figures_dir: str | Path
+) -> None:
+    """The invariance table (CSV + Markdown) and the deltas figure of one ladder."""
+    from alliance.cfa_plots import invariance_deltas_plot
+    from alliance.cfa_tables import invariance_table, write_table
+
+    ladder = json.loads(Path(ladder_file).read_text())
+    stem = Path(ladder_file).stem
+    Path(tables_dir).mkdir(parents=True, exist_ok=True)
+    Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    if not ladder.get("status", {}).get("ok"):
+        pd.DataFrame([{"status": ladder.get("status", {}).get("error", "failed")}]).to_csv(
+            Path(tables_dir) / f"{stem}.csv", index=False
+        )
+        from alliance.cfa_plots import _placeholder
+
+        _placeholder(Path(figures_dir) / stem, f"invariance failed: {ladder['status']}")
+        return
+    write_table(
+        invariance_table(ladder, estimator, group=ladder.get("group")), Path(tables_dir) / stem
+    )
+    invariance_deltas_plot(ladder, Path(figures_dir) / stem, estimator=estimator)

@@ -225,6 +225,52 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
     return "\n\n".join(parts), warnings
 
 
+BAYES_KEYS = {
+    "outcome": ("r_partial_improvement", "b_alliance"),
+    "therapist": ("b_within_points", "b_between_points", "contextual_points", "tau_u"),
+    "session": ("b_within_points", "tau_v"),
+}
+
+
+def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """Key posterior effects with 90% intervals and the diagnostics status per model."""
+    rows, warnings = [], []
+    for name in datasets:
+        for path in sorted((results / name / "bayes").glob("*_x1/diagnostics.json")):
+            diag = json.loads(path.read_text())
+            model = diag.get("model", path.parent.name.split("_x")[0])
+            status = diag.get("status")
+            d = diag.get("diagnostics", {})
+            if status != "pass":
+                warnings.append(
+                    f"{name}: Bayesian {model} model failed its diagnostics: "
+                    f"{'; '.join(d.get('failures', [])) or status}"
+                )
+            effects = diag.get("effects", {})
+            shown = []
+            for key in BAYES_KEYS.get(model, ()):
+                e = effects.get(key)
+                if e:
+                    shown.append(
+                        f"{key} {e['mean']:.2f} [{e['eti90_low']:.2f}, {e['eti90_high']:.2f}]"
+                    )
+            rows.append(
+                {
+                    "Dataset": name,
+                    "Model": model,
+                    "Key effects: mean [90% interval]": "; ".join(shown),
+                    "Max R-hat": _fmt(d.get("max_r_hat"), 3),
+                    "Min ESS (bulk/tail)": f"{_fmt(d.get('min_ess_bulk'), 0)} / "
+                    f"{_fmt(d.get('min_ess_tail'), 0)}",
+                    "Divergences": _fmt(d.get("divergences")),
+                    "Status": status,
+                }
+            )
+    if not rows:
+        return "No Bayesian model was fitted.", warnings
+    return markdown_table(pd.DataFrame(rows)), warnings
+
+
 def _p(p: float | None) -> str:
     """A p-value in APA style: ``< .001`` or ``= .034``."""
     if p is None:
@@ -265,6 +311,7 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         f"rotation) were computed on one row per patient: the {describe.get('rater', 'client')} "
         f"ratings of session {describe.get('session', 3)}, complete cases.",
         _cfa_methods(config),
+        _bayes_methods(config),
         _meta_methods(config),
         "Analyses used Python "
         + software["python"]
@@ -303,6 +350,33 @@ def _cfa_methods(config: dict[str, Any]) -> str:
             "scalar (thresholds for ordinal items) and strict ladder with Chen's (2007) criteria."
             if groups
             else ""
+        )
+    )
+
+
+def _bayes_methods(config: dict[str, Any]) -> str:
+    """The Bayesian-model sentences of the methods paragraph (empty when off)."""
+    bayes = config.get("bayes", {})
+    if not bayes.get("enabled", False):
+        return ""
+    pri = bayes.get("priors", {})
+    smp = bayes.get("sampler", {})
+    scales = [s for s in bayes.get("sensitivity_scales", []) if s != 1]
+    return (
+        f"Bayesian models ({', '.join(bayes.get('models', []))}) related client alliance at "
+        f"session {bayes.get('alliance_session', 3)} to {bayes.get('measure')} with "
+        f"standardized variables and weakly informative priors (intercepts and slopes "
+        f"Normal(0, {pri.get('slope', 1.0)}), residual SDs HalfNormal({pri.get('sigma', 1.0)}), "
+        f"random-effect SDs HalfNormal({pri.get('tau', 0.5)})), sampled with NUTS "
+        f"({smp.get('chains', 2)} chains, {smp.get('draws', 2000)} draws after "
+        f"{smp.get('tune', 1000)} tuning steps, target acceptance "
+        f"{smp.get('target_accept', 0.9)}); "
+        "convergence required R-hat <= 1.01, bulk and tail ESS >= 400 and no divergences"
+        + (
+            f", and the outcome model was refitted with every prior scale multiplied by "
+            f"{' and '.join(f'{x:g}' for x in scales)} (Kruschke 2021)."
+            if scales
+            else "."
         )
     )
 
@@ -369,7 +443,8 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             "BARG",
             "Convergence diagnostics (R-hat, ESS), priors and sensitivity",
             any((results / d / "bayes").is_dir() for d in datasets),
-            "Bayesian results (results/*/bayes)"
+            "R-hat, bulk/tail ESS, divergences and status per model; priors in the methods; "
+            "prior-sensitivity refits (results/*/bayes/sensitivity_*.csv)"
             if any((results / d / "bayes").is_dir() for d in datasets)
             else "not yet produced by this pipeline version",
         ),
@@ -392,8 +467,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     data_md, data_warnings, data = data_section(results, datasets)
     meas_md, meas_warnings = measurement_section(results, analysed)
     cfa_md, cfa_warnings = cfa_section(results, analysed)
+    bayes_md, bayes_warnings = bayes_section(results, datasets)
     checks = reporting_checks(data, results, datasets)
-    warnings = data_warnings + meas_warnings + cfa_warnings
+    warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings
     check_rows = pd.DataFrame(
         [
             {
@@ -417,6 +493,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             meas_md,
             "## Confirmatory factor analysis",
             cfa_md,
+            "## Alliance and outcome (Bayesian models)",
+            bayes_md,
             "## Methods",
             methods_paragraph(config, software),
             "## Reporting checklist",

@@ -75,3 +75,61 @@ rule cfa_invariance:
         rater=config["cfa"]["rater"],
     script:
         "../../scripts/cfa_invariance.py"
+
+
+rule cfa_report:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        fits=cfa_fit_files,
+        comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
+        ladders=cfa_invariance_files,
+    output:
+        fit_table=report(
+            "results/{analysis_dataset}/cfa/tables/fit_{estimator}.csv",
+            caption="../report/cfa_fit_table.rst",
+            category="Measurement",
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "table": "CFA fit {estimator}"},
+        ),
+        loadings_table="results/{analysis_dataset}/cfa/tables/loadings_{estimator}.csv",
+        reliability_table="results/{analysis_dataset}/cfa/tables/reliability_{estimator}.csv",
+        fit_figure=report(
+            "results/{analysis_dataset}/figures/cfa_fit_{estimator}.png",
+            caption="../report/cfa_fit_figure.rst",
+            category="Measurement",
+            subcategory="{analysis_dataset}",
+            labels={"dataset": "{analysis_dataset}", "figure": "CFA fit {estimator}"},
+        ),
+        loadings_figure=report(
+            "results/{analysis_dataset}/figures/cfa_loadings_{estimator}.png",
+            caption="../report/cfa_loadings.rst",
+            category="Measurement",
+            subcategory="{analysis_dataset}",
+            labels={
+                "dataset": "{analysis_dataset}",
+                "figure": "CFA loadings {estimator}",
+            },
+        ),
+        path_figure=report(
+            "results/{analysis_dataset}/figures/cfa_path_{estimator}.png",
+            caption="../report/cfa_path.rst",
+            category="Measurement",
+            subcategory="{analysis_dataset}",
+            labels={
+                "dataset": "{analysis_dataset}",
+                "figure": "path diagram {estimator}",
+            },
+        ),
+    log:
+        "results/{analysis_dataset}/logs/cfa_report_{estimator}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=config["cfa"]["models"],
+        diagram_model=config["cfa"]["invariance"]["model"],
+    script:
+        "../../scripts/cfa_report.py"

@@ -34,6 +34,7 @@ if POOLED in DATASETS:
 POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
 CFA = config["cfa"]["enabled"]
+BAYES = config["bayes"]["enabled"]
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
 
 
@@ -160,12 +161,27 @@ def cfa_fit_files(wildcards):
     ]
 
 
+def invariance_groups(name):
+    """The grouping columns whose invariance is tested in dataset ``name``."""
+    return [
+        g for g, names in config["cfa"]["invariance"]["groups"].items() if name in names
+    ]
+
+
+def cfa_invariance_files(wildcards):
+    """The invariance ladders of the rule's dataset and estimator."""
+    return [
+        f"results/{wildcards.analysis_dataset}/cfa/invariance_{g}_{wildcards.estimator}.json"
+        for g in invariance_groups(wildcards.analysis_dataset)
+    ]
+
+
 def cfa_outputs(name):
     """The CFA outputs of one dataset: comparisons per estimator and invariance ladders."""
     if not CFA:
         return []
     out = [
-        f"results/{name}/cfa/comparison_{e}.json" for e in config["cfa"]["estimators"]
+        f"results/{name}/cfa/tables/fit_{e}.csv" for e in config["cfa"]["estimators"]
     ]
     for group, datasets in config["cfa"]["invariance"]["groups"].items():
         if name in datasets:
@@ -176,11 +192,61 @@ def cfa_outputs(name):
     return out
 
 
+def bayes_sampler(wildcards):
+    """Sampler settings with the master seed unless config sets one."""
+    return {"seed": config["seed"], **config["bayes"]["sampler"]}
+
+
+def bayes_figures(wildcards):
+    """Figures for the default-prior fits only (the sensitivity refits are tabled)."""
+    return float(wildcards.scale) == 1.0
+
+
+def bayes_sensitivity_inputs(wildcards):
+    """The summaries of one model's fits under every prior scale."""
+    return [
+        f"results/{wildcards.item_dataset}/bayes/{wildcards.model}_x{s:g}/summary.csv"
+        for s in config["bayes"]["sensitivity_scales"]
+    ]
+
+
+def bayes_outputs(name):
+    """The Bayesian outputs of one item dataset."""
+    if not BAYES:
+        return []
+    out = []
+    for model in config["bayes"]["models"]:
+        out.append(f"results/{name}/bayes/{model}_x1/summary.csv")
+        if (
+            len(config["bayes"]["sensitivity_scales"]) > 1
+            and model in config["bayes"]["sensitivity_models"]
+        ):
+            out.append(f"results/{name}/bayes/sensitivity_{model}.csv")
+    return out
+
+
+def process_settings(wildcards):
+    """The process-analysis settings of config, with the codebook's planned sessions."""
+    settings = dict(config["process"]["settings"])
+    codebook = CODEBOOKS[wildcards.item_dataset]
+    if codebook.sessions:
+        settings["codebook_sessions"] = list(codebook.sessions)
+    return settings
+
+
+def process_outputs(name):
+    """The process-analysis summary of one item dataset."""
+    return (
+        [f"results/{name}/process/summary.json"] if config["process"]["enabled"] else []
+    )
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
+        out += bayes_outputs(name) + process_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:

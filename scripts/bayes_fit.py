@@ -1,0 +1,20 @@
+"""Snakemake adapter: one Bayesian model of one dataset (fit, diagnostics, figures)."""
+
+from pathlib import Path
+
+from alliance.bayes.api import fit_model
+from alliance.bayes.models import scale_priors
+from alliance.runlog import log_to
+
+log = log_to(snakemake.log[0])
+result = fit_model(
+    Path(snakemake.input.item_table).parent.parent,
+    snakemake.wildcards.model,
+    priors=scale_priors(snakemake.params.priors, float(snakemake.wildcards.scale)),
+    sampler=snakemake.params.sampler,
+    out_dir=Path(snakemake.output.summary).parent,
+    alliance_session=snakemake.params.alliance_session,
+    measure=snakemake.params.measure,
+    figures=snakemake.params.figures,
+)
+log.info("status %s; effects %s", result["status"], result.get("effects"))

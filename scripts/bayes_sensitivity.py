@@ -1,0 +1,11 @@
+"""Snakemake adapter: how much each key estimate moves when the prior scales change."""
+
+from alliance.bayes_sensitivity import sensitivity_table
+from alliance.runlog import log_to
+
+log = log_to(snakemake.log[0])
+table = sensitivity_table(
+    dict(zip(snakemake.params.scales, snakemake.input.summaries, strict=True))
+)
+table.to_csv(snakemake.output.table, index=False)
+log.info("prior sensitivity:\n%s", table.to_string())

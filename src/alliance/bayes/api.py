@@ -1,0 +1,225 @@
+"""One call per dataset and model: inputs, sampling, diagnostics, idata, summary and status."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.bayes.data import ModelData, load_tables, patient_data, session_data
+from alliance.bayes.diagnostics import check, compare_loo, loo, summarize
+from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
+from alliance.bayes.sampling import add_predictive, sample, sampler_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz as az
+
+__all__ = ["FIT_MODELS", "build_data", "effects", "fit_model"]
+
+#: Models :func:`fit_model` accepts (``outcome`` also fits ``outcome_null`` for LOO).
+FIT_MODELS = ("outcome", "therapist", "session")
+
+#: Where the "expected direction" lies for each derived effect when lower outcome scores are
+#: better (PHQ-9): better alliance, fewer symptoms, so negative slopes; a therapist-level slope
+#: more negative than the patient-level one (Baldwin et al. 2007) gives a negative contextual
+#: effect. ``r_partial_improvement`` has the literature's sign (positive = better outcome).
+_EXPECTED_NEGATIVE = {
+    "b_alliance",
+    "r_partial",
+    "b_within",
+    "b_between",
+    "contextual",
+    "b_within_points",
+    "b_between_points",
+    "contextual_points",
+}
+
+
+def build_data(
+    source: str | Path | Mapping[str, pd.DataFrame],
+    model: str,
+    alliance_session: int = 3,
+    rater: str = "client",
+    score: str = "total_mean",
+    measure: str = "phq9",
+    lower_is_better: bool = True,
+) -> ModelData:
+    """Build the inputs of ``model`` from a dataset folder or tables (see :mod:`.data`)."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    tables = load_tables(source)
+    options = {
+        "rater": rater,
+        "score": score,
+        "measure": measure,
+        "lower_is_better": lower_is_better,
+    }
+    if MODELS[model][1] == "session":
+        return session_data(tables, **options)
+    return patient_data(tables, alliance_session=alliance_session, **options)
+
+
+def effects(
+    idata: az.InferenceData, names: list[str], lower_is_better: bool = True
+) -> dict[str, dict[str, float]]:
+    """Posterior mean, median, SD, 90% and 95% equal-tailed intervals and direction probabilities.
+
+    ``p_expected`` is the posterior probability that the effect lies in the expected direction
+    (for PHQ-9: negative slopes, a negative contextual effect, a positive
+    ``r_partial_improvement``).
+    """
+    out = {}
+    for name in names:
+        if name not in idata.posterior:
+            continue
+        x = np.asarray(idata.posterior[name]).ravel()
+        q = np.quantile(x, [0.025, 0.05, 0.5, 0.95, 0.975])
+        negative = name in _EXPECTED_NEGATIVE
+        if not lower_is_better and name != "r_partial_improvement":
+            negative = not negative
+        p_neg = float(np.mean(x < 0))
+        row = {
+            "mean": float(x.mean()),
+            "median": float(q[2]),
+            "sd": float(x.std(ddof=1)),
+            "eti90_low": float(q[1]),
+            "eti90_high": float(q[3]),
+            "eti95_low": float(q[0]),
+            "eti95_high": float(q[4]),
+            "p_negative": p_neg,
+            "p_positive": float(np.mean(x > 0)),
+        }
+        if name not in {"sigma", "tau_u", "tau_v", "b_baseline", "b_symptoms", "b_mean"}:
+            row["p_expected"] = p_neg if negative else float(np.mean(x > 0))
+        out[name] = row
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"not JSON serializable, got {type(value).__name__}")
+
+
+def fit_model(
+    source: str | Path | Mapping[str, pd.DataFrame],
+    model: str = "outcome",
+    priors: Mapping[str, float] | None = None,
+    sampler: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    alliance_session: int = 3,
+    rater: str = "client",
+    score: str = "total_mean",
+    measure: str = "phq9",
+    lower_is_better: bool = True,
+    thresholds: Mapping[str, float] | None = None,
+    figures: bool = True,
+) -> dict[str, Any]:
+    """Fit one Bayesian alliance-outcome model to one dataset and write its outputs.
+
+    Parameters
+    ----------
+    source
+        A dataset's results folder (``results/{dataset}`` with ``ingest/`` and ``scores/``),
+        or the tables (:func:`alliance.bayes.data.load_tables`).
+    model
+        ``"outcome"`` (patient level; also fits the model without alliance and compares both
+        by PSIS-LOO), ``"therapist"`` (within/between therapist) or ``"session"`` (lagged,
+        within patient). See :mod:`alliance.bayes.models`.
+    priors
+        Prior scales on the standardized scale by kind (``intercept``, ``slope``, ``sigma``,
+        ``tau``) or parameter name; defaults :data:`alliance.bayes.models.DEFAULT_PRIORS`.
+    sampler
+        Sampler settings; defaults :data:`alliance.bayes.sampling.DEFAULT_SAMPLER`.
+    out_dir
+        Folder for ``idata.nc`` (posterior, sample stats, log likelihood, posterior
+        predictive, observed data), ``summary.csv`` (:data:`.diagnostics.SUMMARY_COLUMNS`,
+        every parameter), ``diagnostics.json`` (the returned dict), for ``outcome`` also
+        ``loo_compare.csv``, and with ``figures`` the figures of :mod:`alliance.bayes.plots`
+        under ``figures/``. Nothing is written when None.
+    alliance_session, rater, score, measure, lower_is_better
+        Data rules (:func:`alliance.bayes.data.patient_data`).
+    thresholds
+        Overrides of :data:`alliance.bayes.diagnostics.THRESHOLDS`.
+    figures
+        Draw the figures (needs ``out_dir``).
+
+    Returns
+    -------
+    dict
+        ``model``, ``status`` (``"pass"``/``"fail"``), ``diagnostics`` (:func:`.check`),
+        ``effects`` (key effects: mean, median, 90%/95% intervals, ``p_expected``), ``loo``
+        (and ``loo_comparison`` for ``outcome``), ``data`` (rules, counts), ``scales``,
+        ``priors``, ``sampler`` and ``timing``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown model or invalid settings.
+
+    """
+    if model not in FIT_MODELS:
+        raise ValueError(f"model must be one of {FIT_MODELS}, got {model!r}")
+    settings = sampler_settings(sampler)
+    start = time.perf_counter()
+    data = build_data(
+        source,
+        model,
+        alliance_session=alliance_session,
+        rater=rater,
+        score=score,
+        measure=measure,
+        lower_is_better=lower_is_better,
+    )
+    pm_model = build_model(model, data, priors)
+    idata, timing = sample(pm_model, settings)
+    add_predictive(idata, pm_model, settings["seed"])
+    diagnostics = check(idata, thresholds=thresholds)
+    result: dict[str, Any] = {
+        "model": model,
+        "status": diagnostics["status"],
+        "diagnostics": diagnostics,
+        "effects": effects(idata, KEY_PARAMETERS[model], lower_is_better),
+        "loo": loo(idata),
+        "data": data.info,
+        "scales": data.scales,
+        "priors": {**DEFAULT_PRIORS, **(dict(priors) if priors else {})},
+        "sampler": settings,
+        "timing": {model: timing},
+    }
+    comparison = None
+    if model == "outcome":
+        null_idata, null_timing = sample(build_model("outcome_null", data, priors), settings)
+        null_check = check(null_idata, thresholds=thresholds)
+        comparison = compare_loo({"outcome": idata, "outcome_null": null_idata})
+        result["loo_comparison"] = comparison.to_dict(orient="records")
+        result["null_model"] = {"status": null_check["status"], "failures": null_check["failures"]}
+        result["timing"]["outcome_null"] = null_timing
+        if null_check["status"] == "fail":
+            result["status"] = "fail"
+    result["timing"]["total_s"] = round(time.perf_counter() - start, 3)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        idata.to_netcdf(str(out / "idata.nc"))
+        summarize(idata).to_csv(out / "summary.csv", index=False)
+        if comparison is not None:
+            comparison.to_csv(out / "loo_compare.csv", index=False)
+        if figures:
+            from alliance.bayes.plots import plot_fit
+
+            result["figures"] = [
+                str(p.relative_to(out)) for p in plot_fit(idata, model, data, out / "figures")
+            ]
+        text = json.dumps(result, indent=2, sort_keys=True, default=_json_default)
+        (out / "diagnostics.json").write_text(text + "\n", encoding="utf-8")
+    result["idata"] = idata
+    return result

@@ -1,0 +1,271 @@
+"""Convergence diagnostics with a pass/fail status, parameter summaries and LOO comparisons."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz as az
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "THRESHOLDS",
+    "check",
+    "compare_loo",
+    "loo",
+    "summarize",
+]
+
+#: Pass/fail thresholds (config key ``bayes.thresholds``): split R-hat <= 1.01 and bulk and
+#: tail ESS >= 400 for every parameter (Vehtari et al. 2021), no divergent transitions after
+#: tuning, E-BFMI >= 0.3 in every chain (Betancourt 2016).
+THRESHOLDS: dict[str, float] = {
+    "r_hat": 1.01,
+    "ess_bulk": 400.0,
+    "ess_tail": 400.0,
+    "divergences": 0.0,
+    "bfmi": 0.3,
+}
+
+#: Columns of ``summary.csv``.
+SUMMARY_COLUMNS = [
+    "parameter",
+    "mean",
+    "sd",
+    "hdi_3%",
+    "hdi_97%",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    "mcse_mean",
+]
+
+
+def _posterior_names(idata: az.InferenceData, var_names: Sequence[str] | None) -> list[str]:
+    names = [str(v) for v in idata.posterior.data_vars]
+    if var_names is None:
+        return names
+    unknown = sorted(set(var_names) - set(names))
+    if unknown:
+        raise ValueError(f"parameters not in the posterior, got {unknown}")
+    return list(var_names)
+
+
+def summarize(idata: az.InferenceData, var_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Posterior summary: mean, sd, 94% HDI, R-hat, bulk/tail ESS, MCSE of the mean.
+
+    Vector parameters get one row per element (``u_raw[TB01]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`, one row per parameter element.
+
+    References
+    ----------
+    Vehtari, A., Gelman, A., Simpson, D., Carpenter, B., & Bürkner, P.-C. (2021).
+    Rank-normalization, folding, and localization: An improved R-hat for assessing
+    convergence of MCMC. Bayesian Analysis, 16(2), 667-718.
+
+    """
+    import arviz as az
+
+    names = _posterior_names(idata, var_names)
+    with warnings.catch_warnings():
+        # a chain stuck at one value (a failed fit) has zero variance: arviz's R-hat and ESS
+        # then divide by zero and return NaN, which :func:`check` counts as a failure
+        warnings.filterwarnings(
+            "ignore", message="(invalid value|divide by zero) encountered", category=RuntimeWarning
+        )
+        table = az.summary(idata, var_names=names, hdi_prob=0.94)
+    table = table.rename_axis("parameter").reset_index()
+    return table[SUMMARY_COLUMNS]
+
+
+def _divergences(idata: az.InferenceData) -> int:
+    stats = idata.sample_stats
+    for key in ("diverging", "divergences"):
+        if key in stats:
+            return int(np.asarray(stats[key]).astype(bool).sum())
+    return 0
+
+
+def _bfmi(idata: az.InferenceData) -> list[float]:
+    import arviz as az
+
+    if "energy" not in idata.sample_stats:
+        return []
+    return [float(x) for x in np.atleast_1d(az.bfmi(idata))]
+
+
+def check(
+    idata: az.InferenceData,
+    var_names: Sequence[str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Judge convergence of a fit against :data:`THRESHOLDS`.
+
+    Parameters
+    ----------
+    idata
+        A fit with ``posterior`` and ``sample_stats``.
+    var_names
+        Parameters to check; default every posterior variable (including random effects and
+        derived quantities).
+    thresholds
+        Overrides of :data:`THRESHOLDS`.
+
+    Returns
+    -------
+    dict
+        ``status`` (``"pass"`` or ``"fail"``), ``failures`` (one sentence each),
+        ``thresholds``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail``, ``max_mcse_mean``
+        (with the parameters attaining them), ``divergences``, ``bfmi`` (per chain),
+        ``chains`` and ``draws``.
+
+    References
+    ----------
+    Betancourt, M. (2016). Diagnosing suboptimal cotangent disintegrations in Hamiltonian
+    Monte Carlo. arXiv:1604.00695.
+    Vehtari, A., Gelman, A., Simpson, D., Carpenter, B., & Bürkner, P.-C. (2021).
+    Rank-normalization, folding, and localization: An improved R-hat for assessing
+    convergence of MCMC. Bayesian Analysis, 16(2), 667-718.
+
+    """
+    limits = dict(THRESHOLDS)
+    for key, value in (thresholds or {}).items():
+        if key not in THRESHOLDS:
+            raise ValueError(f"unknown threshold, got {key!r}")
+        limits[key] = float(value)
+    table = summarize(idata, var_names).set_index("parameter")
+    # a constant parameter (a point mass) has undefined R-hat and ESS: count it as failing
+    r_hat = table["r_hat"].fillna(np.inf)
+    ess_bulk = table["ess_bulk"].fillna(0.0)
+    ess_tail = table["ess_tail"].fillna(0.0)
+    divergences = _divergences(idata)
+    bfmi = _bfmi(idata)
+    failures = []
+    if r_hat.max() > limits["r_hat"]:
+        failures.append(f"R-hat {r_hat.max():.3f} > {limits['r_hat']} ({r_hat.idxmax()})")
+    if ess_bulk.min() < limits["ess_bulk"]:
+        failures.append(
+            f"bulk ESS {ess_bulk.min():.0f} < {limits['ess_bulk']:.0f} ({ess_bulk.idxmin()})"
+        )
+    if ess_tail.min() < limits["ess_tail"]:
+        failures.append(
+            f"tail ESS {ess_tail.min():.0f} < {limits['ess_tail']:.0f} ({ess_tail.idxmin()})"
+        )
+    if divergences > limits["divergences"]:
+        failures.append(f"{divergences} divergent transitions")
+    if bfmi and min(bfmi) < limits["bfmi"]:
+        failures.append(f"E-BFMI {min(bfmi):.2f} < {limits['bfmi']} in a chain")
+    posterior = idata.posterior
+    return {
+        "status": "fail" if failures else "pass",
+        "failures": failures,
+        "thresholds": limits,
+        "max_r_hat": _finite(r_hat.max()),
+        "max_r_hat_parameter": str(r_hat.idxmax()),
+        "min_ess_bulk": _finite(ess_bulk.min()),
+        "min_ess_bulk_parameter": str(ess_bulk.idxmin()),
+        "min_ess_tail": _finite(ess_tail.min()),
+        "min_ess_tail_parameter": str(ess_tail.idxmin()),
+        "max_mcse_mean": _finite(table["mcse_mean"].max()),
+        "divergences": divergences,
+        "bfmi": bfmi,
+        "chains": int(posterior.sizes["chain"]),
+        "draws": int(posterior.sizes["draw"]),
+    }
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def loo(idata: az.InferenceData, var_name: str | None = None) -> dict[str, Any]:
+    """PSIS-LOO of a fit with a ``log_likelihood`` group, with the Pareto k diagnostics.
+
+    Returns
+    -------
+    dict
+        ``elpd_loo``, ``se``, ``p_loo``, ``n``, ``pareto_k_max``, ``pareto_k_over_0.7``
+        (observations whose importance-sampling estimate is unreliable) and ``good_k``
+        (the threshold used, 0.7 for these sample sizes; Vehtari et al. 2024).
+
+    References
+    ----------
+    Vehtari, A., Gelman, A., & Gabry, J. (2017). Practical Bayesian model evaluation using
+    leave-one-out cross-validation and WAIC. Statistics and Computing, 27, 1413-1432.
+    Vehtari, A., Simpson, D., Gelman, A., Yao, Y., & Gabry, J. (2024). Pareto smoothed
+    importance sampling. Journal of Machine Learning Research, 25(72), 1-58.
+
+    """
+    import arviz as az
+
+    result = az.loo(idata, pointwise=True, var_name=var_name)
+    k = np.asarray(result.pareto_k)
+    good_k = float(getattr(result, "good_k", 0.7))
+    return {
+        "elpd_loo": float(result.elpd_loo),
+        "se": float(result.se),
+        "p_loo": float(result.p_loo),
+        "n": int(k.size),
+        "pareto_k_max": float(k.max()),
+        "pareto_k_over_0.7": int((k > 0.7).sum()),
+        "good_k": good_k,
+    }
+
+
+def compare_loo(fits: Mapping[str, az.InferenceData]) -> pd.DataFrame:
+    """Compare fits of the same observations by PSIS-LOO.
+
+    The difference in expected log predictive density of each model from the best one and
+    its standard error come from the pointwise differences, ``se = sqrt(n var(d_i))``
+    (Vehtari et al. 2017, section 5); a difference within about two standard errors does not
+    distinguish the models.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, best first: ``model``, ``rank``, ``elpd_loo``, ``se``, ``p_loo``,
+        ``elpd_diff`` (0 for the best), ``dse`` (its standard error), ``pareto_k_max``.
+
+    References
+    ----------
+    Vehtari, A., Gelman, A., & Gabry, J. (2017). Practical Bayesian model evaluation using
+    leave-one-out cross-validation and WAIC. Statistics and Computing, 27, 1413-1432.
+
+    """
+    import arviz as az
+
+    if len(fits) < 2:
+        raise ValueError(f"compare needs at least two fits, got {len(fits)}")
+    results = {name: az.loo(idata, pointwise=True) for name, idata in fits.items()}
+    sizes = {name: int(np.asarray(r.loo_i).size) for name, r in results.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"fits must share their observations, got sizes {sizes}")
+    best = max(results, key=lambda name: float(results[name].elpd_loo))
+    rows = []
+    for name, r in results.items():
+        diff = np.asarray(r.loo_i) - np.asarray(results[best].loo_i)
+        rows.append(
+            {
+                "model": name,
+                "elpd_loo": float(r.elpd_loo),
+                "se": float(r.se),
+                "p_loo": float(r.p_loo),
+                "elpd_diff": float(diff.sum()),
+                "dse": float(np.sqrt(diff.size * np.var(diff, ddof=1))),
+                "pareto_k_max": float(np.max(r.pareto_k)),
+            }
+        )
+    table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, kind="stable")
+    table.insert(1, "rank", np.arange(len(table)))
+    return table.reset_index(drop=True)

@@ -1,0 +1,237 @@
+"""Sampler choice and settings: nutpie or PyMC's NUTS, chains, draws, tuning, seed and cores."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz as az
+    import pymc as pm
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_SAMPLER",
+    "NUTPIE_MIN_PARAMETERS",
+    "add_predictive",
+    "choose_backend",
+    "prior_predictive",
+    "sample",
+    "sampler_settings",
+]
+
+#: Default sampler settings (config key ``bayes.sampler``). Two chains on the project's
+#: 2-core machines, 1,000 tuning and 2,000 kept draws each (with 1,000 draws the bulk ESS of
+#: the therapist SD ``tau_u``, whose posterior piles up near zero, was about 370-530: too close
+#: to the 400 threshold), target acceptance 0.9 (fewer divergences in
+#: the hierarchical models than PyMC's 0.8 for little cost), the project's master seed.
+DEFAULT_SAMPLER: dict[str, Any] = {
+    "backend": "auto",
+    "chains": 2,
+    "draws": 2000,
+    "tune": 1000,
+    "target_accept": 0.9,
+    "seed": 20261125,
+    "cores": 2,
+}
+
+BACKENDS = ("auto", "nutpie", "pymc")
+
+#: ``backend: auto`` uses nutpie for models with at least this many free parameter elements
+#: (the hierarchical therapist and session models), PyMC's NUTS below it (the outcome model,
+#: 4 parameters). Measured on 2 cores (bench/bayes_speed.py): nutpie's numba compilation costs
+#: about 8-20 s per model, after which it samples many times faster than PyMC; PyMC's NUTS
+#: compiles in C (cached across runs) and finishes the tiny outcome model before nutpie has
+#: compiled it.
+NUTPIE_MIN_PARAMETERS = 10
+
+
+def sampler_settings(sampler: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return validated sampler settings: :data:`DEFAULT_SAMPLER` updated with ``sampler``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key or backend, non-positive counts, or target_accept outside (0, 1).
+
+    """
+    settings = dict(DEFAULT_SAMPLER)
+    for key, value in (sampler or {}).items():
+        if key not in DEFAULT_SAMPLER:
+            raise ValueError(f"unknown sampler setting, got {key!r}")
+        settings[key] = value
+    if settings["backend"] not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {settings['backend']!r}")
+    for key in ("chains", "draws", "tune", "cores"):
+        value = settings[key]
+        low = 0 if key == "tune" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key} must be a whole number >= {low}, got {value!r}")
+    seed = settings["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    ta = settings["target_accept"]
+    if not isinstance(ta, int | float) or not 0 < ta < 1:
+        raise ValueError(f"target_accept must lie in (0, 1), got {ta!r}")
+    return settings
+
+
+def _n_parameters(model: pm.Model) -> int:
+    point = model.initial_point()
+    return sum(int(math.prod(point[v.name].shape)) for v in model.value_vars)
+
+
+def choose_backend(model: pm.Model, settings: Mapping[str, Any]) -> str:
+    """Return ``"nutpie"`` or ``"pymc"`` for ``model`` (see :data:`NUTPIE_MIN_PARAMETERS`)."""
+    backend = settings.get("backend", "auto")
+    if backend != "auto":
+        return backend
+    try:
+        import nutpie  # noqa: F401
+    except ImportError:  # pragma: no cover - nutpie is a dependency
+        return "pymc"
+    return "nutpie" if _n_parameters(model) >= NUTPIE_MIN_PARAMETERS else "pymc"
+
+
+def _drop_unconstrained(idata: az.InferenceData) -> None:
+    """Remove nutpie's unconstrained copies (``sigma_log__``) from the posterior."""
+    extra = [v for v in idata.posterior.data_vars if str(v).endswith("__")]
+    if extra:
+        idata.posterior = idata.posterior.drop_vars(extra)
+
+
+def _add_observed(idata: az.InferenceData, model: pm.Model) -> None:
+    """Add the ``observed_data`` group (nutpie's output lacks it), with the model's dims."""
+    import xarray as xr
+    from pymc.backends.arviz import find_observations
+
+    variables = {}
+    for name, values in find_observations(model).items():
+        dims = model.named_vars_to_dims.get(name) or [
+            f"{name}_dim_{i}" for i in range(np.ndim(values))
+        ]
+        coords = {d: list(model.coords[d]) for d in dims if d in model.coords}
+        variables[name] = xr.DataArray(np.asarray(values), dims=dims, coords=coords)
+    idata.add_groups(observed_data=xr.Dataset(variables))
+
+
+def sample(
+    model: pm.Model, sampler: Mapping[str, Any] | None = None
+) -> tuple[az.InferenceData, dict[str, Any]]:
+    """Draw from the posterior of ``model`` with NUTS (nutpie or PyMC) and add the log likelihood.
+
+    Parameters
+    ----------
+    model
+        A PyMC model.
+    sampler
+        Settings (:data:`DEFAULT_SAMPLER` keys); ``cores`` is always passed explicitly (PyMC's
+        default, ``cpu_count() // 2``, is 1 on a 2-core machine).
+
+    Returns
+    -------
+    idata : arviz.InferenceData
+        Groups ``posterior``, ``sample_stats`` (``diverging``, ``energy``, ...),
+        ``log_likelihood`` and ``observed_data``.
+    timing : dict
+        ``backend``, ``compile_s`` (nutpie; for PyMC included in ``total_s``), ``sampling_s``
+        and ``total_s`` wall-clock seconds, and the settings used.
+
+    References
+    ----------
+    Hoffman, M. D., & Gelman, A. (2014). The No-U-Turn sampler. Journal of Machine Learning
+    Research, 15, 1593-1623.
+
+    """
+    import pymc as pm
+
+    settings = sampler_settings(sampler)
+    backend = choose_backend(model, settings)
+    start = time.perf_counter()
+    compile_s = float("nan")
+    if backend == "nutpie":
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(model)
+        compile_s = time.perf_counter() - start
+        t0 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=settings["draws"],
+            tune=settings["tune"],
+            chains=settings["chains"],
+            cores=settings["cores"],
+            seed=settings["seed"],
+            target_accept=settings["target_accept"],
+            save_warmup=False,
+            progress_bar=False,
+        )
+        sampling_s = time.perf_counter() - t0
+        _drop_unconstrained(idata)
+    else:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            # PyMC's jittered initialization can start far out in the tails, where the kinetic
+            # energy of the first trial step overflows; the step is rejected as divergent during
+            # tuning (discarded), so the warning is expected and harmless there.
+            warnings.filterwarnings(
+                "ignore", message="overflow encountered in dot", category=RuntimeWarning
+            )
+            idata = pm.sample(
+                draws=settings["draws"],
+                tune=settings["tune"],
+                chains=settings["chains"],
+                cores=settings["cores"],
+                random_seed=settings["seed"],
+                target_accept=settings["target_accept"],
+                model=model,
+                progressbar=False,
+                compute_convergence_checks=False,
+            )
+        sampling_s = float(idata.sample_stats.attrs.get("sampling_time", time.perf_counter() - t0))
+    pm.compute_log_likelihood(idata, model=model, extend_inferencedata=True, progressbar=False)
+    if "observed_data" not in idata.groups():
+        _add_observed(idata, model)
+    total = time.perf_counter() - start
+    timing = {
+        "backend": backend,
+        "compile_s": round(compile_s, 3) if backend == "nutpie" else None,
+        "sampling_s": round(sampling_s, 3),
+        "total_s": round(total, 3),
+        "settings": settings,
+    }
+    return idata, timing
+
+
+def add_predictive(idata: az.InferenceData, model: pm.Model, seed: int) -> az.InferenceData:
+    """Add posterior predictive draws of the observed variables to ``idata`` (in place)."""
+    import pymc as pm
+
+    pm.sample_posterior_predictive(
+        idata, model=model, random_seed=seed, extend_inferencedata=True, progressbar=False
+    )
+    return idata
+
+
+def prior_predictive(model: pm.Model, draws: int = 500, seed: int = 0) -> az.InferenceData:
+    """Draw from the prior and the prior predictive distribution (a prior predictive check).
+
+    The draws show whether the priors imply plausible data on the standardized scale (for
+    example, outcome z-scores mostly within +-3) before the data are seen (Gabry et al. 2019).
+
+    References
+    ----------
+    Gabry, J., Simpson, D., Vehtari, A., Betancourt, M., & Gelman, A. (2019). Visualization in
+    Bayesian workflow. Journal of the Royal Statistical Society A, 182(2), 389-402.
+
+    """
+    import pymc as pm
+
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive whole number, got {draws!r}")
+    return pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)

@@ -1,0 +1,76 @@
+import json
+
+import arviz as az
+import pandas as pd
+import pytest
+
+from alliance.bayes.api import build_data, fit_model
+from alliance.bayes.diagnostics import SUMMARY_COLUMNS, check
+from alliance.bayes.models import build_model
+from alliance.bayes.sampling import sample
+
+SMALL = {"backend": "pymc", "draws": 300, "tune": 300, "seed": 3}
+
+
+def test_fit_outcome_writes_outputs(demo_tables, tmp_path):
+    result = fit_model(demo_tables("site_c"), "outcome", sampler=SMALL, out_dir=tmp_path)
+    for name in (
+        "idata.nc",
+        "summary.csv",
+        "diagnostics.json",
+        "loo_compare.csv",
+        "figures/posteriors.png",
+        "figures/ppc.pdf",
+        "figures/rank.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert {"b_alliance", "r_partial", "r_partial_improvement"} <= set(summary["parameter"])
+    saved = json.loads((tmp_path / "diagnostics.json").read_text())
+    assert saved["status"] in ("pass", "fail") and saved["status"] == result["status"]
+    assert saved["effects"]["r_partial_improvement"]["p_expected"] > 0.99
+    assert saved["loo_comparison"][0]["model"] == "outcome"  # alliance improves prediction
+    idata = az.from_netcdf(tmp_path / "idata.nc")
+    assert {"posterior", "log_likelihood", "posterior_predictive", "observed_data"} <= set(
+        idata.groups()
+    )
+
+
+def test_same_seed_same_summary(demo_tables, tmp_path):
+    a = fit_model(
+        demo_tables("site_c"), "outcome", sampler=SMALL, out_dir=tmp_path / "a", figures=False
+    )
+    b = fit_model(
+        demo_tables("site_c"), "outcome", sampler=SMALL, out_dir=tmp_path / "b", figures=False
+    )
+    assert (tmp_path / "a" / "summary.csv").read_bytes() == (
+        tmp_path / "b" / "summary.csv"
+    ).read_bytes()
+    assert a["effects"] == b["effects"]
+
+
+def test_pathological_fit_is_flagged(demo_tables):
+    # an absurd prior (SD 1e-4 on intercept and slopes: scales 10,000x apart from sigma) with
+    # tuning too short to adapt step size and mass matrix to it
+    data = build_data(demo_tables("site_c"), "outcome")
+    model = build_model("outcome", data, {"slope": 1e-4, "intercept": 1e-4})
+    idata, _ = sample(model, {"backend": "pymc", "draws": 1000, "tune": 5, "seed": 1})
+    result = check(idata)
+    assert result["status"] == "fail" and result["failures"]
+
+
+@pytest.mark.slow
+def test_nutpie_tune5_is_flagged_and_reproducible(demo_tables):
+    data = build_data(demo_tables("site_b"), "outcome")
+    model = build_model("outcome", data)
+    bad, _ = sample(model, {"backend": "nutpie", "draws": 1000, "tune": 5, "seed": 1})
+    assert check(bad)["status"] == "fail"
+    a, _ = sample(model, {"backend": "nutpie", "draws": 500, "tune": 500, "seed": 2})
+    b, _ = sample(model, {"backend": "nutpie", "draws": 500, "tune": 500, "seed": 2})
+    assert a.posterior.equals(b.posterior)
+
+
+def test_invalid_model(demo_tables):
+    with pytest.raises(ValueError, match="model must be one of"):
+        fit_model(demo_tables("site_c"), "outcome_null")

@@ -1,0 +1,57 @@
+# Bayesian alliance-outcome models per dataset (outcome, therapist, session), with diagnostics,
+# LOO and figures; the prior-sensitivity refits (prior scales halved and doubled) are the same
+# rule with another {scale}.
+
+
+rule bayes_fit:
+    input:
+        item_table="results/{item_dataset}/ingest/items.parquet",
+        outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        scores="results/{item_dataset}/scores/scores.parquet",
+    output:
+        summary="results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
+        diagnostics="results/{item_dataset}/bayes/{model}_x{scale}/diagnostics.json",
+        idata="results/{item_dataset}/bayes/{model}_x{scale}/idata.nc",
+    log:
+        "results/{item_dataset}/logs/bayes_{model}_x{scale}.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/bayes_{model}_x{scale}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        priors=config["bayes"]["priors"],
+        sampler=bayes_sampler,
+        alliance_session=config["bayes"]["alliance_session"],
+        measure=config["bayes"]["measure"],
+        figures=bayes_figures,
+    script:
+        "../../scripts/bayes_fit.py"
+
+
+rule bayes_sensitivity:
+    input:
+        summaries=bayes_sensitivity_inputs,
+    output:
+        table=report(
+            "results/{item_dataset}/bayes/sensitivity_{model}.csv",
+            caption="../report/bayes_sensitivity.rst",
+            category="Outcome models",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "table": "prior sensitivity {model}"},
+        ),
+    log:
+        "results/{item_dataset}/logs/bayes_sensitivity_{model}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        scales=config["bayes"]["sensitivity_scales"],
+    script:
+        "../../scripts/bayes_sensitivity.py"
