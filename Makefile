@@ -23,7 +23,8 @@ setup: $(STAMP)  ## create .venv with the exact pins of requirements.lock (and g
 
 demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
-	@echo "done: results are in results/ (report: make report)"
+	$(BIN)/snakemake --report results/report.html --cores 1
+	@echo "done: results/summary.md (and .html), results/report.html, results/provenance.json"
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest -n $(CORES) --dist loadfile

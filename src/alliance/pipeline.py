@@ -109,9 +109,29 @@ def describe_dataset_dir(
     summary["instrument"] = {"name": instrument.name, "source": instrument.source}
     summary["sample_items"] = tables["sample"].iloc[0].to_dict()
     summary["reliability"] = tables["reliability"].reset_index().to_dict(orient="records")
-    tables["proportions"].join(tables["item_stats"]).to_csv(out / "item_categories.csv")
-    tables["item_total"].to_csv(out / "item_total.csv")
-    tables["reliability"].to_csv(out / "reliability.csv")
+    from alliance.tables import write_csv_and_markdown
+
+    rule = tables["sample"].iloc[0]["rule"]
+    write_csv_and_markdown(
+        tables["proportions"].join(tables["item_stats"]),
+        out / "item_categories.csv",
+        f"Item response distributions ({report['dataset']})",
+        note=f"Shares of answers per category, item statistics; sample: {rule}.",
+        index=True,
+    )
+    write_csv_and_markdown(
+        tables["item_total"],
+        out / "item_total.csv",
+        f"Corrected item-total correlations ({report['dataset']})",
+        index=True,
+    )
+    write_csv_and_markdown(
+        tables["reliability"],
+        out / "reliability.csv",
+        f"Internal consistency ({report['dataset']})",
+        note="Cronbach's alpha as psych::alpha (pairwise covariances) with the Feldt 95% CI.",
+        index=True,
+    )
     missing = tables["missing_by_session"]
     missing.to_csv(out / "missingness.csv")
     efa = summary.get("efa", {})

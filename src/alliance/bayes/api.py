@@ -210,7 +210,14 @@ def fit_model(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         idata.to_netcdf(str(out / "idata.nc"))
-        summarize(idata).to_csv(out / "summary.csv", index=False)
+        from alliance.tables import write_csv_and_markdown
+
+        write_csv_and_markdown(
+            summarize(idata),
+            out / "summary.csv",
+            f"Posterior summary: {model} model",
+            note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE.",
+        )
         if comparison is not None:
             comparison.to_csv(out / "loo_compare.csv", index=False)
         if figures:
