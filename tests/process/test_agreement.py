@@ -197,17 +197,13 @@ def test_match_raters_rejects_duplicates(rng):
         match_raters(pd.concat([scores, scores.iloc[:1]]))
 
 
-def test_demo_site_a_agreement_matches_generating_model():
+def test_demo_site_a_agreement_matches_generating_model(demo_results):
     """site_a: therapist latent = -.4 + .4 x client latent + unique part (truth.json).
 
     So clients rate higher than therapists, and the observed client-therapist correlation
     is about .4 x sqrt(reliability_client x reliability_therapist), roughly .35.
     """
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "results/site_a/scores/scores.parquet"
-    if not path.exists():
-        pytest.skip("demo scores not built (run snakemake --cores 2)")
+    path = demo_results("site_a") / "scores" / "scores.parquet"
     res = rater_agreement(pd.read_parquet(path))
     total = res["table"].set_index(["measure", "scope"]).loc[("total_mean", "all sessions")]
     assert res["status"] == "ok"

@@ -167,14 +167,11 @@ def test_recovery_on_simulated_courses(rng):
 
 
 @pytest.fixture(scope="module")
-def demo() -> dict:
+def demo(demo_results) -> dict:
     truth_path = ROOT / "data" / "demo" / "truth.json"
     scores = {
-        s: ROOT / "results" / s / "scores" / "scores.parquet"
-        for s in ("site_a", "site_b", "site_c")
+        s: demo_results(s) / "scores" / "scores.parquet" for s in ("site_a", "site_b", "site_c")
     }
-    if not truth_path.exists() or not all(p.exists() for p in scores.values()):
-        pytest.skip("demo scores not built (run snakemake --cores 2)")
     truth = json.loads(truth_path.read_text())
     return {"truth": truth, "scores": {s: pd.read_parquet(p) for s, p in scores.items()}}
 

@@ -144,16 +144,16 @@ def test_variance_components_two_level_and_skip(rng):
 
 
 @pytest.fixture(scope="module")
-def site_a() -> dict:
+def site_a(demo_results) -> dict:
+    built = demo_results("site_a")
     paths = {
-        "scores": ROOT / "results/site_a/scores/scores.parquet",
-        "outcomes": ROOT / "results/site_a/ingest/outcomes.parquet",
+        "scores": built / "scores" / "scores.parquet",
+        "outcomes": built / "ingest" / "outcomes.parquet",
         "truth": ROOT / "data/demo/truth_patients.csv",
         "truth_json": ROOT / "data/demo/truth.json",
     }
-    if not all(p.exists() for p in paths.values()):
-        pytest.skip("demo results not built (run snakemake --cores 2)")
     return {
+        "items": pd.read_parquet(built / "ingest" / "items.parquet"),
         "scores": pd.read_parquet(paths["scores"]),
         "outcomes": pd.read_parquet(paths["outcomes"]),
         "truth": pd.read_csv(paths["truth"]),
@@ -195,7 +195,7 @@ def test_demo_variance_shares_match_truth(site_a):
     """
     from alliance.reliability import cronbach_alpha
 
-    items = pd.read_parquet(ROOT / "results/site_a/ingest/items.parquet")
+    items = site_a["items"]
     items = items[items["rater"] == "client"]
     alpha = cronbach_alpha(items[[c for c in items if c.startswith("wai_")]].astype(float))
     res = variance_components(site_a["scores"], reliability=alpha["raw_alpha"])
