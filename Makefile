@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint format report verify demo-data clean
+.PHONY: help setup demo test test-fast lint format report bench verify demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,17 +33,20 @@ test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
 	$(BIN)/python -m pytest -n $(CORES) -m "not slow"
 
 lint: $(STAMP)  ## ruff, snakefmt and snakemake --lint
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1
 
 format: $(STAMP)  ## format Python and Snakemake files
-	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff format src tests scripts bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 report: $(STAMP)  ## Snakemake's HTML report of the last demo run
 	$(BIN)/snakemake --report results/report.html --cores 1
+
+bench: $(STAMP)  ## benchmarks side by side -> bench/RESULTS.md (BENCH_ARGS="--sites 1,10" for a quick run)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 verify: $(STAMP)  ## check that results/ reproduces the expected demo numbers (run make demo first)
 	$(BIN)/alliance verify results --manifest verification/demo_manifest.json

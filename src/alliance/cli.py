@@ -11,6 +11,20 @@ from alliance import __version__
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.sites is not None:
+        from alliance.simulate_sites import simulate_sites
+
+        out = simulate_sites(
+            args.sites,
+            args.out,
+            seed=args.seed,
+            patients_per_site=args.patients_per_site,
+            therapist_ratings=args.therapist_ratings,
+            inject_errors=not args.no_errors,
+        )
+        print(f"wrote {args.sites} synthetic sites to {out}")
+        print(f"run: snakemake --snakefile Snakefile --directory {out} --cores 2")
+        return 0
     from alliance.simulate import simulate_demo
 
     truth = simulate_demo(args.data_dir, args.codebook_dir, seed=args.seed)
@@ -206,6 +220,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the codebooks (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--sites",
+        type=int,
+        default=None,
+        help="instead of the demo: write N synthetic sites (CSV, codebooks, config) into --out, "
+        "a project folder for scale runs",
+    )
+    p.add_argument(
+        "--out",
+        default="scale_project",
+        help="with --sites: the project folder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--patients-per-site",
+        type=int,
+        default=100,
+        help="with --sites: patients per site (default: %(default)s)",
+    )
+    p.add_argument(
+        "--therapist-ratings", action="store_true", help="with --sites: add therapist ratings"
+    )
+    p.add_argument("--no-errors", action="store_true", help="with --sites: plant no bad rows")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def load_instrument(name_or_path: str | Path) -> Instrument:
             f"unknown instrument {text!r}: not a built-in instrument "
             f"({', '.join(builtin_instruments())}) and not an existing .yaml file"
         )
+    return _load_instrument_file(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _load_instrument_file(path_text: str, mtime_ns: int) -> Instrument:
+    """Parse and check one instrument file (cached by path and modification time)."""
+    path = Path(path_text)
     doc = read_yaml(path)
     validate_document(doc, "instrument", path)
     items = tuple(doc["items"])

@@ -22,6 +22,11 @@ def load_schema(name: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema(schema_name))
+
+
 def validate_document(document: Any, schema_name: str, source: str | Path) -> None:
     """Validate ``document`` against schema ``schema_name``.
 
@@ -40,7 +45,7 @@ def validate_document(document: Any, schema_name: str, source: str | Path) -> No
         Listing every violation with its key path, for example
         ``codebook.yaml: at 'instruments/0/items': ...``.
     """
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    validator = _validator(schema_name)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
     if errors:
         lines = []
@@ -53,8 +58,9 @@ def validate_document(document: Any, schema_name: str, source: str | Path) -> No
 def read_yaml(path: str | Path) -> Any:
     """Read a YAML file, naming the file in any parse error."""
     path = Path(path)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~8x faster
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except yaml.YAMLError as exc:

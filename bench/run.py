@@ -1,0 +1,247 @@
+"""Run the benchmark suite and write bench/RESULTS.md: ``python -m bench.run [--sites 1,10]``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from bench.common import (
+    REGISTRY,
+    ROOT,
+    Context,
+    Row,
+    discover,
+    git_state,
+    load_average,
+    machine,
+    machine_label,
+    markdown_table,
+    parse_ints,
+    read_table,
+    snapshot_workflow,
+    versions,
+    versions_label,
+    workflow_root,
+)
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+QUICK_SITES = [1, 10]
+QUICK_ROWS = [1_000, 10_000]
+GIT_STATE = git_state()
+
+
+def rule_files() -> list[str]:
+    """Stems of the workflow's rule files (which stages the measured workflow has)."""
+    return sorted(p.stem for p in (workflow_root() / "workflow" / "rules").glob("*.smk"))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options of ``python -m bench.run``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Measure the pipeline, ingest and any registered benchmarks (CFA, Bayes) "
+        "side by side and write a Markdown table.",
+    )
+    parser.add_argument("--sites", help="site counts for the pipeline, e.g. 1,10,50,200")
+    parser.add_argument(
+        "--dag-sites",
+        help="site counts measured without a full run (parse, DAG, no-op on stubbed outputs)",
+    )
+    parser.add_argument("--ingest-rows", help="row counts for ingest, e.g. 1k,10k,100k")
+    parser.add_argument("--cores", type=int, default=2, help="Snakemake --cores (default 2)")
+    parser.add_argument("--seed", type=int, default=20261125, help="seed of generated data")
+    parser.add_argument(
+        "--only", help="comma-separated benchmark names to run (see --list); default all"
+    )
+    parser.add_argument(
+        "--skip", help="comma-separated benchmark names not to run (e.g. demo)", default=""
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: sites {QUICK_SITES}, rows {QUICK_ROWS}"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the DAG profile")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for a registered benchmark, e.g. cfa_rows=600,100000 (repeatable)",
+    )
+    parser.add_argument(
+        "--pipeline-config",
+        type=Path,
+        help="YAML merged over the synthetic projects' config (the scale config of later stages)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="scratch folder (default: a folder in the system temp dir)"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="run the working tree's workflow directly instead of a snapshot taken at the start",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of benchmarks not run now from the existing output file",
+    )
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    return parser.parse_args(argv)
+
+
+def build_context(args: argparse.Namespace) -> Context:
+    """Turn the options into a :class:`Context`."""
+    workdir = args.workdir or Path(tempfile.gettempdir()) / "alliance-bench"
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(workdir=workdir, cores=args.cores, seed=args.seed, quick=args.quick)
+    if args.quick:
+        ctx.sites, ctx.ingest_rows = list(QUICK_SITES), list(QUICK_ROWS)
+    if args.sites:
+        ctx.sites = parse_ints(args.sites, "--sites")
+    if args.dag_sites:
+        ctx.dag_sites = parse_ints(args.dag_sites, "--dag-sites")
+    if args.ingest_rows:
+        ctx.ingest_rows = parse_ints(args.ingest_rows, "--ingest-rows")
+    ctx.profile = not args.no_profile
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must be KEY=VALUE, got {item!r}")
+        ctx.options[key.strip()] = value.strip()
+    if args.pipeline_config:
+        loaded = yaml.safe_load(args.pipeline_config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--pipeline-config must hold a mapping, got {type(loaded).__name__}")
+        ctx.pipeline_config = loaded
+    return ctx
+
+
+def render(
+    rows: list[Row],
+    ctx: Context,
+    skipped: dict[str, str],
+    command: str,
+    started: str,
+    load: str,
+    elapsed: float,
+    complete: bool,
+) -> str:
+    """The whole RESULTS.md text."""
+    info, base = machine(), versions()
+    lines = [
+        "# Benchmark results",
+        "",
+        "GENERATED by `python -m bench.run` (`make bench`); do not edit by hand. "
+        "How to read it: bench/README.md.",
+        "",
+        f"- Command: `{command}`",
+        f"- Started: {started}; took {elapsed / 60:.1f} min"
+        + ("" if complete else " so far (INCOMPLETE: still running or interrupted)"),
+        f"- Machine: {machine_label(info)}, {info['cpu']}, {info['os']}",
+        f"- Versions: {versions_label(base, {})}",
+        f"- Code: git {GIT_STATE}; workflow run from "
+        + ("a snapshot taken at the start" if workflow_root() != ROOT else "the working tree")
+        + f" (rule files: {', '.join(rule_files())})",
+        f"- Load average at start (1/5/15 min): {load}; at end: {load_average()} "
+        "(other work on the machine inflates wall times)",
+        f"- Sites (full runs): {ctx.sites}; DAG-only sites: {ctx.dag_sites}; "
+        f"ingest rows: {ctx.ingest_rows}; --cores {ctx.cores}; seed {ctx.seed}",
+    ]
+    if skipped:
+        lines.append(
+            "- Benchmarks not run: " + "; ".join(f"{m} ({why})" for m, why in skipped.items())
+        )
+    lines += ["", markdown_table(rows, info, base), ""]
+    for section in ctx.extra_sections:
+        lines += [section, ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmarks, rewriting the results file after each one."""
+    args = parse_args(argv)
+    skipped = discover()
+    if args.list:
+        for bench in sorted(REGISTRY.values(), key=lambda b: b.order):
+            print(f"{bench.name:10s} {bench.description.strip().splitlines()[0]}")
+        for module, why in skipped.items():
+            print(f"{'':10s} ({module}: {why})")
+        return 0
+    ctx = build_context(args)
+    if not args.live:
+        snapshot_workflow(ctx.workdir / "workflow_snapshot")
+    selected = sorted(REGISTRY.values(), key=lambda b: b.order)
+    if args.only:
+        names = {n.strip() for n in args.only.split(",")}
+        unknown = names - set(REGISTRY)
+        if unknown:
+            raise ValueError(f"--only names unknown benchmarks, got {sorted(unknown)}")
+        selected = [b for b in selected if b.name in names]
+    drop = {n.strip() for n in args.skip.split(",") if n.strip()}
+    selected = [b for b in selected if b.name not in drop]
+
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    load = load_average()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    if args.merge:
+        running = {b.name for b in selected}
+        kept = [r for r in read_table(args.output) if r.suite not in running]
+        rows += kept
+        if "pipeline" not in running and args.output.is_file():
+            old = args.output.read_text(encoding="utf-8")
+            ctx.extra_sections += [
+                "## " + part.strip() for part in old.split("\n## ")[1:] if part.strip()
+            ]
+        if kept:
+            previous = [
+                line
+                for line in args.output.read_text(encoding="utf-8").split("\n| ")[0].splitlines()
+                if line.startswith("- ")
+            ]
+            ctx.extra_sections.append(
+                f"Rows of {', '.join(sorted({r.suite for r in kept}))} were kept from the "
+                f"previous {args.output.name} (--merge), whose header was:\n\n"
+                + "\n".join(previous)
+            )
+
+    def write_partial(partial: list[Row]) -> None:
+        elapsed = time.perf_counter() - start
+        text = render(rows + partial, ctx, skipped, command, started, load, elapsed, False)
+        args.output.write_text(text, encoding="utf-8")
+
+    ctx.on_partial = write_partial
+    for bench in selected:
+        print(f"[bench] {bench.name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            new = bench.function(ctx)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
+            traceback.print_exc()
+            new = [Row(bench.name, "error", "", status="FAILED", notes=f"{exc!r}"[:300])]
+        rows += new
+        print(f"[bench] {bench.name}: {len(new)} rows in {time.perf_counter() - t0:.0f} s")
+        text = render(
+            rows, ctx, skipped, command, started, load, time.perf_counter() - start, False
+        )
+        args.output.write_text(text, encoding="utf-8")
+    text = render(rows, ctx, skipped, command, started, load, time.perf_counter() - start, True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"[bench] wrote {args.output}")
+    return 1 if any(r.status == "FAILED" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
