@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint format report bench verify demo-data clean
+.PHONY: help setup demo test test-all test-fast lint format report bench verify demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -26,11 +26,14 @@ demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
 	$(BIN)/snakemake --report results/report.html --cores 1
 	@echo "done: results/summary.md (and .html), results/report.html, results/provenance.json"
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP)  ## run the test suite (all but the long recovery runs marked slow)
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile -m "not slow"
+
+test-all: $(STAMP)  ## every test, including the long recovery and calibration runs
 	$(BIN)/python -m pytest -n $(CORES) --dist loadfile
 
 test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
-	$(BIN)/python -m pytest -n $(CORES) -m "not slow"
+	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e"
 
 lint: $(STAMP)  ## ruff, snakefmt and snakemake --lint
 	$(BIN)/ruff check src tests scripts bench

@@ -99,7 +99,7 @@ def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_pipeline_end_to_end(tmp_path, rng):
     project = small_project(tmp_path, rng)
     result = run_snakemake(project, "--cores", "2")
@@ -229,7 +229,7 @@ def test_formatting_is_clean():
         assert result.returncode == 0, result.stdout[-3000:]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_rerun_matches_committed_manifest(tmp_path):
     """A reviewer's rerun of the demo from a copy of the project reproduces the manifest.
 
