@@ -124,7 +124,28 @@ def release_tests(result: FitResult, top: int | None = 10) -> list[dict[str, Any
         rmat[i, a], rmat[i, b] = 1.0, -1.0
     score = -_fmin_gradient(ext, x_un, result)
     info = model_expected_information(ext, x_un, result.sample)
-    n = result.ntotal
+    return univariate_score_tests(
+        score, info, rmat, constraints, free_rows, spec, result.ntotal, top
+    )
+
+
+def univariate_score_tests(
+    score: np.ndarray,
+    info: np.ndarray,
+    rmat: np.ndarray,
+    constraints: list[tuple[int, int]],
+    free_rows: list[Any],
+    spec: Any,
+    n: int,
+    top: int | None,
+) -> list[dict[str, Any]]:
+    """Score test for releasing each cross-group equality constraint on its own.
+
+    For constraint ``i``, the bordered information matrix is built with the other constraints
+    and ``X2 = n g' (I, R_-i)^-1 g`` on 1 df, as lavaan's ``lavTestScore()`` univariate tests
+    (any estimator: ``score`` and ``info`` are its gradient and information).
+    """
+    q = info.shape[0]
     rows = []
     for i, (_, b) in enumerate(constraints):
         row_b = free_rows[b]

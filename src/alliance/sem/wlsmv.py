@@ -1108,37 +1108,9 @@ def release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
     for i, (a, b) in enumerate(constraints):
         rmat[i, a], rmat[i, b] = 1.0, -1.0
     grad, info = _dwls_pieces(ext, fit, x_un)
-    n = fit.ntotal
-    rows = []
-    for i, (_, b) in enumerate(constraints):
-        row_b = free_rows[b]
-        if row_b.group == 1 or not row_b.label.startswith(".p"):
-            continue
-        r1 = np.delete(rmat, i, axis=0)
-        k = len(r1)
-        z = np.block([[info, r1.T], [r1, np.zeros((k, k))]])
-        rhs = np.concatenate([grad, np.zeros(k)])
-        try:
-            sol = np.linalg.solve(z, rhs)
-        except np.linalg.LinAlgError:
-            sol = np.linalg.pinv(z) @ rhs
-        x2 = float(n * grad @ sol[:q])
-        rows.append(
-            {
-                "lhs": row_b.lhs,
-                "op": row_b.op,
-                "rhs": row_b.rhs,
-                "group": row_b.group,
-                "group_label": spec.group_labels[row_b.group - 1],
-                "parameter": row_b.name(),
-                "label": row_b.label,
-                "X2": x2,
-                "df": 1,
-                "pvalue": float(stats.chi2.sf(x2, 1)),
-            }
-        )
-    rows.sort(key=lambda r: -r["X2"])
-    return rows[:top] if top else rows
+    from alliance.sem.invariance import univariate_score_tests
+
+    return univariate_score_tests(grad, info, rmat, constraints, free_rows, spec, fit.ntotal, top)
 
 
 def details(
