@@ -79,6 +79,94 @@ def read_cfa_data(
     return data, None, {"rule": f"every row of {path.name}", "n_rows": len(data)}
 
 
+#: Grouping columns that vary within a patient. Their invariance sample keeps one row per
+#: patient and level (for ``rater``: each rater's ratings of the configured session) instead of
+#: one row per patient.
+WITHIN_PATIENT_GROUPS = ("rater",)
+
+DEPENDENCE_NOTE = (
+    "the groups are not independent samples: the same patients appear in several groups "
+    "(for rater: the client's and the therapist's ratings of the same session). The ladder "
+    "treats them as independent groups, as multi-group rater-invariance studies commonly do, "
+    "so its chi-square tests and standard errors assume independence they do not have (with "
+    "positively correlated ratings, tests of rater differences tend to be conservative). A "
+    "single-group model with both raters' items in one row (one factor set per rater, "
+    "correlated residuals of the same item) would respect the pairing"
+)
+
+
+def invariance_sample(
+    source: str | Path,
+    group: str,
+    session: int | None = 3,
+    rater: str | None = "client",
+) -> tuple[pd.DataFrame, Instrument | None, dict[str, Any]]:
+    """The sample of an invariance ladder across ``group``.
+
+    For a grouping column that is constant within a patient (``dataset``, ``site``,
+    ``language``) this is :func:`read_cfa_data`: one row per patient, ``rater``'s ratings at
+    ``session``. For a column that varies within a patient (:data:`WITHIN_PATIENT_GROUPS`,
+    i.e. ``rater``) in an ingested dataset, each level gets its own one-row-per-patient
+    selection (:func:`alliance.describe.one_row_per_patient` with that rater at ``session``),
+    and the selections are stacked: one row per patient x rater. ``rater`` (the configured
+    rater) comes first and is the reference group, the other levels follow in sorted order.
+
+    Parameters
+    ----------
+    source
+        An ingest output folder or a data file (see :func:`read_cfa_data`).
+    group
+        The grouping column of the ladder.
+    session, rater
+        The session whose ratings form the sample, and the reference rater.
+
+    Returns
+    -------
+    data, instrument, sample
+        The rows, the instrument (None for a plain file) and how the rows were selected; for
+        a within-patient grouping, ``sample`` has ``per_group`` (each level's selection),
+        ``n_patients_all_groups`` (patients in every group) and ``note`` (the dependence
+        between the groups, :data:`DEPENDENCE_NOTE`).
+
+    Raises
+    ------
+    ValueError
+        If a within-patient grouping column is missing or has fewer than two levels.
+    """
+    path = Path(source)
+    if group not in WITHIN_PATIENT_GROUPS or not path.is_dir():
+        return read_cfa_data(source, session=session, rater=rater)
+    items, instrument, _ = read_ingested(path)
+    if group not in items.columns:
+        raise ValueError(f"grouping column {group!r} is not in the item table of {path}")
+    levels = sorted(str(v) for v in items[group].dropna().unique())
+    if rater in levels:
+        levels = [rater] + [v for v in levels if v != rater]
+    if len(levels) < 2:
+        raise ValueError(
+            f"invariance across {group!r} needs at least two {group}s in {path}, got {levels}"
+        )
+    parts, per_group = [], {}
+    for level in levels:
+        rows, sample = one_row_per_patient(items, instrument, session=session, rater=level)
+        parts.append(rows)
+        per_group[level] = sample
+    data = pd.concat(parts, ignore_index=True)
+    patient_sets = [set(p["patient_id"]) for p in parts]
+    sample = {
+        "rule": (
+            f"one row per patient and {group}: each {group}'s ratings at session {session} "
+            f"({', '.join(levels)}; {levels[0]} is the reference group)"
+        ),
+        "n_rows_used": int(len(data)),
+        "n_patients": int(data["patient_id"].nunique()),
+        "n_patients_all_groups": int(len(set.intersection(*patient_sets))),
+        "per_group": per_group,
+        "note": DEPENDENCE_NOTE,
+    }
+    return data, instrument, sample
+
+
 def run_cfa(
     source: str | Path,
     model: str,
@@ -265,11 +353,25 @@ def run_invariance(
     session: int | None = 3,
     rater: str | None = "client",
 ) -> dict[str, Any]:
-    """The invariance ladder of ``model`` across ``group``; a failure becomes a status."""
+    """The invariance ladder of ``model`` across ``group``; a failure becomes a status.
+
+    The sample is :func:`invariance_sample`: one row per patient, or, across raters, one row
+    per patient x rater (with the dependence between the groups stated in ``notes``).
+    """
     from alliance.sem.api import invariance_ladder
 
     missing = missing or DEFAULT_MISSING[estimator]
-    data, instrument, sample = read_cfa_data(source, session=session, rater=rater)
+    try:
+        data, instrument, sample = invariance_sample(source, group, session=session, rater=rater)
+    except ValueError as exc:
+        return {
+            "status": {"ok": False, "error": f"ValueError: {exc}"},
+            "model_name": model,
+            "group": group,
+            "estimator": estimator,
+            "missing": missing,
+            "sample": {},
+        }
     try:
         if group not in data.columns:
             raise ValueError(f"grouping column {group!r} is not in the data ({list(data.columns)})")
@@ -284,6 +386,8 @@ def run_invariance(
         name = model
     ladder |= {"model_name": name, "group": group, "estimator": estimator, "missing": missing}
     ladder["sample"] = sample
+    if sample.get("note"):
+        ladder["notes"] = [*ladder.get("notes", []), sample["note"]]
     return ladder
 
 
