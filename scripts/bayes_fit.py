@@ -15,6 +15,6 @@ result = fit_model(
     out_dir=Path(snakemake.output.summary).parent,
     alliance_session=snakemake.params.alliance_session,
     measure=snakemake.params.measure,
-    figures=snakemake.params.figures,
+    figures=False,
 )
 log.info("status %s; effects %s", result["status"], result.get("effects"))

@@ -229,12 +229,16 @@ BAYES_KEYS = {
     "outcome": ("r_partial_improvement", "b_alliance"),
     "therapist": ("b_within_points", "b_between_points", "contextual_points", "tau_u"),
     "session": ("b_within_points", "tau_v"),
+    "latent": ("r_partial_latent_improvement", "b_latent", "reliability_score"),
 }
 
 
 def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
-    """Key posterior effects with 90% intervals and the diagnostics status per model."""
-    rows, warnings = [], []
+    """Key posterior effects with 90% intervals, diagnostics and prior predictive status.
+
+    The latent model adds a table of the plug-in vs latent estimates (attenuation).
+    """
+    rows, attenuation, warnings = [], [], []
     for name in datasets:
         for path in sorted((results / name / "bayes").glob("*_x1/diagnostics.json")):
             diag = json.loads(path.read_text())
@@ -245,6 +249,12 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
                 warnings.append(
                     f"{name}: Bayesian {model} model failed its diagnostics: "
                     f"{'; '.join(d.get('failures', [])) or status}"
+                )
+            prior = diag.get("prior_predictive") or {}
+            if prior.get("status") == "check":
+                warnings.append(
+                    f"{name}: the priors of the {model} model need a look (prior predictive "
+                    f"check): {'; '.join(prior.get('reasons', []))}"
                 )
             effects = diag.get("effects", {})
             shown = []
@@ -263,12 +273,42 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
                     "Min ESS (bulk/tail)": f"{_fmt(d.get('min_ess_bulk'), 0)} / "
                     f"{_fmt(d.get('min_ess_tail'), 0)}",
                     "Divergences": _fmt(d.get("divergences")),
+                    "Prior predictive": prior.get("status", "not run"),
                     "Status": status,
                 }
             )
+            for row in diag.get("attenuation", []):
+                interval = "{:.2f} [{:.2f}, {:.2f}]"
+                attenuation.append(
+                    {
+                        "Dataset": name,
+                        "Effect": row["effect"],
+                        "Plug-in score": interval.format(
+                            row["plugin_mean"], row["plugin_eti90_low"], row["plugin_eti90_high"]
+                        ),
+                        "Latent alliance": interval.format(
+                            row["latent_mean"], row["latent_eti90_low"], row["latent_eti90_high"]
+                        ),
+                        "Plug-in / latent": _fmt(row["ratio"], 2),
+                    }
+                )
     if not rows:
         return "No Bayesian model was fitted.", warnings
-    return markdown_table(pd.DataFrame(rows)), warnings
+    text = markdown_table(pd.DataFrame(rows))
+    text += (
+        "\n\nPrior predictive: 500 draws of the outcome from the priors; pass when the observed "
+        "mean and SD lie within the central 99% of their prior predictive distributions and "
+        "under 5% of replicated outcomes lie beyond +-10 SD (figures bayes/*/figures/"
+        "prior_predictive.png; Gabry et al. 2019)."
+    )
+    if attenuation:
+        text += (
+            "\n\nMeasurement error: the plug-in item-mean score and the latent alliance (the "
+            "items' common factors in one model with the outcome), same patients and outcome; "
+            "mean [90% interval]. A ratio below 1 is the attenuation of the plug-in estimate.\n\n"
+            + markdown_table(pd.DataFrame(attenuation))
+        )
+    return text, warnings
 
 
 def _p(p: float | None) -> str:
@@ -371,7 +411,16 @@ def _bayes_methods(config: dict[str, Any]) -> str:
         f"({smp.get('chains', 2)} chains, {smp.get('draws', 2000)} draws after "
         f"{smp.get('tune', 1000)} tuning steps, target acceptance "
         f"{smp.get('target_accept', 0.9)}); "
-        "convergence required R-hat <= 1.01, bulk and tail ESS >= 400 and no divergences"
+        "convergence required R-hat <= 1.01, bulk and tail ESS >= 400 and no divergences; "
+        "each model's priors were checked by 500 prior predictive draws of the outcome "
+        "(Gabry et al. 2019)"
+        + (
+            "; the latent model measured alliance by the WAI-SR items (three correlated "
+            "factors, items treated as continuous, factors integrated out) in one model with "
+            "the outcome, beside the plug-in item-mean score"
+            if "latent" in bayes.get("models", [])
+            else ""
+        )
         + (
             f", and the outcome model was refitted with every prior scale multiplied by "
             f"{' and '.join(f'{x:g}' for x in scales)} (Kruschke 2021)."
@@ -420,6 +469,11 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
     bayes_pass = [p for p in bayes if json.loads(p.read_text()).get("status") == "pass"]
     sensitivity = [p for d in datasets for p in (results / d / "bayes").glob("sensitivity_*.csv")]
     ppc = [p for p in bayes if (p.parent / "figures" / "ppc.png").is_file()]
+    prior_status = [
+        (json.loads(p.read_text()).get("prior_predictive") or {}).get("status") for p in bayes
+    ]
+    prior_checked = [s for s in prior_status if s is not None]
+    prior_passed = [s for s in prior_status if s == "pass"]
     none = "not produced by this run"
 
     def check(standard: str, item: str, met: bool, evidence: str) -> Check:
@@ -502,7 +556,13 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             bool(sensitivity),
             f"{len(sensitivity)} tables of key estimates under halved and doubled prior scales",
         ),
-        check("BARG", "Prior predictive check", False, "not yet reported by this pipeline"),
+        check(
+            "BARG",
+            "Prior predictive check",
+            bool(prior_checked),
+            f"{len(prior_checked)} of {len(bayes)} fits with a prior predictive check "
+            f"({len(prior_passed)} pass; bayes/*/figures/prior_predictive.png)",
+        ),
         check(
             "BARG",
             "Posterior of key effects with intervals",

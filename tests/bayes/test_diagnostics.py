@@ -3,7 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.bayes.diagnostics import SUMMARY_COLUMNS, check, compare_loo, loo, summarize
+from alliance.bayes.diagnostics import (
+    SUMMARY_COLUMNS,
+    check,
+    compare_loo,
+    loo,
+    prior_predictive_check,
+    summarize,
+)
 
 
 def fake_idata(rng, shift=0.0, divergent=0, n_draws=1000, n_obs=30):
@@ -66,3 +73,49 @@ def test_loo_and_compare(rng):
     assert table.loc[0, "elpd_diff"] == 0 and table.loc[1, "elpd_diff"] == pytest.approx(-15, abs=1)
     with pytest.raises(ValueError, match="at least two"):
         compare_loo({"a": a})
+
+
+def test_prior_predictive_check_matches_the_analytic_prior_predictive():
+    """y_i = b0 + b1 x_i + e, b ~ N(0, 1), sigma ~ HalfNormal(1): Var(y_i) = 2 + x_i^2."""
+    import pymc as pm
+
+    from alliance.bayes.sampling import prior_predictive
+
+    x = np.array([0.0, 1.0, 2.0] * 20)
+    with pm.Model() as model:
+        b0 = pm.Normal("b0", 0, 1)
+        b1 = pm.Normal("b1", 0, 1)
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Normal("y", b0 + b1 * x, sigma, observed=np.zeros_like(x))
+    prior = prior_predictive(model, draws=8000, seed=3)
+    reps = np.asarray(prior.prior_predictive["y"]).reshape(-1, x.size)
+    # variance per observation within 6% of the analytic value (8,000 draws; MC SE ~2-3%)
+    np.testing.assert_allclose(reps[:, :3].var(axis=0), 2 + x[:3] ** 2, rtol=0.06)
+    observed = np.random.default_rng(0).normal(0, 1, x.size)
+    result = prior_predictive_check(prior, observed)
+    # recomputed by hand from the draws
+    sds = reps.std(axis=1, ddof=1)
+    assert result["observed_sd_percentile"] == pytest.approx(np.mean(sds < observed.std(ddof=1)))
+    assert result["share_beyond_5sd"] == pytest.approx(np.mean(np.abs(reps) > 5))
+    assert result["share_beyond_10sd"] == pytest.approx(np.mean(np.abs(reps) > 10))
+    # Var(y) = 2 + x^2 <= 6: |y| > 5 is rare but not absent; the observed data are covered
+    assert 0 < result["share_beyond_5sd"] < 0.05
+    assert result["share_beyond_10sd"] < 0.005
+    assert result["status"] == "pass"
+
+
+def test_prior_predictive_check_flags_priors_that_rule_out_the_data(rng):
+    reps = rng.normal(0, 0.01, (1, 400, 50))  # priors that allow almost no spread
+    prior = az.from_dict(prior_predictive={"y": reps})
+    result = prior_predictive_check(prior, rng.normal(0, 1, 50))
+    assert result["status"] == "check"
+    assert result["observed_sd_percentile"] == 1.0
+    assert any("SD at percentile" in r for r in result["reasons"])
+    wide = az.from_dict(prior_predictive={"y": rng.normal(0, 20, (1, 400, 50))})
+    flagged = prior_predictive_check(wide, rng.normal(0, 1, 50))
+    assert flagged["status"] == "check"
+    assert any("beyond +-10 SD" in r for r in flagged["reasons"])
+    with pytest.raises(ValueError, match="observed 3"):
+        prior_predictive_check(prior, np.zeros(3))
+    with pytest.raises(ValueError, match="no prior predictive draws"):
+        prior_predictive_check(prior, np.zeros(50), var_name="z")

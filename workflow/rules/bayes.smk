@@ -27,9 +27,42 @@ rule bayes_fit:
         sampler=bayes_sampler,
         alliance_session=config["bayes"]["alliance_session"],
         measure=config["bayes"]["measure"],
-        figures=bayes_figures,
     script:
         "../../scripts/bayes_fit.py"
+
+
+rule bayes_figures:
+    input:
+        idata="results/{item_dataset}/bayes/{model}_x1/idata.nc",
+        item_table="results/{item_dataset}/ingest/items.parquet",
+        outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        scores="results/{item_dataset}/scores/scores.parquet",
+    output:
+        figures=report(
+            directory("results/{item_dataset}/bayes/{model}_x1/figures"),
+            patterns=["{name}.png"],
+            caption="../report/bayes_figures.rst",
+            category="Outcome models",
+            subcategory="{item_dataset}",
+            labels={
+                "dataset": "{item_dataset}",
+                "model": "{model}",
+                "figure": "{name}",
+            },
+        ),
+    log:
+        "results/{item_dataset}/logs/bayes_figures_{model}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        alliance_session=config["bayes"]["alliance_session"],
+        measure=config["bayes"]["measure"],
+    script:
+        "../../scripts/bayes_figures.py"
 
 
 rule bayes_sensitivity:

@@ -197,11 +197,6 @@ def bayes_sampler(wildcards):
     return {"seed": config["seed"], **config["bayes"]["sampler"]}
 
 
-def bayes_figures(wildcards):
-    """Figures for the default-prior fits only (the sensitivity refits are tabled)."""
-    return float(wildcards.scale) == 1.0
-
-
 def bayes_sensitivity_inputs(wildcards):
     """The summaries of one model's fits under every prior scale."""
     return [
@@ -217,6 +212,8 @@ def bayes_outputs(name):
     out = []
     for model in config["bayes"]["models"]:
         out.append(f"results/{name}/bayes/{model}_x1/summary.csv")
+        # figures for the default-prior fits only (the sensitivity refits are tabled)
+        out.append(f"results/{name}/bayes/{model}_x1/figures")
         if (
             len(config["bayes"]["sensitivity_scales"]) > 1
             and model in config["bayes"]["sensitivity_models"]

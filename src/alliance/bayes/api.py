@@ -12,17 +12,26 @@ import numpy as np
 import pandas as pd
 
 from alliance.bayes.data import ModelData, load_tables, patient_data, session_data
-from alliance.bayes.diagnostics import check, compare_loo, loo, summarize
+from alliance.bayes.diagnostics import (
+    check,
+    compare_loo,
+    loo,
+    prior_predictive_check,
+    summarize,
+)
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
-from alliance.bayes.sampling import add_predictive, sample, sampler_settings
+from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
 
-__all__ = ["FIT_MODELS", "build_data", "effects", "fit_model"]
+__all__ = ["FIT_MODELS", "PRIOR_DRAWS", "build_data", "effects", "fit_model", "plot_saved_fit"]
 
 #: Models :func:`fit_model` accepts (``outcome`` also fits ``outcome_null`` for LOO).
-FIT_MODELS = ("outcome", "therapist", "session")
+FIT_MODELS = ("outcome", "therapist", "session", "latent")
+
+#: Prior predictive draws per fit (the check and its figure; Gabry et al. 2019).
+PRIOR_DRAWS = 500
 
 #: Where the "expected direction" lies for each derived effect when lower outcome scores are
 #: better (PHQ-9): better alliance, fewer symptoms, so negative slopes; a therapist-level slope
@@ -31,6 +40,8 @@ FIT_MODELS = ("outcome", "therapist", "session")
 _EXPECTED_NEGATIVE = {
     "b_alliance",
     "r_partial",
+    "b_latent",
+    "r_partial_latent",
     "b_within",
     "b_between",
     "contextual",
@@ -61,6 +72,10 @@ def build_data(
     }
     if MODELS[model][1] == "session":
         return session_data(tables, **options)
+    if MODELS[model][1] == "latent":
+        from alliance.bayes.latent import latent_data
+
+        return latent_data(tables, alliance_session=alliance_session, **options)
     return patient_data(tables, alliance_session=alliance_session, **options)
 
 
@@ -80,7 +95,7 @@ def effects(
         x = np.asarray(idata.posterior[name]).ravel()
         q = np.quantile(x, [0.025, 0.05, 0.5, 0.95, 0.975])
         negative = name in _EXPECTED_NEGATIVE
-        if not lower_is_better and name != "r_partial_improvement":
+        if not lower_is_better and not name.endswith("_improvement"):
             negative = not negative
         p_neg = float(np.mean(x < 0))
         row = {
@@ -94,7 +109,9 @@ def effects(
             "p_negative": p_neg,
             "p_positive": float(np.mean(x > 0)),
         }
-        if name not in {"sigma", "tau_u", "tau_v", "b_baseline", "b_symptoms", "b_mean"}:
+        if name not in {"sigma", "tau_u", "tau_v", "b_baseline", "b_symptoms", "b_mean"} and not (
+            name.startswith(("lambda_", "phi_", "reliability_", "r_alliance_"))
+        ):
             row["p_expected"] = p_neg if negative else float(np.mean(x > 0))
         out[name] = row
     return out
@@ -182,6 +199,9 @@ def fit_model(
     pm_model = build_model(model, data, priors)
     idata, timing = sample(pm_model, settings)
     add_predictive(idata, pm_model, settings["seed"])
+    prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
+    idata.extend(prior, join="left")
+    observed = next(iter(idata.observed_data.data_vars))
     diagnostics = check(idata, thresholds=thresholds)
     result: dict[str, Any] = {
         "model": model,
@@ -189,6 +209,9 @@ def fit_model(
         "diagnostics": diagnostics,
         "effects": effects(idata, KEY_PARAMETERS[model], lower_is_better),
         "loo": loo(idata),
+        "prior_predictive": prior_predictive_check(
+            idata, idata.observed_data[observed].to_numpy(), observed
+        ),
         "data": data.info,
         "scales": data.scales,
         "priors": {**DEFAULT_PRIORS, **(dict(priors) if priors else {})},
@@ -205,6 +228,19 @@ def fit_model(
         result["timing"]["outcome_null"] = null_timing
         if null_check["status"] == "fail":
             result["status"] = "fail"
+    if model == "latent":
+        # side by side with the plug-in score model on the same patients and outcome
+        from alliance.bayes.latent import attenuation
+
+        plug_idata, plug_timing = sample(build_model("outcome", data, priors), settings)
+        plug_check = check(plug_idata, thresholds=thresholds)
+        result["plugin"] = {
+            "status": plug_check["status"],
+            "failures": plug_check["failures"],
+            "effects": effects(plug_idata, KEY_PARAMETERS["outcome"], lower_is_better),
+        }
+        result["attenuation"] = attenuation(idata, plug_idata).to_dict(orient="records")
+        result["timing"]["outcome"] = plug_timing
     result["timing"]["total_s"] = round(time.perf_counter() - start, 3)
     if out_dir is not None:
         out = Path(out_dir)
@@ -220,6 +256,14 @@ def fit_model(
         )
         if comparison is not None:
             comparison.to_csv(out / "loo_compare.csv", index=False)
+        if model == "latent":
+            write_csv_and_markdown(
+                pd.DataFrame(result["attenuation"]),
+                out / "attenuation.csv",
+                "Latent vs plug-in alliance: attenuation by measurement error",
+                note="The same patients and outcome; plug-in = item-mean score in the outcome "
+                "model, latent = the items' common factor in one model.",
+            )
         if figures:
             from alliance.bayes.plots import plot_fit
 
@@ -230,3 +274,47 @@ def fit_model(
         (out / "diagnostics.json").write_text(text + "\n", encoding="utf-8")
     result["idata"] = idata
     return result
+
+
+def plot_saved_fit(
+    source: str | Path | Mapping[str, pd.DataFrame],
+    idata_path: str | Path,
+    model: str,
+    out_dir: str | Path,
+    *,
+    alliance_session: int = 3,
+    rater: str = "client",
+    score: str = "total_mean",
+    measure: str = "phq9",
+    lower_is_better: bool = True,
+) -> list[Path]:
+    """Draw the figures of a fit written by :func:`fit_model` (its ``idata.nc``).
+
+    The data are rebuilt with the same rules as the fit (the therapist figure needs the
+    patients' therapists and alliance); figures as :func:`alliance.bayes.plots.plot_fit`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown model.
+
+    """
+    import arviz as az
+
+    from alliance.bayes.plots import plot_fit
+
+    if model not in FIT_MODELS:
+        raise ValueError(f"model must be one of {FIT_MODELS}, got {model!r}")
+    data = build_data(
+        source,
+        model,
+        alliance_session=alliance_session,
+        rater=rater,
+        score=score,
+        measure=measure,
+        lower_is_better=lower_is_better,
+    )
+    idata = az.from_netcdf(str(idata_path))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return plot_fit(idata, model, data, out)

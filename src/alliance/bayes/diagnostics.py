@@ -14,11 +14,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
 
 __all__ = [
+    "PRIOR_PREDICTIVE_LIMITS",
     "SUMMARY_COLUMNS",
     "THRESHOLDS",
     "check",
     "compare_loo",
     "loo",
+    "prior_predictive_check",
     "summarize",
 ]
 
@@ -269,3 +271,83 @@ def compare_loo(fits: Mapping[str, az.InferenceData]) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, kind="stable")
     table.insert(1, "rank", np.arange(len(table)))
     return table.reset_index(drop=True)
+
+
+#: A prior predictive check passes when the observed mean and SD of the outcome lie inside
+#: the central 99% of their prior predictive distributions (the priors do not rule out the
+#: data) and fewer than 5% of the replicated standardized outcomes lie beyond +-10 SD (the
+#: priors put little mass on impossible data; weakly informative priors may well allow
+#: values beyond +-5 SD, whose share is reported too). Gabry et al. (2019), section 3.
+PRIOR_PREDICTIVE_LIMITS: dict[str, float] = {"percentile": 0.005, "beyond_10sd": 0.05}
+
+
+def prior_predictive_check(
+    prior: az.InferenceData, observed: np.ndarray, var_name: str = "y"
+) -> dict[str, Any]:
+    """Summarize prior predictive draws of a standardized outcome against the observed one.
+
+    Parameters
+    ----------
+    prior
+        Output of :func:`alliance.bayes.sampling.prior_predictive` (group
+        ``prior_predictive`` with ``var_name``; chain x draw x observation).
+    observed
+        The observed values of ``var_name`` (model scale: outcome z-scores).
+    var_name
+        The observed variable.
+
+    Returns
+    -------
+    dict
+        ``draws``; ``y_q01``/``y_q50``/``y_q99`` (quantiles of all replicated values);
+        ``sd_q05``/``sd_q95`` (of the replicated SDs); ``share_beyond_5sd`` and
+        ``share_beyond_10sd`` (|y| > 5, > 10);
+        ``observed_mean_percentile`` and ``observed_sd_percentile`` (share of replicates whose
+        mean, SD is below the observed one); ``status`` ``"pass"`` or ``"check"`` by
+        :data:`PRIOR_PREDICTIVE_LIMITS` with ``reasons``.
+
+    Raises
+    ------
+    ValueError
+        When ``prior`` lacks the variable or the shapes do not match.
+
+    References
+    ----------
+    Gabry, J., Simpson, D., Vehtari, A., Betancourt, M., & Gelman, A. (2019). Visualization in
+    Bayesian workflow. Journal of the Royal Statistical Society A, 182(2), 389-402.
+    Kruschke, J. K. (2021). Bayesian analysis reporting guidelines. Nature Human Behaviour, 5,
+    1282-1291.
+
+    """
+    if "prior_predictive" not in prior.groups() or var_name not in prior.prior_predictive:
+        raise ValueError(f"no prior predictive draws of {var_name!r}, got {prior.groups()}")
+    obs = np.asarray(observed, dtype=float).ravel()
+    reps = np.asarray(prior.prior_predictive[var_name], dtype=float)
+    reps = reps.reshape(-1, reps.shape[-1]) if reps.ndim > 1 else reps[None, :]
+    if reps.shape[1] != obs.size:
+        raise ValueError(f"replicates have {reps.shape[1]} values, observed {obs.size}")
+    means, sds = reps.mean(axis=1), reps.std(axis=1, ddof=1)
+    q = np.quantile(reps, [0.01, 0.5, 0.99])
+    result = {
+        "draws": int(reps.shape[0]),
+        "y_q01": float(q[0]),
+        "y_q50": float(q[1]),
+        "y_q99": float(q[2]),
+        "sd_q05": float(np.quantile(sds, 0.05)),
+        "sd_q95": float(np.quantile(sds, 0.95)),
+        "share_beyond_5sd": float(np.mean(np.abs(reps) > 5)),
+        "share_beyond_10sd": float(np.mean(np.abs(reps) > 10)),
+        "observed_mean_percentile": float(np.mean(means < obs.mean())),
+        "observed_sd_percentile": float(np.mean(sds < obs.std(ddof=1))),
+    }
+    low = PRIOR_PREDICTIVE_LIMITS["percentile"]
+    reasons = [
+        f"observed {stat} at percentile {result[key]:.3f} of the prior predictive"
+        for stat, key in (("mean", "observed_mean_percentile"), ("SD", "observed_sd_percentile"))
+        if not low <= result[key] <= 1 - low
+    ]
+    if result["share_beyond_10sd"] >= PRIOR_PREDICTIVE_LIMITS["beyond_10sd"]:
+        reasons.append(f"{result['share_beyond_10sd']:.1%} of replicated outcomes beyond +-10 SD")
+    result["status"] = "check" if reasons else "pass"
+    result["reasons"] = reasons
+    return result

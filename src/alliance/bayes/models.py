@@ -50,6 +50,20 @@ KEY_PARAMETERS: dict[str, list[str]] = {
         "sigma",
     ],
     "session": ["b_within", "b_within_points", "b_mean", "b_symptoms", "tau_v", "sigma"],
+    # alliance.bayes.latent.latent_model (WAI-SR items; factors in instrument order)
+    "latent": [
+        "b_latent",
+        "r_partial_latent",
+        "r_partial_latent_improvement",
+        "b_baseline",
+        "sigma",
+        "r_alliance_baseline",
+        "reliability_score",
+        *[f"lambda_wai_{k:02d}" for k in range(1, 13)],
+        "phi_goal_task",
+        "phi_bond_task",
+        "phi_bond_goal",
+    ],
 }
 
 
@@ -182,8 +196,11 @@ def therapist_model(data: ModelData, priors: Mapping[str, float] | None = None) 
         tau = pm.HalfNormal("tau_u", prior_scale(priors, "tau_u", "tau"))
         u_raw = pm.Normal("u_raw", 0.0, 1.0, dims="therapist")
         sigma = pm.HalfNormal("sigma", prior_scale(priors, "sigma", "sigma"))
+        # the outcome is data too, so one compiled model serves many datasets of this shape
+        # (simulation-based calibration swaps it with nutpie's ``with_data``)
+        y_obs = pm.Data("y_obs", f["y"].to_numpy(float), dims="patient")
         mu = b0 + b_w * aw + b_b * ab + b_1 * zb + tau * u_raw[idx]
-        pm.Normal("y", mu=mu, sigma=sigma, observed=f["y"].to_numpy(float), dims="patient")
+        pm.Normal("y", mu=mu, sigma=sigma, observed=y_obs, dims="patient")
         pm.Deterministic("contextual", b_b - b_w)
         pm.Deterministic("b_within_points", b_w * unit)
         pm.Deterministic("b_between_points", b_b * unit)
@@ -232,12 +249,19 @@ def session_model(data: ModelData, priors: Mapping[str, float] | None = None) ->
     return model
 
 
-#: Model name -> (builder, kind of input data: "patient" or "session").
+def _latent(data: ModelData, priors: Mapping[str, float] | None = None) -> pm.Model:
+    from alliance.bayes.latent import latent_model
+
+    return latent_model(data, priors)
+
+
+#: Model name -> (builder, kind of input data: "patient", "session" or "latent").
 MODELS: dict[str, tuple[Callable[..., Any], str]] = {
     "outcome": (outcome_model, "patient"),
     "outcome_null": (lambda d, p=None: outcome_model(d, p, alliance=False), "patient"),
     "therapist": (therapist_model, "patient"),
     "session": (session_model, "session"),
+    "latent": (_latent, "latent"),
 }
 
 

@@ -30,10 +30,13 @@ KEY_EFFECTS: dict[str, list[str]] = {
     "outcome": ["b_alliance", "r_partial_improvement"],
     "therapist": ["b_within_points", "b_between_points", "contextual_points"],
     "session": ["b_within_points"],
+    "latent": ["b_latent", "r_partial_latent_improvement"],
 }
 _LABELS = {
     "b_alliance": "Alliance slope (SD per SD)",
     "r_partial_improvement": "Partial r (positive = better outcome)",
+    "b_latent": "Latent alliance slope (SD per SD)",
+    "r_partial_latent_improvement": "Latent partial r (positive = better outcome)",
     "b_within_points": "Within slope (points per SD)",
     "b_between_points": "Between slope (points per SD)",
     "contextual_points": "Contextual effect (points per SD)",
@@ -119,20 +122,32 @@ def within_between(idata: az.InferenceData, data: ModelData) -> Figure:
     return fig
 
 
-def ppc_overlay(idata: az.InferenceData, n_draws: int = 50, seed: int = 0) -> Figure:
-    """Density of the observed outcome over densities of posterior predictive replicates."""
+def ppc_overlay(
+    idata: az.InferenceData,
+    n_draws: int = 50,
+    seed: int = 0,
+    group: str = "posterior_predictive",
+) -> Figure:
+    """Density of the observed outcome over densities of predictive replicates.
+
+    ``group`` is ``"posterior_predictive"`` (posterior predictive check) or
+    ``"prior_predictive"`` (prior predictive check; Gabry et al. 2019).
+    """
     from scipy.stats import gaussian_kde
 
-    if "posterior_predictive" not in idata.groups():
-        raise ValueError(f"idata has no posterior_predictive group, got {idata.groups()}")
+    if group not in idata.groups():
+        raise ValueError(f"idata has no {group} group, got {idata.groups()}")
     name = next(iter(idata.observed_data.data_vars))
     observed = np.asarray(idata.observed_data[name]).ravel()
-    reps = np.asarray(idata.posterior_predictive[name]).reshape(-1, observed.size)
+    reps = np.asarray(idata[group][name]).reshape(-1, observed.size)
     pick = np.random.default_rng(seed).choice(
         len(reps), size=min(n_draws, len(reps)), replace=False
     )
     span = np.ptp(observed)
-    grid = np.linspace(observed.min() - 0.1 * span, observed.max() + 0.1 * span, 200)
+    low, high = observed.min() - 0.1 * span, observed.max() + 0.1 * span
+    if group == "prior_predictive":  # show the spread the priors allow, not just the data's
+        low, high = min(low, *np.quantile(reps, [0.01])), max(high, *np.quantile(reps, [0.99]))
+    grid = np.linspace(low, high, 200)
     with mpl.rc_context(style()):
         fig = _figure(SINGLE_COLUMN, 2.4)
         ax = fig.subplots()
@@ -143,7 +158,7 @@ def ppc_overlay(idata: az.InferenceData, n_draws: int = 50, seed: int = 0) -> Fi
                 color=_COLOUR,
                 alpha=0.15,
                 lw=0.6,
-                label="Posterior predictive" if i == 0 else None,
+                label=group.replace("_", " ").capitalize() if i == 0 else None,
             )
         ax.plot(grid, gaussian_kde(observed)(grid), color="black", lw=1.2, label="Observed")
         ax.set_xlabel("Outcome (model scale)")
@@ -182,13 +197,16 @@ def plot_fit(
 ) -> list[Path]:
     """Write every figure of a fit to ``out_dir`` (PNG and PDF via :func:`alliance.plots.save`).
 
-    Files: ``posteriors``, ``ppc``, ``rank`` and, for the therapist model, ``within_between``.
+    Files: ``posteriors``, ``ppc``, ``prior_predictive`` (when ``idata`` has the group),
+    ``rank`` and, for the therapist model, ``within_between``.
     """
     out = Path(out_dir)
     names = KEY_EFFECTS.get(model, [])
     paths = []
     paths += save(posterior_effects(idata, names), out / "posteriors")
     paths += save(ppc_overlay(idata), out / "ppc")
+    if "prior_predictive" in idata.groups():
+        paths += save(ppc_overlay(idata, group="prior_predictive"), out / "prior_predictive")
     rank_names = [n for n in names if not n.endswith("_points")] or names
     rank_names += [
         n for n in ("b_within", "b_between", "sigma", "tau_u", "tau_v") if n not in rank_names
