@@ -226,6 +226,7 @@ def fit_cfa(
     orthogonal: bool = False,
     group_equal: Sequence[str] = (),
     n_modindices: int = 10,
+    parameterization: str = "delta",
 ) -> dict[str, Any]:
     """Fit a CFA and return a JSON-serialisable dict in the layout of the lavaan references.
 
@@ -254,6 +255,10 @@ def fit_cfa(
         Equality constraints across groups (lavaan ``group.equal``).
     n_modindices
         How many of the largest modification indices to report.
+    parameterization
+        WLSMV only: ``"delta"`` (lavaan's default) or ``"theta"`` scaling of the latent
+        responses (see :func:`alliance.sem.wlsmv.fit_wlsmv_model`); ignored for ML/MLR, as
+        lavaan ignores it for continuous items.
 
     Returns
     -------
@@ -276,7 +281,8 @@ def fit_cfa(
 
         if miss == "fiml":  # as lavaan (and cfa.R): no FIML with WLSMV
             out = fit_cfa(data, model, est, "pairwise", group, std_lv, ordered=ordered,
-                          group_equal=group_equal, n_modindices=n_modindices)  # fmt: skip
+                          group_equal=group_equal, n_modindices=n_modindices,
+                          parameterization=parameterization)  # fmt: skip
             out.setdefault("meta", {}).setdefault("notes", []).append(
                 "FIML is not available with WLSMV; used missing='pairwise' instead."
             )
@@ -290,6 +296,7 @@ def fit_cfa(
             group_equal=tuple(group_equal),
             std_lv=std_lv,
             n_modindices=n_modindices,
+            parameterization=parameterization,
         )
     if ordered:
         raise ValueError(f"ordered items need estimator='WLSMV', got {est!r}")
@@ -318,6 +325,7 @@ def invariance_ladder(
     estimator: str = "ML",
     missing: str = "listwise",
     steps: Sequence[str] = ("configural", "metric", "scalar", "strict"),
+    parameterization: str = "delta",
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Measurement-invariance ladder across ``group``; see :func:`alliance.sem.invariance.ladder`.
@@ -325,7 +333,8 @@ def invariance_ladder(
     Returns ``{"configural": ..., "metric": ..., "scalar": ..., "strict": ..., "lrt": ...,
     "deltas": ..., "decisions": ..., "partial": ...}`` (the reference ``invariance`` layout
     plus decisions and partial-invariance candidates). WLSMV is dispatched to
-    ``alliance.sem.wlsmv.invariance_ladder`` when that module provides it.
+    :func:`alliance.sem.wlsmv.invariance_ladder` with ``parameterization`` (``"theta"`` fits
+    the strict step; ``"delta"`` leaves it out with a note); ML/MLR ignore it.
     """
     est, miss = _check_args(estimator, missing)
     if est == "WLSMV":
@@ -333,13 +342,17 @@ def invariance_ladder(
 
         if miss == "fiml":  # as fit_cfa: no FIML with WLSMV
             out = wlsmv.invariance_ladder(
-                data, model, group, missing="pairwise", steps=steps, **kwargs
-            )
+                data, model, group, missing="pairwise", steps=steps,
+                parameterization=parameterization, **kwargs,
+            )  # fmt: skip
             out["notes"].append(
                 "FIML is not available with WLSMV; used missing='pairwise' instead."
             )
             return out
-        return wlsmv.invariance_ladder(data, model, group, missing=miss, steps=steps, **kwargs)
+        return wlsmv.invariance_ladder(
+            data, model, group, missing=miss, steps=steps, parameterization=parameterization,
+            **kwargs,
+        )  # fmt: skip
     from alliance.sem.invariance import ladder
 
     return _clean(ladder(data, model, group, est, miss, steps=steps, **kwargs))

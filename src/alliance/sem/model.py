@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 #: Values accepted in ``group_equal`` (lavaan's ``group.equal``).
+#: How the latent responses of ordered indicators are scaled (lavaan's ``parameterization``).
+PARAMETERIZATIONS = ("delta", "theta")
+
 GROUP_EQUAL_OPTIONS = (
     "loadings",
     "intercepts",
@@ -350,6 +353,10 @@ class ModelSpec:
         ``(variable, k)`` for every threshold slot, ordered by variable then ``k``.
     group_equal, group_partial
         Invariance constraints applied.
+    parameterization
+        Scaling of the ordered indicators' latent responses y*: ``"delta"`` (var(y*) = 1 via
+        the scale factors ``~*~``; residual variances computed) or ``"theta"`` (residual
+        variances are parameters, fixed to 1 unless freed; scale factors computed).
     """
 
     syntax: str
@@ -364,6 +371,7 @@ class ModelSpec:
     group_equal: tuple[str, ...] = ()
     group_partial: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    parameterization: str = "delta"
 
     # ------------------------------------------------------------------ building
 
@@ -380,6 +388,7 @@ class ModelSpec:
         group_equal: Sequence[str] = (),
         group_partial: Sequence[str] = (),
         orthogonal: bool = False,
+        parameterization: str = "delta",
     ) -> ModelSpec:
         """Build the parameter table with lavaan ``cfa()`` defaults.
 
@@ -391,7 +400,12 @@ class ModelSpec:
         free and latent means fixed to 0 (free in groups 2+ when intercepts or thresholds
         are held equal). Ordered indicators get free thresholds, intercepts fixed to 0,
         residual variances computed (delta parameterization) and scale factors ``~*~``
-        fixed to 1 (free in groups 2+ when thresholds are held equal).
+        fixed to 1 (free in groups 2+ when thresholds are held equal); in the theta
+        parameterization the residual variances of ordered indicators are fixed to 1 (free
+        in groups 2+ when thresholds are held equal, and equal to group 1's 1 again when
+        ``residuals`` are held equal too) and the scale factors are computed,
+        ``1 / sqrt(var(y*))`` (lavaan 0.6-14's ``lav_partable_flat`` and
+        ``setDeltaElements``).
 
         Parameters
         ----------
@@ -413,6 +427,9 @@ class ModelSpec:
             Parameters exempt from ``group_equal``, written ``"visual=~x2"`` or ``"x1~1"``.
         orthogonal
             Fix all covariances among latent variables to 0 (for bifactor models).
+        parameterization
+            ``"delta"`` (lavaan's default) or ``"theta"``: how the latent responses of
+            ordered indicators are scaled (see :class:`ModelSpec`).
 
         Returns
         -------
@@ -429,6 +446,10 @@ class ModelSpec:
         groups = [str(g) for g in (group_labels if group_labels is not None else ["1"])]
         if not groups:
             raise ValueError(f"group_labels must hold at least one label, got {groups}")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+            )
         if len(set(groups)) != len(groups):
             raise ValueError(f"group labels must be unique, got {groups}")
         bad = sorted(set(group_equal) - set(GROUP_EQUAL_OPTIONS))
@@ -509,6 +530,7 @@ class ModelSpec:
             threshold_index=threshold_index,
             group_equal=tuple(group_equal),
             group_partial=tuple(_normalise_partial(p) for p in group_partial),
+            parameterization=parameterization,
         )
         rows: list[Par] = []
         for g in range(1, ngroups + 1):
@@ -683,7 +705,9 @@ class ModelSpec:
         """LISREL matrices of ``group`` (1-based) at the free vector ``x``.
 
         Residual variances of ordered indicators are filled in as
-        ``1 / delta_i**2 - (lambda A lambda')_ii`` (delta parameterization).
+        ``1 / delta_i**2 - (lambda A lambda')_ii`` (delta parameterization), or their scale
+        factors as ``delta_i = 1 / sqrt((lambda A lambda')_ii + theta_ii)`` (theta
+        parameterization).
         """
         x = np.asarray(x, dtype=float)
         p, m, nt = self.p, self.m, len(self.threshold_index)
@@ -718,7 +742,11 @@ class ModelSpec:
             common = np.einsum("ij,jk,ik->i", c, out.psi, c)
             for name in self.ordered:
                 i = self.ov.index(name)
-                out.theta[i, i] = 1.0 / out.delta[i] ** 2 - common[i]
+                if self.parameterization == "theta":
+                    total = common[i] + out.theta[i, i]
+                    out.delta[i] = 1.0 / np.sqrt(total) if total > 0 else np.nan
+                else:
+                    out.theta[i, i] = 1.0 / out.delta[i] ** 2 - common[i]
         return out
 
     def implied(self, x: np.ndarray, group: int | None = None) -> list[Implied]:
@@ -772,7 +800,8 @@ class ModelSpec:
         ``dmu/dnu_i = e_i``, ``dmu/dalpha_i = C_.i``, ``dmu/dLambda_ij = e_i ((I-B)^-1 alpha)_j``,
         ``dmu/dB_ij = C_.i ((I-B)^-1 alpha)_j`` (e.g. Bollen 1989, ch. 8; Neudecker & Satorra
         1991). Ordered indicators: the unscaled matrix is scaled by ``D`` and its diagonal fixed
-        at 1 (the residual variance absorbs it).
+        at 1 (the residual variance absorbs it); in the theta parameterization ``D`` depends on
+        the parameters, ``d delta_i = -delta_i**3 dSigma_ii / 2``.
         """
         x = np.asarray(x, dtype=float)
         q, p, m = self.npar, self.p, self.m
@@ -816,6 +845,9 @@ class ModelSpec:
         d = mt.delta
         sigma0 = c @ mt.psi @ c.T + mt.theta
         ordered_idx = [self.ov.index(v) for v in self.ordered]
+        if self.parameterization == "theta":
+            for i in ordered_idx:
+                ddelta[:, i] = -0.5 * d[i] ** 3 * dsig[:, i, i]
         dd = np.outer(d, d)
         out = dsig * dd[None]
         # delta derivatives: d(d_i d_j s_ij)/dd_i = d_j s_ij (off-diagonal)
@@ -1033,8 +1065,12 @@ def _group_rows(
         if s.op == "~~":
             apply_modifier(add(s.lhs, "~~", s.rhs, free=True, value=np.nan), s)
     # 4. residual variances of observed variables
+    theta = spec.parameterization == "theta"
+    free_scale = g > 1 and "thresholds" in spec.group_equal
     for v in ov:
-        if v in spec.ordered:
+        if v in spec.ordered and theta:
+            add(v, "~~", v, free=free_scale, value=np.nan if free_scale else 1.0)
+        elif v in spec.ordered:
             r = add(v, "~~", v, free=False, value=np.nan)
             if r.user == 0:
                 r.computed = True
@@ -1045,10 +1081,14 @@ def _group_rows(
         add(f, "~~", f, free=not std_lv, value=1.0 if std_lv else np.nan)
     for f1, f2 in combinations(lv_exo, 2):
         add(f1, "~~", f2, free=not orthogonal, value=0.0 if orthogonal else np.nan)
-    # 6. ordinal scale factors
+    # 6. ordinal scale factors (computed from var(y*) in the theta parameterization)
     for v in spec.ordered:
-        free_delta = g > 1 and "thresholds" in spec.group_equal
-        add(v, "~*~", v, free=free_delta, value=np.nan if free_delta else 1.0)
+        if theta:
+            r = add(v, "~*~", v, free=False, value=1.0)
+            if r.user == 0:
+                r.computed = True
+        else:
+            add(v, "~*~", v, free=free_scale, value=np.nan if free_scale else 1.0)
     # 7. intercepts and latent means
     if spec.meanstructure:
         for v in ov:
@@ -1104,7 +1144,12 @@ def _apply_group_equal(rows: list[Par], spec: ModelSpec) -> None:
         if r.name() in partial or (r.op == "~~" and f"{r.rhs}{r.op}{r.lhs}" in partial):
             continue
         base = g1.get((r.lhs, r.op, r.rhs))
-        if base is None or not base.free or base.computed or id(base) in user_labelled:
+        if base is None or base.computed or id(base) in user_labelled:
+            continue
+        if not base.free:
+            # lavaan: an equality set holding a fixed parameter fixes them all to its value
+            # (theta parameterization, strict: residual variances 1 in every group)
+            r.free, r.value = 0, base.value
             continue
         label = f".p{base.id}."
         r.label = label
@@ -1215,7 +1260,10 @@ def start_values(
                     v = loads.get((r.lhs, r.rhs), 1.0)
             elif r.op == "~~" and r.lhs == r.rhs:
                 if r.lhs in oi:
-                    v = 0.5 * s[oi[r.lhs], oi[r.lhs]] if r.lhs not in spec.ordered else 0.5
+                    if r.lhs not in spec.ordered:
+                        v = 0.5 * s[oi[r.lhs], oi[r.lhs]]
+                    else:
+                        v = 1.0 if spec.parameterization == "theta" else 0.5
                 else:
                     v = psi_start.get(r.lhs, 0.05)
             elif r.op == "~1" and r.lhs in oi and mu is not None:

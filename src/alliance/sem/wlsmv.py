@@ -28,6 +28,7 @@ _LEVELS = {
     "configural": (),
     "metric": ("loadings",),
     "scalar": ("loadings", "intercepts", "thresholds"),
+    "strict": ("loadings", "intercepts", "thresholds", "residuals"),
 }
 
 
@@ -150,7 +151,7 @@ class WlsmvFit:
                 "lavaan_estimator": "DWLS",
                 "test": "scaled.shifted",
                 "se": "robust.sem",
-                "parameterization": "delta",
+                "parameterization": self.spec.parameterization,
                 "missing": self.missing,
                 "ordered": list(self.spec.ordered),
                 "std.lv": bool(self.spec.std_lv),
@@ -199,6 +200,7 @@ def _prepare(
     group: str | None,
     group_equal: Sequence[str],
     std_lv: bool,
+    parameterization: str = "delta",
 ) -> tuple[ModelSpec, list[OrdinalStats], list[str]]:
     """Check the input, compute the sample statistics per group and build the model."""
     if missing not in ("listwise", "pairwise"):
@@ -258,6 +260,7 @@ def _prepare(
         n_thresholds={v: lev.size - 1 for v, lev in zip(ov, levels, strict=True)},
         group_labels=labels if group is not None else None,
         group_equal=tuple(group_equal),
+        parameterization=parameterization,
     )
     return spec, sts, labels
 
@@ -295,6 +298,7 @@ def fit_wlsmv_model(
     group_equal: Sequence[str] = (),
     std_lv: bool = False,
     robust_fit: bool = True,
+    parameterization: str = "delta",
 ) -> WlsmvFit:
     """Fit a CFA to ordered items by WLSMV and keep every intermediate quantity.
 
@@ -316,6 +320,14 @@ def fit_wlsmv_model(
         Identify factors by unit variances instead of marker loadings.
     robust_fit : bool
         Compute the Savalei (2021) robust CFI/TLI/RMSEA.
+    parameterization : {"delta", "theta"}
+        lavaan's ``parameterization``: ``"delta"`` (default) scales each latent response y*
+        to unit variance (scale factors ``~*~``, residual variances computed); ``"theta"``
+        fixes the residual variances of y* to 1 (free in groups 2+ once thresholds are held
+        equal) and computes the scale factors ``1 / sqrt(var(y*))``. The two are equivalent
+        for one group and for the configural and scalar ladder steps, not for lavaan's
+        metric step (scale factors versus residual variances fixed at 1 in every group), and
+        only the theta parameterization can hold residual variances equal (strict).
 
     Returns
     -------
@@ -351,10 +363,15 @@ def fit_wlsmv_model(
     Statistical Analysis (pp. 233-247). Kluwer.
     Savalei, V. (2021). Improving fit indices in structural equation modeling with categorical
     data. Multivariate Behavioral Research, 56(3), 390-407.
+    Millsap, R. E., & Yun-Tein, J. (2004). Assessing factorial invariance in ordered-categorical
+    measures. Multivariate Behavioral Research, 39(3), 479-515.
     """
     # the matrices are small: one BLAS thread is much faster than several competing ones
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(data, model, ordered, missing, group, group_equal, std_lv, robust_fit)
+        return _fit(
+            data, model, ordered, missing, group, group_equal, std_lv, robust_fit,
+            parameterization,
+        )  # fmt: skip
 
 
 def _fit(
@@ -366,9 +383,12 @@ def _fit(
     group_equal: Sequence[str],
     std_lv: bool,
     robust_fit: bool,
+    parameterization: str = "delta",
 ) -> WlsmvFit:
     """Body of :func:`fit_wlsmv_model`."""
-    spec, sts, _labels = _prepare(data, model, ordered, missing, group, group_equal, std_lv)
+    spec, sts, _labels = _prepare(
+        data, model, ordered, missing, group, group_equal, std_lv, parameterization
+    )
     obs = [s.wls_obs for s in sts]
     # lavaan scales each group's discrepancy by (N_g - 1) / N_g (lav_model_objective)
     sw = [np.sqrt((s.nobs - 1.0) * s.wls_v_diag) for s in sts]
@@ -631,12 +651,15 @@ def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, flo
     The model is evaluated with the normal-theory ML discrepancy on the polychoric
     correlations at the DWLS estimates ("catML"), and that statistic is corrected by
     ``c = tr(U' V U Gamma) / df`` with the DWLS residual projection ``U`` (lavaan's
-    ``lav_fit_catml_dwls``). Returns ``None`` when lavaan 0.6-14 returns NA: when a scale
-    factor (``~*~``) is free (thresholds held equal across groups) or a correlation matrix
-    is not positive definite.
+    ``lav_fit_catml_dwls``). Returns ``None`` when lavaan 0.6-14 returns NA: when thresholds
+    are held equal across groups (delta: a scale factor ``~*~`` is free; theta: also in the
+    strict step, where no residual variance is free) or a correlation matrix is not positive
+    definite.
     """
     spec = fit.spec
     if any(r.free and r.op == "~*~" for r in spec.table):
+        return None
+    if spec.ngroups > 1 and "thresholds" in spec.group_equal:
         return None
     fg = fit.fg
     imp = spec.implied(fit.x)
@@ -1178,6 +1201,7 @@ def fit_wlsmv(
     *,
     with_details: bool = True,
     n_modindices: int = 10,
+    parameterization: str = "delta",
 ) -> dict[str, Any]:
     """WLSMV CFA for ordered items, returned in the layout of the lavaan reference files.
 
@@ -1204,6 +1228,8 @@ def fit_wlsmv(
         correlations, modification indices, admissibility status), as the ML/MLR output.
     n_modindices : int
         How many of the largest modification indices to report.
+    parameterization : {"delta", "theta"}
+        Scaling of the latent responses (see :func:`fit_wlsmv_model`).
 
     Returns
     -------
@@ -1219,7 +1245,10 @@ def fit_wlsmv(
     >>> out = fit_wlsmv(df, "f =~ y1 + y2 + y3")  # doctest: +SKIP
     >>> out["fit"]["chisq.scaled"]  # doctest: +SKIP
     """
-    fit = fit_wlsmv_model(data, model, ordered, missing, group, group_equal, std_lv)
+    fit = fit_wlsmv_model(
+        data, model, ordered, missing, group, group_equal, std_lv,
+        parameterization=parameterization,
+    )  # fmt: skip
     out = fit.to_dict(level)
     out["meta"]["notes"] = []
     if with_details:
@@ -1299,6 +1328,15 @@ CRITERIA_WLSMV = (
 )
 
 
+THETA_NOTE = (
+    "theta parameterization (lavaan parameterization = 'theta'): the residual variances of "
+    "the latent responses are fixed to 1 in every group until thresholds are held equal, then "
+    "free in groups 2+ (scalar) and equal again (fixed to 1) in the strict step. Configural "
+    "and scalar fits equal the delta parameterization's; the metric step does not (lavaan's "
+    "metric identification fixes residual variances, not scale factors, at 1)"
+)
+
+
 def fit_wlsmv_invariance(
     data: pd.DataFrame,
     model: str,
@@ -1309,8 +1347,9 @@ def fit_wlsmv_invariance(
     level: float = 0.95,
     std_lv: bool = False,
     n_release: int = 10,
+    parameterization: str = "delta",
 ) -> dict[str, Any]:
-    """Measurement invariance ladder for ordered items under WLSMV (configural, metric, scalar).
+    """Measurement invariance ladder for ordered items under WLSMV (configural to strict).
 
     Parameters
     ----------
@@ -1325,15 +1364,21 @@ def fit_wlsmv_invariance(
     missing : {"listwise", "pairwise"}
         Missing-data handling.
     levels : sequence of str
-        Steps of the ladder, from ``configural``, ``metric`` (loadings equal) and ``scalar``
-        (loadings, intercepts and thresholds equal; scale factors and latent means free in
-        groups 2+, lavaan's identification with ``group.equal``).
+        Steps of the ladder, from ``configural``, ``metric`` (loadings equal), ``scalar``
+        (loadings, intercepts and thresholds equal; scale factors (delta) or residual
+        variances (theta) and latent means free in groups 2+, lavaan's identification with
+        ``group.equal``) and ``strict`` (also residual variances equal: fixed to group 1's
+        value 1 in every group; theta parameterization only).
     level : float
         Confidence level.
     std_lv : bool
         Identify factors by unit variances.
     n_release : int
         How many partial-invariance candidates (largest score tests) to report per step.
+    parameterization : {"delta", "theta"}
+        Scaling of the latent responses (see :func:`fit_wlsmv_model`). Under ``"delta"`` the
+        residual variances of the latent responses are not parameters, so ``strict`` needs
+        ``"theta"`` (Millsap & Yun-Tein 2004; lavaan ``parameterization = "theta"``).
 
     Returns
     -------
@@ -1345,16 +1390,37 @@ def fit_wlsmv_invariance(
         on the scaled indices), ``partial`` (per constrained step, the equality constraints
         whose release improves fit most: lavTestScore's univariate score tests),
         ``criteria`` and ``notes``.
+
+    Raises
+    ------
+    ValueError
+        For unknown levels, or ``strict`` in the delta parameterization.
+
+    References
+    ----------
+    Millsap, R. E., & Yun-Tein, J. (2004). Assessing factorial invariance in ordered-categorical
+    measures. Multivariate Behavioral Research, 39(3), 479-515.
+    Wu, H., & Estabrook, R. (2016). Identification of confirmatory factor analysis models of
+    different levels of invariance for ordered categorical outcomes. Psychometrika, 81(4),
+    1014-1045.
     """
     from alliance.sem.invariance import CHEN_2007, chen_decision
 
     bad = [lv for lv in levels if lv not in _LEVELS]
     if bad:
         raise ValueError(f"invariance levels must be among {list(_LEVELS)}, got {bad}")
+    if "strict" in levels and parameterization != "theta":
+        raise ValueError(
+            "strict invariance of ordered items needs parameterization='theta' (residual "
+            f"variances are not parameters in the delta parameterization), got {parameterization!r}"
+        )
     fits: dict[str, WlsmvFit] = {}
     out: dict[str, Any] = {}
     for name in levels:
-        f = fit_wlsmv_model(data, model, ordered, missing, group, _LEVELS[name], std_lv)
+        f = fit_wlsmv_model(
+            data, model, ordered, missing, group, _LEVELS[name], std_lv,
+            parameterization=parameterization,
+        )  # fmt: skip
         fits[name] = f
         block = f.to_dict(level)
         block["group.equal"] = list(_LEVELS[name])
@@ -1409,7 +1475,10 @@ def fit_wlsmv_invariance(
             s: release_tests(fits[s], top=n_release) for s in names if s != "configural"
         }
     out["criteria"] = f"{CHEN_2007}. {CRITERIA_WLSMV}"
+    out["parameterization"] = parameterization
     out["notes"] = [SCORE_NOTE] if out["partial"] else []
+    if parameterization == "theta" and len(names) > 1:
+        out["notes"].append(THETA_NOTE)
     return _clean(out)
 
 
@@ -1423,6 +1492,7 @@ def invariance_ladder(
     level: float = 0.95,
     std_lv: bool = False,
     n_release: int = 10,
+    parameterization: str = "delta",
 ) -> dict[str, Any]:
     """The ordinal invariance ladder under the name :mod:`alliance.sem.api` dispatches to.
 
@@ -1431,21 +1501,28 @@ def invariance_ladder(
     data, model, group, ordered, missing, level, std_lv, n_release
         As :func:`fit_wlsmv_invariance`.
     steps : sequence of str
-        Steps to fit; ``"strict"`` (equal residual variances) is not defined for ordered
-        items in the delta parameterization and is left out with a note.
+        Steps to fit. ``"strict"`` (equal residual variances) needs the theta
+        parameterization; in the delta parameterization it is left out with a note.
+    parameterization : {"delta", "theta"}
+        As :func:`fit_wlsmv_model`.
 
     Returns
     -------
     dict
-        As :func:`fit_wlsmv_invariance` (``configural, metric, scalar, lrt, deltas,
-        decisions, partial, criteria, notes``).
+        As :func:`fit_wlsmv_invariance` (``configural, metric, scalar, strict, lrt, deltas,
+        decisions, partial, criteria, parameterization, notes``).
     """
     notes = []
-    if "strict" in steps:
-        notes.append("strict invariance is not fitted for ordered items (delta parameterization)")
-    kept = [s for s in steps if s != "strict"]
+    kept = list(steps)
+    if "strict" in steps and parameterization != "theta":
+        notes.append(
+            "strict invariance is not fitted for ordered items in the delta parameterization "
+            "(residual variances are not parameters there); use parameterization='theta'"
+        )
+        kept = [s for s in steps if s != "strict"]
     out = fit_wlsmv_invariance(
-        data, model, group, ordered, missing, kept, level, std_lv=std_lv, n_release=n_release
-    )
+        data, model, group, ordered, missing, kept, level, std_lv=std_lv, n_release=n_release,
+        parameterization=parameterization,
+    )  # fmt: skip
     out["notes"] = notes + out.get("notes", [])
     return out
