@@ -13,7 +13,7 @@ The steps use lavaan's own ``group.equal`` identification, as the project's delt
 tests (``/work/shared/reference/README.md``): estimates within 2e-3, SEs and chi-square-type
 statistics within 1%, fit indices within 2e-3. Measured: chi-squares within 6e-6, fit indices
 within 3e-7, estimates within 4e-5, SEs within 2e-5, std.all within 1e-5, score tests within
-2e-5.
+2e-5, modification indices within 2e-4.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ import pytest
 
 from alliance.sem.api import invariance_ladder
 from alliance.sem.model import ModelSpec
-from alliance.sem.wlsmv import _LEVELS, fit_wlsmv_invariance, fit_wlsmv_model
+from alliance.sem.wlsmv import (
+    _LEVELS,
+    fit_wlsmv_invariance,
+    fit_wlsmv_model,
+    residual_release_tests,
+)
 
 LAVAAN = Path(__file__).parent.parent / "data" / "lavaan"
 MODEL = (LAVAAN / "wai_sr_sim" / "wai_sr.lav").read_text()
@@ -184,15 +189,36 @@ def test_ladder_difference_tests_match_lavaan(case) -> None:
         assert row["Pr_gt_Chisq"] == pytest.approx(want["Pr_gt_Chisq"], abs=EST_TOL)
 
 
-def test_strict_release_candidates_match_lavtestscore(case) -> None:
+def test_strict_release_candidates_match_lavaan(case) -> None:
+    # equality constraints (lavTestScore) and fixed residual variances (modindices) together
     _, ladder, ref = case
     plabel = {r["plabel"]: r for r in ref["partable_strict"]}
     want = {key(plabel[r["rhs"]]): r["X2"] for r in ref["score_strict"]}
+    want |= {key(r): r["mi"] for r in ref["mi_strict_residuals"]}
     got = ladder["partial"]["strict"]
     assert len(got) == 10
     for row in got:
         assert row["X2"] == pytest.approx(want[key(row)], rel=REL_TOL, abs=1e-3)
     assert got[0]["X2"] == pytest.approx(max(want.values()), rel=REL_TOL)
+
+
+@pytest.mark.parametrize("group", list(CASES))
+def test_residual_release_tests_match_modindices(group: str) -> None:
+    ref = reference(group)["invariance"]["mi_strict_residuals"]
+    fit = fit_wlsmv_model(
+        data(group), MODEL, group=group, missing=CASES[group][2],
+        group_equal=_LEVELS["strict"], parameterization="theta",
+    )  # fmt: skip
+    got = {key(r): r for r in residual_release_tests(fit, top=None)}
+    assert len(got) == len(ref) == 12
+    for row in ref:
+        assert got[key(row)]["X2"] == pytest.approx(row["mi"], rel=REL_TOL, abs=1e-3)
+        assert got[key(row)]["epc"] == pytest.approx(row["epc"], abs=EST_TOL)
+    scalar = fit_wlsmv_model(
+        data(group), MODEL, group=group, missing=CASES[group][2],
+        group_equal=_LEVELS["scalar"], parameterization="theta",
+    )  # fmt: skip
+    assert residual_release_tests(scalar) == []
 
 
 def test_ladder_decisions_and_notes(case) -> None:

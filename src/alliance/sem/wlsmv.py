@@ -22,6 +22,7 @@ __all__ = [
     "fit_wlsmv_model",
     "invariance_ladder",
     "lrt_scaled_shifted",
+    "residual_release_tests",
 ]
 
 _LEVELS = {
@@ -1136,6 +1137,68 @@ def release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
     return univariate_score_tests(grad, info, rmat, constraints, free_rows, spec, fit.ntotal, top)
 
 
+def residual_release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
+    """Score tests for freeing each fixed residual variance of groups 2+ (partial strict).
+
+    In the theta parameterization the strict step holds the latent responses' residual
+    variances equal by fixing them to group 1's value 1 in every group, so they are not
+    equality constraints that :func:`release_tests` could release. Freeing one of them in
+    one group is a 1-df score test of the same kind: the modification index ``N g^2 / V`` with
+    the DWLS gradient ``g`` and ``V = I_jj - I_jF I_FF^-1 I_Fj`` from the DWLS information
+    (lavaan's ``modindices()`` rows ``y ~~ y`` of groups 2+). Rows as :func:`release_tests`
+    (``X2`` = the modification index, ``epc`` the expected change), largest first; empty
+    unless the fit is a theta-parameterization model with equal residuals.
+
+    References
+    ----------
+    Sorbom, D. (1989). Model modification. Psychometrika, 54(3), 371-384.
+    Millsap, R. E., & Yun-Tein, J. (2004). Assessing factorial invariance in ordered-categorical
+    measures. Multivariate Behavioral Research, 39(3), 479-515.
+    """
+    from alliance.sem.validity import score_rows
+
+    spec = fit.spec
+    if spec.parameterization != "theta" or "residuals" not in spec.group_equal:
+        return []
+    ext = spec.copy()
+    cands = [
+        r
+        for r in ext.table
+        if r.group > 1 and r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.ordered
+        and not r.free and not r.computed
+    ]  # fmt: skip
+    if not cands:
+        return []
+    q = spec.npar
+    for k, r in enumerate(cands):
+        r.free = q + k + 1
+    ext.invalidate()
+    x_ext = np.concatenate([fit.x, np.array([r.value for r in cands])])
+    grad, info = _dwls_pieces(ext, fit, x_ext)
+    rows = []
+    for c, sr in zip(cands, score_rows(spec, fit.x, cands, grad, info, fit.ntotal), strict=True):
+        if not np.isfinite(sr["mi"]):
+            continue
+        rows.append(
+            {
+                "lhs": c.lhs,
+                "op": c.op,
+                "rhs": c.rhs,
+                "group": c.group,
+                "group_label": spec.group_labels[c.group - 1],
+                "parameter": c.name(),
+                "label": "",
+                "X2": sr["mi"],
+                "df": 1,
+                "pvalue": sr["pvalue"],
+                "epc": sr["epc"],
+                "test": "modification index (fixed residual variance freed)",
+            }
+        )
+    rows.sort(key=lambda r: -r["X2"])
+    return rows[:top] if top else rows
+
+
 def details(
     fit: WlsmvFit,
     data: pd.DataFrame | None = None,
@@ -1474,6 +1537,10 @@ def fit_wlsmv_invariance(
         out["partial"] = {
             s: release_tests(fits[s], top=n_release) for s in names if s != "configural"
         }
+        if "strict" in fits:  # theta: the residual variances are fixed, not constrained
+            both = out["partial"]["strict"] + residual_release_tests(fits["strict"], None)
+            both.sort(key=lambda r: -r["X2"])
+            out["partial"]["strict"] = both[:n_release] if n_release else both
     out["criteria"] = f"{CHEN_2007}. {CRITERIA_WLSMV}"
     out["parameterization"] = parameterization
     out["notes"] = [SCORE_NOTE] if out["partial"] else []

@@ -47,6 +47,10 @@ ladder <- function(dat, group, missing) {
   res$lrt <- lrt(fits)
   res$score_strict <- as.data.frame(lavTestScore(fits$strict)$uni)
   res$partable_strict <- parTable(fits$strict)[, c("lhs", "op", "rhs", "group", "plabel")]
+  # partial strict invariance: freeing one (fixed) residual variance of a group 2+ at a time
+  mi <- modindices(fits$strict)
+  res$mi_strict_residuals <- mi[mi$op == "~~" & mi$lhs == mi$rhs & mi$group > 1,
+                                c("lhs", "op", "rhs", "group", "mi", "epc")]
   res
 }
 write <- function(x, name) {
