@@ -94,3 +94,27 @@ def test_rater_grouping_needs_two_raters(tmp_path, site_a_ingest):
     ladder = run_invariance(folder, "correlated", "rater", "MLR")
     assert ladder["status"]["ok"] is False
     assert "at least two raters" in ladder["status"]["error"]
+
+
+def test_cli_rater_ladder_theta_has_strict(tmp_path):
+    # alliance cfa on lavaan's copy of the sample, WLSMV theta: configural..strict as lavaan
+    from alliance.cli import main
+
+    ref = json.loads((REF_DIR.parent / "extra" / "rater_wlsmv_theta_invariance.json").read_text())[
+        "invariance"
+    ]
+    out = tmp_path / "fit.json"
+    args = [
+        "cfa", str(REF_DIR / "rater_site_a.csv"), "--model", str(REF_DIR / "correlated.lav"),
+        "--estimator", "WLSMV", "--group", "rater", "--parameterization", "theta",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    ladder = json.loads(out.read_text())["invariance"]
+    assert ladder["parameterization"] == "theta"
+    for step in ("configural", "metric", "scalar", "strict"):
+        fit, want = ladder[step]["fit"], ref[step]["fit"]
+        assert fit["df"] == want["df"]
+        assert fit["chisq.scaled"] == pytest.approx(want["chisq.scaled"], rel=0.01)
+        assert fit["cfi.scaled"] == pytest.approx(want["cfi.scaled"], abs=2e-3)
+        assert fit["rmsea.scaled"] == pytest.approx(want["rmsea.scaled"], abs=2e-3)

@@ -74,7 +74,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_cfa(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from alliance.cfa_stage import read_cfa_data, write_json
+    from alliance.cfa_stage import invariance_sample, read_cfa_data, write_json
     from alliance.sem.api import fit_cfa, invariance_ladder
 
     data, instrument, sample = read_cfa_data(args.data, session=args.session, rater=args.rater)
@@ -94,11 +94,20 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
         raise ValueError("WLSMV takes --missing pairwise or listwise, got fiml")
     ordered = True if (args.ordered or args.estimator == "WLSMV") else None
     kwargs = {"ordered": ordered} if ordered else {}
+    if args.estimator == "WLSMV":
+        kwargs["parameterization"] = args.parameterization
     result = fit_cfa(data, syntax, estimator=args.estimator, missing=missing, **kwargs)
     if args.group:
-        result["invariance"] = invariance_ladder(
-            data, syntax, args.group, estimator=args.estimator, missing=missing, **kwargs
+        # across raters: one row per patient x rater (invariance_sample), else the same rows
+        group_data, _, group_sample = invariance_sample(
+            args.data, args.group, session=args.session, rater=args.rater
         )
+        result["invariance"] = invariance_ladder(
+            group_data, syntax, args.group, estimator=args.estimator, missing=missing, **kwargs
+        )
+        if group_sample.get("note"):
+            result["invariance"]["sample"] = group_sample
+            result["invariance"].setdefault("notes", []).append(group_sample["note"])
     result["sample"] = sample
     write_json(result, args.out)
     fit = result.get("fit", {})
@@ -348,7 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="missing data: fiml for ML/MLR, pairwise for WLSMV (the defaults), or listwise",
     )
-    p.add_argument("--group", default=None, help="grouping column: adds the invariance ladder")
+    p.add_argument(
+        "--group",
+        default=None,
+        help="grouping column: adds the invariance ladder (for an ingest folder, --group rater "
+        "uses one row per patient x rater)",
+    )
+    p.add_argument(
+        "--parameterization",
+        choices=["delta", "theta"],
+        default="delta",
+        help="WLSMV: scaling of the latent responses, as lavaan's parameterization; theta "
+        "adds the strict step to the invariance ladder (default: %(default)s)",
+    )
     p.add_argument(
         "--session",
         type=int,

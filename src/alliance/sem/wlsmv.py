@@ -1396,7 +1396,9 @@ THETA_NOTE = (
     "the latent responses are fixed to 1 in every group until thresholds are held equal, then "
     "free in groups 2+ (scalar) and equal again (fixed to 1) in the strict step. Configural "
     "and scalar fits equal the delta parameterization's; the metric step does not (lavaan's "
-    "metric identification fixes residual variances, not scale factors, at 1)"
+    "metric identification fixes residual variances, not scale factors, at 1). Release "
+    "candidates of the strict step include freeing one group's residual variance "
+    "(modification index, lavaan modindices())"
 )
 
 
