@@ -14,6 +14,7 @@ ladder = run_invariance(
     missing=snakemake.params.missing,
     session=snakemake.params.session,
     rater=snakemake.params.rater,
+    parameterization=snakemake.params.parameterization,
 )
 write_json(ladder, snakemake.output.invariance)
 log.info("invariance across %s: %s", snakemake.wildcards.group, ladder["status"])

@@ -118,3 +118,21 @@ def test_cli_rater_ladder_theta_has_strict(tmp_path):
         assert fit["chisq.scaled"] == pytest.approx(want["chisq.scaled"], rel=0.01)
         assert fit["cfi.scaled"] == pytest.approx(want["cfi.scaled"], abs=2e-3)
         assert fit["rmsea.scaled"] == pytest.approx(want["rmsea.scaled"], abs=2e-3)
+
+
+def test_stage_wlsmv_theta_ladder_has_strict(site_a_ingest):
+    # the workflow's setting (cfa.invariance.parameterization: theta) on the demo sample
+    ref = json.loads((REF_DIR.parent / "extra" / "rater_wlsmv_theta_invariance.json").read_text())[
+        "invariance"
+    ]
+    ladder = run_invariance(
+        site_a_ingest, "correlated", "rater", "WLSMV", session=3, parameterization="theta"
+    )
+    assert ladder["status"]["ok"], ladder["status"]
+    assert ladder["parameterization"] == "theta"
+    for step in ("configural", "metric", "scalar", "strict"):
+        assert ladder[step]["fit"]["df"] == ref[step]["fit"]["df"]
+        assert ladder[step]["fit"]["chisq.scaled"] == pytest.approx(
+            ref[step]["fit"]["chisq.scaled"], rel=0.01
+        )
+    assert ladder["decisions"]["strict"]["invariant"] is True

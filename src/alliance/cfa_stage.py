@@ -352,11 +352,14 @@ def run_invariance(
     missing: str | None = None,
     session: int | None = 3,
     rater: str | None = "client",
+    parameterization: str = "delta",
 ) -> dict[str, Any]:
     """The invariance ladder of ``model`` across ``group``; a failure becomes a status.
 
     The sample is :func:`invariance_sample`: one row per patient, or, across raters, one row
     per patient x rater (with the dependence between the groups stated in ``notes``).
+    ``parameterization`` is WLSMV's scaling of the latent responses: ``"theta"`` fits the
+    strict step too, ``"delta"`` (lavaan's default) stops at scalar; ML/MLR ignore it.
     """
     from alliance.sem.api import invariance_ladder
 
@@ -377,6 +380,8 @@ def run_invariance(
             raise ValueError(f"grouping column {group!r} is not in the data ({list(data.columns)})")
         syntax, name = model_syntax(model, instrument)
         kwargs: dict[str, Any] = {"ordered": True} if estimator == "WLSMV" else {}
+        if estimator == "WLSMV":
+            kwargs["parameterization"] = parameterization
         ladder = invariance_ladder(
             data, syntax, group, estimator=estimator, missing=missing, **kwargs
         )

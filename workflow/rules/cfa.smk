@@ -73,6 +73,7 @@ rule cfa_invariance:
         missing=cfa_missing,
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
+        parameterization=config["cfa"]["invariance"]["parameterization"],
     script:
         "../../scripts/cfa_invariance.py"
 
