@@ -391,6 +391,22 @@ def _cfa_methods(config: dict[str, Any]) -> str:
             if groups
             else ""
         )
+        + (
+            " For the ordinal (WLSMV) ladder the latent responses were scaled by the theta "
+            "parameterization, so that the strict step could hold their residual variances "
+            "equal (Millsap & Yun-Tein 2004)."
+            if groups
+            and "WLSMV" in cfa.get("estimators", [])
+            and cfa.get("invariance", {}).get("parameterization") == "theta"
+            else ""
+        )
+        + (
+            " Across raters, each patient contributed one row per rater (client and therapist "
+            "ratings of the same session), so the rater groups are not independent samples; "
+            "the multi-group tests ignore this pairing."
+            if "rater" in cfa.get("invariance", {}).get("groups", {})
+            else ""
+        )
     )
 
 
