@@ -9,7 +9,17 @@ rule bayes_fit:
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         scores="results/{item_dataset}/scores/scores.parquet",
     output:
-        summary="results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
+        summary=report(
+            "results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
+            caption="../report/bayes_summary.rst",
+            category="Outcome models",
+            subcategory="{item_dataset}",
+            labels={
+                "dataset": "{item_dataset}",
+                "model": "{model}",
+                "table": "posterior summary, prior scale x{scale}",
+            },
+        ),
         diagnostics="results/{item_dataset}/bayes/{model}_x{scale}/diagnostics.json",
         idata="results/{item_dataset}/bayes/{model}_x{scale}/idata.nc",
     log:
