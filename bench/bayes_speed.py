@@ -94,9 +94,12 @@ def run_pipeline(model: Any, seed: int) -> dict[str, Any]:
     """The pipeline's sampler settings with nutpie (alliance.bayes.sampling)."""
     from alliance.bayes.sampling import sample
 
+    from alliance.bayes.sampling import DEFAULT_SAMPLER as D
+
     idata, timing = sample(model, {"backend": "nutpie", "seed": seed})
     return _row(
-        "nutpie (pipeline: 1,000 tune + 2,000 draws, target_accept 0.9)",
+        f"nutpie (pipeline: {D['tune']:,} tune + {D['draws']:,} draws, "
+        f"target_accept {D['target_accept']})",
         idata,
         timing["compile_s"],
         timing["sampling_s"],

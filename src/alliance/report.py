@@ -426,7 +426,7 @@ def _bayes_methods(config: dict[str, Any]) -> str:
         f"random-effect SDs HalfNormal({pri.get('tau', 0.5)})), sampled with NUTS "
         f"({smp.get('chains', 2)} chains, {smp.get('draws', 2000)} draws after "
         f"{smp.get('tune', 1000)} tuning steps, target acceptance "
-        f"{smp.get('target_accept', 0.9)}); "
+        f"{smp.get('target_accept', 0.95)}); "
         "convergence required R-hat <= 1.01, bulk and tail ESS >= 400 and no divergences; "
         "each model's priors were checked by 500 prior predictive draws of the outcome "
         "(Gabry et al. 2019)"
