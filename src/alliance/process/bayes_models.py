@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PROCESS_MODELS",
+    "REFERENCES",
     "InsufficientData",
     "ProcessFit",
     "dropout_data",
@@ -48,6 +49,53 @@ PRIORS: dict[str, float] = {
     "baseline": 1.5,
     "sd": 1.0,
     "sd_slope_mode": 0.1,
+}
+
+
+#: The sources of each model's operational definition (APA style), also written into
+#: ``effects.json`` and the results summary. Checked against the publishers' or indexing
+#: services' records (see the README, "Process analyses"), except where noted.
+REFERENCES: dict[str, list[str]] = {
+    "dropout": [
+        "Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis: Modeling "
+        "change and event occurrence. Oxford University Press. (Chapters 10-12: the "
+        "discrete-time hazard model on a person-period data set.)",
+        "Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: "
+        "A meta-analysis of adult individual psychotherapy. Psychotherapy: Theory, Research, "
+        "Practice, Training, 47(4), 637-645. https://doi.org/10.1037/a0021175",
+    ],
+    "growth": [
+        "Zilcha-Mano, S. (2017). Is the alliance really therapeutic? Revisiting this question "
+        "in light of recent methodological advances. American Psychologist, 72(4), 311-325.",
+        "Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis: Modeling "
+        "change and event occurrence. Oxford University Press. (Chapters 3-7: the multilevel "
+        "model for change.)",
+        "Chung, Y., Rabe-Hesketh, S., Dorie, V., Gelman, A., & Liu, J. (2013). A nondegenerate "
+        "penalized likelihood estimator for variance parameters in multilevel models. "
+        "Psychometrika, 78(4), 685-709.",
+    ],
+    "rater_outcome": [
+        "Zilcha-Mano, S., Solomonov, N., Chui, H., McCarthy, K. S., Barrett, M. S., & Barber, "
+        "J. P. (2015). Therapist-reported alliance: Is it really a predictor of outcome? "
+        "Journal of Counseling Psychology, 62(4), 568-578.",
+        "Horvath, A. O., Del Re, A. C., Flückiger, C., & Symonds, D. (2011). Alliance in "
+        "individual psychotherapy. Psychotherapy, 48(1), 9-16.",
+        "Bachelor, A. (2013). Clients' and therapists' views of the therapeutic alliance: "
+        "Similarities, differences and relationship to therapy outcome. Clinical Psychology & "
+        "Psychotherapy, 20(2), 118-135.",
+        "Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance "
+        "in adult psychotherapy: A meta-analytic synthesis. Psychotherapy, 55(4), 316-340.",
+    ],
+    "rupture_outcome": [
+        "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. A., "
+        "Agnew-Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development "
+        "and the rupture-repair hypothesis: Are productive relationships U-shaped or "
+        "V-shaped? Journal of Counseling Psychology, 51(1), 81-92.",
+        "Safran, J. D., & Muran, J. C. (2000). Negotiating the therapeutic alliance: A "
+        "relational treatment guide. Guilford Press.",
+        "Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A "
+        "meta-analysis. Psychotherapy, 55(4), 508-519.",
+    ],
 }
 
 
@@ -104,6 +152,7 @@ class ProcessFit:
             "status": self.status,
             "reason": self.reason,
             "definition": self.definition,
+            "references": list(REFERENCES.get(self.model, [])),
             "effects": self.effects,
             "diagnostics": self.diagnostics,
             "data": self.data,
@@ -184,7 +233,8 @@ DROPOUT_DEFINITION = (
     "intercepts. The alliance is the client's rating of session t itself (current, not "
     "lagged): it is given at the end of the session just attended, before the decision not "
     "to return, which is how the demo generator links dropout to alliance. exp(b_alliance) "
-    "is the odds ratio (the discrete-time hazard ratio) per SD of session alliance."
+    "is the odds ratio (the discrete-time hazard ratio) per SD of session alliance. A weaker "
+    "alliance going with more dropout is the meta-analytic finding of Sharf et al. (2010)."
 )
 
 
@@ -410,6 +460,9 @@ def dropout_hazard(
     Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis: Modeling
     change and event occurrence. Oxford University Press. (Chapters 10-12: the discrete-time
     hazard model on a person-period data set.)
+    Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
+    meta-analysis of adult individual psychotherapy. Psychotherapy: Theory, Research,
+    Practice, Training, 47(4), 637-645.
 
     """
     try:
@@ -782,9 +835,10 @@ RATER_DEFINITION = (
     "outcome (z) on the client's and the therapist's alliance ratings of the same session "
     "(each z-scored over patients) and the baseline outcome, so each slope is that rater's "
     "unique contribution given the other (as in Zilcha-Mano et al. 2015); reported: both "
-    "slopes and P(|client slope| > |therapist slope|). Meta-analyses compare the alliance-"
-    "outcome association across assessment perspectives (Horvath et al. 2011; Flückiger "
-    "et al. 2018)."
+    "slopes and P(|client slope| > |therapist slope|). Clients' and therapists' views of the "
+    "alliance overlap only modestly and both can predict outcome (Bachelor 2013); "
+    "meta-analyses compare the alliance-outcome association across assessment perspectives "
+    "(Horvath et al. 2011; Flückiger et al. 2018)."
 )
 
 
@@ -903,6 +957,9 @@ def rater_outcome(
     Zilcha-Mano, S., Solomonov, N., Chui, H., McCarthy, K. S., Barrett, M. S., & Barber,
     J. P. (2015). Therapist-reported alliance: Is it really a predictor of outcome? Journal
     of Counseling Psychology, 62(4), 568-578.
+    Bachelor, A. (2013). Clients' and therapists' views of the therapeutic alliance:
+    Similarities, differences and relationship to therapy outcome. Clinical Psychology &
+    Psychotherapy, 20(2), 118-135.
 
     """
     try:
@@ -945,7 +1002,8 @@ def rater_outcome(
 
 RUPTURE_DEFINITION = (
     "Association of the numbers of repaired and unrepaired rupture-repair episodes (V-shaped "
-    "high-low-high drops and returns, Stiles et al. 2004, detected by "
+    "high-low-high drops and returns, Stiles et al. 2004; a rupture is a deterioration of "
+    "the collaboration between patient and therapist, Safran & Muran 2000; detected by "
     "alliance.process.ruptures) with the post-treatment outcome (linear regression on the "
     "counts, controlling the baseline; outcome in baseline SDs, reported in raw points) and "
     "with dropout (logistic regression on the counts). Reported: both slopes and the "
@@ -1082,6 +1140,8 @@ def rupture_outcome(
     R., Rees, A., & Barkham, M. (2004). Patterns of alliance development and the
     rupture-repair hypothesis: Are productive relationships U-shaped or V-shaped? Journal
     of Counseling Psychology, 51(1), 81-92.
+    Safran, J. D., & Muran, J. C. (2000). Negotiating the therapeutic alliance: A relational
+    treatment guide. Guilford Press.
     Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A
     meta-analysis. Psychotherapy, 55(4), 508-519.
 

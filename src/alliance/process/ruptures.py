@@ -283,9 +283,10 @@ def detect_ruptures(
     """Detect rupture-repair episodes in each patient's session-by-session alliance scores.
 
     Definition (after Stiles et al. 2004, who operationalized the rupture-repair sequence as
-    a V-shaped high-low-high deflection of post-session alliance ratings, and Eubanks, Muran
-    & Safran 2018, for whom a rupture is a deterioration in the collaboration between
-    patient and therapist and its repair the return of collaboration): a rupture is a session
+    a V-shaped high-low-high deflection of post-session alliance ratings, and Safran & Muran
+    2000 and Eubanks, Muran & Safran 2018, for whom a rupture is a tension or breakdown in the
+    collaboration between patient and therapist and its repair the restoration of that
+    collaboration): a rupture is a session
     whose score lies at least ``threshold`` below the patient's pre-rupture level, the mean
     of the preceding ``rule.baseline_sessions`` observed sessions that are not part of an
     earlier episode. It is *repaired* when a score within the next ``rule.repair_window``
@@ -342,10 +343,13 @@ def detect_ruptures(
     Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). Crisis-repair sequences:
     Considerations on the classification and assessment of breaches in the therapeutic
     relationship. BMC Medical Research Methodology, 12, 10.
+    Safran, J. D., & Muran, J. C. (2000). Negotiating the therapeutic alliance: A relational
+    treatment guide. Guilford Press.
     Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A
     meta-analysis. Psychotherapy, 55(4), 508-519.
-    Jacobson, N. S., & Truax, P. (1991). Journal of Consulting and Clinical Psychology,
-    59(1), 12-19.
+    Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to
+    defining meaningful change in psychotherapy research. Journal of Consulting and Clinical
+    Psychology, 59(1), 12-19.
 
     """
     rule = rule or RuptureRule()
