@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.process.bayes_api import run_process_bayes
+from alliance.process.bayes_api import key_effects, run_process_bayes
 from alliance.process.bayes_models import (
+    REFERENCES,
+    ProcessFit,
     dropout_hazard,
     growth,
     rater_outcome,
@@ -282,6 +284,16 @@ def test_api_writes_skips_and_never_raises(demo, tmp_path):
     assert diag["status"] == "skipped" and "no second rater" in diag["reason"]
     assert (out / "rater_outcome" / "summary.csv").read_text().startswith("stage,parameter")
     assert json.loads((out / "summary.json").read_text())["dataset"] == "site_b"
+    # the skip reason reaches the key-effects table, the summary and the figure
+    keys = pd.read_csv(out / "key_effects.csv")
+    assert keys[["model", "status"]].values.tolist() == [["rater_outcome", "skipped"]]
+    assert "no second rater" in keys["reason"].iloc[0]
+    assert "no second rater" in (out / "key_effects.md").read_text()
+    assert (out / "figures" / "key_effects.png").read_bytes()[:4] == b"\x89PNG"
+    model = result["models"]["rater_outcome"]
+    assert model["references"] == REFERENCES["rater_outcome"]
+    assert model["definition"].startswith("Which perspective predicts outcome")
+    assert model["key"][0]["reason"] == model["reason"]
     # a dataset whose inputs cannot be read: every model is an error, nothing raises
     result = run_process_bayes(tmp_path / "missing", tmp_path / "bad", SMALL)
     assert {m["status"] for m in result["models"].values()} == {"error"}
@@ -298,4 +310,41 @@ def test_api_site_a_all_models(demo, tmp_path):
     effects = json.loads((out / "dropout" / "effects.json").read_text())
     assert effects["effects"]["or_alliance"]["mean"] < 1
     assert (out / "dropout" / "survival.csv").is_file()
-    assert (out / "dropout" / "figures" / "survival.png").is_file()
+    assert (out / "figures" / "survival.png").is_file()
+    keys = pd.read_csv(out / "key_effects.csv")
+    assert set(keys["model"]) == set(result["models"])
+    assert (keys["status"] == "pass").all()
+
+
+def test_key_effects_rows_and_references(rng):
+    fit = dropout_hazard(_pp_small(rng), {"backend": "pymc", "draws": 300, "tune": 300, "seed": 2})
+    keys = key_effects(fit)
+    row = keys.iloc[0]
+    assert (row["model"], row["effect"], row["probability_of"]) == (
+        "dropout",
+        "or_alliance",
+        "OR < 1",
+    )
+    odds = fit.effects["or_alliance"]
+    assert (row["mean"], row["eti95_low"], row["eti95_high"]) == (
+        odds["mean"],
+        odds["eti95_low"],
+        odds["eti95_high"],
+    )
+    assert row["probability"] == fit.effects["b_alliance"]["p_negative"]
+    assert row["max_r_hat"] == fit.diagnostics["max_r_hat"]
+    assert row["divergences"] == fit.diagnostics["divergences"]
+    assert fit.as_dict()["references"] == REFERENCES["dropout"]
+    assert any("Sharf" in r and "47(4), 637-645" in r for r in REFERENCES["dropout"])
+    # the growth shares: the error-corrected ones replace the observed-score ones
+    growth_fit = ProcessFit(
+        "growth",
+        "pass",
+        effects={
+            name: {"mean": 0.5, "eti95_low": 0.4, "eti95_high": 0.6}
+            for name in ("share_trait", "corrected_share_trait", "b_level")
+        },
+    )
+    assert key_effects(growth_fit)["effect"].tolist() == ["corrected_share_trait", "b_level"]
+    # every model cites its sources
+    assert all(len(REFERENCES[m]) >= 2 for m in ("dropout", "growth", "rater_outcome"))

@@ -15,20 +15,104 @@ import pandas as pd
 
 from alliance.process.bayes_models import (
     PROCESS_MODELS,
+    REFERENCES,
     ProcessFit,
     dropout_hazard,
     growth,
     rater_outcome,
     rupture_outcome,
 )
+from alliance.tables import write_csv_and_markdown
 
-__all__ = ["OUTPUT_FILES", "run_process_bayes"]
+__all__ = ["KEY_COLUMNS", "OUTPUT_FILES", "key_effects", "run_process_bayes"]
 
 #: Files written per model under ``{out_dir}/{model}/``.
 OUTPUT_FILES = {
     "summary": "summary.csv",
     "diagnostics": "diagnostics.json",
     "effects": "effects.json",
+}
+
+#: Columns of ``key_effects.csv``: one row per model and key estimate (one row with the
+#: reason for a model that was skipped or failed), with the diagnostics of the model.
+KEY_COLUMNS = [
+    "model",
+    "status",
+    "effect",
+    "label",
+    "mean",
+    "eti95_low",
+    "eti95_high",
+    "probability",
+    "probability_of",
+    "max_r_hat",
+    "min_ess_bulk",
+    "min_ess_tail",
+    "divergences",
+    "reason",
+]
+
+#: Key estimates per model: (effect, label, probability key, what the probability is of).
+#: ``{a}`` and ``{b}`` stand for the first and the second rater.
+KEY_EFFECTS: dict[str, list[tuple[str, str, str | None, str | None]]] = {
+    "dropout": [
+        (
+            "or_alliance",
+            "odds ratio of dropout (discrete-time hazard ratio) per SD of session alliance",
+            "p_below_1",
+            "OR < 1",
+        ),
+    ],
+    "growth": [
+        (
+            "corrected_share_trait",
+            "trait-like share of alliance variance (therapist + patient), error-corrected",
+            None,
+            None,
+        ),
+        (
+            "corrected_share_session",
+            "state-like share of alliance variance (session), error-corrected",
+            None,
+            None,
+        ),
+        ("share_trait", "trait-like share of alliance variance (observed scores)", None, None),
+        ("share_session", "state-like share of alliance variance (observed scores)", None, None),
+        ("b_level", "outcome (z) per SD of the early alliance level", "p_negative", "b < 0"),
+        ("b_growth", "outcome (z) per SD of alliance growth", "p_negative", "b < 0"),
+        (
+            "level_minus_growth",
+            "|b_level| - |b_growth|",
+            "p_positive",
+            "early level predicts more",
+        ),
+    ],
+    "rater_outcome": [
+        ("b_{a}", "outcome (z) per SD of the {a}'s alliance rating", "p_negative", "b < 0"),
+        ("b_{b}", "outcome (z) per SD of the {b}'s alliance rating", "p_negative", "b < 0"),
+        (
+            "{a}_minus_{b}",
+            "|b_{a}| - |b_{b}|",
+            "p_positive",
+            "{a} rating carries more",
+        ),
+    ],
+    "rupture_outcome": [
+        (
+            "repaired_minus_unrepaired_points",
+            "outcome points per repaired minus per unrepaired rupture",
+            "p_negative",
+            "difference < 0",
+        ),
+        ("b_repaired_points", "outcome points per repaired rupture", "p_negative", "b < 0"),
+        ("b_unrepaired_points", "outcome points per unrepaired rupture", "p_negative", "b < 0"),
+        (
+            "d_repaired_minus_unrepaired",
+            "dropout log-odds per repaired minus per unrepaired rupture",
+            "p_negative",
+            "difference < 0",
+        ),
+    ],
 }
 
 
@@ -94,6 +178,105 @@ def _survival_figure(curves: pd.DataFrame, path_stem: Path) -> list[Path]:
         ax.set_ylabel("Still in treatment")
         ax.set_ylim(0, 1.02)
         ax.legend(frameon=False, title="Alliance")
+    return save(fig, path_stem)
+
+
+def _diagnostic_summary(diagnostics: Mapping[str, Any]) -> dict[str, Any]:
+    """Worst R-hat, smallest ESS and total divergences over a fit's stages."""
+    stages = diagnostics.get("stages") or {"fit": diagnostics}
+    stages = [d for d in stages.values() if isinstance(d, Mapping) and "max_r_hat" in d]
+    if not stages:
+        return {"max_r_hat": None, "min_ess_bulk": None, "min_ess_tail": None, "divergences": None}
+    return {
+        "max_r_hat": max(d["max_r_hat"] for d in stages),
+        "min_ess_bulk": min(d["min_ess_bulk"] for d in stages),
+        "min_ess_tail": min(d["min_ess_tail"] for d in stages),
+        "divergences": int(sum(d.get("divergences") or 0 for d in stages)),
+    }
+
+
+def key_effects(
+    fit: ProcessFit, rater: str = "client", second_rater: str = "therapist"
+) -> pd.DataFrame:
+    """The key estimates of one fit as rows of :data:`KEY_COLUMNS`.
+
+    Each row has the posterior mean, the 95% equal-tailed interval and a direction
+    probability of one key effect (:data:`KEY_EFFECTS`; for growth the error-corrected
+    shares when the reliability was known, else the shares of the observed scores), with
+    the fit's diagnostics (worst over its stages). A fit without effects (skipped or error)
+    gives one row with its status and reason.
+    """
+    diag = _diagnostic_summary(fit.diagnostics)
+    base = {"model": fit.model, "status": fit.status, **diag}
+    rows = []
+    names = {"a": rater, "b": second_rater}
+    for effect, label, p_key, p_of in KEY_EFFECTS.get(fit.model, []):
+        effect = effect.format(**names)
+        summary = fit.effects.get(effect)
+        if not isinstance(summary, Mapping):
+            continue
+        if effect.startswith("share_") and f"corrected_{effect}" in fit.effects:
+            continue  # the error-corrected share is shown instead
+        rows.append(
+            {
+                **base,
+                "effect": effect,
+                "label": label.format(**names),
+                "mean": summary["mean"],
+                "eti95_low": summary["eti95_low"],
+                "eti95_high": summary["eti95_high"],
+                "probability": summary.get(p_key) if p_key else None,
+                "probability_of": p_of.format(**names) if p_of else None,
+                "reason": None,
+            }
+        )
+    if not rows:
+        rows.append({**base, "effect": None, "label": None, "reason": fit.reason})
+    return pd.DataFrame(rows).reindex(columns=KEY_COLUMNS)
+
+
+def _key_effects_figure(table: pd.DataFrame, path_stem: Path) -> list[Path]:
+    """One panel per model: each key estimate with its 95% interval, or the skip reason."""
+    import textwrap
+
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from alliance.plots import DOUBLE_COLUMN, save, style
+
+    models = list(dict.fromkeys(table["model"]))
+    heights = [max(1, int(table[table["model"] == m]["effect"].notna().sum())) for m in models]
+    with mpl.rc_context(style()):
+        fig = Figure(figsize=(DOUBLE_COLUMN, 0.55 + 0.32 * sum(heights)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(models), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, model in zip(axes, models, strict=True):
+            rows = table[table["model"] == model]
+            status = str(rows["status"].iloc[0])
+            shown = rows[rows["effect"].notna()]
+            if shown.empty:
+                ax.set_axis_off()
+                reason = textwrap.shorten(str(rows["reason"].iloc[0]), 120)
+                ax.set_title(f"{model}: {status}", loc="left", fontsize=8)
+                ax.text(0, 0.5, f"Not estimated: {reason}", fontsize=7, transform=ax.transAxes)
+                continue
+            y = np.arange(len(shown))[::-1]
+            ax.errorbar(
+                shown["mean"],
+                y,
+                xerr=[shown["mean"] - shown["eti95_low"], shown["eti95_high"] - shown["mean"]],
+                fmt="o",
+                color="#000000",
+                ms=3,
+                lw=1,
+            )
+            ref = 1.0 if shown["effect"].iloc[0].startswith("or_") else 0.0
+            if not shown["effect"].str.contains("share").all():
+                ax.axvline(ref, color="#999999", lw=0.6, ls="--")
+            ax.set_yticks(y, [textwrap.shorten(str(t), 90) for t in shown["label"]], fontsize=6)
+            ax.set_title(f"{model}: diagnostics {status}", loc="left", fontsize=8)
+        axes[-1].set_xlabel("Posterior mean and 95% interval (each panel on its own scale)")
     return save(fig, path_stem)
 
 
@@ -214,14 +397,19 @@ def run_process_bayes(
     """Fit the Bayesian process models of one dataset and write one folder per model.
 
     Writes ``{out_dir}/{model}/summary.csv`` (posterior summary of every parameter, one
-    ``stage`` per fitted stage), ``diagnostics.json`` (``status``: ``pass``, ``fail``,
-    ``skipped`` or ``error``, with failures or the reason) and ``effects.json`` (key effects,
-    derived tables such as the survival curves, data rules and counts, definition, timing);
-    for ``dropout`` also ``survival.csv`` and ``figures/survival.{png,pdf}``; and
-    ``{out_dir}/summary.json`` (status and reason of every model). A model the data do not
-    support (one session per patient, no second rater, no ruptures detected) is skipped
-    with a reason, and an unexpected error in one model is recorded as ``status: error``
-    without stopping the others.
+    ``stage`` per fitted stage; ``summary.md`` beside it), ``diagnostics.json``
+    (``status``: ``pass``, ``fail``, ``skipped`` or ``error``, with failures or the reason)
+    and ``effects.json`` (key effects, derived tables such as the survival curves, data rules
+    and counts, definition, references, timing); for ``dropout`` also ``survival.csv``;
+    ``{out_dir}/key_effects.csv`` and ``.md`` (:func:`key_effects` of every model: estimate,
+    95% interval, direction probability, diagnostics or skip reason), the figures
+    ``{out_dir}/figures/key_effects.{png,pdf}`` (every model's key estimates) and, when
+    ``dropout`` is run, ``figures/survival.{png,pdf}`` (a placeholder stating the reason
+    when it was not estimated); and ``{out_dir}/summary.json`` (per model: status, reason,
+    failures, diagnostics summary, key estimates, definition and references). A model the
+    data do not support (one session per patient, no second rater, no ruptures detected)
+    is skipped with a reason, and an unexpected error in one model is recorded as
+    ``status: error`` without stopping the others.
 
     Parameters
     ----------
@@ -246,8 +434,10 @@ def run_process_bayes(
     Returns
     -------
     dict
-        ``dataset``, ``models`` (per model: ``status``, ``reason``, ``failures``, ``files``)
-        and ``timing``; also written to ``summary.json``.
+        ``dataset``, ``models`` (per model: ``status``, ``reason``, ``failures``,
+        ``diagnostics`` (worst R-hat, smallest ESS, divergences), ``key`` (the rows of
+        :func:`key_effects`), ``definition``, ``references``, ``files`` and ``time_s``),
+        ``settings`` and ``timing``; also written to ``summary.json``.
 
     Raises
     ------
@@ -264,7 +454,9 @@ def run_process_bayes(
     cfg = {**SETTINGS, **(settings or {})}
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures").mkdir(exist_ok=True)
     start = time.perf_counter()
+    key_tables = []
     result: dict[str, Any] = {"dataset": dataset_dir.name, "models": {}, "settings": cfg}
     try:
         data = _inputs(dataset_dir, cfg)
@@ -274,6 +466,7 @@ def run_process_bayes(
     for name in models:
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
+        model_start = time.perf_counter()
         if data is None:
             fit = ProcessFit(name, "error", reason=f"inputs could not be read: {input_error}")
         else:
@@ -288,7 +481,13 @@ def run_process_bayes(
         except Exception as exc:  # noqa: BLE001 - recorded, other models go on
             fit.status, fit.reason = "error", f"summary failed: {type(exc).__name__}: {exc}"
             table = _summary_table(ProcessFit(name, "error"))
-        table.to_csv(folder / OUTPUT_FILES["summary"], index=False)
+        write_csv_and_markdown(
+            table,
+            folder / OUTPUT_FILES["summary"],
+            title=f"Posterior summary: {name} ({fit.status})",
+            note=fit.reason or "mean, SD, 94% HDI, MCSE, ESS and R-hat of every parameter.",
+        )
+        files.append("summary.md")
         diagnostics = {"status": fit.status, "reason": fit.reason, **fit.diagnostics}
         diagnostics["status"] = fit.status
         _write_json(folder / OUTPUT_FILES["diagnostics"], diagnostics)
@@ -296,15 +495,49 @@ def run_process_bayes(
         if "survival" in fit.tables:
             fit.tables["survival"].to_csv(folder / "survival.csv", index=False)
             files.append("survival.csv")
-            if cfg["figures"]:
-                paths = _survival_figure(fit.tables["survival"], folder / "figures" / "survival")
-                files += [str(p.relative_to(folder)) for p in paths]
+        if name == "dropout" and cfg["figures"]:
+            stem = out_dir / "figures" / "survival"
+            if "survival" in fit.tables:
+                _survival_figure(fit.tables["survival"], stem)
+            else:
+                import textwrap
+
+                from alliance.process.plots import placeholder_figure
+
+                reason = textwrap.shorten(f"{fit.status}: {fit.reason}", 160)
+                placeholder_figure(
+                    "Survival (still in treatment) by alliance", textwrap.fill(reason, 60), stem
+                )
+        keys = key_effects(fit, second_rater=cfg["second_rater"])
+        key_tables.append(keys)
         result["models"][name] = {
             "status": fit.status,
             "reason": fit.reason,
             "failures": fit.diagnostics.get("failures", []),
+            "diagnostics": _diagnostic_summary(fit.diagnostics),
+            "key": keys.drop(columns=["model", "status", *_DIAG_COLUMNS]).to_dict("records"),
+            "definition": fit.definition,
+            "references": list(REFERENCES.get(name, [])),
             "files": files,
+            "time_s": round(time.perf_counter() - model_start, 3),
         }
+    keys = pd.concat(key_tables, ignore_index=True) if key_tables else pd.DataFrame()
+    keys = keys.reindex(columns=KEY_COLUMNS)
+    write_csv_and_markdown(
+        keys,
+        out_dir / "key_effects.csv",
+        title=f"Bayesian process models: key estimates ({dataset_dir.name})",
+        note=(
+            "Posterior mean and 95% equal-tailed interval; probability: the posterior "
+            "probability of the stated direction; diagnostics pass when R-hat <= 1.01, bulk "
+            "and tail ESS >= 400 and no divergences (worst over a model's stages)."
+        ),
+    )
+    if cfg["figures"] and len(keys):
+        _key_effects_figure(keys, out_dir / "figures" / "key_effects")
     result["timing"] = {"total_s": round(time.perf_counter() - start, 3)}
     _write_json(out_dir / "summary.json", result)
     return _clean(result)
+
+
+_DIAG_COLUMNS = ["max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"]
