@@ -94,6 +94,9 @@ def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
             "sensitivity_scales": [1],
             "sampler": {"chains": 2, "draws": 500, "tune": 500},
         },
+        # no dropout and no second rater in this project: both models are skipped with a
+        # reason (no sampling), which is what the end-to-end test checks
+        "process_bayes": {"models": ["dropout", "rater_outcome"]},
     }
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
@@ -138,7 +141,7 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert "client ratings of session 2" in summary  # the methods paragraph follows the config
     assert (out / "summary.html").read_text().count(
         "<table>"
-    ) == 5  # data, measurement, CFA, Bayes, checklist
+    ) == 7  # data, measurement, CFA, Bayes, process, Bayesian process models, checklist
     meta = json.loads((out / "meta" / "meta.json").read_text())
     assert [e["study"] for e in meta["effects"]] == ["clinic", "a", "b", "c"]
     effect = json.loads((out / "clinic" / "effects" / "effect.json").read_text())
@@ -161,6 +164,15 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert "## Alliance and outcome (Bayesian models)" in summary
     process = json.loads((out / "clinic" / "process" / "summary.json").read_text())
     assert "therapist" in json.dumps(process)  # no second rater: a skip reason, not an error
+    process_bayes = json.loads((out / "clinic" / "process" / "bayes" / "summary.json").read_text())
+    assert {m: r["status"] for m, r in process_bayes["models"].items()} == {
+        "dropout": "skipped",
+        "rater_outcome": "skipped",
+    }
+    assert "no second rater" in process_bayes["models"]["rater_outcome"]["reason"]
+    assert (out / "clinic" / "process" / "bayes" / "figures" / "survival.png").is_file()
+    assert "## Alliance as a process" in summary
+    assert "rater_outcome | skipped: no second rater" in summary
     for rule in ("ingest", "score", "describe"):
         assert (out / "clinic" / "benchmarks" / f"{rule}.tsv").is_file()
 
@@ -200,6 +212,12 @@ def test_demo_dag_dry_run_and_lint():
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("site_a", "site_b", "site_c", "published"):
         assert f"results/{name}/ingest/ingest_report.json" in result.stdout
+    # every stage of every item dataset, the Bayesian process models included
+    for rule in ("process", "process_bayes"):
+        assert f"rule {rule}:" in result.stdout
+    for name in ("site_a", "site_b", "site_c"):
+        for path in ("process/summary.json", "process/bayes/key_effects.csv"):
+            assert f"results/{name}/{path}" in result.stdout
     lint = run_snakemake(ROOT, "--lint", "--cores", "1")
     assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
 
@@ -233,13 +251,14 @@ def test_formatting_is_clean():
 def test_demo_rerun_matches_committed_manifest(tmp_path):
     """A reviewer's rerun of the demo from a copy of the project reproduces the manifest.
 
-    The sampling stages (Bayesian models and pooling) are switched off to keep the suite short;
-    `make verify` after `make demo` checks them too.
+    The sampling stages (Bayesian models, Bayesian process models and pooling) are switched off
+    to keep the suite short; `make verify` after `make demo` checks them too.
     """
     for name in ("config", "data"):
         shutil.copytree(ROOT / name, tmp_path / name)
     config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
     config["bayes"]["enabled"] = False
+    config["process_bayes"]["enabled"] = False
     config["meta"]["enabled"] = False
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "--cores", "2")

@@ -35,6 +35,8 @@ POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
 CFA = config["cfa"]["enabled"]
 BAYES = config["bayes"]["enabled"]
+PROCESS_BAYES = config["process_bayes"]["enabled"]
+PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
 
 
@@ -238,12 +240,43 @@ def process_outputs(name):
     )
 
 
+def process_bayes_settings(wildcards):
+    """Settings of the Bayesian process models of the rule's dataset.
+
+    config ``process_bayes.settings`` where set; else the alliance session and measure of
+    ``bayes``, the second rater of ``process.settings`` and the planned sessions of
+    ``process.settings`` or the codebook (as the person-period table of rule process).
+    """
+    settings = {
+        k: v for k, v in config["process_bayes"]["settings"].items() if v is not None
+    }
+    settings.setdefault("alliance_session", config["bayes"]["alliance_session"])
+    settings.setdefault("measure", config["bayes"]["measure"])
+    process = config["process"]["settings"]
+    settings.setdefault("second_rater", process.get("second_rater", "therapist"))
+    planned = process.get("planned_sessions")
+    sessions = CODEBOOKS[wildcards.item_dataset].sessions
+    if planned is None and sessions:
+        planned = max(sessions)
+    if planned is not None:
+        settings.setdefault("planned_sessions", int(planned))
+    return settings
+
+
+def process_bayes_outputs(name):
+    """The Bayesian process-model outputs of one item dataset (key estimates, figures)."""
+    if not PROCESS_BAYES:
+        return []
+    base = f"results/{name}/process/bayes"
+    return [f"{base}/summary.json", f"{base}/key_effects.csv", f"{base}/figures"]
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
-        out += bayes_outputs(name) + process_outputs(name)
+        out += bayes_outputs(name) + process_outputs(name) + process_bayes_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:

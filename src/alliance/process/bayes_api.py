@@ -232,7 +232,10 @@ def key_effects(
         )
     if not rows:
         rows.append({**base, "effect": None, "label": None, "reason": fit.reason})
-    return pd.DataFrame(rows).reindex(columns=KEY_COLUMNS)
+    table = pd.DataFrame(rows).reindex(columns=KEY_COLUMNS)
+    for column in ("min_ess_bulk", "min_ess_tail", "divergences"):
+        table[column] = pd.to_numeric(table[column]).round().astype("Int64")
+    return table
 
 
 def _key_effects_figure(table: pd.DataFrame, path_stem: Path) -> list[Path]:
