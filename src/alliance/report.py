@@ -311,6 +311,154 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
     return text, warnings
 
 
+#: Short names of the key estimates of the Bayesian process models in the summary table.
+PROCESS_LABELS = {
+    "or_alliance": "dropout OR per SD of session alliance",
+    "corrected_share_trait": "trait-like share",
+    "corrected_share_session": "state-like share",
+    "share_trait": "trait-like share (observed scores)",
+    "share_session": "state-like share (observed scores)",
+    "b_level": "early level -> outcome (z)",
+    "b_growth": "growth -> outcome (z)",
+    "level_minus_growth": "early level minus growth (absolute slopes)",
+    "repaired_minus_unrepaired_points": "repaired - unrepaired rupture (points)",
+    "b_repaired_points": "per repaired rupture (points)",
+    "b_unrepaired_points": "per unrepaired rupture (points)",
+    "d_repaired_minus_unrepaired": "dropout log-odds, repaired - unrepaired",
+}
+
+
+def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
+    """The non-Bayesian process results of one dataset as table cells (or skip reasons)."""
+
+    def skipped(part: dict[str, Any]) -> str | None:
+        if part.get("status") in ("ok", None):
+            return None
+        return f"skipped: {part.get('reason') or part.get('status')}"
+
+    ag = summary.get("agreement") or {}
+    total = (ag.get("all_sessions") or {}).get("total_mean") or {}
+    agreement = skipped(ag) or (
+        f"ICC(2,1) {_apa(total.get('icc_a1'))}, r {_apa(total.get('pearson_r'))}; mean "
+        f"difference {_fmt(total.get('mean_diff'))} [LoA {_fmt(total.get('loa_lower'))}, "
+        f"{_fmt(total.get('loa_upper'))}]"
+        if total
+        else "NA"
+    )
+    rup = summary.get("ruptures") or {}
+    ruptures = skipped(rup) or (
+        f"{_fmt(rup.get('episodes'))} in {_fmt(rup.get('patients_with_rupture'))} of "
+        f"{_fmt(rup.get('patients_eligible'))} patients ({_fmt(rup.get('repaired'))} repaired, "
+        f"{_fmt(rup.get('unrepaired'))} unrepaired, {_fmt(rup.get('censored'))} censored)"
+    )
+    vc = summary.get("variance_components") or {}
+    shares = vc.get("corrected_shares") or vc.get("shares") or {}
+    variance = skipped(vc) or " / ".join(
+        _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
+    ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
+    pp = summary.get("person_period") or {}
+    share = pp.get("dropout_share")
+    dropout = skipped(pp) or (
+        f"{_fmt(pp.get('dropouts'))} of {_fmt(pp.get('patients'))}"
+        + (f" ({100 * share:.0f}%)" if share is not None else "")
+        + f" before session {_fmt(pp.get('planned_sessions'))}"
+    )
+    return {
+        "Client-therapist agreement (total score)": agreement,
+        "Rupture-repair episodes": ruptures,
+        "Variance therapist / patient / session": variance,
+        "Dropout": dropout,
+    }
+
+
+def _key_estimate(row: dict[str, Any]) -> str:
+    label = PROCESS_LABELS.get(row["effect"])
+    if label is None and row["effect"].startswith("b_"):
+        label = f"{row['effect'][2:]} rating -> outcome (z)"
+    if label is None and "_minus_" in row["effect"]:  # rater_outcome: only the probability
+        return f"P({row['probability_of']}) = {_apa(row['probability'])}"
+    text = f"{label or row['effect']} {_fmt(row['mean'])} [{_fmt(row['eti95_low'])}, "
+    text += f"{_fmt(row['eti95_high'])}]"
+    if row.get("probability") is not None and row.get("probability_of"):
+        text += f", P({row['probability_of']}) = {_apa(row['probability'])}"
+    return text
+
+
+def process_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """Process analyses per dataset, then the Bayesian process models with their sources.
+
+    The first table has the non-Bayesian results of ``process/summary.json`` (agreement,
+    rupture-repair episodes, variance shares, dropout); the second one row per dataset and
+    Bayesian process model (``process/bayes/summary.json``): the key estimates with 95%
+    intervals and direction probabilities, the diagnostics and the status (with the reason
+    for a model that was skipped or failed); then each model's operational definition and
+    sources. A model that failed its diagnostics or could not be fitted is a warning; a
+    skipped model (the data do not support it) is not.
+    """
+    rows, bayes_rows, definitions, warnings = [], [], {}, []
+    for name in datasets:
+        summary = _read_json(results / name / "process" / "summary.json")
+        if summary is not None:
+            rows.append({"Dataset": name, **_process_cells(summary)})
+        bayes = _read_json(results / name / "process" / "bayes" / "summary.json")
+        for model, res in ((bayes or {}).get("models") or {}).items():
+            status = res.get("status")
+            diag = res.get("diagnostics") or {}
+            if status in ("skipped", "error"):
+                shown_status = f"{status}: {res.get('reason')}"
+            else:
+                shown_status = status
+            if status == "fail":
+                warnings.append(
+                    f"{name}: Bayesian process model {model} failed its diagnostics: "
+                    f"{'; '.join(res.get('failures') or []) or status}"
+                )
+            elif status == "error":
+                warnings.append(
+                    f"{name}: Bayesian process model {model} could not be fitted: "
+                    f"{res.get('reason')}"
+                )
+            keys = [k for k in res.get("key") or [] if k.get("effect")]
+            ess = (
+                f"{_fmt(diag.get('min_ess_bulk'), 0)} / {_fmt(diag.get('min_ess_tail'), 0)}"
+                if diag.get("min_ess_bulk") is not None
+                else "NA"
+            )
+            bayes_rows.append(
+                {
+                    "Dataset": name,
+                    "Model": model,
+                    "Status": shown_status,
+                    "Key estimates: mean [95% interval]": "; ".join(map(_key_estimate, keys))
+                    or "-",
+                    "Max R-hat": _fmt(diag.get("max_r_hat"), 3),
+                    "Min ESS (bulk/tail)": ess,
+                    "Divergences": _fmt(diag.get("divergences")),
+                }
+            )
+            if res.get("definition") and model not in definitions:
+                definitions[model] = (res["definition"], res.get("references") or [])
+    parts = []
+    if rows:
+        parts.append(markdown_table(pd.DataFrame(rows)))
+    if bayes_rows:
+        parts.append(
+            "**Bayesian process models** (status pass: R-hat <= 1.01, bulk and tail ESS >= "
+            "400, no divergences, worst over a model's stages; P: posterior probability of "
+            "the stated direction)\n\n" + markdown_table(pd.DataFrame(bayes_rows))
+        )
+        parts.append(
+            "Operational definitions and sources:\n\n"
+            + "\n".join(
+                f"- **{model}**: {text} Sources: {' '.join(refs)}"
+                for model, (text, refs) in definitions.items()
+            )
+        )
+    if not parts:
+        return "No process analysis was run.", warnings
+    return "\n\n".join(parts), warnings
+
+
 def _p(p: float | None) -> str:
     """A p-value in APA style: ``< .001`` or ``= .034``."""
     if p is None:
@@ -352,6 +500,7 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         f"ratings of session {describe.get('session', 3)}, complete cases.",
         _cfa_methods(config),
         _bayes_methods(config),
+        _process_methods(config),
         _meta_methods(config),
         "Analyses used Python "
         + software["python"]
@@ -444,6 +593,38 @@ def _bayes_methods(config: dict[str, Any]) -> str:
             else "."
         )
     )
+
+
+def _process_methods(config: dict[str, Any]) -> str:
+    """The process-analysis sentences of the methods paragraph (empty when both are off)."""
+    process = config.get("process", {})
+    pbayes = config.get("process_bayes", {})
+    parts = []
+    if process.get("enabled", False):
+        settings = process.get("settings") or {}
+        rup = settings.get("ruptures") or {}
+        unit = {
+            "sd": "times the patient's own SD of session scores",
+            "fixed": "scale points",
+            "rci": "times the reliable change criterion",
+        }.get(rup.get("threshold_type", "sd"), "")
+        parts.append(
+            "Process analyses compared client and therapist ratings of the same sessions "
+            "(ICC(2,1), ICC(3,1) and Bland-Altman limits of agreement), detected rupture-repair "
+            f"episodes (a session at least {rup.get('threshold', 2.0):g} {unit} below the mean "
+            f"of the previous {rup.get('baseline_sessions', 3)} sessions, repaired when a score "
+            f"within {rup.get('repair_window', 2)} sessions returned to the earlier level; "
+            "Stiles et al. 2004) and estimated therapist, patient and session shares of "
+            "alliance variance by REML."
+        )
+    if pbayes.get("enabled", False):
+        models = ", ".join(pbayes.get("models", []))
+        parts.append(
+            f"Bayesian process models ({models}) were sampled with the same sampler settings "
+            "and convergence criteria; a model the data did not support was skipped with the "
+            "reason stated (definitions and sources in the process section)."
+        )
+    return " ".join(parts)
 
 
 def _meta_methods(config: dict[str, Any]) -> str:
@@ -604,8 +785,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     meas_md, meas_warnings = measurement_section(results, analysed)
     cfa_md, cfa_warnings = cfa_section(results, analysed)
     bayes_md, bayes_warnings = bayes_section(results, datasets)
+    process_md, process_warnings = process_section(results, datasets)
     checks = reporting_checks(data, results, datasets)
-    warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings
+    warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
     check_rows = pd.DataFrame(
         [
             {
@@ -631,6 +813,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             cfa_md,
             "## Alliance and outcome (Bayesian models)",
             bayes_md,
+            "## Alliance as a process",
+            process_md,
             "## Methods",
             methods_paragraph(config, software),
             "## Reporting checklist",
