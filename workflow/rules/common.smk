@@ -125,7 +125,9 @@ def provenance_inputs(wildcards):
             os.path.relpath(codebook.file, Path.cwd()),
         ]
         if codebook.instrument is not None:
-            files.append(codebook.instrument.path)
+            # package source, not data: relative, and local() so that a default storage
+            # provider (the Kubernetes profile) leaves it to the deployed workflow sources
+            files.append(local(os.path.relpath(codebook.instrument.path, Path.cwd())))
     return list(dict.fromkeys(files))
 
 
