@@ -145,13 +145,17 @@ def _value_labels(values: dict[Any, Any] | None) -> dict[str, str] | None:
     return out
 
 
-def load_codebook(path: str | Path) -> Codebook:
+def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
     """Read, validate and resolve a codebook YAML.
 
     Parameters
     ----------
     path
         The codebook file; its ``file`` is resolved relative to the codebook's folder.
+    check_file
+        Whether the data file must exist. The workflow's remote jobs (Kubernetes pods) parse the
+        codebooks before their inputs are downloaded from storage, so they skip the check (the
+        submitting process has made it).
 
     Raises
     ------
@@ -169,7 +173,7 @@ def load_codebook(path: str | Path) -> Codebook:
     file = Path(doc["file"])
     if not file.is_absolute():
         file = (path.parent / file).resolve()
-    if not file.is_file():
+    if check_file and not file.is_file():
         raise CodebookError(
             f"{path}: key 'file' names {doc['file']!r}, which does not exist ({file})"
         )

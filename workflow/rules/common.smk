@@ -17,7 +17,12 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 ENV = "../../environment.yml"
 DATASETS = dict(config["datasets"])
-CODEBOOKS = {name: load_codebook(spec["codebook"]) for name, spec in DATASETS.items()}
+# Remote jobs (Kubernetes pods) parse this before their inputs arrive from storage: the data files
+# are checked by the submitting process only.
+CODEBOOKS = {
+    name: load_codebook(spec["codebook"], check_file=not workflow.remote_exec)
+    for name, spec in DATASETS.items()
+}
 for _name, _codebook in CODEBOOKS.items():
     if _codebook.dataset != _name:
         raise ValueError(
