@@ -71,3 +71,119 @@ def test_meta_command_reproduces_metafor(tmp_path, capsys):
         reference["heterogeneity"]["tau2"], abs=1e-4
     )
     assert "pooled r = " in capsys.readouterr().out
+
+
+def _process_dataset(root, seed=7, n_patients=150, planned=8, b_dropout=-1.0):
+    """A results folder (ingest/, scores/) with a known dropout hazard, client ratings only.
+
+    Each session's client alliance is 4 + 0.5 (u + v) + 0.5 a with therapist u ~ N(0, .4^2),
+    patient v ~ N(0, .6^2) and session a ~ N(0, 1); after session t < planned the
+    patient leaves with logit h = -2.2 + b_dropout * a (the rating of the session just attended).
+    Returns the folder and the number of patients who left before the planned end.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    therapist = rng.normal(0, 0.4, 10)
+    scores, outcomes, dropouts = [], [], 0
+    for p in range(n_patients):
+        level = rng.normal(0, 0.6) + therapist[p % 10]
+        for s in range(1, planned + 1):
+            a = rng.normal()
+            total = 4.0 + 0.5 * level + 0.5 * a
+            row = {"patient_id": f"P{p:03d}", "therapist_id": f"T{p % 10}", "session": s}
+            row |= {"rater": "client", "site": "X"}
+            row |= {m: total for m in ("task_mean", "goal_mean", "bond_mean", "total_mean")}
+            scores.append(row)
+            outcomes.append(
+                {
+                    "patient_id": f"P{p:03d}",
+                    "session": s,
+                    "timepoint": "session",
+                    "measure": "phq9",
+                    "value": float(np.clip(rng.normal(14 - s, 4), 0, 27)),
+                }
+            )
+            if s < planned and rng.random() < 1 / (1 + np.exp(2.2 - b_dropout * a)):
+                dropouts += 1
+                break
+    (root / "ingest").mkdir(parents=True)
+    (root / "scores").mkdir()
+    frame = pd.DataFrame(scores)
+    frame["session"] = frame["session"].astype("Int64")
+    frame.to_parquet(root / "scores" / "scores.parquet")
+    outcome = pd.DataFrame(outcomes)
+    outcome["session"] = outcome["session"].astype("Int64")
+    outcome.to_parquet(root / "ingest" / "outcomes.parquet")
+    return root, dropouts
+
+
+def test_process_command_reports_the_numbers_it_writes(tmp_path, capsys):
+    from alliance.process.ruptures import detect_ruptures
+
+    dataset, dropouts = _process_dataset(tmp_path / "clinic")
+    out = dataset / "process"
+    assert main(["process", str(dataset), "--out", str(out), "--planned-sessions", "8"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    pp = summary["person_period"]
+    assert (pp["dropouts"], pp["patients"], pp["planned_sessions"]) == (dropouts, 150, 8)
+    assert f"dropout: {dropouts} of 150 patients before session 8" in printed
+    # one client rater: agreement is skipped with the reason, not an error
+    assert summary["agreement"]["status"] == "skipped"
+    assert "agreement: skipped (no therapist ratings" in printed
+    # the rupture counts are those of the detector on the same scores
+    import pandas as pd
+
+    direct = detect_ruptures(pd.read_parquet(dataset / "scores" / "scores.parquet"))
+    episodes = pd.read_csv(out / "ruptures_episodes.csv")
+    assert len(episodes) == len(direct["episodes"]) == summary["ruptures"]["episodes"]
+    assert f"ruptures: {len(episodes)} episodes in" in printed
+    # no items, so no alpha: the shares of the observed scores (true variances .04 / .09 /
+    # .25: shares therapist .10, patient .24, session .66)
+    variance = summary["variance_components"]
+    assert variance["status"] in ("ok", "warning") and variance["corrected_shares"] is None
+    shares = variance["shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["session"] == pytest.approx(0.66, abs=0.1)
+    assert f"patient {shares['patient']:.3f}, session {shares['session']:.3f}" in printed
+
+
+def test_process_bayes_command_matches_maximum_likelihood(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+    import statsmodels.api as sm
+
+    dataset, _ = _process_dataset(tmp_path / "clinic")
+    assert main(["process", str(dataset), "--out", str(dataset / "process")]) == 0
+    out = tmp_path / "bayes"
+    args = ["process-bayes", str(dataset), "--out", str(out), "--models", "dropout"]
+    args += ["rater_outcome", "--draws", "2000", "--tune", "1000", "--seed", "5"]
+    code = main(args)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    effects = json.loads((out / "dropout" / "effects.json").read_text())["effects"]
+    # the same rows by maximum likelihood: session dummies, current alliance, symptoms
+    pp = pd.read_parquet(dataset / "process" / "person_period.parquet")
+    rows = pp[pp["at_risk"]].dropna(subset=["alliance_z", "symptoms"])
+    x = pd.get_dummies(rows["session"].astype(int), prefix="s", dtype=float)
+    x["alliance"] = rows["alliance_z"].to_numpy()
+    x["symptoms"] = ((rows["symptoms"] - rows["symptoms"].mean()) / rows["symptoms"].std()).values
+    mle = sm.Logit(rows["event"].to_numpy(), x.to_numpy()).fit(disp=0)
+    b_mle = mle.params[list(x.columns).index("alliance")]
+    assert effects["b_alliance"]["mean"] == pytest.approx(b_mle, abs=0.1)
+    # the generating log-odds per SD of alliance (-1.0) lies in the 95% interval
+    assert effects["b_alliance"]["eti95_low"] < -1.0 < effects["b_alliance"]["eti95_high"]
+    odds = effects["or_alliance"]
+    assert odds["mean"] == pytest.approx(np.exp(b_mle), abs=0.08)
+    assert (
+        f"or_alliance = {odds['mean']:.3f} [{odds['eti95_low']:.3f}, {odds['eti95_high']:.3f}], "
+        "P(OR < 1) = 1.000"
+    ) in printed
+    # no second rater: skipped with the reason, in the output and the table
+    assert "rater_outcome: skipped (no second rater" in printed
+    keys = pd.read_csv(out / "key_effects.csv").set_index("model")
+    assert keys.loc["rater_outcome", "status"] == "skipped"
+    assert keys.loc["dropout", "mean"] == pytest.approx(odds["mean"])
+    assert (out / "figures" / "survival.png").is_file()

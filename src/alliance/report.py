@@ -332,9 +332,10 @@ def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     """The non-Bayesian process results of one dataset as table cells (or skip reasons)."""
 
     def skipped(part: dict[str, Any]) -> str | None:
-        if part.get("status") in ("ok", None):
+        status, reason = part.get("status"), part.get("reason")
+        if status in ("ok", "warning", None):
             return None
-        return f"skipped: {part.get('reason') or part.get('status')}"
+        return f"{status}: {reason}" if reason else str(status)
 
     ag = summary.get("agreement") or {}
     total = (ag.get("all_sessions") or {}).get("total_mean") or {}
@@ -356,6 +357,8 @@ def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     variance = skipped(vc) or " / ".join(
         _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
     ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
+    if vc.get("status") == "warning":
+        variance += f" (REML: {'; '.join(vc.get('warnings') or [])})"
     pp = summary.get("person_period") or {}
     share = pp.get("dropout_share")
     dropout = skipped(pp) or (
