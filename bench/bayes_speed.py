@@ -92,9 +92,8 @@ def run_pymc_default(model: Any, seed: int) -> dict[str, Any]:
 
 def run_pipeline(model: Any, seed: int) -> dict[str, Any]:
     """The pipeline's sampler settings with nutpie (alliance.bayes.sampling)."""
-    from alliance.bayes.sampling import sample
-
     from alliance.bayes.sampling import DEFAULT_SAMPLER as D
+    from alliance.bayes.sampling import sample
 
     idata, timing = sample(model, {"backend": "nutpie", "seed": seed})
     return _row(

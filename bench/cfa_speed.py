@@ -19,9 +19,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bench.common import Context, Row, load_average, machine, package_version, register
+from bench.common import (
+    Context,
+    Row,
+    clean_env,
+    load_average,
+    machine,
+    package_version,
+    register,
+    run_measured,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path("/work/shared/reference/wai_sr_sim")
@@ -365,6 +375,80 @@ def benchmark(
     return record
 
 
+#: Issue 6's targets for 100,000 x 12 items: seconds per fit and peak memory.
+LARGE_TARGET_S = {"ML": 2.0, "WLSMV": 20.0}
+LARGE_TARGET_MIB = 2048.0
+#: Generating model of the large samples: the reference model's three factors, standardized
+#: loadings .75, factor correlations bond-task .70, bond-goal .70, task-goal .85, and
+#: five-point answers cut at the thresholds below (skewed towards agreement, as WAI-SR data).
+LARGE_THRESHOLDS = (-2.3, -1.6, -0.8, 0.2)
+
+
+def simulate_large(n_rows: int, seed: int, path: Path) -> Path:
+    """Write ``n_rows`` x 12 five-point WAI-SR answers from :data:`LARGE_THRESHOLDS` to ``path``."""
+    rng = np.random.default_rng(seed)
+    factors = {"bond": [3, 5, 7, 9], "task": [1, 2, 10, 12], "goal": [4, 6, 8, 11]}
+    phi = np.array([[1.0, 0.70, 0.70], [0.70, 1.0, 0.85], [0.70, 0.85, 1.0]])
+    eta = rng.multivariate_normal(np.zeros(3), phi, size=n_rows)
+    columns = {}
+    for k, items in enumerate(factors.values()):
+        for item in items:
+            latent = 0.75 * eta[:, k] + np.sqrt(1 - 0.75**2) * rng.standard_normal(n_rows)
+            columns[f"wai_{item:02d}"] = 1 + np.searchsorted(LARGE_THRESHOLDS, latent)
+    frame = pd.DataFrame({k: columns[k] for k in sorted(columns)})
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def large_sample_rows(ctx: Context, model: str) -> list[Row]:
+    """Seconds per fit and peak memory for 10,000 to 100,000 rows (issue 6's targets).
+
+    Each size and estimator runs in its own process (``python -m bench.cfa_speed``, one
+    warm-up and one timed fit each of the core fit and of ``fit_cfa``; lavaan not timed) so
+    the peak memory is that of one fit's process.
+    """
+    sizes = ctx.ints("cfa_rows", [10_000] if ctx.quick else [10_000, 100_000])
+    rows = []
+    for n in sizes:
+        data = simulate_large(n, ctx.seed, ctx.workdir / f"cfa_{n}.parquet")
+        for estimator in ("ML", "MLR", "WLSMV"):
+            out = ctx.workdir / f"cfa_{n}_{estimator}.json"
+            command = [sys.executable, "-m", "bench.cfa_speed", "--data", str(data),
+                       "--model", model, "--estimator", estimator, "--missing", "listwise",
+                       "--repeat", "1", "--lavaan", "no", "--json", str(out)]  # fmt: skip
+            result = run_measured(command, cwd=ROOT, env=clean_env())
+            if result.returncode != 0 or not out.is_file():
+                tail = " / ".join(result.stderr.strip().splitlines()[-2:])
+                rows.append(Row("cfa", f"{estimator} fit (listwise)", f"{n:,} rows",
+                                wall_s=result.wall_s, status="FAILED", notes=tail))  # fmt: skip
+                continue
+            rec = json.loads(out.read_text())[0]
+            limit = LARGE_TARGET_S.get(estimator)
+            met = rec["median_s"] <= limit if limit else None
+            memory_met = result.peak_mib <= LARGE_TARGET_MIB
+            target = f"< {limit:g} s per fit at 100,000 rows" if limit else ""
+            rows.append(
+                Row(
+                    "cfa",
+                    f"{estimator} fit (listwise)",
+                    f"{n:,} x 12 rows (simulated)",
+                    wall_s=rec["median_s"],
+                    per_unit=f"{rec['median_s']:.2f} s/fit",
+                    peak_mib=result.peak_mib,
+                    memory_method="peak RSS of the fitting process, sampled 0.1 s",
+                    target=(target + "; " if target else "") + "< 2 GiB",
+                    status=(
+                        "" if n < 100_000 else "met" if (met is not False and memory_met) else "GAP"
+                    ),
+                    notes=f"full fit_cfa {rec['median_full_s']:.2f} s; process total "
+                    f"{result.wall_s:.0f} s (data read, warm-up, 2 fits of each)",
+                    versions={"scipy": package_version("scipy")},
+                )
+            )
+            ctx.checkpoint(rows)
+    return rows
+
+
 def _rounded(obj: Any) -> Any:
     if isinstance(obj, float):
         return round(obj, 5) if math.isfinite(obj) else None
@@ -380,7 +464,9 @@ def cfa_speed(ctx: Context) -> list[Row]:
     """Time ML, MLR and WLSMV on the reference wai_sr_sim data (listwise, as lavaan's default).
 
     Options: ``cfa_data`` (default the reference CSV), ``cfa_model``, ``cfa_repeat``
-    (default 20, 5 with ``--quick``), ``cfa_lavaan`` (auto / yes / no).
+    (default 20, 5 with ``--quick``), ``cfa_lavaan`` (auto / yes / no), ``cfa_rows``
+    (simulated large samples, default 10,000 and 100,000; ``0`` skips them:
+    :func:`large_sample_rows`).
     """
     data = ctx.options.get("cfa_data", str(REFERENCE / "wai_sr_sim.csv"))
     model = ctx.options.get("cfa_model", str(REFERENCE / "wai_sr.lav"))
@@ -418,6 +504,8 @@ def cfa_speed(ctx: Context) -> list[Row]:
             )
         )
         ctx.checkpoint(rows)
+    if ctx.options.get("cfa_rows", "") != "0":
+        rows += large_sample_rows(ctx, model)
     return rows
 
 
