@@ -443,11 +443,12 @@ def git_state() -> str:
 
 
 def clean_env() -> dict[str, str]:
-    """The environment for child runs: no inherited SNAKEMAKE_* settings, venv first.
+    """The environment for child runs: no SNAKEMAKE_* settings, bytecode caches on, venv first.
 
     When a snapshot is in use, its ``src`` comes first on ``PYTHONPATH``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches: pymc imports 3x faster
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     if workflow_root() != ROOT:
         paths = [str(workflow_root() / "src"), env.get("PYTHONPATH", "")]
