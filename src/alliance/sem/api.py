@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from alliance.sem.estimate import (
     FitResult,
+    SampleStats,
     estimate,
     parameter_rows,
     prepare_sample,
@@ -93,11 +94,14 @@ def fit_model(
     group_partial: Sequence[str] = (),
     orthogonal: bool = False,
     group_labels: Sequence[str] | None = None,
+    sample: SampleStats | None = None,
 ) -> FitResult:
     """Fit a continuous-indicator CFA (ML/MLR, listwise or FIML) and return the raw result.
 
     See :func:`fit_cfa` for the arguments; this is the object-level version used by the
-    comparison and invariance modules.
+    comparison and invariance modules. ``sample`` reuses the prepared data of an earlier fit
+    of the same variables, groups and missing-data method (the steps of an invariance
+    ladder share it, and with it the saturated EM estimates under FIML).
     """
     est, miss = _check_args(estimator, missing)
     if est == "WLSMV":
@@ -124,7 +128,17 @@ def fit_model(
             group_partial=group_partial,
             orthogonal=orthogonal,
         )
-    sample = prepare_sample(data, spec.ov, group=group, missing=miss, group_labels=labels)
+    if sample is None:
+        sample = prepare_sample(data, spec.ov, group=group, missing=miss, group_labels=labels)
+    elif (
+        list(sample.ov) != list(spec.ov)
+        or sample.missing != miss
+        or (group is not None and sample.group_labels != list(spec.group_labels))
+    ):
+        raise ValueError(
+            f"the prepared sample ({sample.ov}, {sample.missing}, groups {sample.group_labels}) "
+            f"does not match the model ({spec.ov}, {miss}, groups {spec.group_labels})"
+        )
     if sample.ntotal <= spec.npar:
         raise ValueError(f"fewer observations ({sample.ntotal}) than free parameters ({spec.npar})")
     return estimate(spec, sample, est)

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits
 
+from alliance.sem.blocks import BlockLowRank, GroupSum, Layout, condition_number
 from alliance.sem.model import ModelSpec, start_values
 
 __all__ = [
@@ -21,8 +22,10 @@ __all__ = [
     "estimate",
     "evaluate",
     "expected_information",
+    "expected_information_blocks",
     "normal_observed_information",
     "observed_information",
+    "observed_information_blocks",
     "parameter_rows",
     "prepare_sample",
     "saturated_jacobian",
@@ -257,32 +260,47 @@ def normal_observed_information(
 
 
 def observed_information(spec: ModelSpec, x: np.ndarray, sample: SampleStats) -> np.ndarray:
-    """Per-observation observed information (Hessian of ``-logl/N``) of the model.
+    """Per-observation observed information (Hessian of ``-logl/N``) of the model, dense.
+
+    See :func:`observed_information_blocks` (this is its ``q x q`` matrix).
+    """
+    return observed_information_blocks(spec, x, sample).dense()
+
+
+def observed_information_blocks(spec: ModelSpec, x: np.ndarray, sample: SampleStats) -> GroupSum:
+    """Per-observation observed information (Hessian of ``-logl/N``), one block per group.
 
     ``H = sum_g (n_g/N) Delta_g' H1_g Delta_g + sum_g sum_ij (df/dSigma_ij) d2Sigma_ij/dx dx'
     (+ the mean term)``: the first term from :func:`normal_observed_information` at the
     implied moments, the second by central differences of ``Delta(x)' G`` with the moment
-    gradient ``G`` held fixed (cheap: no pass over the data).
+    gradient ``G`` held fixed (cheap: no pass over the data). Group ``g`` contributes only
+    on its own parameters (``spec.group_free(g)``), so the work grows linearly with the
+    number of groups (see :mod:`alliance.sem.blocks`).
     """
     n = sample.ntotal
-    q = spec.npar
-    info = np.zeros((q, q))
     ms = spec.meanstructure
+    layout = Layout.of(spec)
+    blocks = []
     for gi, g in enumerate(sample.groups):
+        idx = layout.local[gi]
+        q = len(idx)
         imp = spec.implied(x, gi + 1)[0]
-        dsig, dmu, _ = spec.jacobian(x, gi + 1)
+        dsig, dmu, _ = spec.jacobian(x, gi + 1, local=True)
         mu = imp.mu if ms else g.mean
-        info += (g.n / n) * normal_observed_information(g, mu, imp.sigma, dsig, dmu if ms else None)
+        info = (g.n / n) * normal_observed_information(g, mu, imp.sigma, dsig, dmu if ms else None)
         gs, gm = _moment_gradient(g, mu, imp.sigma)
         gs, gm = gs * (g.n / n), gm * (g.n / n)
-        for k in range(q):
+        xe = np.array(x, dtype=float)  # perturbed in place, one entry at a time
+        for j, k in enumerate(idx):
             h = 1e-6 * max(1.0, abs(x[k]))
-            e = np.zeros(q)
-            e[k] = h
-            up = spec.chain(x + e, gi + 1, gs, gm if ms else None)
-            dn = spec.chain(x - e, gi + 1, gs, gm if ms else None)
-            info[:, k] += (up - dn) / (2 * h)
-    return 0.5 * (info + info.T)
+            xe[k] = x[k] + h
+            up = spec.chain(xe, gi + 1, gs, gm if ms else None, local=True)
+            xe[k] = x[k] - h
+            dn = spec.chain(xe, gi + 1, gs, gm if ms else None, local=True)
+            xe[k] = x[k]
+            info[:, j] += (up - dn) / (2 * h)
+        blocks.append(0.5 * (info + info.T) if q else info)
+    return GroupSum(layout, blocks)
 
 
 def _moment_gradient(
@@ -386,7 +404,8 @@ class MLObjective:
                 g_mu = -2.0 * (si @ d)
             g_sigma = si - si @ w @ si
             total += self.w[gi] * val
-            grad += self.w[gi] * spec.chain(x, gi + 1, g_sigma, g_mu)
+            idx = spec.group_free(gi + 1)
+            grad[idx] += self.w[gi] * spec.chain(x, gi + 1, g_sigma, g_mu, local=True)
         return float(total), grad
 
 
@@ -413,10 +432,13 @@ class FitResult:
         Likelihood-ratio test against the saturated model.
     logl, unrestricted_logl
         Log-likelihoods of the model and of the saturated model.
-    vcov
-        Covariance matrix of ``x`` (``None`` if the information matrix is singular).
+    cov
+        Covariance matrix of ``x`` as group blocks plus a low-rank part
+        (:class:`alliance.sem.blocks.BlockLowRank`; ``None`` if the information matrix is
+        singular); :attr:`vcov` is the dense ``q x q`` matrix.
     information
-        Per-observation information used for the (non-robust) SEs; ``E`` in the sandwich.
+        Per-observation information used for the (non-robust) SEs; ``E`` in the sandwich,
+        as group blocks (:class:`alliance.sem.blocks.GroupSum`).
     warnings
         Problems found on the way (never raised).
     extra
@@ -436,10 +458,31 @@ class FitResult:
     df: int
     logl: float
     unrestricted_logl: float
-    vcov: np.ndarray | None = None
-    information: np.ndarray | None = None
+    cov: BlockLowRank | None = None
+    information: GroupSum | None = None
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vcov(self) -> np.ndarray | None:
+        """Dense covariance matrix of ``x`` (``q x q``; ``None`` if unavailable).
+
+        Built from :attr:`cov` on each call: with many groups prefer ``cov`` (its
+        ``diag()``, ``local(g)``, ``sub(idx)``).
+        """
+        return None if self.cov is None else self.cov.dense()
+
+    @vcov.setter
+    def vcov(self, value: np.ndarray | None) -> None:
+        if value is None:
+            self.cov = None
+            return
+        value = np.asarray(value, dtype=float)
+        q = value.shape[0]
+        if value.shape != (q, q):
+            raise ValueError(f"vcov must be a square matrix, got shape {value.shape}")
+        layout = Layout.from_local(q, [np.arange(q)])
+        self.cov = BlockLowRank(layout, [value], np.zeros((q, 0)), np.zeros((0, 0)))
 
     @property
     def npar(self) -> int:
@@ -454,9 +497,9 @@ class FitResult:
     @property
     def se(self) -> np.ndarray:
         """Standard errors of ``x`` (nan if unavailable)."""
-        if self.vcov is None:
+        if self.cov is None:
             return np.full(self.npar, np.nan)
-        d = np.diag(self.vcov)
+        d = self.cov.diag()
         return np.sqrt(np.where(d >= 0, d, np.nan))
 
     def implied(self) -> list[Any]:
@@ -498,7 +541,7 @@ def _polish(fun: Any, hess: Any, x: np.ndarray, steps: int = 6) -> tuple[np.ndar
         if np.max(np.abs(g)) < 1e-10:
             break
         try:
-            step = np.linalg.solve(hess(x), g)
+            step = hess(x).solve(g)
         except np.linalg.LinAlgError:
             break
         t = 1.0
@@ -526,24 +569,40 @@ def numeric_hessian(grad: Any, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
 
 
 def model_expected_information(spec: ModelSpec, x: np.ndarray, sample: SampleStats) -> np.ndarray:
-    """Per-observation expected information ``sum_g (n_g/N) Delta_g' W_g Delta_g``."""
-    info = np.zeros((spec.npar, spec.npar))
+    """Per-observation expected information ``sum_g (n_g/N) Delta_g' W_g Delta_g``, dense."""
+    return expected_information_blocks(spec, x, sample).dense()
+
+
+def expected_information_blocks(spec: ModelSpec, x: np.ndarray, sample: SampleStats) -> GroupSum:
+    """Per-observation expected information ``sum_g (n_g/N) Delta_g' W_g Delta_g`` by group.
+
+    Each group's block is on its own parameters (``spec.group_free(g)``); see
+    :mod:`alliance.sem.blocks`.
+    """
     n = sample.ntotal
+    layout = Layout.of(spec)
+    blocks = []
     for gi, g in enumerate(sample.groups):
         imp = spec.implied(x, gi + 1)[0]
-        dsig, dmu, _ = spec.jacobian(x, gi + 1)
-        info += (g.n / n) * expected_information(
-            imp.sigma, dsig, dmu if spec.meanstructure else None
+        dsig, dmu, _ = spec.jacobian(x, gi + 1, local=True)
+        blocks.append(
+            (g.n / n) * expected_information(imp.sigma, dsig, dmu if spec.meanstructure else None)
         )
-    return info
+    return GroupSum(layout, blocks)
 
 
-def model_scores(spec: ModelSpec, x: np.ndarray, sample: SampleStats) -> list[np.ndarray]:
-    """Casewise scores of every group at ``x`` (means from the model, or the sample means)."""
+def model_scores(
+    spec: ModelSpec, x: np.ndarray, sample: SampleStats, local: bool = False
+) -> list[np.ndarray]:
+    """Casewise scores of every group at ``x`` (means from the model, or the sample means).
+
+    With ``local`` each group's scores have one column per parameter of that group
+    (``spec.group_free(g)``) instead of ``npar`` columns.
+    """
     out = []
     for gi, g in enumerate(sample.groups):
         imp = spec.implied(x, gi + 1)[0]
-        dsig, dmu, _ = spec.jacobian(x, gi + 1)
+        dsig, dmu, _ = spec.jacobian(x, gi + 1, local=local)
         mu = imp.mu if spec.meanstructure else g.mean
         out.append(
             casewise_scores(
@@ -624,8 +683,8 @@ def estimate(
         if not np.isfinite(fun(x0)[0]):
             x0 = _safe_start(spec, sample)
 
-        def hess_expected(xx: np.ndarray) -> np.ndarray:
-            return 2.0 * model_expected_information(spec, xx, sample)
+        def hess_expected(xx: np.ndarray) -> GroupSum:
+            return expected_information_blocks(spec, xx, sample).scaled(2.0)
 
         x, ok, nit, msg = _fisher_scoring(fun, hess_expected, x0, max_iter)
         if not ok and nit < max_iter:
@@ -635,8 +694,8 @@ def estimate(
             ok = ok2
         if fiml:
 
-            def hess(xx: np.ndarray) -> np.ndarray:
-                return 2.0 * observed_information(spec, xx, sample)
+            def hess(xx: np.ndarray) -> GroupSum:
+                return observed_information_blocks(spec, xx, sample).scaled(2.0)
 
             x, gmax = _polish(fun, hess, x, steps=1)
         else:
@@ -664,7 +723,7 @@ def _fisher_scoring(
             return x, True, it - 1, "converged (max |gradient| below tolerance)"
         try:
             h = hess(x)
-            step = np.linalg.solve(h + lam * np.diag(np.maximum(np.diag(h), 1e-8)), g)
+            step = h.plus_diag(lam * np.maximum(h.diag(), 1e-8)).solve(g)
         except np.linalg.LinAlgError:
             lam = max(10 * lam, 1e-3)
             continue
@@ -768,33 +827,42 @@ def _safe_start(spec: ModelSpec, sample: SampleStats) -> np.ndarray:
 
 
 def _standard_errors(result: FitResult, fun: Any) -> None:
+    """Covariance matrix of the estimates, kept as group blocks (:mod:`alliance.sem.blocks`).
+
+    ML: ``E^-1 / N``; MLR: ``E^-1 B0 E^-1 / N`` with ``B0 = sum_g S_g' S_g / N`` from the
+    casewise scores ``S_g`` of each group on its own parameters. ``extra`` keeps ``E_inv``
+    and, for MLR, ``B0_group`` (per group, ``S_g' S_g / n_g`` on ``spec.group_free(g)``).
+    """
     spec, sample, x = result.spec, result.sample, result.x
     n = sample.ntotal
     fiml = result.missing == "fiml"
     try:
         if fiml or result.estimator == "MLR":
             # observed information: Hessian of -logl/N (= F/2 for complete data)
-            info = observed_information(spec, x, sample)
+            info = observed_information_blocks(spec, x, sample)
         else:
-            info = model_expected_information(spec, x, sample)
+            info = expected_information_blocks(spec, x, sample)
         result.information = info
-        e_inv = np.linalg.inv(info)
-        if np.linalg.cond(info) > 1e14:
+        e_inv = info.inverse()
+        if condition_number(info, e_inv) > 1e14:
             raise np.linalg.LinAlgError("information matrix is (nearly) singular")
     except np.linalg.LinAlgError as err:
         result.warnings.append(f"standard errors unavailable: {err}")
-        result.vcov = None
+        result.cov = None
         return
     if result.estimator == "MLR":
-        scores = model_scores(spec, x, sample)
-        b0 = sum(s.T @ s for s in scores) / n
-        result.extra["B0_group"] = [s.T @ s / s.shape[0] for s in scores]
-        result.extra["scores"] = scores
-        result.vcov = e_inv @ b0 @ e_inv / n
+        scores = model_scores(spec, x, sample, local=True)
+        b0 = GroupSum(info.layout, [sc.T @ sc / n for sc in scores])
+        result.extra["B0_group"] = [sc.T @ sc / sc.shape[0] for sc in scores]
+        result.cov = e_inv.sandwich(b0).scaled(1.0 / n)
     else:
-        result.vcov = e_inv / n
+        result.cov = e_inv.scaled(1.0 / n)
     result.extra["E_inv"] = e_inv
-    if not np.all(np.isfinite(result.vcov)) or np.any(np.diag(result.vcov) < 0):
+    cov = result.cov
+    finite = all(np.all(np.isfinite(b)) for b in cov.own_blocks) and bool(
+        np.all(np.isfinite(cov.lr)) and np.all(np.isfinite(cov.core))
+    )
+    if not finite or np.any(cov.diag() < 0):
         result.warnings.append("the covariance matrix of the estimates is not positive definite")
 
 
@@ -854,56 +922,74 @@ def standardize(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     and means divided by the total standard deviation; thresholds by ``sd(y*)``.
     """
     out = np.zeros(len(spec.table))
+    for g, ks in _table_positions(spec).items():
+        out[ks] = _standardize_group(spec, x, g, ks)
+    return out
+
+
+def _table_positions(spec: ModelSpec) -> dict[int, np.ndarray]:
+    """Positions in ``spec.table`` of each group's rows."""
+    pos: dict[int, list[int]] = {}
+    for k, r in enumerate(spec.table):
+        pos.setdefault(r.group, []).append(k)
+    return {g: np.array(v, dtype=int) for g, v in pos.items()}
+
+
+_MATRIX_ATTR = {
+    "lambda": "lambda_",
+    "beta": "beta",
+    "theta": "theta",
+    "psi": "psi",
+    "nu": "nu",
+    "alpha": "alpha",
+    "tau": "tau",
+    "delta": "delta",
+}
+
+
+def _standardize_group(spec: ModelSpec, x: np.ndarray, g: int, ks: np.ndarray) -> np.ndarray:
+    """``std.all`` values of the table rows ``ks``, all of group ``g`` (see :func:`standardize`)."""
+    out = np.zeros(len(ks))
     oi = {v: i for i, v in enumerate(spec.ov)}
     li = {v: i for i, v in enumerate(spec.lv)}
-    cache = {}
-    for g in range(1, spec.ngroups + 1):
-        mt = spec.matrices(x, g)
-        ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
-        a = ib @ mt.psi @ ib.T
-        c = mt.lambda_ @ ib
-        sig = c @ mt.psi @ c.T + mt.theta
-        cache[g] = (mt, np.sqrt(np.abs(np.diag(a))), np.sqrt(np.abs(np.diag(sig))))
-    for k, r in enumerate(spec.table):
-        mt, sd_lv, sd_ov = cache[r.group]
-        val = {
-            "lambda": lambda r=r, mt=mt: mt.lambda_[r.row, r.col],
-            "beta": lambda r=r, mt=mt: mt.beta[r.row, r.col],
-            "theta": lambda r=r, mt=mt: mt.theta[r.row, r.col],
-            "psi": lambda r=r, mt=mt: mt.psi[r.row, r.col],
-            "nu": lambda r=r, mt=mt: mt.nu[r.row],
-            "alpha": lambda r=r, mt=mt: mt.alpha[r.row],
-            "tau": lambda r=r, mt=mt: mt.tau[r.row],
-            "delta": lambda r=r, mt=mt: mt.delta[r.row],
-        }[r.mat]()
+    mt = spec.matrices(x, g)
+    ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
+    a = ib @ mt.psi @ ib.T
+    c = mt.lambda_ @ ib
+    sig = c @ mt.psi @ c.T + mt.theta
+    sd_lv, sd_ov = np.sqrt(np.abs(np.diag(a))), np.sqrt(np.abs(np.diag(sig)))
+    for j, k in enumerate(ks):
+        r = spec.table[k]
+        mat = getattr(mt, _MATRIX_ATTR[r.mat])
+        val = mat[r.row, r.col] if mat.ndim == 2 else mat[r.row]
         if r.op == "=~":
             if r.rhs in oi:
-                out[k] = val * sd_lv[li[r.lhs]] / sd_ov[oi[r.rhs]]
+                out[j] = val * sd_lv[li[r.lhs]] / sd_ov[oi[r.rhs]]
             else:
-                out[k] = val * sd_lv[li[r.lhs]] / sd_lv[li[r.rhs]]
+                out[j] = val * sd_lv[li[r.lhs]] / sd_lv[li[r.rhs]]
         elif r.op == "~":
-            out[k] = val * sd_lv[li[r.rhs]] / sd_lv[li[r.lhs]]
+            out[j] = val * sd_lv[li[r.rhs]] / sd_lv[li[r.lhs]]
         elif r.op == "~~":
             if r.lhs == r.rhs:
                 tot = sd_ov[oi[r.lhs]] ** 2 if r.lhs in oi else sd_lv[li[r.lhs]] ** 2
-                out[k] = val / tot
+                out[j] = val / tot
             elif r.mat == "theta":
                 d1, d2 = mt.theta[oi[r.lhs], oi[r.lhs]], mt.theta[oi[r.rhs], oi[r.rhs]]
-                out[k] = val / np.sqrt(d1 * d2) if d1 > 0 and d2 > 0 else np.nan
+                out[j] = val / np.sqrt(d1 * d2) if d1 > 0 and d2 > 0 else np.nan
             else:
-                i, j = li[r.lhs], li[r.rhs]
-                endo = np.any(mt.beta[i] != 0) or np.any(mt.beta[j] != 0)
+                i, i2 = li[r.lhs], li[r.rhs]
+                endo = np.any(mt.beta[i] != 0) or np.any(mt.beta[i2] != 0)
                 if endo:
-                    d1, d2 = mt.psi[i, i], mt.psi[j, j]
+                    d1, d2 = mt.psi[i, i], mt.psi[i2, i2]
                 else:
-                    d1, d2 = sd_lv[i] ** 2, sd_lv[j] ** 2
-                out[k] = val / np.sqrt(d1 * d2) if d1 > 0 and d2 > 0 else np.nan
+                    d1, d2 = sd_lv[i] ** 2, sd_lv[i2] ** 2
+                out[j] = val / np.sqrt(d1 * d2) if d1 > 0 and d2 > 0 else np.nan
         elif r.op == "~1":
-            out[k] = val / (sd_ov[oi[r.lhs]] if r.lhs in oi else sd_lv[li[r.lhs]])
+            out[j] = val / (sd_ov[oi[r.lhs]] if r.lhs in oi else sd_lv[li[r.lhs]])
         elif r.op == "|":
-            out[k] = val / sd_ov[oi[r.lhs]]
+            out[j] = val / sd_ov[oi[r.lhs]]
         else:
-            out[k] = val
+            out[j] = val
     return out
 
 
@@ -911,23 +997,27 @@ def standardized_rows(result: FitResult, level: float = 0.95) -> list[dict[str, 
     """Lavaan ``standardizedSolution(type = "std.all")`` rows with delta-method SEs.
 
     The Jacobian of the standardized values by ``x`` is taken by central differences; the
-    SE of each row is ``sqrt(J V J')``.
+    SE of each row is ``sqrt(J V J')``. The rows of group ``g`` depend only on that group's
+    parameters (``spec.group_free(g)``), so the Jacobian and ``V`` are taken group by group.
     """
     spec, x = result.spec, result.x
     est = standardize(spec, x)
-    vcov = result.vcov
-    q = spec.npar
-    jac = np.zeros((len(est), q))
-    for k in range(q):
-        h = 1e-6 * max(1.0, abs(x[k]))
-        e = np.zeros(q)
-        e[k] = h
-        jac[:, k] = (standardize(spec, x + e) - standardize(spec, x - e)) / (2 * h)
-    if vcov is not None:
-        var = np.einsum("ik,kl,il->i", jac, vcov, jac)
-        se = np.sqrt(np.where(var > 1e-20, var, 0.0))
-    else:
-        se = np.full(len(est), np.nan)
+    cov = result.cov
+    se = np.full(len(est), np.nan)
+    for g, ks in _table_positions(spec).items():
+        idx = spec.group_free(g)
+        jac = np.zeros((len(ks), len(idx)))
+        xe = np.array(x, dtype=float)  # perturbed in place, one entry at a time
+        for j, k in enumerate(idx):
+            h = 1e-6 * max(1.0, abs(x[k]))
+            xe[k] = x[k] + h
+            up = _standardize_group(spec, xe, g, ks)
+            xe[k] = x[k] - h
+            jac[:, j] = (up - _standardize_group(spec, xe, g, ks)) / (2 * h)
+            xe[k] = x[k]
+        if cov is not None:
+            var = np.einsum("ik,kl,il->i", jac, cov.sub(idx), jac)
+            se[ks] = np.sqrt(np.where(var > 1e-20, var, 0.0))
     crit = float(stats.norm.ppf(0.5 + level / 2))
     multi = spec.ngroups > 1
     rows = []

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from alliance.sem.blocks import GroupSum, Layout
 from alliance.sem.estimate import FitResult, SampleStats, expected_information, saturated_jacobian
 from alliance.sem.model import ModelSpec
 
@@ -115,6 +116,7 @@ def fill_h1(sample: SampleStats) -> None:
     """
     if getattr(sample, "_h1_done", False):
         return
+    sample.__dict__.pop("_h1_information", None)  # computed from the moments set here
     total = 0.0
     for g in sample.groups:
         if g.complete:
@@ -174,7 +176,8 @@ class FIMLObjective:
                 total += n * (len(o) * _LOG2PI + logdet) + np.sum(si * w)
                 gs[np.ix_(o, o)] += n * si - si @ w @ si
                 gm[o] += -2.0 * n * (si @ d)
-            grad += spec.chain(x, gi + 1, gs / self.n, gm / self.n)
+            idx = spec.group_free(gi + 1)
+            grad[idx] += spec.chain(x, gi + 1, gs / self.n, gm / self.n, local=True)
         return float(total / self.n), grad
 
 
@@ -188,6 +191,13 @@ def fiml_corrected(result: FitResult, baseline: FitResult) -> dict[str, float]:
     ``U = W_m - W_m Delta E^-1 Delta' W_m`` with ``E = Delta' W_m Delta``; likewise for the
     baseline model.
 
+    ``W_m``, ``W_c`` and ``Gamma`` are block diagonal by group and ``E`` is a sum of group
+    blocks, so the trace is expanded into per-group terms and traces with ``E^-1``
+    (:mod:`alliance.sem.blocks`): ``tr(U C U Gamma) = tr(W C W Gamma) - 2 tr(E^-1 Delta' W C
+    W Gamma W Delta) + tr(E^-1 Y_1 E^-1 Y_2)`` with ``C = W_m^-1 W_c W_m^-1``, ``Y_1 =
+    Delta' W C W Delta`` and ``Y_2 = Delta' W Gamma W Delta``; the cost grows linearly with
+    the number of groups.
+
     References
     ----------
     Zhang, X., & Savalei, V. (2023). New computations for RMSEA and CFI following FIML and
@@ -199,35 +209,31 @@ def fiml_corrected(result: FitResult, baseline: FitResult) -> dict[str, float]:
     n = sample.ntotal
     spec = result.spec
     fg = [g.n / n for g in sample.groups]
-    wm, jm, wc, wmi = [], [], [], []
+    w_blk, core_blk, gamma_blk = [], [], []
     for gi, g in enumerate(sample.groups):
         a1, b1 = h1_information(result, gi + 1)
         dsig, dmu = saturated_jacobian(g.cov.shape[0], spec.meanstructure)
-        wm.append(a1)
-        jm.append(b1)
-        wc.append(expected_information(g.cov, dsig, dmu if spec.meanstructure else None))
-        wmi.append(np.linalg.inv(a1))
-
-    def bdiag(mats: list[np.ndarray]) -> np.ndarray:
-        size = sum(m.shape[0] for m in mats)
-        out = np.zeros((size, size))
-        k = 0
-        for m in mats:
-            out[k : k + m.shape[0], k : k + m.shape[0]] = m
-            k += m.shape[0]
-        return out
-
-    wm_all = bdiag([f * w for f, w in zip(fg, wm, strict=True)])
-    wmi_all = bdiag([w / f for f, w in zip(fg, wmi, strict=True)])
-    wc_all = bdiag([f * w for f, w in zip(fg, wc, strict=True)])
-    gamma_all = bdiag([wi @ j @ wi / f for f, wi, j in zip(fg, wmi, jm, strict=True)])
-    core = wmi_all @ wc_all @ wmi_all
+        wc = expected_information(g.cov, dsig, dmu if spec.meanstructure else None)
+        wmi = np.linalg.inv(a1)
+        f = fg[gi]
+        w_blk.append(f * a1)
+        core_blk.append((wmi / f) @ (f * wc) @ (wmi / f))
+        gamma_blk.append(wmi @ b1 @ wmi / f)
+    base_trace = float(
+        sum(np.trace(w @ c @ w @ gm) for w, c, gm in zip(w_blk, core_blk, gamma_blk, strict=True))
+    )
 
     def k_and_x2(fit: FitResult) -> tuple[float, float, int]:
-        delta = np.vstack([_delta(fit.spec, fit.x, gi + 1) for gi in range(len(fg))])
-        e = delta.T @ wm_all @ delta
-        u = wm_all - wm_all @ delta @ np.linalg.solve(e, delta.T @ wm_all)
-        k = float(np.trace(u @ core @ u @ gamma_all))
+        layout = Layout.of(fit.spec)
+        deltas = [_delta(fit.spec, fit.x, gi + 1, local=True) for gi in range(len(fg))]
+        wd = [w @ d for w, d in zip(w_blk, deltas, strict=True)]
+        e = GroupSum(layout, [d.T @ v for d, v in zip(deltas, wd, strict=True)])
+        parts = zip(wd, w_blk, core_blk, gamma_blk, strict=True)
+        x1 = GroupSum(layout, [v.T @ c @ w @ gm @ v for v, w, c, gm in parts])
+        y1 = GroupSum(layout, [v.T @ c @ v for v, c in zip(wd, core_blk, strict=True)])
+        y2 = GroupSum(layout, [v.T @ gm @ v for v, gm in zip(wd, gamma_blk, strict=True)])
+        f_inv = e.inverse()
+        k = base_trace - 2.0 * f_inv.trace_with(x1) + f_inv.trace_pair(y1, y2)
         x2 = _complete_chisq(fit, sample)
         return k, x2, fit.df
 
@@ -246,9 +252,12 @@ def fiml_corrected(result: FitResult, baseline: FitResult) -> dict[str, float]:
     }
 
 
-def _delta(spec: ModelSpec, x: np.ndarray, group: int) -> np.ndarray:
-    """Jacobian of (mu, vech Sigma) by x, in the saturated parameter order (means first)."""
-    dsig, dmu, _ = spec.jacobian(x, group)
+def _delta(spec: ModelSpec, x: np.ndarray, group: int, local: bool = False) -> np.ndarray:
+    """Jacobian of (mu, vech Sigma) by x, in the saturated parameter order (means first).
+
+    With ``local``, one column per parameter of ``group`` (``spec.group_free(group)``).
+    """
+    dsig, dmu, _ = spec.jacobian(x, group, local=local)
     rows, cols = np.tril_indices(spec.p)
     parts = [dsig[:, rows, cols].T]
     if spec.meanstructure:

@@ -10,14 +10,16 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from alliance.sem.blocks import GroupSum, Layout
 from alliance.sem.compare import DELTA_NAMES, ROBUST_DELTA_NAMES, delta_fit, lrt_table
 from alliance.sem.estimate import (
     FitResult,
-    model_expected_information,
+    expected_information_blocks,
     parameter_rows,
     standardized_rows,
 )
 from alliance.sem.fit import fit_measures
+from alliance.sem.model import ModelSpec
 from alliance.sem.validity import _fmin_gradient, reliability
 
 __all__ = ["STEPS", "chen_decision", "ladder", "release_tests"]
@@ -89,7 +91,8 @@ def release_tests(result: FitResult, top: int | None = 10) -> list[dict[str, Any
     expected information ``I`` (weighted by ``n_g / N``) at the constrained estimates,
     releasing constraint ``r`` gives ``X2_r = N s' P_r s`` with ``P_r`` the upper-left block
     of the (generalized) inverse of the bordered matrix ``[[I, R_-r'], [R_-r, 0]]`` (all
-    other constraints kept). Largest first.
+    other constraints kept); computed group by group by :func:`univariate_score_tests`.
+    Largest first.
 
     References
     ----------
@@ -100,66 +103,124 @@ def release_tests(result: FitResult, top: int | None = 10) -> list[dict[str, Any
     statistics. Sociological Methods & Research, 21(2), 259-282.
     """
     spec = result.spec
-    if result.vcov is None:
+    if result.cov is None:
         return []
     free_rows = [r for r in spec.table if r.free]
     if len({r.free for r in free_rows}) == len(free_rows):
         return []
+    ext, x_un, constraints = unconstrained_copy(spec, result.x)
+    score = -_fmin_gradient(ext, x_un, result)
+    info = expected_information_blocks(ext, x_un, result.sample)
+    return univariate_score_tests(score, info, constraints, free_rows, spec, result.ntotal, top)
+
+
+def unconstrained_copy(
+    spec: ModelSpec, x: np.ndarray
+) -> tuple[ModelSpec, np.ndarray, list[tuple[int, int]]]:
+    """The model with every free row its own parameter, its values, and the constraints.
+
+    Returns ``(ext, x_un, constraints)``: parameter ``k`` of ``ext`` is the ``k``-th free row
+    of ``spec.table``; ``constraints`` lists ``(a, b)`` for rows ``a`` and ``b`` that share a
+    free index in ``spec`` (``a`` the first row of the set).
+    """
+    free_rows = [r for r in spec.table if r.free]
     ext = spec.copy()
-    by_index: dict[int, list[int]] = {}
     ext_free = [r for r in ext.table if r.free]
-    x_un = np.array([result.x[r.free - 1] for r in ext_free])
-    for k, (orig, new) in enumerate(zip(free_rows, ext_free, strict=True), start=1):
-        by_index.setdefault(orig.free, []).append(k - 1)
-        new.free = k
+    x_un = np.array([x[r.free - 1] for r in free_rows])
+    by_index: dict[int, list[int]] = {}
+    for k, (orig, new) in enumerate(zip(free_rows, ext_free, strict=True)):
+        by_index.setdefault(orig.free, []).append(k)
+        new.free = k + 1
         new.label = ""
     ext.invalidate()
-    q = len(x_un)
-    constraints = []
-    for idx in by_index.values():
-        for other in idx[1:]:
-            constraints.append((idx[0], other))
-    rmat = np.zeros((len(constraints), q))
-    for i, (a, b) in enumerate(constraints):
-        rmat[i, a], rmat[i, b] = 1.0, -1.0
-    score = -_fmin_gradient(ext, x_un, result)
-    info = model_expected_information(ext, x_un, result.sample)
-    return univariate_score_tests(
-        score, info, rmat, constraints, free_rows, spec, result.ntotal, top
-    )
+    constraints = [(idx[0], other) for idx in by_index.values() for other in idx[1:]]
+    return ext, x_un, constraints
 
 
 def univariate_score_tests(
     score: np.ndarray,
-    info: np.ndarray,
-    rmat: np.ndarray,
+    info: GroupSum,
     constraints: list[tuple[int, int]],
     free_rows: list[Any],
-    spec: Any,
+    spec: ModelSpec,
     n: int,
     top: int | None,
 ) -> list[dict[str, Any]]:
     """Score test for releasing each cross-group equality constraint on its own.
 
-    For constraint ``i``, the bordered information matrix is built with the other constraints
-    and ``X2 = n g' (I, R_-i)^-1 g`` on 1 df, as lavaan's ``lavTestScore()`` univariate tests
-    (any estimator: ``score`` and ``info`` are its gradient and information).
+    Parameters
+    ----------
+    score, info
+        Gradient and information (:class:`alliance.sem.blocks.GroupSum`, one block per
+        group) of any estimator in the unconstrained space, whose parameter ``k`` is the
+        ``k``-th free row of ``spec`` (``free_rows[k]``).
+    constraints
+        ``(a, b)`` pairs of unconstrained parameters held equal (see
+        :func:`unconstrained_copy`); only those whose ``b`` is a ``group.equal`` (``.pN.``)
+        row of groups 2+ are tested.
+    free_rows, spec
+        The constrained model's free rows (table order) and the model.
+    n
+        Total sample size.
+    top
+        How many of the largest tests to return (``None``: all).
+
+    Notes
+    -----
+    lavaan's ``lavTestScore()`` univariate test is ``X2_r = n s' P_r s`` with ``P_r`` the
+    upper-left block of the inverse of the bordered matrix ``[[I, R_-r'], [R_-r, 0]]``. That
+    block is ``N (N' I N)^-1 N'`` for any basis ``N`` of the null space of ``R_-r``; with
+    ``K`` the map from the constrained parameters to the unconstrained ones (``x_un = K x``)
+    and ``e_b`` the released parameter, ``N = [K, e_b]``. By the block inverse, with
+    ``J = K' I K`` (the constrained model's information), ``u = K' s``, ``c = K' I e_b`` and
+    ``d = I_bb``: ``X2_r = n [u' J^-1 u + (s_b - c' J^-1 u)^2 / (d - c' J^-1 c)]``. ``J`` is a
+    sum of group blocks and ``c`` lives on one group's parameters, so every test costs one
+    group's block of ``J^-1`` (:mod:`alliance.sem.blocks`) instead of a solve of the whole
+    bordered system: linear rather than quartic in the number of groups. A release that
+    leaves the model unidentified (``d - c' J^-1 c`` not positive) gets ``X2 = None``.
     """
-    q = info.shape[0]
+    layout_c = Layout.of(spec)
+    q = spec.npar
+    spec_index = np.array([r.free - 1 for r in free_rows], dtype=int)
+    blocks = []
+    maps = []
+    for g, ext_idx in enumerate(info.layout.local):
+        pos = np.searchsorted(layout_c.local[g], spec_index[ext_idx])
+        size = len(layout_c.local[g])
+        jb = np.zeros((size, size))
+        np.add.at(jb, (pos[:, None], pos[None, :]), info.blocks[g])
+        blocks.append(jb)
+        maps.append(pos)
+    j_mat = GroupSum(layout_c, blocks)
+    f_inv = j_mat.inverse()
+    u = np.zeros(q)
+    np.add.at(u, spec_index, score)
+    ju = f_inv.matvec(u)
+    uju = float(u @ ju)
+    owner_ext = np.full(len(score), -1, dtype=int)
+    loc_ext = np.zeros(len(score), dtype=int)
+    for g, ext_idx in enumerate(info.layout.local):
+        owner_ext[ext_idx] = g
+        loc_ext[ext_idx] = np.arange(len(ext_idx))
+    f_local: dict[int, np.ndarray] = {}
     rows = []
-    for i, (_, b) in enumerate(constraints):
+    for _, b in constraints:
         row_b = free_rows[b]
         if row_b.group == 1 or not row_b.label.startswith(".p"):
             continue
-        r1 = np.delete(rmat, i, axis=0)
-        k = len(r1)
-        z = np.block([[info, r1.T], [r1, np.zeros((k, k))]])
-        rhs = np.concatenate([score, np.zeros(k)])
-        try:
-            sol = np.linalg.solve(z, rhs)
-        except np.linalg.LinAlgError:
-            sol = np.linalg.pinv(z) @ rhs
-        x2 = float(n * score @ sol[:q])
+        g = int(owner_ext[b])
+        if g not in f_local:
+            f_local[g] = f_inv.local(g)
+        col = info.blocks[g][:, loc_ext[b]]
+        c_loc = np.zeros(len(layout_c.local[g]))
+        np.add.at(c_loc, maps[g], col)
+        d = float(col[loc_ext[b]])
+        schur = d - float(c_loc @ f_local[g] @ c_loc)
+        if schur > 1e-12 * max(abs(d), 1e-300):
+            resid = float(score[b] - c_loc @ ju[layout_c.local[g]])
+            x2 = float(n * (uju + resid**2 / schur))
+        else:
+            x2 = float("nan")
         rows.append(
             {
                 "lhs": row_b.lhs,
@@ -171,10 +232,10 @@ def univariate_score_tests(
                 "label": row_b.label,
                 "X2": x2,
                 "df": 1,
-                "pvalue": float(stats.chi2.sf(x2, 1)),
+                "pvalue": float(stats.chi2.sf(x2, 1)) if np.isfinite(x2) else float("nan"),
             }
         )
-    rows.sort(key=lambda r: -r["X2"])
+    rows.sort(key=lambda r: (not np.isfinite(r["X2"]), -r["X2"] if np.isfinite(r["X2"]) else 0))
     return rows[:top] if top else rows
 
 
@@ -249,12 +310,14 @@ def _ladder(
     out: dict[str, Any] = {}
     fits: dict[str, FitResult] = {}
     measures: dict[str, dict] = {}
+    sample = None  # prepared once: every step fits the same data
     for name in steps:
         try:
             res = fit_model(
                 data, model, estimator, missing, group=group, std_lv=std_lv,
-                group_equal=STEPS[name],
+                group_equal=STEPS[name], sample=sample,
             )  # fmt: skip
+            sample = res.sample
         except (ValueError, np.linalg.LinAlgError) as err:
             if name == steps[0]:
                 raise

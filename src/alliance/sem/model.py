@@ -593,10 +593,25 @@ class ModelSpec:
         """Number of groups."""
         return len(self.group_labels)
 
+    def _cache(self) -> dict[str, Any]:
+        """Cached derived structures; rebuilt when ``table`` is replaced or grows.
+
+        Edits of rows in place (``free`` indices) need :meth:`invalidate`.
+        """
+        key = (id(self.table), len(self.table))
+        cache = self.__dict__.get("_derived")
+        if cache is None or cache["key"] != key:
+            cache = {"key": key}
+            object.__setattr__(self, "_derived", cache)
+        return cache
+
     @property
     def npar(self) -> int:
         """Number of free parameters (after equality constraints)."""
-        return max((r.free for r in self.table), default=0)
+        cache = self._cache()
+        if "npar" not in cache:
+            cache["npar"] = max((r.free for r in self.table), default=0)
+        return cache["npar"]
 
     @property
     def p(self) -> int:
@@ -610,11 +625,17 @@ class ModelSpec:
 
     def rows(self, group: int | None = None, op: str | None = None) -> list[Par]:
         """Rows of the table, optionally of one (1-based) group and/or one operator."""
-        return [
-            r
-            for r in self.table
-            if (group is None or r.group == group) and (op is None or r.op == op)
-        ]
+        if group is None:
+            return [r for r in self.table if op is None or r.op == op]
+        cache = self._cache()
+        by_group = cache.get("rows")
+        if by_group is None:
+            by_group = {}
+            for r in self.table:
+                by_group.setdefault(r.group, []).append(r)
+            cache["rows"] = by_group
+        rows = by_group.get(group, [])
+        return list(rows) if op is None else [r for r in rows if r.op == op]
 
     def find(self, lhs: str, op: str, rhs: str = "", group: int = 1) -> Par:
         """The row ``lhs op rhs`` of ``group``; ``KeyError`` if absent (``~~`` is symmetric)."""
@@ -698,8 +719,34 @@ class ModelSpec:
 
     def invalidate(self) -> None:
         """Forget cached index maps; call after editing ``table`` in place."""
-        if hasattr(self, "_map_cache"):
-            object.__delattr__(self, "_map_cache")
+        for name in ("_map_cache", "_derived"):
+            if name in self.__dict__:
+                object.__delattr__(self, name)
+
+    def group_free(self, group: int) -> np.ndarray:
+        """0-based indices of the free parameters that enter the matrices of ``group``.
+
+        Sorted. In a multi-group model the implied moments of group ``g`` depend only on
+        these, so its Jacobian, information and score blocks are ``len(group_free(g))``
+        square (see :mod:`alliance.sem.blocks`).
+        """
+        return self._local_mapping()[group][0]
+
+    def _local_mapping(self) -> dict[int, tuple[np.ndarray, dict[str, tuple[np.ndarray, ...]]]]:
+        """Per group: its free indices and the :meth:`_mapping` with local (0-based) indices."""
+        cache = self._cache()
+        if "local" not in cache:
+            out = {}
+            for g, per in self._mapping().items():
+                used = [fi[fi >= 0] for (_ri, _ci, fi, _val) in per.values()]
+                idx = np.unique(np.concatenate(used)) if used else np.zeros(0, dtype=int)
+                local = {}
+                for name, (ri, ci, fi, val) in per.items():
+                    pos = np.searchsorted(idx, np.maximum(fi, 0))
+                    local[name] = (ri, ci, np.where(fi >= 0, pos, -1), val)
+                out[g] = (idx.astype(int), local)
+            cache["local"] = out
+        return cache["local"]
 
     def matrices(self, x: np.ndarray, group: int = 1) -> Matrices:
         """LISREL matrices of ``group`` (1-based) at the free vector ``x``.
@@ -779,8 +826,20 @@ class ModelSpec:
             out.append(Implied(sigma=sigma, mu=mu, tau=tau))
         return out
 
-    def jacobian(self, x: np.ndarray, group: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def jacobian(
+        self, x: np.ndarray, group: int = 1, local: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Analytic derivatives of the implied moments of ``group`` by the free parameters.
+
+        Parameters
+        ----------
+        x
+            The free vector.
+        group
+            1-based group.
+        local
+            Return only the rows of the parameters that enter ``group``
+            (:meth:`group_free` order) instead of all ``npar``; the other rows are zero.
 
         Returns
         -------
@@ -804,7 +863,12 @@ class ModelSpec:
         the parameters, ``d delta_i = -delta_i**3 dSigma_ii / 2``.
         """
         x = np.asarray(x, dtype=float)
-        q, p, m = self.npar, self.p, self.m
+        p, m = self.p, self.m
+        if local:
+            idx, mapping = self._local_mapping()[group]
+            q = len(idx)
+        else:
+            q, mapping = self.npar, self._mapping()[group]
         mt = self.matrices(x, group)
         ib = np.linalg.inv(np.eye(m) - mt.beta)
         c = mt.lambda_ @ ib
@@ -816,7 +880,7 @@ class ModelSpec:
         dmu = np.zeros((q, p))
         ddelta = np.zeros((q, p))
         dtau_raw = np.zeros((q, len(self.threshold_index)))
-        for name, (ri, ci, fi, _) in self._mapping()[group].items():
+        for name, (ri, ci, fi, _) in mapping.items():
             for i, j, k in zip(ri, ci, fi, strict=True):
                 if k < 0:
                     continue
@@ -863,7 +927,12 @@ class ModelSpec:
         return out, dmu, dtau
 
     def chain(
-        self, x: np.ndarray, group: int, g_sigma: np.ndarray, g_mu: np.ndarray | None = None
+        self,
+        x: np.ndarray,
+        group: int,
+        g_sigma: np.ndarray,
+        g_mu: np.ndarray | None = None,
+        local: bool = False,
     ) -> np.ndarray:
         """Gradient by ``x`` of a function of the implied moments of ``group``, by the chain rule.
 
@@ -878,10 +947,13 @@ class ModelSpec:
             ``Sigma^-1 - Sigma^-1 S Sigma^-1`` for the ML discrepancy).
         g_mu
             ``dF / dmu`` (or None).
+        local
+            Return only the entries of the parameters of ``group`` (:meth:`group_free`
+            order); the others are zero.
 
         Returns
         -------
-        ndarray, shape (npar,)
+        ndarray, shape (npar,) or (len(group_free(group)),)
 
         Notes
         -----
@@ -891,9 +963,13 @@ class ModelSpec:
         ``dF/dalpha = C' g_mu``. Models with ordered indicators use :meth:`jacobian`.
         """
         x = np.asarray(x, dtype=float)
-        q = self.npar
+        if local:
+            idx, mapping = self._local_mapping()[group]
+            q = len(idx)
+        else:
+            q, mapping = self.npar, self._mapping()[group]
         if self.ordered:
-            dsig, dmu, _ = self.jacobian(x, group)
+            dsig, dmu, _ = self.jacobian(x, group, local=local)
             out = np.einsum("kij,ij->k", dsig, g_sigma)
             if g_mu is not None:
                 out += dmu @ g_mu
@@ -916,7 +992,7 @@ class ModelSpec:
             grads["nu"] = g_mu[:, None]
             grads["alpha"] = ctg[:, None]
         out = np.zeros(q)
-        for name, (ri, ci, fi, _) in self._mapping()[group].items():
+        for name, (ri, ci, fi, _) in mapping.items():
             if name not in grads:
                 continue
             keep = fi >= 0

@@ -38,10 +38,17 @@ def h1_information(result: FitResult, group: int) -> tuple[np.ndarray, np.ndarra
     structure, and the non-duplicated covariances) at the saturated estimates: the sample
     moments (complete data; ``A1`` is then the expected information) or the EM estimates
     (FIML; ``A1`` the observed information), as lavaan's ``h1.information =
-    "unstructured"`` for the ``yuan.bentler.mplus`` test.
+    "unstructured"`` for the ``yuan.bentler.mplus`` test. Cached on the sample (shared by
+    the steps of a ladder and their baselines): do not modify the returned arrays.
     """
-    g = result.sample.groups[group - 1]
+    sample = result.sample
+    g = sample.groups[group - 1]
     ms = result.spec.meanstructure
+    # a property of the data alone: computed once per sample (the fits of a ladder, their
+    # baselines and the FIML correction share it); fill_h1 clears it
+    cache = sample.__dict__.setdefault("_h1_information", {})
+    if (group, ms) in cache:
+        return cache[(group, ms)]
     p = g.cov.shape[0]
     dsig, dmu = saturated_jacobian(p, ms)
     if g.complete:
@@ -50,6 +57,7 @@ def h1_information(result: FitResult, group: int) -> tuple[np.ndarray, np.ndarra
         a1 = h1_observed_information_missing(g, g.mean, g.cov, dsig, dmu if ms else None)
     sc = casewise_scores(g.X, g.mean, g.cov, dsig, dmu if ms else None, g.patterns)
     b1 = sc.T @ sc / g.n
+    cache[(group, ms)] = (a1, b1)
     return a1, b1
 
 
@@ -59,7 +67,8 @@ def yuan_bentler_mplus(result: FitResult) -> dict[str, Any]:
     ``c = sum_g [tr(B1_g A1_g^-1) - (n_g/N) tr(B0_g E^-1)] / df``, with ``A1``/``B1`` the
     unstructured h1 (observed and first-order) information of the saturated model, ``B0_g``
     the first-order information of the model (casewise scores) and ``E`` the observed
-    information of the model (both per observation).
+    information of the model (both per observation). ``B0_g`` is nonzero only on group
+    ``g``'s parameters, so ``tr(B0_g E^-1)`` needs only that block of ``E^-1``.
 
     Returns
     -------
@@ -91,7 +100,9 @@ def yuan_bentler_mplus(result: FitResult) -> dict[str, Any]:
         except np.linalg.LinAlgError:
             return {"scaling_factor": nan, "trace_ugamma": nan, "chisq_scaled": nan,
                     "pvalue_scaled": nan, "df": df}  # fmt: skip
-        trace += float(np.sum(b1 * a1_inv.T)) - (g.n / n) * float(np.sum(b0[gi] * e_inv.T))
+        # B0_g lives on the group's own parameters: only that block of E^-1 enters
+        e_loc = e_inv.local(gi)
+        trace += float(np.sum(b1 * a1_inv.T)) - (g.n / n) * float(np.sum(b0[gi] * e_loc.T))
     c = trace / df
     if not c > 0:
         c = nan

@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 from threadpoolctl import threadpool_limits
 
+from alliance.sem.blocks import GroupSum, Layout
 from alliance.sem.model import ModelSpec, start_values
 from alliance.sem.polychoric import OrdinalStats, bivariate_normal_cdf, ordinal_stats
 
@@ -183,11 +184,17 @@ def _implied(spec: ModelSpec, sts: list[OrdinalStats], x: np.ndarray) -> list[np
     return out
 
 
-def _delta(spec: ModelSpec, sts: list[OrdinalStats], x: np.ndarray) -> list[np.ndarray]:
-    """Jacobian d(implied thresholds, correlations) / dx per group, (nstat x npar)."""
+def _delta(
+    spec: ModelSpec, sts: list[OrdinalStats], x: np.ndarray, local: bool = False
+) -> list[np.ndarray]:
+    """Jacobian d(implied thresholds, correlations) / dx per group, (nstat x npar).
+
+    With ``local``, group ``g``'s Jacobian has one column per parameter of that group
+    (``spec.group_free(g)``) instead of ``npar``.
+    """
     out = []
     for g in range(spec.ngroups):
-        dsig, _dmu, dtau = spec.jacobian(x, g + 1)
+        dsig, _dmu, dtau = spec.jacobian(x, g + 1, local=local)
         pairs = sts[g].pair_index
         out.append(np.vstack([dtau.T, dsig[:, pairs[:, 0], pairs[:, 1]].T]))
     return out
@@ -1063,16 +1070,24 @@ def _dwls_pieces(spec: ModelSpec, fit: WlsmvFit, x: np.ndarray) -> tuple[np.ndar
 
     lavaan scales each group's discrepancy by ``(N_g - 1) / N_g`` (as the test statistic), so
     the gradient is ``-sum_g f_g (N_g - 1) / N_g Delta_g' W_g (s_g - sigma_g)``
-    (f_g = N_g / N); the information is not rescaled.
+    (f_g = N_g / N); the information is not rescaled. Dense; see :func:`_dwls_blocks`.
     """
-    deltas = _delta(spec, fit.stats, x)
+    grad, info = _dwls_blocks(spec, fit, x)
+    return grad, info.dense()
+
+
+def _dwls_blocks(spec: ModelSpec, fit: WlsmvFit, x: np.ndarray) -> tuple[np.ndarray, GroupSum]:
+    """As :func:`_dwls_pieces`, with the information as one block per group (GroupSum)."""
+    deltas = _delta(spec, fit.stats, x, local=True)
     imp = _implied(spec, fit.stats, x)
+    layout = Layout.of(spec)
     grad = np.zeros(len(x))
-    info = np.zeros((len(x), len(x)))
-    for f, d, w, s, i in zip(fit.fg, deltas, fit.weights, fit.stats, imp, strict=True):
-        grad -= f * (s.nobs - 1.0) / s.nobs * d.T @ (w * (s.wls_obs - i))
-        info += f * d.T @ (w[:, None] * d)
-    return grad, info
+    blocks = []
+    parts = zip(fit.fg, deltas, fit.weights, fit.stats, imp, layout.local, strict=True)
+    for f, d, w, s, i, idx in parts:
+        grad[idx] -= f * (s.nobs - 1.0) / s.nobs * d.T @ (w * (s.wls_obs - i))
+        blocks.append(f * d.T @ (w[:, None] * d))
+    return grad, GroupSum(layout, blocks)
 
 
 def modification_indices(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
@@ -1113,28 +1128,15 @@ def release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
     upper-left block of the inverse of ``[[I, R_-r'], [R_-r, 0]]``. Like lavaan with
     ``se = "robust.sem"``, this is the ordinary (non-robust) score test. Largest first.
     """
+    from alliance.sem.invariance import unconstrained_copy, univariate_score_tests
+
     spec = fit.spec
     free_rows = [r for r in spec.table if r.free]
     if len({r.free for r in free_rows}) == len(free_rows):
         return []
-    ext = spec.copy()
-    ext_free = [r for r in ext.table if r.free]
-    x_un = np.array([fit.x[r.free - 1] for r in ext_free])
-    by_index: dict[int, list[int]] = {}
-    for k, (orig, new) in enumerate(zip(free_rows, ext_free, strict=True)):
-        by_index.setdefault(orig.free, []).append(k)
-        new.free = k + 1
-        new.label = ""
-    ext.invalidate()
-    q = len(x_un)
-    constraints = [(idx[0], other) for idx in by_index.values() for other in idx[1:]]
-    rmat = np.zeros((len(constraints), q))
-    for i, (a, b) in enumerate(constraints):
-        rmat[i, a], rmat[i, b] = 1.0, -1.0
-    grad, info = _dwls_pieces(ext, fit, x_un)
-    from alliance.sem.invariance import univariate_score_tests
-
-    return univariate_score_tests(grad, info, rmat, constraints, free_rows, spec, fit.ntotal, top)
+    ext, x_un, constraints = unconstrained_copy(spec, fit.x)
+    grad, info = _dwls_blocks(ext, fit, x_un)
+    return univariate_score_tests(grad, info, constraints, free_rows, spec, fit.ntotal, top)
 
 
 def residual_release_tests(fit: WlsmvFit, top: int | None = 10) -> list[dict[str, Any]]:
