@@ -31,8 +31,15 @@ NOOP_TARGET_S = 10.0
 RULE_MEMORY_TARGET_MIB = 2048.0
 LINEARITY_TOLERANCE = 0.20
 #: The issue's scale config, applied to the keys the workflow's config schema knows: per site
-#: the three-factor CFA under the default (first) estimator; pooled: invariance, meta-analysis.
-SCALE_CONFIG: dict[str, Any] = {"cfa": {"models": ["correlated"], "estimators": ["WLSMV"]}}
+#: ingest, scoring (and the description), the three-factor CFA under the default (first)
+#: estimator and the Bayesian outcome model (default priors only); pooled: invariance across
+#: sites and the meta-analysis. The process analyses are off.
+SCALE_CONFIG: dict[str, Any] = {
+    "cfa": {"models": ["correlated"], "estimators": ["WLSMV"]},
+    "bayes": {"models": ["outcome"], "sensitivity_scales": [1]},
+    "process": {"enabled": False},
+    "process_bayes": {"enabled": False},
+}
 
 
 def scale_config(schema_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
