@@ -96,6 +96,7 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
     kwargs = {"ordered": ordered} if ordered else {}
     if args.estimator == "WLSMV":
         kwargs["parameterization"] = args.parameterization
+        kwargs["collapse_empty_categories"] = args.collapse_empty_categories
     result = fit_cfa(data, syntax, estimator=args.estimator, missing=missing, **kwargs)
     if args.group:
         # across raters: one row per patient x rater (invariance_sample), else the same rows
@@ -475,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="delta",
         help="WLSMV: scaling of the latent responses, as lavaan's parameterization; theta "
         "adds the strict step to the invariance ladder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--collapse-empty-categories",
+        action="store_true",
+        help="WLSMV: merge a category that has no responses in some group (or in the rows "
+        "kept by listwise deletion) with an adjacent category of that item in every group, "
+        "and list the merges in collapsed_categories; without it such data stop with an "
+        "error, as in lavaan",
     )
     p.add_argument(
         "--session",

@@ -241,6 +241,7 @@ def fit_cfa(
     group_equal: Sequence[str] = (),
     n_modindices: int = 10,
     parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
 ) -> dict[str, Any]:
     """Fit a CFA and return a JSON-serialisable dict in the layout of the lavaan references.
 
@@ -273,6 +274,11 @@ def fit_cfa(
         WLSMV only: ``"delta"`` (lavaan's default) or ``"theta"`` scaling of the latent
         responses (see :func:`alliance.sem.wlsmv.fit_wlsmv_model`); ignored for ML/MLR, as
         lavaan ignores it for continuous items.
+    collapse_empty_categories
+        WLSMV only: merge a category without responses in some group (or in the rows kept
+        by listwise deletion) with an adjacent category of the same item in every group,
+        instead of stopping as lavaan does; recorded in ``collapsed_categories`` (see
+        :func:`alliance.sem.categories.collapse_empty_categories`).
 
     Returns
     -------
@@ -296,7 +302,8 @@ def fit_cfa(
         if miss == "fiml":  # as lavaan (and cfa.R): no FIML with WLSMV
             out = fit_cfa(data, model, est, "pairwise", group, std_lv, ordered=ordered,
                           group_equal=group_equal, n_modindices=n_modindices,
-                          parameterization=parameterization)  # fmt: skip
+                          parameterization=parameterization,
+                          collapse_empty_categories=collapse_empty_categories)  # fmt: skip
             out.setdefault("meta", {}).setdefault("notes", []).append(
                 "FIML is not available with WLSMV; used missing='pairwise' instead."
             )
@@ -311,6 +318,7 @@ def fit_cfa(
             std_lv=std_lv,
             n_modindices=n_modindices,
             parameterization=parameterization,
+            collapse_empty_categories=collapse_empty_categories,
         )
     if ordered:
         raise ValueError(f"ordered items need estimator='WLSMV', got {est!r}")
@@ -340,6 +348,7 @@ def invariance_ladder(
     missing: str = "listwise",
     steps: Sequence[str] = ("configural", "metric", "scalar", "strict"),
     parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Measurement-invariance ladder across ``group``; see :func:`alliance.sem.invariance.ladder`.
@@ -348,7 +357,10 @@ def invariance_ladder(
     "deltas": ..., "decisions": ..., "partial": ...}`` (the reference ``invariance`` layout
     plus decisions and partial-invariance candidates). WLSMV is dispatched to
     :func:`alliance.sem.wlsmv.invariance_ladder` with ``parameterization`` (``"theta"`` fits
-    the strict step; ``"delta"`` leaves it out with a note); ML/MLR ignore it.
+    the strict step; ``"delta"`` leaves it out with a note) and ``collapse_empty_categories``
+    (merge a category without responses in some group with an adjacent one in every group,
+    recorded in ``collapsed_categories``; otherwise such a category raises ``ValueError``,
+    as in lavaan); ML/MLR ignore both.
     """
     est, miss = _check_args(estimator, missing)
     if est == "WLSMV":
@@ -357,7 +369,8 @@ def invariance_ladder(
         if miss == "fiml":  # as fit_cfa: no FIML with WLSMV
             out = wlsmv.invariance_ladder(
                 data, model, group, missing="pairwise", steps=steps,
-                parameterization=parameterization, **kwargs,
+                parameterization=parameterization,
+                collapse_empty_categories=collapse_empty_categories, **kwargs,
             )  # fmt: skip
             out["notes"].append(
                 "FIML is not available with WLSMV; used missing='pairwise' instead."
@@ -365,7 +378,7 @@ def invariance_ladder(
             return out
         return wlsmv.invariance_ladder(
             data, model, group, missing=miss, steps=steps, parameterization=parameterization,
-            **kwargs,
+            collapse_empty_categories=collapse_empty_categories, **kwargs,
         )  # fmt: skip
     from alliance.sem.invariance import ladder
 

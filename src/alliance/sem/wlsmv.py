@@ -13,6 +13,7 @@ from scipy import optimize, special, stats
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.blocks import GroupSum, Layout
+from alliance.sem.categories import COLLAPSE_NOTE, collapse_empty_categories, merges_text
 from alliance.sem.model import ModelSpec, start_values
 from alliance.sem.polychoric import OrdinalStats, bivariate_normal_cdf, ordinal_stats
 
@@ -260,7 +261,13 @@ def _prepare(
             sts.append(ordinal_stats(part, missing=missing, gamma=True, levels=levels))
         except ValueError as err:
             where = "" if group is None else f" in group {lab!r}"
-            raise ValueError(f"{err}{where}") from err
+            hint = (
+                " (collapse_empty_categories=True merges it with an adjacent category in "
+                "every group)"
+                if "empty categories" in str(err)
+                else ""
+            )
+            raise ValueError(f"{err}{where}{hint}") from err
     spec = ModelSpec.from_syntax(
         model,
         std_lv=std_lv,
@@ -271,6 +278,32 @@ def _prepare(
         parameterization=parameterization,
     )
     return spec, sts, labels
+
+
+def _collapse(
+    data: pd.DataFrame,
+    model: str,
+    ordered: Sequence[str] | bool | None,
+    group: str | None,
+    missing: str,
+    std_lv: bool,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Collapse empty categories of the model's ordered items (see :mod:`.categories`)."""
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    ov = ModelSpec.from_syntax(model, std_lv=std_lv).ov
+    if ordered is None or ordered is True:
+        items = ov
+    elif isinstance(ordered, str) or not isinstance(ordered, Sequence):
+        raise ValueError(f"ordered must be None, True or a list of item names, got {ordered!r}")
+    else:
+        items = [v for v in ov if v in set(ordered)]
+    items = [v for v in items if v in data.columns]
+    if missing not in ("listwise", "pairwise"):
+        raise ValueError(f"missing must be 'listwise' or 'pairwise' for WLSMV, got {missing!r}")
+    if group is not None and group not in data.columns:
+        raise ValueError(f"group column not in the data: {group!r}")
+    return collapse_empty_categories(data, items, group, missing)
 
 
 def _start(spec: ModelSpec, sts: list[OrdinalStats]) -> np.ndarray:
@@ -1267,6 +1300,7 @@ def fit_wlsmv(
     with_details: bool = True,
     n_modindices: int = 10,
     parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
 ) -> dict[str, Any]:
     """WLSMV CFA for ordered items, returned in the layout of the lavaan reference files.
 
@@ -1295,6 +1329,13 @@ def fit_wlsmv(
         How many of the largest modification indices to report.
     parameterization : {"delta", "theta"}
         Scaling of the latent responses (see :func:`fit_wlsmv_model`).
+    collapse_empty_categories : bool
+        A category of an item without responses in some group (or, with listwise deletion,
+        in the rows kept) makes the statistics undefined, and lavaan stops. With ``True`` it
+        is merged with an adjacent category of that item in every group first
+        (:func:`alliance.sem.categories.collapse_empty_categories`), recorded in
+        ``collapsed_categories`` and in the notes; with ``False`` (lavaan's behaviour) a
+        ``ValueError`` names it.
 
     Returns
     -------
@@ -1303,19 +1344,25 @@ def fit_wlsmv(
         pvalue, cfi, tli, rmsea with 90% CI, srmr, baseline, the ``.scaled`` and ``.robust``
         variants), ``parameters`` and ``standardized`` (std.all) rows; with ``with_details``
         also ``reliability, factor_correlations, htmt, residual_correlations, modindices,
-        status``.
+        status``; ``collapsed_categories`` (a list, empty unless categories were merged).
 
     Examples
     --------
     >>> out = fit_wlsmv(df, "f =~ y1 + y2 + y3")  # doctest: +SKIP
     >>> out["fit"]["chisq.scaled"]  # doctest: +SKIP
     """
+    collapsed: list[dict[str, Any]] = []
+    if collapse_empty_categories:
+        data, collapsed = _collapse(data, model, ordered, group, missing, std_lv)
     fit = fit_wlsmv_model(
         data, model, ordered, missing, group, group_equal, std_lv,
         parameterization=parameterization,
     )  # fmt: skip
     out = fit.to_dict(level)
     out["meta"]["notes"] = []
+    if collapsed:
+        out["meta"]["notes"].append(COLLAPSE_NOTE.format(merges=merges_text(collapsed)))
+    out["collapsed_categories"] = collapsed
     if with_details:
         with threadpool_limits(limits=1, user_api="blas"):
             extra = details(fit, data, out["standardized"], n_modindices)
@@ -1415,6 +1462,7 @@ def fit_wlsmv_invariance(
     std_lv: bool = False,
     n_release: int = 10,
     parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
 ) -> dict[str, Any]:
     """Measurement invariance ladder for ordered items under WLSMV (configural to strict).
 
@@ -1446,6 +1494,13 @@ def fit_wlsmv_invariance(
         Scaling of the latent responses (see :func:`fit_wlsmv_model`). Under ``"delta"`` the
         residual variances of the latent responses are not parameters, so ``strict`` needs
         ``"theta"`` (Millsap & Yun-Tein 2004; lavaan ``parameterization = "theta"``).
+    collapse_empty_categories : bool
+        With ``True``, a category of an item without responses in some group is merged
+        with an adjacent category of that item in every group before the ladder is fitted
+        (:func:`alliance.sem.categories.collapse_empty_categories`; Rutkowski, Svetina &
+        Liaw 2019), so thresholds stay comparable across groups; every merge is recorded in
+        ``collapsed_categories`` and summarised in ``notes``. With ``False`` (lavaan's
+        behaviour) such a category raises ``ValueError``.
 
     Returns
     -------
@@ -1456,7 +1511,8 @@ def fit_wlsmv_invariance(
         their ``.scaled``/``.robust`` versions), ``decisions`` (Chen 2007 per constrained step,
         on the scaled indices), ``partial`` (per constrained step, the equality constraints
         whose release improves fit most: lavTestScore's univariate score tests),
-        ``criteria`` and ``notes``.
+        ``criteria``, ``notes`` and ``collapsed_categories`` (empty unless categories were
+        merged).
 
     Raises
     ------
@@ -1470,6 +1526,8 @@ def fit_wlsmv_invariance(
     Wu, H., & Estabrook, R. (2016). Identification of confirmatory factor analysis models of
     different levels of invariance for ordered categorical outcomes. Psychometrika, 81(4),
     1014-1045.
+    Rutkowski, L., Svetina, D., & Liaw, Y.-L. (2019). Collapsing categorical variables and
+    measurement invariance. Structural Equation Modeling, 26(5), 790-802.
     """
     from alliance.sem.invariance import CHEN_2007, chen_decision
 
@@ -1481,6 +1539,9 @@ def fit_wlsmv_invariance(
             "strict invariance of ordered items needs parameterization='theta' (residual "
             f"variances are not parameters in the delta parameterization), got {parameterization!r}"
         )
+    collapsed: list[dict[str, Any]] = []
+    if collapse_empty_categories:
+        data, collapsed = _collapse(data, model, ordered, group, missing, std_lv)
     fits: dict[str, WlsmvFit] = {}
     out: dict[str, Any] = {}
     for name in levels:
@@ -1550,6 +1611,9 @@ def fit_wlsmv_invariance(
     out["notes"] = [SCORE_NOTE] if out["partial"] else []
     if parameterization == "theta" and len(names) > 1:
         out["notes"].append(THETA_NOTE)
+    if collapsed:
+        out["notes"].append(COLLAPSE_NOTE.format(merges=merges_text(collapsed)))
+    out["collapsed_categories"] = collapsed
     return _clean(out)
 
 
@@ -1564,6 +1628,7 @@ def invariance_ladder(
     std_lv: bool = False,
     n_release: int = 10,
     parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
 ) -> dict[str, Any]:
     """The ordinal invariance ladder under the name :mod:`alliance.sem.api` dispatches to.
 
@@ -1576,12 +1641,14 @@ def invariance_ladder(
         parameterization; in the delta parameterization it is left out with a note.
     parameterization : {"delta", "theta"}
         As :func:`fit_wlsmv_model`.
+    collapse_empty_categories : bool
+        As :func:`fit_wlsmv_invariance`.
 
     Returns
     -------
     dict
         As :func:`fit_wlsmv_invariance` (``configural, metric, scalar, strict, lrt, deltas,
-        decisions, partial, criteria, parameterization, notes``).
+        decisions, partial, criteria, parameterization, notes, collapsed_categories``).
     """
     notes = []
     kept = list(steps)
@@ -1593,7 +1660,7 @@ def invariance_ladder(
         kept = [s for s in steps if s != "strict"]
     out = fit_wlsmv_invariance(
         data, model, group, ordered, missing, kept, level, std_lv=std_lv, n_release=n_release,
-        parameterization=parameterization,
+        parameterization=parameterization, collapse_empty_categories=collapse_empty_categories,
     )  # fmt: skip
     out["notes"] = notes + out.get("notes", [])
     return out
