@@ -15,6 +15,7 @@ ladder = run_invariance(
     session=snakemake.params.session,
     rater=snakemake.params.rater,
     parameterization=snakemake.params.parameterization,
+    collapse_empty_categories=snakemake.params.collapse_empty_categories,
 )
 write_json(ladder, snakemake.output.invariance)
 log.info("invariance across %s: %s", snakemake.wildcards.group, ladder["status"])

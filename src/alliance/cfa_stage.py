@@ -353,6 +353,7 @@ def run_invariance(
     session: int | None = 3,
     rater: str | None = "client",
     parameterization: str = "delta",
+    collapse_empty_categories: bool = True,
 ) -> dict[str, Any]:
     """The invariance ladder of ``model`` across ``group``; a failure becomes a status.
 
@@ -360,6 +361,11 @@ def run_invariance(
     per patient x rater (with the dependence between the groups stated in ``notes``).
     ``parameterization`` is WLSMV's scaling of the latent responses: ``"theta"`` fits the
     strict step too, ``"delta"`` (lavaan's default) stops at scalar; ML/MLR ignore it.
+    ``collapse_empty_categories`` (WLSMV; config ``cfa.invariance.collapse_empty_categories``,
+    on by default): a category of an item that has no responses in some group (a small
+    site) is merged with an adjacent category of that item in every group, and the merges
+    are listed in ``collapsed_categories`` and ``notes``; off, the ladder stops there (as
+    lavaan does) and the status carries the error.
     """
     from alliance.sem.api import invariance_ladder
 
@@ -382,6 +388,7 @@ def run_invariance(
         kwargs: dict[str, Any] = {"ordered": True} if estimator == "WLSMV" else {}
         if estimator == "WLSMV":
             kwargs["parameterization"] = parameterization
+            kwargs["collapse_empty_categories"] = collapse_empty_categories
         ladder = invariance_ladder(
             data, syntax, group, estimator=estimator, missing=missing, **kwargs
         )

@@ -220,6 +220,14 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
                     if r.get("Chisq_diff") is not None
                 ]
             parts.append(f"Invariance {label}: " + "; ".join(steps) + ".")
+            collapsed = ladder.get("collapsed_categories") or []
+            if collapsed:
+                from alliance.sem.categories import merges_text
+
+                parts.append(
+                    f"Collapsed categories ({label}; no responses in some group, merged with "
+                    f"an adjacent category in every group): {merges_text(collapsed)}."
+                )
     if not parts:
         return "No CFA was run.", warnings
     return "\n\n".join(parts), warnings
@@ -550,6 +558,16 @@ def _cfa_methods(config: dict[str, Any]) -> str:
             if groups
             and "WLSMV" in cfa.get("estimators", [])
             and cfa.get("invariance", {}).get("parameterization") == "theta"
+            else ""
+        )
+        + (
+            " In the ordinal ladders, a category of an item that had no responses in some "
+            "group was merged with an adjacent category of that item in every group, so that "
+            "thresholds stayed comparable across groups (Rutkowski, Svetina & Liaw 2019); the "
+            "merges are listed with each ladder."
+            if groups
+            and "WLSMV" in cfa.get("estimators", [])
+            and cfa.get("invariance", {}).get("collapse_empty_categories", True)
             else ""
         )
         + (

@@ -74,6 +74,9 @@ rule cfa_invariance:
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
         parameterization=config["cfa"]["invariance"]["parameterization"],
+        collapse_empty_categories=config["cfa"]["invariance"][
+            "collapse_empty_categories"
+        ],
     script:
         "../../scripts/cfa_invariance.py"
 
