@@ -165,6 +165,9 @@ def stub_noop(project: Path, label: str, ctx: Context) -> Row:
         name = line.split("\t", 1)[0].strip()
         if name:
             path = project / name
+            if not path.suffix:  # a directory() output (the workflow's files all have one)
+                path.mkdir(parents=True, exist_ok=True)
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
     touch = run_measured(snakemake_command(project, "--touch", "--cores", "1"), env=env)
