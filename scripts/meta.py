@@ -6,9 +6,13 @@ from alliance.meta_stage import run_meta
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
+# dataset -> file from the input paths (results/{dataset}/effects/effect.json and
+# results/{dataset}/ingest/effects.parquet), which are local copies elsewhere than results/ under
+# a default storage provider (Kubernetes)
+files = [Path(f) for f in snakemake.input.effects]
 result = run_meta(
-    snakemake.params.dataset_effects,
-    snakemake.params.published,
+    {f.parent.parent.name: f for f in files if f.name == "effect.json"},
+    {f.parent.parent.name: f for f in files if f.name == "effects.parquet"},
     Path(snakemake.output.meta).parent,
     snakemake.params.settings,
     seed=snakemake.params.seed,

@@ -7,6 +7,7 @@ rule bayes_fit:
     input:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        patients="results/{item_dataset}/ingest/patients.parquet",  # therapists
         scores="results/{item_dataset}/scores/scores.parquet",
     output:
         summary=report(
@@ -46,6 +47,7 @@ rule bayes_figures:
         idata="results/{item_dataset}/bayes/{model}_x1/idata.nc",
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        patients="results/{item_dataset}/ingest/patients.parquet",  # therapists
         scores="results/{item_dataset}/scores/scores.parquet",
     output:
         figures=report(

@@ -30,6 +30,7 @@ rule cfa_fit:
 rule cfa_compare:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
         fits=cfa_fit_files,
     output:
         comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
@@ -84,6 +85,7 @@ rule cfa_invariance:
 rule cfa_report:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
         fits=cfa_fit_files,
         comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
         ladders=cfa_invariance_files,

@@ -80,11 +80,6 @@ def ingest_outputs(name):
     ]
 
 
-def pooled_ingest_dirs(wildcards):
-    """The ingest folders of every item dataset, pooled for cross-dataset analyses."""
-    return {name: f"results/{name}/ingest" for name in ITEM_DATASETS}
-
-
 def pooled_inputs(wildcards):
     """The item tables and reports the pooled dataset is built from."""
     return [
@@ -189,9 +184,12 @@ def cfa_outputs(name):
     """The CFA outputs of one dataset: comparisons per estimator and invariance ladders."""
     if not CFA:
         return []
-    out = [
-        f"results/{name}/cfa/tables/fit_{e}.csv" for e in config["cfa"]["estimators"]
-    ]
+    out = []
+    for e in config["cfa"]["estimators"]:
+        out += [
+            f"results/{name}/cfa/tables/fit_{e}.csv",
+            f"results/{name}/cfa/comparison_{e}.json",  # read by the summary
+        ]
     for group, datasets in config["cfa"]["invariance"]["groups"].items():
         if name in datasets:
             out += [
@@ -221,6 +219,8 @@ def bayes_outputs(name):
     out = []
     for model in config["bayes"]["models"]:
         out.append(f"results/{name}/bayes/{model}_x1/summary.csv")
+        # the summary reads the diagnostics
+        out.append(f"results/{name}/bayes/{model}_x1/diagnostics.json")
         # figures for the default-prior fits only (the sensitivity refits are tabled)
         out.append(f"results/{name}/bayes/{model}_x1/figures")
         if (

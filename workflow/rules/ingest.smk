@@ -75,7 +75,5 @@ rule pool_items:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        ingest_dirs=pooled_ingest_dirs,
     script:
         "../../scripts/pool_items.py"

@@ -61,8 +61,6 @@ rule meta:
         mem_mb=2000,
         runtime=15,
     params:
-        dataset_effects=dataset_effect_files,
-        published=published_effect_files,
         settings=config["meta"],
         seed=config["seed"],
     script:
