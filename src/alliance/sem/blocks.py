@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
-__all__ = ["BlockLowRank", "GroupSum", "Layout", "condition_number"]
+__all__ = ["BlockLowRank", "GroupSum", "Layout", "condition_number", "condition_number_op"]
 
 #: Up to this many parameters, condition numbers are computed from the dense matrix.
 DENSE_COND_MAX = 600
@@ -178,6 +178,15 @@ class GroupSum:
             out[ix] += b @ v[ix]
         return out
 
+    def matmat(self, right: np.ndarray) -> np.ndarray:
+        """The product with a ``q x k`` matrix."""
+        out = np.zeros_like(right, dtype=float)
+        if self.extra is not None:
+            out += self.extra[:, None] * right
+        for b, ix in zip(self.blocks, self.layout.local, strict=True):
+            out[ix] += b @ right[ix]
+        return out
+
     def quad(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """``left' M right`` for ``q x k`` matrices (``k x k`` result)."""
         out = np.zeros((left.shape[1], right.shape[1]))
@@ -290,6 +299,14 @@ class BlockLowRank:
             out[own] += blk @ v[own]
         return out
 
+    def matmat(self, right: np.ndarray) -> np.ndarray:
+        """The product with a ``q x k`` matrix."""
+        out = self.lr @ (self.core @ (self.lr.T @ right))
+        for g, blk in enumerate(self.own_blocks):
+            own = self.layout.own[g]
+            out[own] += blk @ right[own]
+        return out
+
     def sub(self, idx: np.ndarray) -> np.ndarray:
         """The dense sub-matrix on the parameters ``idx``."""
         idx = np.asarray(idx, dtype=int)
@@ -334,27 +351,39 @@ class BlockLowRank:
         core = np.block([[kmk, k], [k, np.zeros((r, r))]])
         return BlockLowRank(lay, blocks, np.hstack([lr, t]), core)
 
-    def trace_pair(self, y1: GroupSum, y2: GroupSum) -> float:
-        """``tr(F Y1 F Y2)`` for two :class:`GroupSum` matrices without ``extra``."""
+    def trace_pair(self, y1: GroupSum, y2: GroupSum, other: BlockLowRank | None = None) -> float:
+        """``tr(F Y1 G Y2)`` for :class:`GroupSum` matrices without ``extra``.
+
+        ``G`` is ``other`` (a :class:`BlockLowRank` on the same layout), by default ``F``.
+        With ``F = Lambda_F + L K L'`` and ``G = Lambda_G + M J M'``, the four terms are
+        ``sum_g tr(Lambda_F,g Y1_gg Lambda_G,g Y2_gg)`` over the own blocks and traces of
+        ``r x r`` products.
+        """
         if y1.extra is not None or y2.extra is not None:
             raise ValueError("trace_pair needs GroupSum matrices without a diagonal extra")
+        other = self if other is None else other
         lay = self.layout
-        lr, k = self.lr, self.core
-        r = lr.shape[1]
+        lf, kf = self.lr, self.core
+        lg, kg = other.lr, other.core
         total = 0.0
-        c12 = np.zeros((r, r))
-        for g, lam in enumerate(self.own_blocks):
-            lo = lay.loc_own[g]
-            total += float(np.sum((lam @ y1.own_block(g)) * (lam @ y2.own_block(g)).T))
-            if r:
-                z1 = y1.blocks[g][lo] @ lr[lay.local[g]]
-                z2 = y2.blocks[g][lo] @ lr[lay.local[g]]
-                c12 += z2.T @ lam @ z1
-        if r:
-            m1 = y1.quad(lr, lr)
-            m2 = y2.quad(lr, lr)
-            total += float(np.sum(k * c12.T) + np.sum(k * c12))
-            total += float(np.sum((k @ m1) * (k @ m2).T))
+        cross_fg = np.zeros((lg.shape[1], lg.shape[1]))  # M' Y2 Lambda_F Y1 M
+        cross_gf = np.zeros((lf.shape[1], lf.shape[1]))  # L' Y1 Lambda_G Y2 L
+        for g, (lam_f, lam_g) in enumerate(zip(self.own_blocks, other.own_blocks, strict=True)):
+            lo, ix = lay.loc_own[g], lay.local[g]
+            y1o, y2o = y1.blocks[g][lo], y2.blocks[g][lo]  # own rows, local columns
+            total += float(np.sum((lam_f @ y1o[:, lo]) * (lam_g @ y2o[:, lo]).T))
+            if lg.shape[1]:
+                cross_fg += (y2o @ lg[ix]).T @ lam_f @ (y1o @ lg[ix])
+            if lf.shape[1]:
+                cross_gf += (y1o @ lf[ix]).T @ lam_g @ (y2o @ lf[ix])
+        if lg.shape[1]:
+            total += float(np.sum(kg * cross_fg.T))
+        if lf.shape[1]:
+            total += float(np.sum(kf * cross_gf.T))
+        if lf.shape[1] and lg.shape[1]:
+            a = kf @ y1.quad(lf, lg)
+            b = kg @ y2.quad(lg, lf)
+            total += float(np.sum(a * b.T))
         return total
 
 
@@ -381,6 +410,22 @@ def condition_number(matrix: GroupSum, inverse: BlockLowRank | None = None) -> f
     except (ArpackNoConvergence, ArpackError):
         return float(np.linalg.cond(matrix.dense()))
     return float(big * small)
+
+
+def condition_number_op(matvec: object, inverse_matvec: object, q: int) -> float:
+    """2-norm condition number of a symmetric matrix given by its products and its inverse's.
+
+    Dense (from ``q`` products with unit vectors) up to :data:`DENSE_COND_MAX`, else Lanczos
+    as :func:`condition_number`.
+    """
+    if q <= DENSE_COND_MAX:
+        dense = np.column_stack([matvec(e) for e in np.eye(q)])  # type: ignore[operator]
+        return float(np.linalg.cond(dense)) if q else 1.0
+    try:
+        return float(_largest(matvec, q) * _largest(inverse_matvec, q))
+    except (ArpackNoConvergence, ArpackError):
+        dense = np.column_stack([matvec(e) for e in np.eye(q)])  # type: ignore[operator]
+        return float(np.linalg.cond(dense))
 
 
 def _largest(matvec: object, q: int) -> float:

@@ -12,7 +12,13 @@ import pandas as pd
 from scipy import optimize, special, stats
 from threadpoolctl import threadpool_limits
 
-from alliance.sem.blocks import GroupSum, Layout
+from alliance.sem.blocks import (
+    BlockLowRank,
+    GroupSum,
+    Layout,
+    condition_number,
+    condition_number_op,
+)
 from alliance.sem.categories import COLLAPSE_NOTE, collapse_empty_categories, merges_text
 from alliance.sem.model import ModelSpec, start_values
 from alliance.sem.polychoric import OrdinalStats, bivariate_normal_cdf, ordinal_stats
@@ -74,8 +80,15 @@ class WlsmvFit:
         The free parameters at the DWLS solution.
     converged : bool
         Whether the optimiser reported convergence.
-    vcov : numpy.ndarray
-        Robust ("robust.sem") covariance matrix of ``x``.
+    cov : BlockLowRank or None
+        Robust ("robust.sem") covariance matrix of ``x``, as group blocks plus a low-rank
+        part (:mod:`alliance.sem.blocks`); :attr:`vcov` is the dense matrix.
+    info_blocks : GroupSum or None
+        The DWLS information ``sum_g f_g Delta_g' W_g Delta_g`` by group;
+        :attr:`information` is the dense matrix.
+    local_deltas : list of numpy.ndarray
+        Per group, the Jacobian of its statistics by its own parameters
+        (``spec.group_free(g)``); :attr:`deltas` has all ``npar`` columns.
     chisq, df : float, int
         The DWLS test statistic ``sum_g N_g (s_g - sigma_g)' W_g (s_g - sigma_g)`` and its df.
     missing : str
@@ -91,14 +104,36 @@ class WlsmvFit:
     iterations: int
     missing: str
     group: str | None
-    vcov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    cov: BlockLowRank | None = None
     chisq: float = float("nan")
     df: int = 0
-    deltas: list[np.ndarray] = field(default_factory=list)
-    information: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    local_deltas: list[np.ndarray] = field(default_factory=list)
+    info_blocks: GroupSum | None = None
     tests: dict[str, float] = field(default_factory=dict)
     fit: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ dense views
+
+    @property
+    def vcov(self) -> np.ndarray:
+        """Dense robust covariance matrix of ``x`` (``q x q``, built on each call)."""
+        return np.zeros((0, 0)) if self.cov is None else self.cov.dense()
+
+    @property
+    def information(self) -> np.ndarray:
+        """Dense DWLS information ``sum_g f_g Delta_g' W_g Delta_g`` (built on each call)."""
+        return np.zeros((0, 0)) if self.info_blocks is None else self.info_blocks.dense()
+
+    @property
+    def deltas(self) -> list[np.ndarray]:
+        """Per group, the Jacobian of its statistics by all ``npar`` parameters."""
+        out = []
+        for g, d in enumerate(self.local_deltas):
+            full = np.zeros((d.shape[0], self.spec.npar))
+            full[:, self.spec.group_free(g + 1)] = d
+            out.append(full)
+        return out
 
     # ------------------------------------------------------------------ basic quantities
 
@@ -439,47 +474,126 @@ def _fit(
     if df < 0:
         raise ValueError(f"the model has more free parameters ({npar}) than statistics ({ndat})")
 
-    def resid(x: np.ndarray) -> np.ndarray:
-        imp = _implied(spec, sts, x)
-        return np.concatenate([w * (o - i) for w, o, i in zip(sw, obs, imp, strict=True)])
-
-    def jac(x: np.ndarray) -> np.ndarray:
-        return -np.vstack([w[:, None] * d for w, d in zip(sw, _delta(spec, sts, x), strict=True)])
-
     x0 = _start(spec, sts)
-    res = optimize.least_squares(
-        resid, x0, jac=jac, method="lm", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000
-    )
+    x, resid, converged, nfev = _levenberg_marquardt(spec, sts, obs, sw, x0)
     fit = WlsmvFit(
         spec=spec,
         stats=sts,
-        x=res.x,
-        converged=bool(res.success),
-        iterations=int(res.nfev),
+        x=x,
+        converged=converged,
+        iterations=nfev,
         missing=missing,
         group=group,
     )
     fit.df = df
-    fit.chisq = float(np.sum(res.fun**2))
+    fit.chisq = float(np.sum(resid**2))
     _inference(fit)
     _fit_measures(fit, robust_fit)
     return fit
 
 
+def _levenberg_marquardt(
+    spec: ModelSpec,
+    sts: list[OrdinalStats],
+    obs: list[np.ndarray],
+    sw: list[np.ndarray],
+    x0: np.ndarray,
+    max_nfev: int = 2000,
+    tol: float = 1e-12,
+) -> tuple[np.ndarray, np.ndarray, bool, int]:
+    """Minimise ``sum_g |sw_g (s_g - sigma_g(x))|^2`` by Levenberg-Marquardt, group by group.
+
+    The Jacobian of group ``g``'s residuals involves only its own parameters
+    (``spec.group_free(g)``), so the normal equations ``(J'J + lambda diag(J'J)) step = -J'r``
+    are a :class:`alliance.sem.blocks.GroupSum` solved by block elimination: the cost per
+    iteration grows linearly with the number of groups (a dense least-squares solver, such as
+    MINPACK's, grows with its cube). Marquardt's (1963) scaling of the damping by the
+    diagonal; a step is taken when it lowers the discrepancy. Stops when the relative
+    decrease and the relative step are below ``tol``, or the gradient vanishes, as MINPACK's
+    ``ftol``/``xtol``/``gtol`` (Moré 1978).
+
+    Returns
+    -------
+    x, residuals, converged, nfev
+
+    References
+    ----------
+    Marquardt, D. W. (1963). An algorithm for least-squares estimation of nonlinear
+    parameters. Journal of the Society for Industrial and Applied Mathematics, 11(2),
+    431-441.
+    Moré, J. J. (1978). The Levenberg-Marquardt algorithm: Implementation and theory. In
+    G. A. Watson (Ed.), Numerical Analysis (Lecture Notes in Mathematics 630, pp. 105-116).
+    Springer.
+    """
+    layout = Layout.of(spec)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        imp = _implied(spec, sts, x)
+        return np.concatenate([w * (o - i) for w, o, i in zip(sw, obs, imp, strict=True)])
+
+    def normal_equations(x: np.ndarray, r: np.ndarray) -> tuple[GroupSum, np.ndarray]:
+        blocks, grad, pos = [], np.zeros(len(x)), 0
+        for w, d, idx in zip(sw, _delta(spec, sts, x, local=True), layout.local, strict=True):
+            jd = w[:, None] * d  # minus the Jacobian of the residuals
+            blocks.append(jd.T @ jd)
+            grad[idx] -= jd.T @ r[pos : pos + len(w)]
+            pos += len(w)
+        return GroupSum(layout, blocks), grad
+
+    x = np.asarray(x0, dtype=float).copy()
+    r = resid(x)
+    cost = float(r @ r)
+    nfev, lam, converged = 1, 1e-3, False
+    if not np.isfinite(cost):
+        return x, r, False, nfev
+    jtj, grad = normal_equations(x, r)
+    while nfev < max_nfev:
+        if np.max(np.abs(grad), initial=0.0) <= tol * max(cost, 1e-300):
+            converged = True
+            break
+        diag = np.maximum(jtj.diag(), 1e-12)
+        try:
+            step = jtj.plus_diag(lam * diag).solve(-grad)
+        except np.linalg.LinAlgError:
+            lam *= 10.0
+            if lam > 1e16:
+                break
+            continue
+        x_new = x + step
+        r_new = resid(x_new)
+        nfev += 1
+        cost_new = float(r_new @ r_new)
+        if np.isfinite(cost_new) and cost_new <= cost:
+            small_step = np.linalg.norm(step) <= tol * (np.linalg.norm(x) + tol)
+            small_drop = cost - cost_new <= tol * cost
+            x, r = x_new, r_new
+            done = small_step or (small_drop and lam <= 1e-3)
+            cost = cost_new
+            lam = max(lam / 10.0, 1e-12)
+            jtj, grad = normal_equations(x, r)
+            if done:
+                converged = True
+                break
+        else:
+            lam *= 10.0
+            if lam > 1e16:
+                break
+    return x, r, converged, nfev
+
+
 def _inference(fit: WlsmvFit) -> None:
-    """Robust covariance matrix and the scaled-shifted test statistic."""
+    """Robust covariance matrix and the scaled-shifted test statistic (group blocks)."""
     fg = fit.fg
-    deltas = _delta(fit.spec, fit.stats, fit.x)
-    fit.deltas = deltas
-    e = sum(f * d.T @ (w[:, None] * d) for f, d, w in zip(fg, deltas, fit.weights, strict=True))
-    fit.information = e
-    e_inv = np.linalg.inv(e)
-    meat = sum(
-        f * (d.T * w) @ s.gamma @ (w[:, None] * d)
-        for f, d, w, s in zip(fg, deltas, fit.weights, fit.stats, strict=True)
-    )
+    layout = Layout.of(fit.spec)
+    deltas = _delta(fit.spec, fit.stats, fit.x, local=True)
+    fit.local_deltas = deltas
+    parts = list(zip(fg, deltas, fit.weights, fit.stats, strict=True))
+    e = GroupSum(layout, [f * d.T @ (w[:, None] * d) for f, d, w, _ in parts])
+    fit.info_blocks = e
+    e_inv = e.inverse()
+    meat = GroupSum(layout, [f * (d.T * w) @ s.gamma @ (w[:, None] * d) for f, d, w, s in parts])
     # lavaan divides the robust.sem sandwich by N - G for (D)WLS (lav_model_vcov)
-    fit.vcov = e_inv @ meat @ e_inv / (fit.ntotal - fit.spec.ngroups)
+    fit.cov = e_inv.sandwich(meat).scaled(1.0 / (fit.ntotal - fit.spec.ngroups))
     tr1, tr2 = _ugamma_traces(fg, deltas, fit.weights, [s.gamma for s in fit.stats], e_inv)
     fit.tests = _scaled_shifted(fit.chisq, fit.df, tr1, tr2)
 
@@ -489,22 +603,32 @@ def _ugamma_traces(
     deltas: list[np.ndarray],
     weights: list[np.ndarray],
     gammas: list[np.ndarray],
-    e_inv: np.ndarray,
+    e_inv: BlockLowRank,
 ) -> tuple[float, float]:
-    """tr(U Gamma) and tr((U Gamma)^2) with U = V - V Delta E^-1 Delta' V (all groups stacked)."""
-    v = np.concatenate([f * w for f, w in zip(fg, weights, strict=True)])
-    d = np.vstack(deltas)
-    blocks = [gm / f for f, gm in zip(fg, gammas, strict=True)]
-    size = sum(b.shape[0] for b in blocks)
-    gamma = np.zeros((size, size))
-    pos = 0
-    for b in blocks:
-        gamma[pos : pos + b.shape[0], pos : pos + b.shape[0]] = b
-        pos += b.shape[0]
-    vd = v[:, None] * d
-    u = np.diag(v) - vd @ e_inv @ vd.T
-    ug = u @ gamma
-    return float(np.trace(ug)), float(np.sum(ug * ug.T))
+    """tr(U Gamma) and tr((U Gamma)^2) with U = V - V Delta E^-1 Delta' V (all groups stacked).
+
+    ``V`` (the weights ``f_g W_g``) and ``Gamma`` (``Gamma_g / f_g``) are block diagonal by
+    group and ``deltas`` are the groups' local Jacobians, so with ``P = sum_g Delta_g' V_g
+    Gamma_g V_g Delta_g``: ``tr(U Gamma) = sum_g tr(V_g Gamma_g) - tr(E^-1 P)`` and
+    ``tr((U Gamma)^2) = sum_g tr((V_g Gamma_g)^2) - 2 tr(E^-1 sum_g Delta_g' V_g Gamma_g V_g
+    Gamma_g V_g Delta_g) + tr(E^-1 P E^-1 P)``: linear in the number of groups.
+    """
+    layout = e_inv.layout
+    tr1 = tr2 = 0.0
+    p_blocks, q_blocks = [], []
+    for f, d, w, gm in zip(fg, deltas, weights, gammas, strict=True):
+        v = f * w
+        vg = v[:, None] * (gm / f)  # V_g Gamma_g
+        tr1 += float(np.trace(vg))
+        tr2 += float(np.sum(vg * vg.T))
+        vd = v[:, None] * d
+        gvd = (gm / f) @ vd  # Gamma_g V_g Delta_g
+        p_blocks.append(vd.T @ gvd)
+        q_blocks.append(gvd.T @ (v[:, None] * gvd))
+    p_mat = GroupSum(layout, p_blocks)
+    tr1 -= e_inv.trace_with(p_mat)
+    tr2 += -2.0 * e_inv.trace_with(GroupSum(layout, q_blocks)) + e_inv.trace_pair(p_mat, p_mat)
+    return tr1, tr2
 
 
 def _scaled_shifted(chisq: float, df: int, tr1: float, tr2: float) -> dict[str, float]:
@@ -706,7 +830,9 @@ def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, flo
     imp = spec.implied(fit.x)
     xx3 = 0.0
     xx3b = 0.0
-    v_blocks, w_blocks, g_blocks, d_blocks = [], [], [], []
+    ks = 0.0
+    tr_gamma = 0.0
+    x_blocks, y1_blocks, y2_blocks = [], [], []
     for gi, s in enumerate(fit.stats):
         r = s.cor
         ev = np.linalg.eigvalsh(r)
@@ -722,21 +848,25 @@ def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, flo
         xx3b += s.nobs * (-logdet_r)
         nth = len(s.th_vector)
         pairs = s.pair_index
-        v_blocks.append(fg[gi] * _ml_cor_weight(sigma, pairs))
-        w_blocks.append(fg[gi] * s.wls_v_diag[nth:])
-        g_blocks.append(s.gamma[nth:, nth:] / fg[gi])
-        d_blocks.append(fit.deltas[gi][nth:])
+        v = fg[gi] * _ml_cor_weight(sigma, pairs)
+        w = fg[gi] * s.wls_v_diag[nth:]
+        gam = s.gamma[nth:, nth:] / fg[gi]
+        d = fit.local_deltas[gi][nth:]
+        ks += float(np.sum(v * gam.T))  # tr(V Gamma)
+        tr_gamma += float(np.trace(gam))
+        vd, wd = v @ d, w[:, None] * d
+        x_blocks.append(vd.T @ gam @ wd)
+        y1_blocks.append(d.T @ vd)
+        y2_blocks.append(wd.T @ gam @ wd)
     df3 = len(fit.stats) * len(fit.stats[0].pair_index) - _npar_no_th(spec)
-    e_inv = np.linalg.inv(fit.information)
-    d_all = np.vstack(d_blocks)
-    w_all = np.concatenate(w_blocks)
-    v_all = _bdiag(v_blocks)
-    gam = _bdiag(g_blocks)
-    wiu = np.eye(len(w_all)) - d_all @ e_inv @ (d_all.T * w_all)
-    ks = float(np.trace(wiu.T @ v_all @ wiu @ gam))
+    # tr(M' V M Gamma) with M = I - D E^-1 D' W, expanded by group (see _ugamma_traces)
+    e_inv = fit.info_blocks.inverse()
+    layout = e_inv.layout
+    ks -= 2.0 * e_inv.trace_with(GroupSum(layout, x_blocks))
+    ks += e_inv.trace_pair(GroupSum(layout, y1_blocks), GroupSum(layout, y2_blocks))
     c3 = ks / df3
     df3b = len(fit.stats) * len(fit.stats[0].pair_index)
-    c3b = float(np.trace(gam)) / df3b
+    c3b = tr_gamma / df3b
     return xx3, float(df3), c3, xx3b, float(df3b), c3b
 
 
@@ -772,41 +902,55 @@ def _ml_cor_weight(sigma: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def _std_values(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     """std.all of every row of the parameter table at ``x``."""
     out = np.zeros(len(spec.table))
-    cache = {}
-    for g in range(1, spec.ngroups + 1):
-        mt = spec.matrices(x, g)
-        ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
-        c = mt.lambda_ @ ib
-        a = ib @ mt.psi @ ib.T
-        ov_var = np.einsum("ij,jk,ik->i", c, mt.psi, c) + np.diag(mt.theta)
-        cache[g] = (mt, np.sqrt(np.diag(a)), np.sqrt(ov_var))
+    for g, ks in _table_positions(spec).items():
+        out[ks] = _std_group(spec, x, g, ks)
+    return out
+
+
+def _table_positions(spec: ModelSpec) -> dict[int, np.ndarray]:
+    """Positions in ``spec.table`` of each group's rows."""
+    pos: dict[int, list[int]] = {}
+    for k, r in enumerate(spec.table):
+        pos.setdefault(r.group, []).append(k)
+    return {g: np.array(v, dtype=int) for g, v in pos.items()}
+
+
+def _std_group(spec: ModelSpec, x: np.ndarray, g: int, ks: np.ndarray) -> np.ndarray:
+    """std.all of the table rows ``ks`` (all of group ``g``) at ``x``."""
+    out = np.zeros(len(ks))
+    mt = spec.matrices(x, g)
+    ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
+    c = mt.lambda_ @ ib
+    a = ib @ mt.psi @ ib.T
+    ov_var = np.einsum("ij,jk,ik->i", c, mt.psi, c) + np.diag(mt.theta)
+    lv_sd, ov_sd = np.sqrt(np.diag(a)), np.sqrt(ov_var)
     oi = {v: i for i, v in enumerate(spec.ov)}
     li = {v: i for i, v in enumerate(spec.lv)}
     xs = np.asarray(x, dtype=float)
-    for k, r in enumerate(spec.table):
-        mt, lv_sd, ov_sd = cache[r.group]
+    for j, k in enumerate(ks):
+        r = spec.table[k]
         est = xs[r.free - 1] if r.free else _fixed_value(spec, mt, r)
         if r.op == "=~":
             if r.rhs in oi:
-                out[k] = est * lv_sd[li[r.lhs]] / ov_sd[oi[r.rhs]]
+                out[j] = est * lv_sd[li[r.lhs]] / ov_sd[oi[r.rhs]]
             else:
-                out[k] = est * lv_sd[li[r.lhs]] / lv_sd[li[r.rhs]]
+                out[j] = est * lv_sd[li[r.lhs]] / lv_sd[li[r.rhs]]
         elif r.op == "|":
-            out[k] = est / ov_sd[oi[r.lhs]]
+            out[j] = est / ov_sd[oi[r.lhs]]
         elif r.op == "~~":
             if r.lhs in oi:
-                out[k] = est / (ov_sd[oi[r.lhs]] * ov_sd[oi[r.rhs]])
+                out[j] = est / (ov_sd[oi[r.lhs]] * ov_sd[oi[r.rhs]])
             else:
-                out[k] = est / (lv_sd[li[r.lhs]] * lv_sd[li[r.rhs]])
+                out[j] = est / (lv_sd[li[r.lhs]] * lv_sd[li[r.rhs]])
         elif r.op == "~1":
             sd = ov_sd[oi[r.lhs]] if r.lhs in oi else lv_sd[li[r.lhs]]
-            out[k] = est / sd
+            out[j] = est / sd
         elif r.op == "~*~":
-            out[k] = 1.0
+            out[j] = 1.0
         elif r.op == "~":
-            out[k] = est * lv_sd[li[r.rhs]] / lv_sd[li[r.lhs]]
+            out[j] = est * lv_sd[li[r.rhs]] / lv_sd[li[r.lhs]]
         else:
-            out[k] = est
+            out[j] = est
     return out
 
 
@@ -850,7 +994,7 @@ def _inference_row(est: float, se: float, z_crit: float) -> dict[str, float | No
 def parameter_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> list[dict]:
     """Rows of lavaan's ``parameterEstimates()`` (``block``/``group``/``label`` if multi)."""
     z_crit = float(stats.norm.ppf(0.5 + level / 2.0))
-    se_all = np.sqrt(np.maximum(np.diag(fit.vcov), 0.0))
+    se_all = np.sqrt(np.maximum(fit.cov.diag(), 0.0))
     est = _row_est(fit)
     rows = []
     for k, r in enumerate(fit.spec.table):
@@ -869,15 +1013,22 @@ def standardized_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -
     """Rows of lavaan's ``standardizedSolution(type = "std.all")`` with delta-method SEs."""
     z_crit = float(stats.norm.ppf(0.5 + level / 2.0))
     x = fit.x
-    base = _std_values(fit.spec, x)
-    jac = np.zeros((len(base), len(x)))
-    for j in range(len(x)):
-        h = 1e-6 * max(1.0, abs(x[j]))
-        xp, xm = x.copy(), x.copy()
-        xp[j] += h
-        xm[j] -= h
-        jac[:, j] = (_std_values(fit.spec, xp) - _std_values(fit.spec, xm)) / (2.0 * h)
-    var = np.einsum("ij,jk,ik->i", jac, fit.vcov, jac)
+    spec = fit.spec
+    base = _std_values(spec, x)
+    var = np.zeros(len(base))
+    # group g's rows depend only on its parameters: its Jacobian block and block of vcov
+    for g, ks in _table_positions(spec).items():
+        idx = spec.group_free(g)
+        jac = np.zeros((len(ks), len(idx)))
+        xe = np.array(x, dtype=float)
+        for j, k in enumerate(idx):
+            h = 1e-6 * max(1.0, abs(x[k]))
+            xe[k] = x[k] + h
+            up = _std_group(spec, xe, g, ks)
+            xe[k] = x[k] - h
+            jac[:, j] = (up - _std_group(spec, xe, g, ks)) / (2.0 * h)
+            xe[k] = x[k]
+        var[ks] = np.einsum("ij,jk,ik->i", jac, fit.cov.sub(idx), jac)
     rows = []
     for k, r in enumerate(fit.spec.table):
         row: dict[str, Any] = {"lhs": r.lhs, "op": r.op, "rhs": r.rhs}
@@ -1385,7 +1536,8 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     -------
     dict
         ``chisq_diff`` (the adjusted difference), ``df_diff``, ``pvalue``, ``a`` and ``b``
-        (scale and shift), and the raw difference ``chisq_diff_raw``.
+        (scale and shift), the raw difference ``chisq_diff_raw`` and ``method`` (``"blocks"``
+        or ``"dense"``, how the traces were computed).
 
     Notes
     -----
@@ -1395,11 +1547,36 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     space of ``m1``; with ``P = E_1^-1``,
     ``U = V Delta_1 (P A' (A P A')^- A P) Delta_1' V``, ``a = sqrt(m / tr((U Gamma)^2))``,
     ``b = m - a tr(U Gamma)`` and ``T = a (T_0 - T_1) + b`` on ``m = df_0 - df_1`` df.
+    The traces are computed group by group (:func:`_satorra2000_traces_blocks`, linear in
+    the number of groups); when ``H`` is (nearly) rank-deficient they are computed from the
+    dense matrices as lavaan does (:func:`_satorra2000_traces_dense`).
     """
     m = m0.df - m1.df
     raw = m0.chisq - m1.chisq
     if m <= 0:
         raise ValueError(f"m0 must have more degrees of freedom than m1, got {m0.df} <= {m1.df}")
+    try:
+        tr1, tr2 = _satorra2000_traces_blocks(m1, m0)
+        method = "blocks"
+    except np.linalg.LinAlgError:
+        tr1, tr2 = _satorra2000_traces_dense(m1, m0)
+        method = "dense"
+    a = math.sqrt(m / tr2)
+    b = m - a * tr1
+    t = raw * a + b
+    return {
+        "chisq_diff": t,
+        "df_diff": m,
+        "pvalue": float(stats.chi2.sf(t, m)),
+        "a": a,
+        "b": b,
+        "chisq_diff_raw": raw,
+        "method": method,
+    }
+
+
+def _satorra2000_traces_dense(m1: WlsmvFit, m0: WlsmvFit) -> tuple[float, float]:
+    """``tr(U Gamma)`` and ``tr((U Gamma)^2)`` of :func:`lrt_scaled_shifted`, dense (lavaan)."""
     d1 = np.vstack(m1.deltas)
     d0 = np.vstack(m0.deltas)
     h = np.linalg.pinv(d1) @ d0
@@ -1416,19 +1593,164 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     u = vd @ paap @ vd.T
     gamma = _bdiag([s.gamma / f for f, s in zip(fg, m1.stats, strict=True)])
     ug = u @ gamma
-    tr1 = float(np.trace(ug))
-    tr2 = float(np.sum(ug * ug.T))
-    a = math.sqrt(m / tr2)
-    b = m - a * tr1
-    t = raw * a + b
-    return {
-        "chisq_diff": t,
-        "df_diff": m,
-        "pvalue": float(stats.chi2.sf(t, m)),
-        "a": a,
-        "b": b,
-        "chisq_diff_raw": raw,
-    }
+    return float(np.trace(ug)), float(np.sum(ug * ug.T))
+
+
+@dataclass
+class _ArrowLowRank:
+    """``A + U W U'``: a :class:`GroupSum` plus a low-rank part (``U`` q x r, ``W`` r x r)."""
+
+    a: GroupSum
+    u: np.ndarray
+    w: np.ndarray
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        return self.a.matvec(v) + self.u @ (self.w @ (self.u.T @ v))
+
+    def trace_with(self, f: BlockLowRank) -> float:
+        """``tr(F (A + U W U'))`` for a symmetric ``F``."""
+        return f.trace_with(self.a) + float(np.sum(self.w * (self.u.T @ f.matmat(self.u)).T))
+
+
+def _satorra2000_traces_blocks(m1: WlsmvFit, m0: WlsmvFit) -> tuple[float, float]:
+    """``tr(U Gamma)`` and ``tr((U Gamma)^2)`` of :func:`lrt_scaled_shifted`, group by group.
+
+    ``P A' (A P A')^- A P = P - H (H' E_1 H)^- H'`` for any ``A`` spanning the orthogonal
+    complement of ``range(H)`` (``P = E_1^-1``), so with ``Z = Delta_1 H``, ``S = Z' V Z``,
+    ``R = Z' V Gamma V Z``, ``N = Z' V Gamma V Delta_1`` and ``P_1 = Delta_1' V Gamma V
+    Delta_1``: ``tr(U Gamma) = tr(P P_1) - tr(S^-1 R)`` and ``tr((U Gamma)^2) = tr(P P_1 P
+    P_1) - 2 tr(S^-1 N P N') + tr(S^-1 R S^-1 R)``. ``H = (Delta_1' Delta_1)^-1 Delta_1'
+    Delta_0`` is the pseudo-inverse product when ``Delta_1`` has full column rank; with the
+    block inverse of ``Delta_1' Delta_1`` (:mod:`alliance.sem.blocks`) it is a group-local
+    part plus a part of rank ``s_1`` (the parameters ``m1`` shares across groups), and so are
+    ``Z``, ``S``, ``R`` and ``N``; ``S^-1`` follows by the Woodbury identity. Every step costs
+    a few products of one group's blocks, or of ``s x s`` matrices.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If ``Delta_1' Delta_1`` or ``S`` is (nearly) singular (``H`` rank-deficient): the
+        caller then uses the dense computation, whose pseudo-inverses handle that case.
+    """
+    l1, l0 = Layout.of(m1.spec), Layout.of(m0.spec)
+    if l1.ngroups != l0.ngroups:
+        raise ValueError(f"the models have {l1.ngroups} and {l0.ngroups} groups")
+    fg = m1.fg
+    d1, d0 = m1.local_deltas, m0.local_deltas
+    v = [f * w for f, w in zip(fg, m1.weights, strict=True)]
+    gam = [s.gamma / f for f, s in zip(fg, m1.stats, strict=True)]
+    vgv = [vv[:, None] * gm * vv[None, :] for vv, gm in zip(v, gam, strict=True)]
+    s1, q0 = l1.s, l0.q
+    # H = (D1'D1)^-1 D1'D0 = Hloc + L_G M (Hloc on the own rows of m1's groups)
+    gram = GroupSum(l1, [d.T @ d for d in d1])
+    fgi = gram.inverse()
+    if condition_number(gram, fgi) > 1e12:
+        raise np.linalg.LinAlgError("Delta_1 is (nearly) rank-deficient")
+    lg_c = np.zeros((s1, q0))
+    zl, ys = [], []
+    for g in range(l1.ngroups):
+        c_g = d1[g].T @ d0[g]
+        lg_c[:, l0.local[g]] += fgi.lr[l1.local[g]].T @ c_g
+        hloc = fgi.own_blocks[g] @ c_g[l1.loc_own[g]]
+        zl.append(d1[g][:, l1.loc_own[g]] @ hloc)
+        ys.append(d1[g] @ fgi.lr[l1.local[g]])
+    m_mat = fgi.core @ lg_c  # s1 x q0
+
+    def z_quad(weights: list[np.ndarray]) -> _ArrowLowRank:
+        """``Z' X Z`` for block-diagonal ``X`` (``weights[g]``, a vector for a diagonal)."""
+        a_blocks, b_mat, c_mat = [], np.zeros((q0, s1)), np.zeros((s1, s1))
+        for g, x in enumerate(weights):
+            xz = x[:, None] * zl[g] if x.ndim == 1 else x @ zl[g]
+            xy = x[:, None] * ys[g] if x.ndim == 1 else x @ ys[g]
+            a_blocks.append(zl[g].T @ xz)
+            b_mat[l0.local[g]] += zl[g].T @ xy
+            c_mat += ys[g].T @ xy
+        u = np.hstack([b_mat, m_mat.T])
+        w = np.block([[np.zeros((s1, s1)), np.eye(s1)], [np.eye(s1), c_mat]])
+        return _ArrowLowRank(GroupSum(l0, a_blocks), u, w)
+
+    s_mat = z_quad(v)
+    r_mat = z_quad(vgv)
+    s_inv = _inverse_arrow_low_rank(s_mat, l0, s1)
+    if condition_number_op(s_mat.matvec, s_inv.matvec, q0) > 1e12:
+        raise np.linalg.LinAlgError("S is (nearly) singular")
+    # tr(S^-1 R) and tr(S^-1 R S^-1 R)
+    t_a = r_mat.trace_with(s_inv)
+    su = s_inv.matmat(r_mat.u)
+    kk = r_mat.w @ (r_mat.u.T @ su)
+    t_c = (
+        s_inv.trace_pair(r_mat.a, r_mat.a)
+        + 2.0 * float(np.sum(r_mat.w * r_mat.a.quad(su, su).T))
+        + float(np.sum(kk * kk.T))
+    )
+    # tr(S^-1 N F1 N') with N = Z' X D1 (X = V Gamma V) and F1 = E_1^-1
+    f1 = m1.info_blocks.inverse()
+    r1 = f1.lr.shape[1]
+    a_n, b_n = [], np.zeros((q0, s1))
+    c_n, nl1 = np.zeros((s1, s1)), np.zeros((q0, r1))
+    ny_l1 = np.zeros((s1, r1))
+    for g in range(l1.ngroups):
+        nc = zl[g].T @ vgv[g] @ d1[g]  # q0_g x q1_g
+        ny = ys[g].T @ vgv[g] @ d1[g]  # s1 x q1_g
+        lo = l1.loc_own[g]
+        lam = f1.own_blocks[g]
+        a_n.append(nc[:, lo] @ lam @ nc[:, lo].T)
+        b_n[l0.local[g]] += nc[:, lo] @ lam @ ny[:, lo].T
+        c_n += ny[:, lo] @ lam @ ny[:, lo].T
+        nl1[l0.local[g]] += nc @ f1.lr[l1.local[g]]
+        ny_l1 += ny @ f1.lr[l1.local[g]]
+    nl1 += m_mat.T @ ny_l1
+    w_n = _block_diag(np.block([[np.zeros((s1, s1)), np.eye(s1)], [np.eye(s1), c_n]]), f1.core)
+    t_b = _ArrowLowRank(GroupSum(l0, a_n), np.hstack([b_n, m_mat.T, nl1]), w_n).trace_with(s_inv)
+    p1 = GroupSum(l1, [d.T @ x @ d for d, x in zip(d1, vgv, strict=True)])
+    tr1 = f1.trace_with(p1) - t_a
+    tr2 = f1.trace_pair(p1, p1) - 2.0 * t_b + t_c
+    return tr1, tr2
+
+
+def _inverse_arrow_low_rank(mat: _ArrowLowRank, layout: Layout, s1: int) -> BlockLowRank:
+    """``(A + U W U')^-1`` for the ``Z' X Z`` of :func:`_satorra2000_traces_blocks`.
+
+    ``U = [B, M']`` and ``W = [[0, I], [I, C]]``: the inverse is the upper-left block of the
+    inverse of the augmented matrix ``[[A, U], [U', -W^-1]]``, whose ``2 s1`` extra rows join
+    the shared parameters, so it is again a sum of group blocks (rows of ``U`` belong to the
+    group of their parameter; shared rows to the first group that has them) inverted by
+    :meth:`alliance.sem.blocks.GroupSum.inverse`. Unlike the Woodbury identity this needs no
+    inverse of ``A`` alone, which is singular when ``m1`` shares more parameters than the
+    groups own.
+    """
+    q0 = layout.q
+    r = mat.u.shape[1]
+    if r == 0:
+        return mat.a.inverse()
+    extra = np.arange(q0, q0 + r)
+    local = [np.concatenate([ix, extra]) for ix in layout.local]
+    aug = Layout.from_local(q0 + r, local)
+    home = np.full(q0, -1)
+    for g, ix in enumerate(layout.local):
+        free = ix[home[ix] < 0]
+        home[free] = g
+    w_inv = np.linalg.inv(mat.w)
+    blocks = []
+    for g, ix in enumerate(layout.local):
+        k = len(ix)
+        blk = np.zeros((k + r, k + r))
+        blk[:k, :k] = mat.a.blocks[g]
+        mine = home[ix] == g
+        blk[:k, k:][mine] = mat.u[ix[mine]]
+        blk[k:, :k] = blk[:k, k:].T
+        if g == 0:
+            blk[k:, k:] = -w_inv
+        blocks.append(blk)
+    inv = GroupSum(aug, blocks).inverse()
+    return BlockLowRank(layout, inv.own_blocks, inv.lr[:q0], inv.core)
+
+
+def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]))
+    out[: a.shape[0], : a.shape[1]] = a
+    out[a.shape[0] :, a.shape[1] :] = b
+    return out
 
 
 CRITERIA_WLSMV = (
