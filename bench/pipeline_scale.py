@@ -472,7 +472,14 @@ def _invariance_rows(
                 status=("FAILED" if not (info["status"] or {}).get("ok") else "")
                 or ("" if not growth else ("met" if exponent <= 1.2 else "GAP")),
                 notes=f"{info['rows']} rows; status {info['status']}; levels "
-                f"{info['levels']}{growth}; worker total {result.wall_s:.1f} s",
+                f"{info['levels']}{growth}; "
+                + (
+                    f"{info['collapsed']} empty categories collapsed (as configured: "
+                    "cfa.invariance.collapse_empty_categories); "
+                    if info.get("collapsed")
+                    else ""
+                )
+                + f"worker total {result.wall_s:.1f} s",
             )
         )
         ctx.checkpoint(done + rows)
@@ -487,12 +494,14 @@ def _invariance_worker(pooled: Path, estimator: str) -> dict[str, Any]:
     start = time.perf_counter()
     ladder = run_invariance(pooled, "correlated", "dataset", estimator)
     seconds = time.perf_counter() - start
-    levels = [k for k in ("configural", "metric", "scalar", "strict") if k in json.dumps(ladder)]
+    steps = ("configural", "metric", "scalar", "strict")
+    levels = [k for k in steps if isinstance(ladder.get(k), dict) and "fit" in ladder[k]]
     return {
         "seconds": seconds,
         "rows": len(data),
         "status": ladder.get("status"),
         "levels": levels,
+        "collapsed": len(ladder.get("collapsed_categories") or []),
     }
 
 
