@@ -10,7 +10,7 @@ lavaan's fits of the collapsed data (``make_collapse.R``): the WLSMV ladder acro
 simulated sites (the bench's pooled sample, eleven items without a 1 in some site; delta and
 theta parameterizations), and a single-group listwise fit in which deletion empties a
 category. Tolerances: chi-squares (also the difference tests) within 1e-4 relative, CFI, RMSEA
-and SRMR within 1e-5; measured differences are below 3e-8 (chi-squares) and 2e-7 (indices).
+and SRMR within 1e-5; measured: chi-squares 5e-8 (difference tests 3e-7) relative, indices 1e-7.
 """
 
 from __future__ import annotations
