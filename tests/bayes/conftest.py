@@ -139,6 +139,13 @@ def demo_tables(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def long_to_tables():
+    """Return :func:`tables_from_long` (test modules cannot import it from ``conftest``: under
+    xdist another directory's conftest may own that module name)."""
+    return tables_from_long
+
+
+@pytest.fixture(scope="session")
 def plugin_target():
     """Return :func:`expected_plugin` (cached per site, replicates and seed)."""
     cache: dict[tuple, dict[str, float]] = {}

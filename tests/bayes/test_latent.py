@@ -25,7 +25,7 @@ def _partial_r(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
     return float(np.corrcoef(res(x), res(y))[0, 1])
 
 
-def latent_target(site: str, reps: int, seed: int = 3) -> dict[str, float]:
+def latent_target(site: str, reps: int, to_tables, seed: int = 3) -> dict[str, float]:
     """Mean partial r of the *true* session-3 alliance composite and the pipeline's outcome.
 
     The demo generator is rerun (truth.json's parameters, the site's design) and observed as
@@ -33,9 +33,8 @@ def latent_target(site: str, reps: int, seed: int = 3) -> dict[str, float]:
     :func:`patient_data`); the alliance is the generator's latent composite A at session 3,
     what the latent model estimates free of measurement error. It differs from truth.json's
     -.28 (defined on the complete-data session-12 PHQ-9) through alliance-dependent dropout.
+    ``to_tables`` turns the generator's long table into tidy tables (fixture long_to_tables).
     """
-    from conftest import tables_from_long
-
     from alliance import simulate as sim
 
     gen = np.random.default_rng(seed)
@@ -49,7 +48,7 @@ def latent_target(site: str, reps: int, seed: int = 3) -> dict[str, float]:
         mp.setitem(sim.SITES, site, spec)
         for _ in range(reps):
             out = sim._simulate_site(site, np.random.default_rng(gen.integers(2**63)), m)
-            f = patient_data(tables_from_long(out.long)).frame
+            f = patient_data(to_tables(out.long)).frame
             truth = out.patients.set_index("patient_id")["alliance_session3"]
             a = truth.reindex(f["patient_id"]).to_numpy(float)
             values.append(_partial_r(a, f["z_post"].to_numpy(), f["z_baseline"].to_numpy()))
@@ -91,7 +90,7 @@ def test_latent_model_structure(site_b):
     assert all(np.isfinite(v) for v in logp.values())
 
 
-def test_latent_recovery_site_b(demo_tables, site_b, plugin_target, truth):
+def test_latent_recovery_site_b(demo_tables, site_b, plugin_target, truth, long_to_tables):
     """The 90% interval of the latent partial r contains the truth-derived target.
 
     Attenuation: the plug-in estimate is smaller in magnitude than the latent one, by about
@@ -104,7 +103,7 @@ def test_latent_recovery_site_b(demo_tables, site_b, plugin_target, truth):
         idata, _ = sample(latent_model(site_b), {"backend": "nutpie", "seed": 5})
     status = check(idata)
     assert status["status"] == "pass", status["failures"]
-    target = latent_target("site_b", 20)
+    target = latent_target("site_b", 20, long_to_tables)
     s = effects(idata, ["r_partial_latent", "b_latent", "reliability_score"])
     low, high = s["r_partial_latent"]["eti90_low"], s["r_partial_latent"]["eti90_high"]
     margin = 2 * target["mc_se"]
