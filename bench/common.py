@@ -31,7 +31,12 @@ _WORKFLOW: dict[str, Path] = {"root": ROOT}
 #: Benchmark modules imported by :func:`discover`; the optional ones are written by the CFA and
 #: Bayesian work and are skipped (not an error) while they do not exist.
 MODULES = ("bench.pipeline_scale", "bench.ingest_speed")
-OPTIONAL_MODULES = ("bench.cfa_speed", "bench.bayes_speed", "bench.latent_speed")
+OPTIONAL_MODULES = (
+    "bench.cfa_speed",
+    "bench.bayes_speed",
+    "bench.latent_speed",
+    "bench.calibration_speed",
+)
 
 
 @dataclass

@@ -187,3 +187,12 @@ def test_process_bayes_command_matches_maximum_likelihood(tmp_path, capsys):
     assert keys.loc["rater_outcome", "status"] == "skipped"
     assert keys.loc["dropout", "mean"] == pytest.approx(odds["mean"])
     assert (out / "figures" / "survival.png").is_file()
+
+
+def test_bayes_command_offers_every_model_the_library_fits():
+    from alliance.bayes.api import FIT_MODELS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    model = next(a for a in sub.choices["bayes"]._actions if a.dest == "model")
+    assert set(model.choices) == set(FIT_MODELS)

@@ -503,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fit one Bayesian model (outcome: post-treatment outcome on early alliance and "
             "baseline; therapist: within- and between-therapist alliance slopes; session: "
-            "next-session symptoms on within-patient alliance) and write idata.nc, summary.csv, "
+            "next-session symptoms on within-patient alliance; latent: the WAI-SR items' factors "
+            "and the outcome in one model, beside the plug-in score) and write idata.nc, "
+            "summary.csv, "
             "diagnostics.json and figures. Exits 1 when a diagnostic fails (R-hat > 1.01, ESS < "
             "400, divergences, low E-BFMI)."
         ),
@@ -513,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        choices=["outcome", "therapist", "session"],
+        choices=["outcome", "therapist", "session", "latent"],
         default="outcome",
         help="model (default: %(default)s)",
     )
