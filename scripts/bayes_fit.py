@@ -11,7 +11,8 @@ result = fit_model(
     Path(snakemake.input.item_table).parent.parent,
     snakemake.wildcards.model,
     priors=scale_priors(snakemake.params.priors, float(snakemake.wildcards.scale)),
-    sampler=snakemake.params.sampler,
+    # chains in parallel up to the cores Snakemake granted this job
+    sampler={**snakemake.params.sampler, "cores": snakemake.threads},
     out_dir=Path(snakemake.output.summary).parent,
     alliance_session=snakemake.params.alliance_session,
     measure=snakemake.params.measure,

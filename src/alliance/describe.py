@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from alliance import efa
 from alliance.instruments import Instrument
@@ -155,6 +154,7 @@ def describe_items(
     ).loc[order]
     answered = counts.sum(axis=1)
     proportions = counts.div(answered.where(answered > 0), axis=0)
+    from scipy import stats  # here, not at the top: the CFA jobs import this module too
 
     def moments(col: np.ndarray) -> tuple[float, float, float, float]:
         col = col[~np.isnan(col)]

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from factor_analyzer import FactorAnalyzer, Rotator
-from scipy import stats
+from scipy import special
 
 from alliance.reliability import cov_to_cor, pairwise_cov, smc
 from alliance.scoring import item_matrix
@@ -156,7 +155,7 @@ def bartlett_sphericity(data: pd.DataFrame, use: str = "complete") -> dict[str, 
     return {
         "chi2": float(chi2),
         "df": int(df),
-        "p": float(stats.chi2.sf(chi2, df)),
+        "p": float(special.chdtrc(df, chi2)),
         "n_obs": n_obs,
         "use": use,
     }
@@ -340,6 +339,10 @@ def exploratory_factor_analysis(
         raise ValueError(f"n_factors must be an integer, got {n_factors!r}")
     if not 1 <= n_factors < p:
         raise ValueError(f"n_factors must lie in [1, {p - 1}] for {p} items, got {n_factors}")
+
+    # imported here: factor_analyzer pulls in scikit-learn (~0.5 s), which the CFA jobs that
+    # import this module through alliance.describe never need
+    from factor_analyzer import FactorAnalyzer, Rotator
 
     notes: list[str] = []
     # Extract unrotated factors with factor_analyzer and rotate here: FactorAnalyzer(rotation=...)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from alliance.instruments import Instrument
 from alliance.scoring import TOTAL, item_matrix, reverse_key
@@ -136,9 +136,9 @@ def feldt_ci(alpha: float, n_obs: int, n_items: int, level: float = 0.95) -> dic
     df2 = (n_obs - 1) * (n_items - 1)
     tail = (1 - level) / 2
     return {
-        "lower": float(1 - (1 - alpha) * stats.f.ppf(1 - tail, df1, df2)),
+        "lower": float(1 - (1 - alpha) * special.fdtri(df1, df2, 1 - tail)),
         "alpha": float(alpha),
-        "upper": float(1 - (1 - alpha) * stats.f.ppf(tail, df1, df2)),
+        "upper": float(1 - (1 - alpha) * special.fdtri(df1, df2, tail)),
     }
 
 
@@ -316,7 +316,7 @@ def cronbach_alpha(data: pd.DataFrame, use: str = "pairwise") -> dict[str, Any]:
 
     with np.errstate(invalid="ignore"):
         ase = float(np.sqrt(total["Q"] / n_obs))
-    z = stats.norm.ppf(0.975)
+    z = special.ndtri(0.975)
     return {
         "items": kept,
         "n_items": k,

@@ -29,7 +29,7 @@ rule bayes_fit:
         "results/{item_dataset}/benchmarks/bayes_{model}_x{scale}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: bayes_threads
     resources:
         mem_mb=4000,
         runtime=30,

@@ -152,12 +152,15 @@ def outcome_model(
             x_a = pm.Data("z_alliance", za, dims="patient")
             b_a = pm.Normal("b_alliance", 0.0, prior_scale(priors, "b_alliance", "slope"))
             mu = mu + b_a * x_a
-            v = _residual_variance(za, zb)
+            # data, not a constant: a constant would be compiled into the C code, so every
+            # dataset would compile its own model instead of reusing PyTensor's cache
+            v = pm.Data("alliance_residual_variance", _residual_variance(za, zb))
             r = pm.Deterministic(
-                "r_partial", b_a * math.sqrt(v) / pm.math.sqrt(b_a**2 * v + sigma**2)
+                "r_partial", b_a * pm.math.sqrt(v) / pm.math.sqrt(b_a**2 * v + sigma**2)
             )
             pm.Deterministic("r_partial_improvement", sign * r)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=f["z_post"].to_numpy(float), dims="patient")
+        y = pm.Data("z_post", f["z_post"].to_numpy(float), dims="patient")
+        pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="patient")
     return model
 
 

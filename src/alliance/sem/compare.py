@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from alliance.sem.estimate import FitResult
 from alliance.sem.fit import fit_measures
@@ -97,7 +97,7 @@ def lrt_table(
                 row["Chisq_diff"] = diff
                 row["Df_diff"] = ddf
                 row["RMSEA"] = float(np.sqrt(max(0.0, (diff - ddf) / (n * ddf))) * np.sqrt(g))
-                row["Pr_gt_Chisq"] = float(stats.chi2.sf(diff, ddf))
+                row["Pr_gt_Chisq"] = float(special.chdtrc(ddf, diff))
         rows.append(row)
         prev = i
     method = (

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.blocks import BlockLowRank, GroupSum, Layout, condition_number
@@ -868,7 +868,7 @@ def _standard_errors(result: FitResult, fun: Any) -> None:
 
 # --------------------------------------------------------------------------- tables
 
-_Z975 = float(stats.norm.ppf(0.975))
+_Z975 = float(special.ndtri(0.975))
 
 
 def _num(v: float) -> float | None:
@@ -884,7 +884,7 @@ def parameter_rows(result: FitResult, level: float = 0.95) -> list[dict[str, Any
     """
     spec = result.spec.with_values(result.x)
     se = result.se
-    crit = float(stats.norm.ppf(0.5 + level / 2))
+    crit = float(special.ndtri(0.5 + level / 2))
     multi = spec.ngroups > 1
     rows = []
     for r in spec.table:
@@ -897,7 +897,7 @@ def parameter_rows(result: FitResult, level: float = 0.95) -> list[dict[str, Any
         if r.free:
             s = float(se[r.free - 1])
             z = est / s if s > 0 else np.nan
-            pv = 2 * stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
+            pv = 2 * special.ndtr(-abs(z)) if np.isfinite(z) else np.nan
             row.update(
                 est=est,
                 se=_num(s),
@@ -1018,7 +1018,7 @@ def standardized_rows(result: FitResult, level: float = 0.95) -> list[dict[str, 
         if cov is not None:
             var = np.einsum("ik,kl,il->i", jac, cov.sub(idx), jac)
             se[ks] = np.sqrt(np.where(var > 1e-20, var, 0.0))
-    crit = float(stats.norm.ppf(0.5 + level / 2))
+    crit = float(special.ndtri(0.5 + level / 2))
     multi = spec.ngroups > 1
     rows = []
     for k, r in enumerate(spec.table):
@@ -1036,7 +1036,7 @@ def standardized_rows(result: FitResult, level: float = 0.95) -> list[dict[str, 
                     "est.std": v,
                     "se": s,
                     "z": z,
-                    "pvalue": float(2 * stats.norm.sf(abs(z))),
+                    "pvalue": float(2 * special.ndtr(-abs(z))),
                     "ci.lower": v - crit * s,
                     "ci.upper": v + crit * s,
                 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.estimate import FitResult, evaluate, ndat
@@ -64,8 +64,8 @@ def rmsea(x2: float, df: float, n: int, g: int = 1, c: float = 1.0) -> float:
 
 def _ncx2_cdf(x: float, df: float, ncp: float) -> float:
     if ncp <= 0:
-        return float(stats.chi2.cdf(x, df))
-    return float(stats.ncx2.cdf(x, df, ncp))
+        return float(special.chdtr(df, x))
+    return float(special.chndtr(x, df, ncp))
 
 
 def rmsea_ci(
@@ -225,10 +225,10 @@ def _fit_measures(result: FitResult) -> dict[str, Any]:
         "fmin": result.fmin,
         "chisq": x2,
         "df": df,
-        "pvalue": float(stats.chi2.sf(x2, df)) if df > 0 else float("nan"),
+        "pvalue": float(special.chdtrc(df, x2)) if df > 0 else float("nan"),
         "baseline.chisq": x2b,
         "baseline.df": dfb,
-        "baseline.pvalue": float(stats.chi2.sf(x2b, dfb)) if dfb > 0 else float("nan"),
+        "baseline.pvalue": float(special.chdtrc(dfb, x2b)) if dfb > 0 else float("nan"),
     }
     out["cfi"] = cfi(x2, df, x2b, dfb)
     out["tli"] = tli(x2, df, x2b, dfb)

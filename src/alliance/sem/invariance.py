@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.blocks import GroupSum, Layout
@@ -232,7 +232,7 @@ def univariate_score_tests(
                 "label": row_b.label,
                 "X2": x2,
                 "df": 1,
-                "pvalue": float(stats.chi2.sf(x2, 1)) if np.isfinite(x2) else float("nan"),
+                "pvalue": float(special.chdtrc(1, x2)) if np.isfinite(x2) else float("nan"),
             }
         )
     rows.sort(key=lambda r: (not np.isfinite(r["X2"]), -r["X2"] if np.isfinite(r["X2"]) else 0))

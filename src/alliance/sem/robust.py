@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from alliance.sem.estimate import (
     FitResult,
@@ -111,7 +111,7 @@ def yuan_bentler_mplus(result: FitResult) -> dict[str, Any]:
         "scaling_factor": c,
         "trace_ugamma": trace,
         "chisq_scaled": chisq_s,
-        "pvalue_scaled": float(stats.chi2.sf(chisq_s, df)) if np.isfinite(chisq_s) else nan,
+        "pvalue_scaled": float(special.chdtrc(df, chisq_s)) if np.isfinite(chisq_s) else nan,
         "df": df,
     }
 

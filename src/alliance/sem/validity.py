@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from alliance.sem.estimate import FitResult, model_expected_information, standardized_rows
 from alliance.sem.model import ModelSpec, Par
@@ -303,7 +303,7 @@ def score_tests(
             "mi": float(mi[k]),
             "epc": float(epc[k]),
             "sepc.all": float(epc[k] * scale),
-            "pvalue": float(stats.chi2.sf(mi[k], 1)) if np.isfinite(mi[k]) else None,
+            "pvalue": float(special.chdtrc(1, mi[k])) if np.isfinite(mi[k]) else None,
         }
         if spec.ngroups > 1:
             row["group"] = c.group
@@ -437,7 +437,7 @@ def score_rows(
             "mi": float(mi[k]),
             "epc": float(epc[k]),
             "sepc.all": float(epc[k] * scale),
-            "pvalue": float(stats.chi2.sf(mi[k], 1)) if np.isfinite(mi[k]) else None,
+            "pvalue": float(special.chdtrc(1, mi[k])) if np.isfinite(mi[k]) else None,
         }
         if spec.ngroups > 1:
             row["group"] = c.group

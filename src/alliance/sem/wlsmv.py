@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.blocks import (
@@ -767,7 +767,7 @@ def _fit_measures(fit: WlsmvFit, robust_fit: bool) -> None:
         "ntotal": None,
         "chisq": x2,
         "df": df,
-        "pvalue": float(stats.chi2.sf(x2, df)) if df > 0 else float("nan"),
+        "pvalue": float(special.chdtrc(df, x2)) if df > 0 else float("nan"),
         "cfi": _cfi(x2, df, x2b, dfb),
         "tli": _tli(x2, df, x2b, dfb),
         "rmsea": _rmsea(x2, df, n1, g),
@@ -781,10 +781,10 @@ def _fit_measures(fit: WlsmvFit, robust_fit: bool) -> None:
         out[k] = None
     out["baseline.chisq"] = x2b
     out["baseline.df"] = dfb
-    out["baseline.pvalue"] = float(stats.chi2.sf(x2b, dfb))
+    out["baseline.pvalue"] = float(special.chdtrc(dfb, x2b))
     out["chisq.scaled"] = x2s
     out["df.scaled"] = df
-    out["pvalue.scaled"] = float(stats.chi2.sf(x2s, df)) if df > 0 else float("nan")
+    out["pvalue.scaled"] = float(special.chdtrc(df, x2s)) if df > 0 else float("nan")
     out["chisq.scaling.factor"] = fit.tests["chisq.scaling.factor"]
     out["chisq.shift.parameter"] = fit.tests["shift"]
     out["baseline.chisq.scaled"] = x2bs
@@ -993,7 +993,7 @@ def _inference_row(est: float, se: float, z_crit: float) -> dict[str, float | No
 
 def parameter_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> list[dict]:
     """Rows of lavaan's ``parameterEstimates()`` (``block``/``group``/``label`` if multi)."""
-    z_crit = float(stats.norm.ppf(0.5 + level / 2.0))
+    z_crit = float(special.ndtri(0.5 + level / 2.0))
     se_all = np.sqrt(np.maximum(fit.cov.diag(), 0.0))
     est = _row_est(fit)
     rows = []
@@ -1011,7 +1011,7 @@ def parameter_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> l
 
 def standardized_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> list[dict]:
     """Rows of lavaan's ``standardizedSolution(type = "std.all")`` with delta-method SEs."""
-    z_crit = float(stats.norm.ppf(0.5 + level / 2.0))
+    z_crit = float(special.ndtri(0.5 + level / 2.0))
     x = fit.x
     spec = fit.spec
     base = _std_values(spec, x)
@@ -1567,7 +1567,7 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     return {
         "chisq_diff": t,
         "df_diff": m,
-        "pvalue": float(stats.chi2.sf(t, m)),
+        "pvalue": float(special.chdtrc(m, t)),
         "a": a,
         "b": b,
         "chisq_diff_raw": raw,
