@@ -462,13 +462,21 @@ def clean_env() -> dict[str, str]:
 
 
 def snakemake_command(project: Path, *args: str) -> list[str]:
-    """``python -m snakemake`` on the benchmarked Snakefile in ``project``."""
+    """``python -m snakemake`` on the benchmarked Snakefile in ``project``.
+
+    With the workflow's default profile (``workflow/profiles/default``), as ``make demo`` runs
+    it: its scheduler setting (``max-jobs-per-timespan``) keeps Snakemake's own CPU linear in
+    the number of sites; ``args`` (e.g. ``--cores``) override the profile.
+    """
+    root = workflow_root()
     return [
         sys.executable,
         "-m",
         "snakemake",
         "--snakefile",
-        str(workflow_root() / "Snakefile"),
+        str(root / "Snakefile"),
+        "--workflow-profile",
+        str(root / "workflow" / "profiles" / "default"),
         "--directory",
         str(project),
         *args,
