@@ -23,7 +23,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             inject_errors=not args.no_errors,
         )
         print(f"wrote {args.sites} synthetic sites to {out}")
-        print(f"run: snakemake --snakefile Snakefile --directory {out} --cores 2")
+        print(
+            f"run: snakemake --snakefile Snakefile --workflow-profile workflow/profiles/default "
+            f"--directory {out} --cores 2"
+        )
         return 0
     from alliance.simulate import simulate_demo
 
