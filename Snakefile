@@ -37,3 +37,11 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+
+
+onsuccess:
+    cancel_scheduler_wakeups()
+
+
+onerror:
+    cancel_scheduler_wakeups()

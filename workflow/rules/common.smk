@@ -319,3 +319,21 @@ def output_folder(wildcards, output):
 def codebook_folder(wildcards, output):
     """The folder the simulate rule writes its codebooks to."""
     return str(Path(output.codebooks[0]).parent)
+
+
+def cancel_scheduler_wakeups():
+    """Cancel Snakemake's pending scheduler wake-up timers, so the run exits at once.
+
+    While jobs run, each pass of Snakemake's scheduler starts a ``threading.Timer`` of one
+    ``max-jobs-per-timespan`` timespan, and each timer that fires runs another pass: every
+    finished job adds a chain that wakes the scheduler once per timespan (measured: pending
+    timers = finished jobs + 3), and each pass re-stats every ready job's inputs. At 200 sites
+    that made the scheduler the bottleneck. The default profile therefore sets a timespan longer
+    than any run; the timers are not daemon threads, so Python would wait for them at exit:
+    ``onsuccess`` and ``onerror`` cancel them here (the run is over by then).
+    """
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
