@@ -64,6 +64,8 @@ rule bayes_figures:
         ),
     log:
         "results/{item_dataset}/logs/bayes_figures_{model}.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/bayes_figures_{model}.tsv"
     conda:
         ENV
     threads: 1
@@ -90,6 +92,8 @@ rule bayes_sensitivity:
         ),
     log:
         "results/{item_dataset}/logs/bayes_sensitivity_{model}.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/bayes_sensitivity_{model}.tsv"
     conda:
         ENV
     threads: 1

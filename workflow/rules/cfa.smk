@@ -128,6 +128,8 @@ rule cfa_report:
         ),
     log:
         "results/{analysis_dataset}/logs/cfa_report_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_report_{estimator}.tsv"
     conda:
         ENV
     threads: 1
