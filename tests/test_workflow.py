@@ -175,6 +175,14 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert "rater_outcome | skipped: no second rater" in summary
     for rule in ("ingest", "score", "describe"):
         assert (out / "clinic" / "benchmarks" / f"{rule}.tsv").is_file()
+    # provenance times every job of the run, and every timing it lists was written
+    timed = {b["file"] for b in provenance["benchmarks"] if not b["missing"]}
+    written = {str(f.relative_to(project)) for f in out.glob("**/benchmarks/*.tsv")}
+    assert len(timed) == len(provenance["benchmarks"])
+    assert timed == written
+    assert {"cfa_fit_correlated_MLR.tsv", "bayes_figures_outcome.tsv"} <= {
+        Path(f).name for f in timed
+    }
 
     # a second run has nothing to do
     again = run_snakemake(project, "--cores", "2", "--dry-run")

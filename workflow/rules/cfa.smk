@@ -11,7 +11,7 @@ rule cfa_fit:
     log:
         "results/{analysis_dataset}/logs/cfa_{model}_{estimator}.log",
     benchmark:
-        "results/{analysis_dataset}/benchmarks/cfa_{model}_{estimator}.tsv"
+        "results/{analysis_dataset}/benchmarks/cfa_fit_{model}_{estimator}.tsv"
     conda:
         ENV
     threads: 1

@@ -132,19 +132,62 @@ def provenance_inputs(wildcards):
 
 
 def benchmark_files(wildcards):
-    """The benchmark files of every rule in the run (written by the time provenance runs)."""
-    out = [
-        f"results/{n}/benchmarks/{r}.tsv"
-        for n in ITEM_DATASETS
-        for r in ("ingest", "score", "describe", "effect")
-    ]
+    """The benchmark files of every job in the run (provenance runs after them all).
+
+    Mirrors the targets of :func:`all_outputs`: a file listed here for a job that the run
+    would not otherwise make would add that job, so each stage's list follows its outputs.
+    """
+    out = []
+    for name in ITEM_DATASETS:
+        out += [
+            f"results/{name}/benchmarks/{r}.tsv" for r in ("ingest", "score", "effect")
+        ]
+        out += describe_benchmarks(name) + cfa_benchmarks(name) + bayes_benchmarks(name)
+        if config["process"]["enabled"]:
+            out.append(f"results/{name}/benchmarks/process.tsv")
+        if PROCESS_BAYES:
+            out.append(f"results/{name}/benchmarks/process_bayes.tsv")
     out += [f"results/{n}/benchmarks/ingest.tsv" for n in EFFECT_DATASETS]
     if POOL:
-        out += [f"results/{POOLED}/benchmarks/{r}.tsv" for r in ("pool", "describe")]
+        out.append(f"results/{POOLED}/benchmarks/pool.tsv")
+        out += describe_benchmarks(POOLED) + cfa_benchmarks(POOLED)
     if META:
         out.append("results/meta/benchmarks/meta.tsv")
     out.append("results/benchmarks/summary.tsv")
     return out
+
+
+def describe_benchmarks(name):
+    """The description job's benchmark file of one dataset."""
+    return [f"results/{name}/benchmarks/describe.tsv"]
+
+
+def cfa_benchmarks(name):
+    """The benchmark files of one dataset's CFA jobs (as made by :func:`cfa_outputs`)."""
+    if not CFA:
+        return []
+    base = f"results/{name}/benchmarks"
+    out = []
+    for e in config["cfa"]["estimators"]:
+        out += [f"{base}/cfa_fit_{m}_{e}.tsv" for m in config["cfa"]["models"]]
+        out += [f"{base}/cfa_compare_{e}.tsv", f"{base}/cfa_report_{e}.tsv"]
+        out += [f"{base}/cfa_invariance_{g}_{e}.tsv" for g in invariance_groups(name)]
+    return out
+
+
+def bayes_benchmarks(name):
+    """The benchmark files of one dataset's Bayesian jobs (as made by :func:`bayes_outputs`)."""
+    if not BAYES:
+        return []
+    base = f"results/{name}/benchmarks"
+    scales = config["bayes"]["sensitivity_scales"]
+    out = []
+    for model in config["bayes"]["models"]:
+        out += [f"{base}/bayes_{model}_x1.tsv", f"{base}/bayes_figures_{model}.tsv"]
+        if len(scales) > 1 and model in config["bayes"]["sensitivity_models"]:
+            out += [f"{base}/bayes_{model}_x{s:g}.tsv" for s in scales if s != 1]
+            out.append(f"{base}/bayes_sensitivity_{model}.tsv")
+    return list(dict.fromkeys(out))
 
 
 def cfa_model_source(wildcards):
