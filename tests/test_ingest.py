@@ -69,9 +69,15 @@ def corrupt(frame, row, column, value):
 
 def assert_reconciles(result, rows_in):
     rep = result.report
+    q = result.quarantine
     assert rep["rows_in"] == rows_in
     assert rep["rows_in"] == rep["rows_kept"] + rep["rows_quarantined"]
-    assert rep["rows_quarantined"] == result.quarantine["row"].nunique()
+    row_scope = q["scope"] == "row"
+    assert rep["rows_quarantined"] == q.loc[row_scope, "row"].nunique()
+    in_kept = ~row_scope & ~q["row"].isin(q.loc[row_scope, "row"])
+    assert rep["cells_quarantined"] == in_kept.sum()
+    # a kept row is in the tidy items (or is a wide row without any attended session)
+    assert set(q.loc[row_scope, "row"]).isdisjoint(set(result.items.get("source_row", [])))
 
 
 def test_valid_export_keeps_every_row(tmp_path, rng):
@@ -92,35 +98,62 @@ def test_valid_export_keeps_every_row(tmp_path, rng):
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "reason"),
+    ("column", "value", "reason", "scope"),
     [
-        ("Q3", "9", "out_of_range"),
-        ("Q3", "0", "out_of_range"),
-        ("Q3", "x", "non_numeric"),
-        ("Q3", "3.5", "not_on_scale"),
-        ("pid", "", "missing_id"),
-        ("ther", " ", "missing_id"),
-        ("sess", "0", "invalid_session"),
-        ("sess", "-2", "invalid_session"),
-        ("sess", "2.5", "invalid_session"),
-        ("sess", "first", "invalid_session"),
-        ("PHQ", "40", "outcome_out_of_range"),
-        ("PHQ", "-1", "outcome_out_of_range"),
-        ("PHQ", "12.5", "outcome_out_of_range"),
-        ("PHQ", "severe", "outcome_non_numeric"),
-        ("age", "200", "covariate_invalid"),
+        ("Q3", "9", "out_of_range", "cell"),
+        ("Q3", "0", "out_of_range", "cell"),
+        ("Q3", "x", "non_numeric", "cell"),
+        ("Q3", "3.5", "not_on_scale", "cell"),
+        ("Q3", "inf", "out_of_range", "cell"),
+        ("Q3", "nan", "non_numeric", "cell"),
+        ("pid", "", "missing_id", "row"),
+        ("ther", " ", "missing_id", "row"),
+        ("pid", "1.2345678901234567e+19", "inexact_id", "row"),
+        ("pid", "1.23457E+19", "inexact_id", "row"),
+        ("sess", "0", "invalid_session", "row"),
+        ("sess", "-2", "invalid_session", "row"),
+        ("sess", "2.5", "invalid_session", "row"),
+        ("sess", "first", "invalid_session", "row"),
+        ("sess", "1e20", "invalid_session", "row"),
+        ("sess", "inf", "invalid_session", "row"),
+        ("sess", "-inf", "invalid_session", "row"),
+        ("sess", "9223372036854775808", "invalid_session", "row"),
+        ("PHQ", "40", "outcome_out_of_range", "cell"),
+        ("PHQ", "-1", "outcome_out_of_range", "cell"),
+        ("PHQ", "12.5", "outcome_out_of_range", "cell"),
+        ("PHQ", "severe", "outcome_non_numeric", "cell"),
+        ("PHQ", "inf", "outcome_out_of_range", "cell"),
+        ("age", "200", "covariate_invalid", "cell"),
+        ("age", "inf", "covariate_invalid", "cell"),
     ],
 )
-def test_bad_value_is_quarantined_with_reason(tmp_path, rng, column, value, reason):
+def test_bad_value_is_quarantined_with_reason(tmp_path, rng, column, value, reason, scope):
     frame = corrupt(make_long(rng), 4, column, value)
     result = ingest(write_case(tmp_path, frame))
     assert_reconciles(result, len(frame))
-    assert result.report["rows_quarantined"] == 1
     line = result.quarantine.iloc[0]
-    assert (line["row"], line["column"], line["reason"]) == (4, column, reason)
+    assert len(result.quarantine) == 1
+    got = (line["row"], line["column"], line["reason"], line["scope"])
+    assert got == (4, column, reason, scope)
     assert line["value"] == value
     assert result.report["reasons"] == {reason: 1}
-    assert 4 not in set(result.items["source_row"])
+    if scope == "row":  # an ID or session problem: the record is quarantined
+        assert result.report["rows_quarantined"] == 1
+        assert result.report["cells_quarantined"] == 0
+        assert 4 not in set(result.items["source_row"])
+    else:  # a bad answer: the cell is set missing, the attended session is kept
+        assert result.report["rows_quarantined"] == 0
+        assert result.report["cells_quarantined"] == 1
+        assert result.report["cell_reasons"] == {reason: 1}
+        assert 4 in set(result.items["source_row"])
+        kept = result.items.set_index("source_row").loc[4]
+        if column == "Q3":
+            assert pd.isna(kept["wai_03"])
+            assert kept["wai_04"] == frame.loc[3, "Q4"]
+        if column == "PHQ":
+            assert 4 not in set(result.outcomes["source_row"])
+        if column == "age":  # patient-level: the patient's other rows give the age
+            assert result.patients.set_index("patient_id").loc["P002", "age"] == 22
 
 
 def test_missing_codes_are_missing_not_quarantined(tmp_path, rng):
@@ -162,20 +195,27 @@ def test_conflicting_duplicate_quarantines_all(tmp_path, rng):
 def test_several_problems_in_one_row_count_once(tmp_path, rng):
     frame = corrupt(make_long(rng), 3, "Q1", "7")
     frame = corrupt(frame, 3, "Q2", "abc")
+    frame = corrupt(frame, 5, "Q2", "abc")
+    frame = corrupt(frame, 5, "sess", "")
     result = ingest(write_case(tmp_path, frame))
     assert_reconciles(result, len(frame))
-    assert result.report["rows_quarantined"] == 1
-    assert len(result.quarantine) == 2
-    assert result.report["reasons"] == {"non_numeric": 1, "out_of_range": 1}
+    assert result.report["rows_quarantined"] == 1  # row 5: its session is missing
+    assert result.report["rows_with_quarantined_cells"] == 1  # row 3, kept
+    assert result.report["cells_quarantined"] == 2
+    assert len(result.quarantine) == 4
+    assert result.report["reasons"] == {"invalid_session": 1, "non_numeric": 2, "out_of_range": 1}
+    assert result.report["cell_reasons"] == {"non_numeric": 1, "out_of_range": 1}
 
 
 def test_strict_mode_names_file_row_and_column(tmp_path, rng):
     frame = corrupt(make_long(rng), 5, "Q7", "6")
     path = write_case(tmp_path, frame, strict=True)
-    with pytest.raises(IngestError, match=r"codebook\.yaml.*export\.csv.*row 5, column 'Q7'.*'6'"):
+    with pytest.raises(
+        IngestError, match=r"codebook\.yaml.*export\.csv.*row 5, column 'Q7'.*'6'.*line 6 of"
+    ):
         ingest(path)
-    # the same file without strict quarantines the row
-    assert ingest(path, strict=False).report["rows_quarantined"] == 1
+    # the same file without strict quarantines the cell
+    assert ingest(path, strict=False).report["cells_quarantined"] == 1
 
 
 def test_recode_shift_maps_0_4_to_1_5(tmp_path, rng):
@@ -249,7 +289,11 @@ def test_sav_value_labels_and_user_missing(tmp_path, rng):
     result = ingest(tmp_path / "cb.yaml")
     assert result.report["rows_quarantined"] == 0
     assert result.report["missing_codes_seen"] == {"-99": 1}
-    assert any("declared in the file" in w for w in result.report["warnings"])
+    assert any(
+        "declared in export.sav are treated as missing only in the columns that declare them: "
+        "-99 in Q1, Q2" in w
+        for w in result.report["warnings"]
+    )
     assert pd.isna(result.items.iloc[0]["wai_01"])
 
 
@@ -289,21 +333,24 @@ def test_wide_layout_melts_sessions(tmp_path, rng):
         frame.loc[1, f"S3_I{k}"] = ""
     frame.loc[1, "PHQ_S3"] = ""
     frame.loc[3, "S2_I4"] = 999
-    frame.loc[4, "S1_I1"] = 7  # 7 + 1 = 8: off the scale, the patient row is quarantined
+    frame.loc[4, "S1_I1"] = 7  # 7 + 1 = 8: off the scale, the cell is quarantined
     frame.to_csv(tmp_path / "wide.csv", index=False)
     (tmp_path / "cb.yaml").write_text(yaml.safe_dump(wide_doc()))
     result = ingest(tmp_path / "cb.yaml")
     assert_reconciles(result, 5)
-    assert result.quarantine[["row", "column", "reason"]].values.tolist() == [
-        [5, "S1_I1", "out_of_range"]
+    assert result.quarantine[["row", "column", "reason", "scope"]].values.tolist() == [
+        [5, "S1_I1", "out_of_range", "cell"]
     ]
-    assert len(result.items) == 3 * 3 + 2
+    assert len(result.items) == 5 * 3 - 1  # patient 2 missed session 3
+    kept = result.items.set_index(["patient_id", "session"])
+    assert pd.isna(kept.loc[("104", 1), "wai_01"])
+    assert kept.loc[("104", 1), "wai_02"] == frame.loc[4, "S1_I2"] + 1
     assert result.items["patient_id"].iloc[0] == "100"
     kept = result.items.set_index(["patient_id", "session"])
     assert kept.loc[("100", 2), "wai_05"] == frame.loc[0, "S2_I5"] + 1
     assert pd.isna(kept.loc[("103", 2), "wai_04"])
     assert result.report["missing_codes_seen"] == {"999": 1}
-    assert len(result.outcomes) == 3 * 3 + 2
+    assert len(result.outcomes) == 5 * 3 - 1
 
 
 def test_effects_table(tmp_path):
@@ -415,7 +462,7 @@ def test_written_outputs(tmp_path, rng):
     on_disk = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
     assert on_disk == report
     quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv")
-    assert quarantine.columns.tolist() == ["row", "column", "value", "reason", "detail"]
+    assert quarantine.columns.tolist() == ["row", "column", "value", "reason", "detail", "scope"]
     items = pd.read_parquet(tmp_path / "out" / "items.parquet")
     assert len(items) == report["rows_kept"]
 
@@ -456,9 +503,11 @@ def test_random_corruption_never_loses_a_row(tmp_path_factory, edits, duplicate)
     result = ingest(write_case(tmp, frame))
     assert_reconciles(result, len(frame))
     kept_rows = set(result.items["source_row"].astype(int))
-    quarantined = set(result.quarantine["row"].astype(int))
+    q = result.quarantine
+    quarantined = set(q.loc[q["scope"] == "row", "row"].astype(int))
     assert kept_rows.isdisjoint(quarantined)
     assert kept_rows | quarantined == set(range(1, len(frame) + 1))
+    assert set(q.loc[q["scope"] == "cell", "row"]) <= kept_rows | quarantined
     assert sum(result.report["reasons"].values()) >= result.report["rows_quarantined"]
 
 

@@ -277,7 +277,9 @@ def test_injected_errors_are_in_the_files(truth):
                 value = row[err["column"]]
                 assert str(value).removesuffix(".0") == err["value"], err
     a = truth["expected_ingest"]["site_a"]
-    assert a["rows_quarantined"] == 9  # 8 injected problems, the conflict quarantines 2 rows
+    # 8 injected problems: the conflict quarantines 2 rows, a missing ID, session 0 and an exact
+    # repeat 1 row each; a bad answer or PHQ-9 score (4) quarantines only its cell
+    assert a["rows_quarantined"] == 5
     assert truth["expected_ingest"]["site_c"]["rows_quarantined"] == 0
 
 

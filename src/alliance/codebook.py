@@ -70,6 +70,7 @@ class Codebook:
     covariates: tuple[Covariate, ...]
     effects: dict[str, Any] = field(default_factory=dict)
     strict: bool = False
+    declared_missing: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
 
     def item_column(self, item: str, session: int | None = None) -> str:
@@ -112,6 +113,17 @@ def _item_templates(doc: dict[str, Any], instrument: Instrument, path: Path) -> 
                     f"{path}: key 'items.pattern' {spec['pattern']!r} is not a valid pattern "
                     f"(use {{number}} and, wide, {{session}}): {exc}"
                 ) from None
+    shared: dict[str, list[str]] = {}
+    for item, template in templates.items():
+        shared.setdefault(template, []).append(item)
+    shared = {col: items for col, items in shared.items() if len(items) > 1}
+    if shared:
+        key = "items.map" if "map" in spec else "items.pattern"
+        listing = "; ".join(f"{', '.join(items)} -> {col!r}" for col, items in shared.items())
+        raise CodebookError(
+            f"{path}: key '{key}' maps several items to one column ({listing}); every item "
+            "needs its own column"
+        )
     for item, template in templates.items():
         if wide and "{session}" not in template:
             raise CodebookError(
@@ -171,12 +183,17 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
     validate_document(doc, "codebook", path)
     kind = doc.get("kind", "items")
     file = Path(doc["file"])
-    if not file.is_absolute():
-        file = (path.parent / file).resolve()
-    if check_file and not file.is_file():
+    try:
+        file = (path.parent / file).resolve() if not file.is_absolute() else file
+        file.resolve()  # raises for a symlink loop
+        exists = file.is_file()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
         raise CodebookError(
-            f"{path}: key 'file' names {doc['file']!r}, which does not exist ({file})"
-        )
+            f"{path}: key 'file' names {doc['file']!r}, which cannot be resolved: {exc}"
+        ) from None
+    if check_file and not exists:
+        what = "is a directory" if file.is_dir() else "does not exist"
+        raise CodebookError(f"{path}: key 'file' names {doc['file']!r}, which {what} ({file})")
     instrument = None
     templates: dict[str, str] = {}
     if kind == "items":
@@ -190,6 +207,13 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
             raise CodebookError(f"{path}: key 'instrument': {exc}") from None
         templates = _item_templates(doc, instrument, path)
     layout = doc.get("layout", "long")
+    sessions = list(doc.get("sessions", ()))
+    repeated = sorted({s for s in sessions if sessions.count(s) > 1})
+    if repeated:
+        raise CodebookError(
+            f"{path}: key 'sessions' lists sessions {repeated} more than once, got {sessions}; "
+            "each session's columns are read once"
+        )
     if kind == "items" and layout == "long" and "session" not in doc["ids"]:
         raise CodebookError(f"{path}: key 'ids.session' is required for the long layout")
     for outcome in doc.get("outcomes", []):
@@ -255,5 +279,6 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
         ),
         effects=dict(doc.get("effects", {})),
         strict=bool(doc.get("strict", False)),
+        declared_missing=bool(doc.get("declared_missing", True)),
         raw=doc,
     )

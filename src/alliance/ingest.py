@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,30 @@ import numpy as np
 import pandas as pd
 
 from alliance.codebook import RATERS, Codebook, load_codebook
+from alliance.readers import (
+    EXACT_FLOAT_INT,
+    QUARANTINE_COLUMNS,  # noqa: F401 - re-exported: the columns of quarantine.csv
+    DeclaredMissing,
+    RawTable,
+    ReadError,
+    empty_quarantine,
+    read_export,
+)
 
-QUARANTINE_COLUMNS = ["row", "column", "value", "reason", "detail"]
 ID_COLUMNS = ["patient_id", "therapist_id", "session", "rater"]
+
+#: Reasons quarantined as a cell (set missing, the record kept): a bad answer, outcome score or
+#: covariate value (and a formula without a value outside the ID columns). Every other reason
+#: (IDs, sessions, raters, duplicates, malformed records) quarantines the record.
+CELL_REASONS = (
+    "non_numeric",
+    "out_of_range",
+    "not_on_scale",
+    "outcome_non_numeric",
+    "outcome_out_of_range",
+    "covariate_invalid",
+    "formula_without_value",
+)
 
 
 class IngestError(ValueError):
@@ -60,64 +82,37 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_raw(codebook: Codebook) -> tuple[pd.DataFrame, list[Any]]:
-    """Read the export named by ``codebook`` without interpreting any value.
+def read_raw(codebook: Codebook) -> RawTable:
+    """Read the export named by ``codebook`` as text, without interpreting any value.
 
     Returns
     -------
-    frame
-        The raw table, index reset to 0..n-1 (data row ``i`` is source row ``i + 1``).
-    declared_missing
-        Missing values declared inside the file (SPSS user-missing values), if any.
+    RawTable
+        The well-formed records as text with their source rows (``row`` N starts on line or
+        sheet row N + 1; case N of a ``.sav`` or Parquet file), the records rejected as
+        malformed, the user-missing values each column declares and the formula cells
+        without a value (see :mod:`alliance.readers`).
 
     Raises
     ------
     IngestError
-        If the file cannot be read as the codebook's ``format``.
+        If the file cannot be read as the codebook's ``format``, has no data rows, or names a
+        column the codebook reads twice; the message names the codebook, the key and the file.
     """
-    fmt, path, opts = codebook.format, codebook.file, codebook.read
-    declared: list[Any] = []
+    fmt, path = codebook.format, codebook.file
     try:
-        if fmt == "csv":
-            frame = pd.read_csv(
-                path,
-                sep=opts.get("sep", ","),
-                encoding=opts.get("encoding", "utf-8"),
-                dtype=str,
-                keep_default_na=False,
-                na_values=[],
-            )
-        elif fmt == "sav":
-            import pyreadstat
-
-            frame, meta = pyreadstat.read_sav(str(path), user_missing=True)
-            for spec in (meta.missing_user_values or {}).values():
-                declared.extend(spec)
-            for ranges in (meta.missing_ranges or {}).values():
-                for bounds in ranges:
-                    if bounds["lo"] == bounds["hi"]:
-                        declared.append(bounds["lo"])
-        elif fmt == "xlsx":
-            frame = pd.read_excel(
-                path,
-                sheet_name=opts.get("sheet", 0),
-                dtype=object,
-                keep_default_na=False,
-                na_values=[],
-            )
-        elif fmt == "parquet":
-            frame = pd.read_parquet(path)
-        else:  # pragma: no cover - the schema allows only the formats above
-            raise IngestError(f"{codebook.path}: key 'format': unsupported format {fmt!r}")
-    except IngestError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing here
+        return read_export(fmt, path, codebook.read, required_columns(codebook))
+    except ReadError as exc:
+        raise IngestError(f"{codebook.path}: {exc}") from exc
+    except OSError as exc:
+        raise IngestError(
+            f"{codebook.path}: key 'file' names {path}, which cannot be read: {exc.strerror or exc}"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - any other reader failure means the same thing
         raise IngestError(
             f"{codebook.path}: key 'format' says {fmt!r}, but {path} cannot be read as {fmt}: "
             f"{type(exc).__name__}: {exc}"
-        ) from None
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True), sorted(set(declared), key=str)
+        ) from exc
 
 
 def required_columns(codebook: Codebook) -> dict[str, str]:
@@ -184,11 +179,17 @@ class Cells:
     non_numeric: pd.Series
 
 
-def classify(raw: pd.Series, missing_codes: tuple[Any, ...], decimal: str = ".") -> Cells:
+def classify(
+    raw: pd.Series,
+    missing_codes: tuple[Any, ...],
+    decimal: str = ".",
+    ranges: tuple[tuple[float, float], ...] = (),
+) -> Cells:
     """Split a raw column into numbers, blanks, missing codes and non-numeric text.
 
     A missing code matches numerically when it is a number (so ``-99`` matches ``"-99"``,
-    ``"-99.0"`` and ``-99.0``) and by its stripped text otherwise (``"n/a"``).
+    ``"-99.0"`` and ``-99.0``) and by its stripped text otherwise (``"n/a"``); ``ranges``
+    (SPSS user-missing ranges, ``lo <= value <= hi``) match numerically.
     """
     blank = _blank(raw)
     text = raw.astype("string").str.strip()
@@ -209,6 +210,9 @@ def classify(raw: pd.Series, missing_codes: tuple[Any, ...], decimal: str = ".")
     if numeric_codes:
         hit = number.isin([float(c) for c in numeric_codes]) & ~blank
         code = code.mask(hit, number.where(hit))
+    for lo, hi in ranges:
+        hit = number.between(lo, hi).fillna(False).astype(bool) & ~blank
+        code = code.mask(hit, number.where(hit))
     if text_codes:
         hit = text.isin(text_codes).fillna(False).astype(bool) & ~blank
         code = code.mask(hit, text.where(hit))
@@ -218,24 +222,40 @@ def classify(raw: pd.Series, missing_codes: tuple[Any, ...], decimal: str = ".")
     return Cells(value=value, blank=blank, code=code, non_numeric=non_numeric)
 
 
+_WHOLE_TEXT = re.compile(r"^([+-]?\d+)\.0+$")
+#: A number in scientific notation: how a spreadsheet writes a long number, digits lost.
+_SCIENTIFIC = r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$"
+
+
 def _as_id(raw: pd.Series) -> pd.Series:
-    """IDs as text: integer-valued numbers lose their ``.0``; blanks become NA."""
+    """IDs as text exactly as in the source: whole numbers lose a ``.0``; blanks become NA.
+
+    The ``.0`` is removed from the text (``12345678901234567890.0`` reads
+    ``12345678901234567890``), never by way of a float, so long numeric IDs stay distinct.
+    """
     blank = _blank(raw)
-    if pd.api.types.is_numeric_dtype(raw):
-        as_float = raw.astype(float)
-        integral = np.isfinite(as_float) & (as_float == np.round(as_float))
-        text = as_float.astype("string")
-        text = text.mask(integral, as_float.where(integral).astype("Int64").astype("string"))
-    else:
-        text = raw.astype("string").str.strip()
-        as_float = pd.to_numeric(text, errors="coerce")
-        integral = as_float.notna() & (as_float == np.round(as_float)) & text.str.contains(r"\.0+$")
-        text = text.mask(integral, as_float.where(integral).astype("Int64").astype("string"))
+    text = raw.astype("string").str.strip()
+    text = text.str.replace(_WHOLE_TEXT, r"\1", regex=True)
     return text.mask(blank, pd.NA).astype("string")
 
 
+def _inexact_id(raw: pd.Series) -> pd.Series:
+    """True where an ID is a number in scientific notation (``1.2345678901234567e+19``).
+
+    Such an ID has lost digits (Excel keeps 15 significant digits; a float beyond 2**53 cannot
+    tell neighbouring integers apart, and the binary readers write one so), so two patients
+    may share it.
+    """
+    text = raw.astype("string").str.strip()
+    return text.str.match(_SCIENTIFIC).fillna(False).astype(bool)
+
+
 class ProblemLog:
-    """Collects problems (row, column, value, reason, detail) column by column."""
+    """Collects problems (row, column, value, reason, detail, scope) column by column.
+
+    ``scope`` is ``"row"`` when the problem quarantines the record, ``"cell"`` when only the
+    cell is set missing and the record is kept.
+    """
 
     def __init__(self) -> None:
         self.frames: list[pd.DataFrame] = []
@@ -248,6 +268,7 @@ class ProblemLog:
         values: pd.Series,
         reason: str,
         detail: str,
+        scope: str = "row",
     ) -> None:
         """Record a problem for every row where ``mask`` is true."""
         mask = mask.fillna(False).astype(bool)
@@ -261,16 +282,24 @@ class ProblemLog:
                     "value": values[mask].astype("string").fillna("").to_numpy(),
                     "reason": reason,
                     "detail": detail,
+                    "scope": scope,
                 }
             )
         )
 
     def table(self) -> pd.DataFrame:
         """All problems, ordered by row then column."""
-        if not self.frames:
-            return pd.DataFrame({c: pd.Series(dtype="object") for c in QUARANTINE_COLUMNS})
-        out = pd.concat(self.frames, ignore_index=True)
+        frames = [f for f in self.frames if len(f)]
+        if not frames:
+            return empty_quarantine()
+        out = pd.concat(frames, ignore_index=True)
+        out["row"] = out["row"].astype("int64")
         return out.sort_values(["row", "column", "reason"], kind="stable").reset_index(drop=True)
+
+    def rows(self, scope: str = "row") -> set[int]:
+        """Source rows with a problem of ``scope``."""
+        table = self.table()
+        return set(table.loc[table["scope"] == scope, "row"].astype(int))
 
 
 def _code_label(code: Any) -> str:
@@ -295,15 +324,35 @@ class _Columns:
     problems: ProblemLog
     codes: Counter = field(default_factory=Counter)
     recoded: int = 0
+    declared: dict[str, DeclaredMissing] = field(default_factory=dict)
+    formulas: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: per item column: numeric answers (after recoding), answers one below / one above the
+    #: scale, answers at its lowest / highest category (the forgotten-recode check)
+    scale_counts: dict[str, Counter] = field(default_factory=dict)
+
+
+def _classify(codebook: Codebook, raw: pd.Series, column: str, acc: _Columns) -> Cells:
+    """Classify a column with the codebook's missing codes and those the column declares."""
+    declared = acc.declared.get(column, DeclaredMissing())
+    codes = tuple(codebook.missing_codes) + tuple(
+        c for c in declared.values if c not in codebook.missing_codes
+    )
+    cells = classify(raw, codes, codebook.read.get("decimal", "."), ranges=declared.ranges)
+    _count_codes(acc.codes, cells)
+    return cells
 
 
 def _item_cells(
     codebook: Codebook, raw: pd.Series, column: str, rows: pd.Series, acc: _Columns
-) -> pd.Series:
-    """Clean one item column: missing codes to NaN, recode, quarantine what is not an answer."""
+) -> tuple[pd.Series, pd.Series]:
+    """Clean one item column: missing codes to NaN, recode, quarantine what is not an answer.
+
+    Returns the values on the instrument's scale (NaN for non-response and quarantined cells)
+    and whether each cell held something other than a blank or a missing code (an answer,
+    valid or not: for the wide layout, a session attended).
+    """
     inst = codebook.instrument
-    cells = classify(raw, codebook.missing_codes, codebook.read.get("decimal", "."))
-    _count_codes(acc.codes, cells)
+    cells = _classify(codebook, raw, column, acc)
     acc.problems.add(
         cells.non_numeric,
         rows,
@@ -311,6 +360,7 @@ def _item_cells(
         raw,
         "non_numeric",
         f"not a number; the scale is {inst.scale_min}-{inst.scale_max}",
+        scope="cell",
     )
     value = cells.value
     present = value.notna()
@@ -324,6 +374,7 @@ def _item_cells(
             raw,
             "out_of_range",
             f"not among the raw values of recode.map {sorted(codebook.recode_map)}",
+            scope="cell",
         )
         value = mapped.astype(float)
         acc.recoded += int((present & ~unmapped & (value != cells.value)).sum())
@@ -331,16 +382,25 @@ def _item_cells(
     elif codebook.recode_shift:
         value = value + codebook.recode_shift
         acc.recoded += int(present.sum())
+    shown = value[present]
+    acc.scale_counts[column] = Counter(
+        answers=len(shown),
+        below=int((shown == inst.scale_min - 1).sum()),
+        above=int((shown == inst.scale_max + 1).sum()),
+        lowest=int((shown == inst.scale_min).sum()),
+        highest=int((shown == inst.scale_max).sum()),
+    )
     out_range = present & ((value < inst.scale_min) | (value > inst.scale_max))
     off_scale = present & ~out_range & (value != np.round(value))
-    shown = f" after recoding (shift {codebook.recode_shift})" if codebook.recode_shift else ""
+    shifted = f" after recoding (shift {codebook.recode_shift})" if codebook.recode_shift else ""
     acc.problems.add(
         out_range,
         rows,
         column,
         raw,
         "out_of_range",
-        f"outside the scale {inst.scale_min}-{inst.scale_max}{shown}",
+        f"outside the scale {inst.scale_min}-{inst.scale_max}{shifted}",
+        scope="cell",
     )
     acc.problems.add(
         off_scale,
@@ -349,23 +409,34 @@ def _item_cells(
         raw,
         "not_on_scale",
         f"between the categories of the scale {inst.scale_min}-{inst.scale_max}",
+        scope="cell",
     )
-    return value.where(present & ~out_range & ~off_scale)
+    answered = ~cells.blank & cells.code.isna()
+    if column in acc.formulas:  # a formula without a value: an answer nobody can read
+        answered |= raw.index.isin(list(acc.formulas[column]))
+    return value.where(present & ~out_range & ~off_scale), answered
 
 
 def _outcome_cells(
     codebook: Codebook, raw: pd.Series, column: str, outcome: Any, rows: pd.Series, acc: _Columns
 ) -> pd.Series:
-    """Clean one outcome column; out-of-range or non-numeric scores are quarantined."""
-    cells = classify(raw, codebook.missing_codes, codebook.read.get("decimal", "."))
-    _count_codes(acc.codes, cells)
+    """Clean one outcome column; out-of-range or non-numeric scores are quarantined cells."""
+    cells = _classify(codebook, raw, column, acc)
     span = f"{outcome.measure} range {outcome.min:g}-{outcome.max:g}"
     acc.problems.add(
-        cells.non_numeric, rows, column, raw, "outcome_non_numeric", f"not a number; {span}"
+        cells.non_numeric,
+        rows,
+        column,
+        raw,
+        "outcome_non_numeric",
+        f"not a number; {span}",
+        scope="cell",
     )
     value = cells.value
     bad = value.notna() & ((value < outcome.min) | (value > outcome.max))
-    acc.problems.add(bad, rows, column, raw, "outcome_out_of_range", f"outside the {span}")
+    acc.problems.add(
+        bad, rows, column, raw, "outcome_out_of_range", f"outside the {span}", scope="cell"
+    )
     if outcome.integer:
         frac = value.notna() & ~bad & (value != np.round(value))
         acc.problems.add(
@@ -375,32 +446,41 @@ def _outcome_cells(
             raw,
             "outcome_out_of_range",
             f"not a whole number; {span} in whole points",
+            scope="cell",
         )
         bad = bad | frac
     return value.where(~bad)
 
 
+#: The largest session number (int32): larger numbers (``1e20``, ``inf``) are no sessions.
+MAX_SESSION = 2**31 - 1
+
+
 def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns) -> pd.DataFrame:
     """Patient, therapist, rater (and long-layout session) columns, quarantining bad IDs."""
     ids = pd.DataFrame(index=frame.index)
-    patient_col = codebook.ids["patient"]
-    ids["patient_id"] = _as_id(frame[patient_col])
-    acc.problems.add(
-        ids["patient_id"].isna(),
-        rows,
-        patient_col,
-        frame[patient_col],
-        "missing_id",
-        "patient ID is empty",
-    )
+    roles = [("patient", "patient_id")]
     if "therapist" in codebook.ids:
-        col = codebook.ids["therapist"]
-        ids["therapist_id"] = _as_id(frame[col])
-        acc.problems.add(
-            ids["therapist_id"].isna(), rows, col, frame[col], "missing_id", "therapist ID is empty"
-        )
+        roles.append(("therapist", "therapist_id"))
     else:
         ids["therapist_id"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for role, name in roles:
+        col = codebook.ids[role]
+        ids[name] = _as_id(frame[col])
+        acc.problems.add(
+            ids[name].isna(), rows, col, frame[col], "missing_id", f"{role} ID is empty"
+        )
+        acc.problems.add(
+            _inexact_id(frame[col]),
+            rows,
+            col,
+            frame[col],
+            "inexact_id",
+            f"{role} ID is a number in scientific notation, which has lost digits (a "
+            "spreadsheet writes long numbers so; a float beyond 2**53 cannot hold an exact "
+            "integer), so different IDs may read the same: store IDs as text",
+        )
+    ids = ids[["patient_id", "therapist_id"]]
     if "rater" in codebook.ids:
         col = codebook.ids["rater"]
         text = _as_id(frame[col])
@@ -415,10 +495,21 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
         ids["rater"] = pd.Series(codebook.rater, index=frame.index, dtype="string")
     if codebook.layout == "long":
         col = codebook.ids["session"]
-        number = pd.to_numeric(_as_id(frame[col]), errors="coerce")
-        bad = number.isna() | (number < 1) | (number != np.round(number))
+        number = pd.to_numeric(_as_id(frame[col]), errors="coerce").astype(float)
+        bad = (
+            number.isna()
+            | ~np.isfinite(number)
+            | (number < 1)
+            | (number > MAX_SESSION)
+            | (number != np.round(number))
+        )
         acc.problems.add(
-            bad, rows, col, frame[col], "invalid_session", "session must be a positive whole number"
+            bad,
+            rows,
+            col,
+            frame[col],
+            "invalid_session",
+            f"session must be a positive whole number up to {MAX_SESSION}",
         )
         ids["session"] = number.where(~bad).astype("Int64")
     for name, col in codebook.group_columns.items():
@@ -429,11 +520,11 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
 def _covariates(
     codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
 ) -> pd.DataFrame:
+    """Patient-level covariates; a bad value is a quarantined cell (set missing)."""
     out = pd.DataFrame(index=frame.index)
     for cov in codebook.covariates:
+        cells = _classify(codebook, frame[cov.column], cov.column, acc)
         if cov.type == "categorical":
-            cells = classify(frame[cov.column], codebook.missing_codes)
-            _count_codes(acc.codes, cells)
             codes = _as_id(frame[cov.column]).mask(cells.code.notna(), pd.NA)
             if cov.values is not None:
                 unknown = codes.notna() & ~codes.isin(list(cov.values)).fillna(False)
@@ -444,14 +535,11 @@ def _covariates(
                     frame[cov.column],
                     "covariate_invalid",
                     f"covariate {cov.name} code not among {sorted(cov.values)}",
+                    scope="cell",
                 )
                 codes = codes.map(cov.values, na_action="ignore").where(~unknown).astype("string")
             out[cov.name] = codes
             continue
-        cells = classify(
-            frame[cov.column], codebook.missing_codes, codebook.read.get("decimal", ".")
-        )
-        _count_codes(acc.codes, cells)
         acc.problems.add(
             cells.non_numeric,
             rows,
@@ -459,19 +547,22 @@ def _covariates(
             frame[cov.column],
             "covariate_invalid",
             f"covariate {cov.name} is not a number",
+            scope="cell",
         )
         lo = -np.inf if cov.min is None else cov.min
         hi = np.inf if cov.max is None else cov.max
-        bad = cells.value.notna() & ((cells.value < lo) | (cells.value > hi))
+        value = cells.value
+        bad = value.notna() & (~np.isfinite(value) | (value < lo) | (value > hi))
         acc.problems.add(
             bad,
             rows,
             cov.column,
             frame[cov.column],
             "covariate_invalid",
-            f"covariate {cov.name} outside {lo:g}-{hi:g}",
+            f"covariate {cov.name} outside {lo:g}-{hi:g} (or not finite)",
+            scope="cell",
         )
-        out[cov.name] = cells.value.where(~bad)
+        out[cov.name] = value.where(~bad)
     return out
 
 
@@ -480,7 +571,7 @@ def _records_long(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
     items = pd.DataFrame(index=frame.index)
     for item in codebook.instrument.items:
         col = codebook.item_column(item)
-        items[item] = _item_cells(codebook, frame[col], col, rows, acc)
+        items[item], _ = _item_cells(codebook, frame[col], col, rows, acc)
     outcome_rows = []
     for outcome in codebook.outcomes:
         col = outcome.column
@@ -506,10 +597,13 @@ def _records_wide(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
     per_session, outcome_rows = [], []
     for session in codebook.sessions:
         items = pd.DataFrame(index=frame.index)
+        # attended: an item cell holds an answer, valid or quarantined (a bad cell must not
+        # turn an attended session into a missed one)
+        answered = pd.Series(False, index=frame.index)
         for item in codebook.instrument.items:
             col = codebook.item_column(item, session)
-            items[item] = _item_cells(codebook, frame[col], col, rows, acc)
-        answered = items.notna().any(axis=1)
+            items[item], held = _item_cells(codebook, frame[col], col, rows, acc)
+            answered |= held
         for outcome in codebook.outcomes:
             if outcome.timepoint is not None:
                 continue
@@ -603,20 +697,41 @@ def _patients(codebook: Codebook, kept: pd.DataFrame, covs: pd.DataFrame, warnin
     return first.reset_index()
 
 
-def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnings: list[str]):
-    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index, dtype="int64")
+def _formula_problems(codebook: Codebook, raw: RawTable, rows: pd.Series, acc: _Columns) -> None:
+    """Quarantine spreadsheet formulas without a cached value: a cell, or the row for an ID."""
+    id_columns = set(codebook.ids.values())
+    for column, cells in raw.formulas.items():
+        mask = pd.Series(raw.frame.index.isin(list(cells)), index=raw.frame.index)
+        values = pd.Series(cells, dtype="object").reindex(raw.frame.index).fillna("")
+        acc.problems.add(
+            mask,
+            rows,
+            column,
+            values,
+            "formula_without_value",
+            "a formula without a cached value (the file was saved by a program that does not "
+            "compute formulas): its answer is unknown, not missing; open and save the file in "
+            "a spreadsheet program, or export values",
+            scope="row" if column in id_columns else "cell",
+        )
+
+
+def _ingest_items(codebook: Codebook, raw: RawTable, acc: _Columns, warnings: list[str]):
+    frame = raw.frame
+    rows = pd.Series(raw.rows, index=frame.index, dtype="int64")
+    _formula_problems(codebook, raw, rows, acc)
     build = _records_long if codebook.layout == "long" else _records_wide
     records, outcome_parts = build(codebook, frame, rows, acc)
     covs = _covariates(codebook, frame, rows, acc)
-    flagged = set(acc.problems.table()["row"].astype(int))
+    flagged = acc.problems.rows("row")
     clean = records[~records["source_row"].isin(flagged)]
     items = list(codebook.instrument.items)
     compare = ["therapist_id", *codebook.groups, *items]
     if codebook.layout == "long":
         outcome_cols = {}
-        for part in outcome_parts:
-            if (part["timepoint"] == "session").all():
-                outcome_cols[f"__{part['measure'].iloc[0]}"] = part["value"]
+        for outcome, part in zip(codebook.outcomes, outcome_parts, strict=True):
+            if outcome.timepoint is None:
+                outcome_cols[f"__{outcome.measure}"] = part["value"]
         extra = pd.DataFrame(outcome_cols, index=frame.index)
         cmp_frame = pd.concat(
             [clean, extra.loc[clean["frame_index"]].set_axis(clean.index)], axis=1
@@ -629,7 +744,7 @@ def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnin
         wide_cmp = frame.loc[first_rows["frame_index"]].astype("string").set_axis(first_rows.index)
         cmp_frame = pd.concat([first_rows[["patient_id", "rater", "source_row"]], wide_cmp], axis=1)
         _duplicates(cmp_frame, ["patient_id", "rater"], list(wide_cmp.columns), rows, acc)
-    flagged = set(acc.problems.table()["row"].astype(int))
+    flagged = acc.problems.rows("row")
     kept = records[~records["source_row"].isin(flagged)].copy()
     kept = kept.sort_values(["patient_id", "session", "rater"], kind="stable")
 
@@ -688,14 +803,19 @@ def _ingest_items(codebook: Codebook, frame: pd.DataFrame, acc: _Columns, warnin
     patients = _patients(codebook, kept, covs, warnings)
     tidy = kept[[*ID_COLUMNS, *codebook.groups, "source_row", *items]].reset_index(drop=True)
     tidy = tidy.astype({"source_row": "Int64", "session": "Int64", **{i: "Float64" for i in items}})
-    return tidy, outcomes.reset_index(drop=True), patients, len(frame)
+    return tidy, outcomes.reset_index(drop=True), patients
 
 
 # --------------------------------------------------------------------------- effects datasets
 
 
-def _ingest_effects(codebook: Codebook, frame: pd.DataFrame, acc: _Columns):
-    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index, dtype="int64")
+#: The largest sample size an effects table may give (exact as an integer in a double).
+MAX_N = EXACT_FLOAT_INT
+
+
+def _ingest_effects(codebook: Codebook, raw: RawTable, acc: _Columns):
+    frame = raw.frame
+    rows = pd.Series(raw.rows, index=frame.index, dtype="int64")
     spec = codebook.effects
     study = _as_id(frame[spec["study"]])
     acc.problems.add(
@@ -706,7 +826,7 @@ def _ingest_effects(codebook: Codebook, frame: pd.DataFrame, acc: _Columns):
         "missing_study",
         "study label is empty",
     )
-    r = classify(frame[spec["r"]], codebook.missing_codes, codebook.read.get("decimal", "."))
+    r = _classify(codebook, frame[spec["r"]], spec["r"], acc)
     bad_r = r.value.isna() | (r.value <= -1) | (r.value >= 1)
     acc.problems.add(
         bad_r,
@@ -716,27 +836,33 @@ def _ingest_effects(codebook: Codebook, frame: pd.DataFrame, acc: _Columns):
         "invalid_r",
         "a correlation strictly between -1 and 1 is needed",
     )
-    n = classify(frame[spec["n"]], codebook.missing_codes, codebook.read.get("decimal", "."))
-    bad_n = n.value.isna() | (n.value < 4) | (n.value != np.round(n.value))
+    n = _classify(codebook, frame[spec["n"]], spec["n"], acc)
+    bad_n = (
+        n.value.isna()
+        | ~np.isfinite(n.value)
+        | (n.value < 4)
+        | (n.value > MAX_N)
+        | (n.value != np.round(n.value))
+    )
     acc.problems.add(
         bad_n,
         rows,
         spec["n"],
         frame[spec["n"]],
         "invalid_n",
-        "sample size must be a whole number of at least 4 (Fisher z needs n > 3)",
+        f"sample size must be a whole number from 4 (Fisher z needs n > 3) to {MAX_N}",
     )
     table = pd.DataFrame({"study": study, "r": r.value, "n": n.value.where(~bad_n)})
     for col in spec.get("moderators", []):
         table[col] = frame[col]
     table["source_row"] = rows
-    flagged = set(acc.problems.table()["row"].astype(int))
+    flagged = acc.problems.rows("row")
     clean = table[~table["source_row"].isin(flagged)]
     _duplicates(clean, ["study", "r", "n"], ["study"], rows, acc)
-    flagged = set(acc.problems.table()["row"].astype(int))
+    flagged = acc.problems.rows("row")
     kept = table[~table["source_row"].isin(flagged)].reset_index(drop=True)
     kept["n"] = kept["n"].astype("int64")
-    return kept, len(frame)
+    return kept
 
 
 # --------------------------------------------------------------------------- entry point
@@ -767,37 +893,45 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     if not isinstance(codebook, Codebook):
         codebook = load_codebook(codebook)
     strict = codebook.strict if strict is None else strict
-    frame, declared = read_raw(codebook)
-    unused = check_columns(codebook, frame)
-    codes = tuple(codebook.missing_codes) + tuple(
-        c for c in declared if c not in codebook.missing_codes
-    )
-    if codes != codebook.missing_codes:
-        codebook = _with_codes(codebook, codes)
-    acc = _Columns(problems=ProblemLog())
-    warnings: list[str] = []
+    raw = read_raw(codebook)
+    unused = check_columns(codebook, raw.frame)
+    declared = raw.declared_missing if codebook.declared_missing else {}
+    acc = _Columns(problems=ProblemLog(), declared=declared, formulas=raw.formulas)
+    if len(raw.rejected):
+        acc.problems.frames.append(raw.rejected)
+    warnings: list[str] = list(raw.notes)
     if declared:
-        warnings.append(f"missing values declared in the file are treated as missing: {declared}")
+        warnings.append(_declared_warning(codebook, declared))
+    elif raw.declared_missing:
+        warnings.append(
+            f"missing values declared in {codebook.file.name} are not applied "
+            "(declared_missing: false): " + _declared_listing(raw.declared_missing)
+        )
     if unused:
         warnings.append(f"columns not named in the codebook are ignored: {unused}")
+    rows_in = raw.n_records
     if codebook.kind == "effects":
-        effects, rows_in = _ingest_effects(codebook, frame, acc)
+        effects = _ingest_effects(codebook, raw, acc)
         items = outcomes = patients = pd.DataFrame()
     else:
-        items, outcomes, patients, rows_in = _ingest_items(codebook, frame, acc, warnings)
+        items, outcomes, patients = _ingest_items(codebook, raw, acc, warnings)
         effects = None
     quarantine = acc.problems.table()
+    if codebook.kind == "items":
+        quarantine = _scale_hint(codebook, acc, quarantine, warnings)
     if strict and len(quarantine):
         first = quarantine.iloc[0]
         raise IngestError(
             f"{codebook.path}: strict ingest of {codebook.file.name} stopped at "
             f"row {first['row']}, "
             f"column {first['column']!r}, value {first['value']!r}: {first['reason']} "
-            f"({first['detail']}); {quarantine['row'].nunique()} rows would be quarantined"
+            f"({first['detail']}; {_where(codebook, int(first['row']))}); "
+            f"{quarantine['row'].nunique()} rows have problems"
         )
-    n_quarantined = int(quarantine["row"].nunique())
+    row_scope = quarantine["scope"] == "row"
+    quarantined_rows = set(quarantine.loc[row_scope, "row"].astype(int))
+    cells = quarantine[~row_scope & ~quarantine["row"].isin(quarantined_rows)]
     reasons = quarantine.drop_duplicates(["row", "reason"])["reason"].value_counts()
-    kept_rows = rows_in - n_quarantined
     report: dict[str, Any] = {
         "dataset": codebook.dataset,
         "kind": codebook.kind,
@@ -809,10 +943,13 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         "instrument": codebook.instrument.name if codebook.instrument else None,
         "instrument_file": codebook.instrument.path if codebook.instrument else None,
         "rows_in": int(rows_in),
-        "rows_kept": int(kept_rows),
-        "rows_quarantined": n_quarantined,
+        "rows_kept": int(rows_in - len(quarantined_rows)),
+        "rows_quarantined": len(quarantined_rows),
+        "cells_quarantined": int(len(cells)),
+        "rows_with_quarantined_cells": int(cells["row"].nunique()),
         "problems": int(len(quarantine)),
         "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
+        "cell_reasons": {str(k): int(v) for k, v in sorted(cells["reason"].value_counts().items())},
         "missing_codes_seen": dict(sorted(acc.codes.items())),
         "values_recoded": int(acc.recoded),
         "warnings": warnings,
@@ -829,6 +966,8 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         item_cells = items[list(codebook.instrument.items)]
         report["item_cells"] = int(item_cells.size)
         report["item_nonresponse"] = int(item_cells.isna().sum().sum())
+        if not len(items):
+            warnings.append(f"no row of {codebook.file.name} was kept: see quarantine.csv")
     else:
         report["tidy"] = {"studies": int(len(effects))}
     if report["rows_in"] != report["rows_kept"] + report["rows_quarantined"]:  # pragma: no cover
@@ -836,10 +975,88 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     return IngestResult(items, outcomes, patients, effects, quarantine, report)
 
 
-def _with_codes(codebook: Codebook, codes: tuple[Any, ...]) -> Codebook:
-    from dataclasses import replace
+def _where(codebook: Codebook, row: int) -> str:
+    """Where row ``row`` is in the source file (see :mod:`alliance.readers`)."""
+    if codebook.format == "csv":
+        return f"line {row + 1} of the file"
+    if codebook.format == "xlsx":
+        return f"sheet row {row + 1}"
+    return f"case {row}"
 
-    return replace(codebook, missing_codes=codes)
+
+def _declared_listing(declared: dict[str, DeclaredMissing]) -> str:
+    """``-99 in WAI1, WAI2; 9 in PHQ9``: the declared values grouped by the columns."""
+    by_values: dict[str, list[str]] = {}
+    for column, spec in declared.items():
+        by_values.setdefault(spec.describe(), []).append(column)
+    return "; ".join(f"{values} in {', '.join(cols)}" for values, cols in by_values.items())
+
+
+def _declared_warning(codebook: Codebook, declared: dict[str, DeclaredMissing]) -> str:
+    return (
+        f"missing values declared in {codebook.file.name} are treated as missing only in the "
+        f"columns that declare them: {_declared_listing(declared)}"
+    )
+
+
+#: Share of the numeric item answers one step outside the scale above which the ingest says
+#: that the export looks shifted (a forgotten or wrong ``recode``).
+SHIFT_SHARE = 0.02
+
+
+def _scale_hint(
+    codebook: Codebook, acc: _Columns, quarantine: pd.DataFrame, warnings: list[str]
+) -> pd.DataFrame:
+    """Say so when many answers lie one step below (or above) the instrument's scale.
+
+    A 0-4 export read as 1-5 keeps raw 1-4 as if they were 1-4 on the 1-5 scale and
+    quarantines every 0; a 1-5 export with ``recode: {shift: 1}`` loses every 5. When at least
+    :data:`SHIFT_SHARE` of the numeric item answers are one step outside the scale (or any
+    are, while no answer reaches the scale's other end), a warning names the file, the columns
+    and the ``recode`` that would fit, and the detail of those out-of-range cells repeats it.
+    """
+    inst = codebook.instrument
+    total = Counter()
+    for counts in acc.scale_counts.values():
+        total.update(counts)
+    answers = total["answers"]
+    if not answers:
+        return quarantine
+    shift = codebook.recode_shift
+    for side, other_end, step, looks in (
+        ("below", "highest", 1, f"{inst.scale_min - 1}-{inst.scale_max - 1}"),
+        ("above", "lowest", -1, f"{inst.scale_min + 1}-{inst.scale_max + 1}"),
+    ):
+        n = total[side]
+        if n < 3 or not (n / answers >= SHIFT_SHARE or total[other_end] == 0):
+            continue
+        value = inst.scale_min - 1 if side == "below" else inst.scale_max + 1
+        columns = sorted(
+            (c for c, k in acc.scale_counts.items() if k[side]),
+            key=lambda c: -acc.scale_counts[c][side],
+        )
+        listing = ", ".join(f"{c} ({acc.scale_counts[c][side]})" for c in columns[:6])
+        if len(columns) > 6:
+            listing += f" and {len(columns) - 6} more columns"
+        end = inst.scale_max if side == "below" else inst.scale_min
+        none_at_end = f", and no answer is {end}" if total[other_end] == 0 else ""
+        recode = f"recode: {{shift: {shift + step}}}" if shift + step else "no recode"
+        raw_value = value - shift
+        hint = (
+            f"{n} of {answers} numeric item answers ({n / answers:.1%}) in "
+            f"{codebook.file.name} are {value:g}{' after recoding' if shift else ''}, one step "
+            f"{side} the {inst.name} scale {inst.scale_min}-{inst.scale_max}{none_at_end}: "
+            f"the export looks like {looks}; if so, set `{recode}` in {codebook.path.name} "
+            f"(raw {raw_value:g} is quarantined as out_of_range now); columns: {listing}"
+        )
+        warnings.append(hint)
+        hit = (quarantine["reason"] == "out_of_range") & quarantine["column"].isin(columns)
+        if hit.any():
+            quarantine = quarantine.copy()
+            quarantine.loc[hit, "detail"] = (
+                quarantine.loc[hit, "detail"] + f"; forgotten recode? set `{recode}`"
+            )
+    return quarantine
 
 
 def ingest_to(codebook_path: str | Path, out_dir: str | Path, strict: bool | None = None) -> dict:

@@ -63,5 +63,9 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SchemaError(f"{path}: is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except yaml.YAMLError as exc:
         raise SchemaError(f"{path}: is not valid YAML: {exc}") from None

@@ -1077,8 +1077,9 @@ def simulate_demo(
         column; null for an exact duplicate), reason (docs/data-model.md vocabulary), value,
         detail}.
     ``expected_ingest``
-        per dataset: rows_in, rows_kept, rows_quarantined, reasons (reason -> rows),
-        missing_code_cells (code -> cells over the whole file).
+        per dataset: rows_in, rows_kept, rows_quarantined (rows with a row-level reason; a
+        bad answer quarantines only its cell, see ``alliance.ingest.CELL_REASONS``), reasons
+        (reason -> rows), missing_code_cells (code -> cells over the whole file).
     ``sample``
         realized values per site (dropout share, intake mean/SD, partial r on the latent
         complete data, top-category share, straight-liners, latent variance components).
@@ -1163,8 +1164,10 @@ def simulate_demo(
 
 
 def _expected(errors: list[dict], rows_in: int, codes: dict[str, int]) -> dict[str, Any]:
+    from alliance.ingest import CELL_REASONS  # a bad answer quarantines its cell, not the row
+
     by_row = {(e["row"], e["reason"]) for e in errors}
-    quarantined = len({row for row, _ in by_row})
+    quarantined = len({row for row, reason in by_row if reason not in CELL_REASONS})
     return {
         "rows_in": rows_in,
         "rows_kept": rows_in - quarantined,
