@@ -40,9 +40,12 @@ def test_ingest_command(tmp_path, capsys):
     }
     (tmp_path / "cb.yaml").write_text(yaml.safe_dump(codebook))
     assert main(["ingest", str(tmp_path / "cb.yaml"), "--out", str(tmp_path / "out")]) == 0
-    assert "2 rows in, 1 kept, 1 quarantined" in capsys.readouterr().out
+    # a row of bad answers is an attended session: its 12 cells are quarantined, the row kept
+    out = capsys.readouterr().out
+    assert "2 rows in, 2 kept, 0 quarantined; 12 cells of 1 kept rows quarantined" in out
     report = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
     assert report["reasons"] == {"out_of_range": 1}
+    assert report["cell_reasons"] == {"out_of_range": 12}
     # --strict turns the quarantine into an error, printed without a traceback
     code = main(["ingest", str(tmp_path / "cb.yaml"), "--out", str(tmp_path / "o2"), "--strict"])
     assert code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,12 +38,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from alliance.ingest import ingest_to
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out!r} names an existing file; give a folder")
     report = ingest_to(args.codebook, args.out, strict=True if args.strict else None)
+    cells = report.get("cells_quarantined", 0)
+    in_rows = report.get("rows_with_quarantined_cells", 0)
     print(
         f"{report['dataset']}: {report['rows_in']} rows in, {report['rows_kept']} kept, "
-        f"{report['rows_quarantined']} quarantined -> {args.out}"
+        f"{report['rows_quarantined']} quarantined"
+        + (f"; {cells} cells of {in_rows} kept rows quarantined (set missing)" if cells else "")
+        + f" -> {args.out}"
     )
     for reason, n in report["reasons"].items():
         print(f"  {reason}: {n} rows")
@@ -115,11 +124,17 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
     result["sample"] = sample
     write_json(result, args.out)
     fit = result.get("fit", {})
+
+    def shown(key: str) -> str:
+        value = fit.get(key)
+        return "NA" if value is None else f"{value:.3f}"
+
+    status = result.get("status", {})
+    issues = "" if status.get("admissible", True) else f", not admissible: {status.get('issues')}"
     print(
-        f"{args.estimator}: chisq = {fit.get('chisq', float('nan')):.3f}, df = {fit.get('df')}, "
-        f"cfi = {fit.get('cfi', float('nan')):.3f}, rmsea = {fit.get('rmsea', float('nan')):.3f}, "
-        f"srmr = {fit.get('srmr', float('nan')):.3f}, converged = {result.get('converged')} "
-        f"-> {args.out}"
+        f"{args.estimator}: chisq = {shown('chisq')}, df = {fit.get('df')}, "
+        f"cfi = {shown('cfi')}, rmsea = {shown('rmsea')}, srmr = {shown('srmr')}, "
+        f"converged = {result.get('converged')}{issues} -> {args.out}"
     )
     return 0
 
@@ -319,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"alliance {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an input error too (also: environment ALLIANCE_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -693,14 +713,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exceptions that mean bad input (a file, a codebook, an option, a value): one line naming
+#: it, exit status 2. Any other exception is a bug and keeps its traceback (exit status 1).
+INPUT_ERRORS = (ValueError, OSError)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        target = f"{exc.filename!s}" + (f" -> {exc.filename2!s}" if exc.filename2 else "")
+        return f"{target}: {exc.strerror}"
+    return str(exc)
+
+
+def _stdout_gone() -> None:
+    """After a broken pipe (``alliance ... | head``): send the rest of stdout to devnull.
+
+    As the Python documentation on SIGPIPE recommends, so that the interpreter's final flush
+    does not raise a second time.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; errors in the input are printed without a traceback."""
+    """Run the command line.
+
+    Bad input (:data:`INPUT_ERRORS`: a ``ValueError``, including the ingest's, codebook's and
+    schema's errors, or an ``OSError`` such as a missing file or a directory given for a file)
+    is printed as one line naming the file, key, line, column and value, exit status 2;
+    ``alliance --debug ...`` or ``ALLIANCE_DEBUG=1`` shows its traceback too. Any other
+    exception is a bug and keeps its traceback (exit status 1). A closed output pipe
+    (``alliance ... | head``) ends the command quietly (exit status 1).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("ALLIANCE_DEBUG", "") not in ("", "0")
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"alliance {args.command}: error: {exc}", file=sys.stderr)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _stdout_gone()
+        return 1
+    except INPUT_ERRORS as exc:
+        if debug:
+            raise
+        print(f"alliance {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
 
 

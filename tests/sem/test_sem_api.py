@@ -105,6 +105,54 @@ def test_non_numeric_item_raises():
         fit_cfa(data, reference("holzinger_ml")["meta"]["model"])
 
 
+ONE_FACTOR = "alliance =~ wai_01 + wai_02 + wai_03 + wai_04"
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+@pytest.mark.parametrize("estimator", ["ML", "MLR", "WLSMV"])
+def test_infinite_value_is_an_error_not_a_category(estimator, value):
+    # a CSV reader parses "inf": under WLSMV it had become an extra answer category
+    data = dataset("wai_ml").astype({"wai_02": float})
+    data.loc[6, "wai_02"] = value
+    missing = "pairwise" if estimator == "WLSMV" else "listwise"
+    with pytest.raises(ValueError, match=r"'wai_02' holds 1 infinite value.*data row 7"):
+        fit_cfa(data, ONE_FACTOR, estimator=estimator, missing=missing)
+    if estimator == "WLSMV":  # also on the way through the category collapsing
+        with pytest.raises(ValueError, match=r"'wai_02' holds 1 infinite"):
+            fit_cfa(data, ONE_FACTOR, estimator=estimator, collapse_empty_categories=True)
+
+
+@pytest.mark.parametrize("estimator", ["ML", "MLR"])
+def test_negative_df_is_not_identified_without_fit_indices(estimator):
+    # two indicators, one factor and a residual covariance (complete data, no mean structure,
+    # as lavaan): 3 sample (co)variances for 5 free parameters (1 loading, 2 residual
+    # variances, 1 factor variance, 1 residual covariance): df = 3 - 5 = -2
+    model = "alliance =~ wai_01 + wai_02\nwai_01 ~~ wai_02"
+    out = fit_cfa(dataset("wai_ml"), model, estimator=estimator)
+    assert out["fit"]["df"] == -2
+    assert out["fit"]["npar"] == 5
+    assert all(v is None for k, v in out["fit"].items() if k not in ("df", "npar", "ntotal")), out[
+        "fit"
+    ]
+    assert out["status"]["admissible"] is False
+    assert out["status"]["identified"] is False
+    assert "not identified: 5 free parameters for 3 sample statistics" in out["status"]["issues"][0]
+    json.dumps(out, allow_nan=False)
+
+
+def test_negative_df_under_wlsmv_is_an_error():
+    # 5 categories per item: the statistics are 2 x 4 thresholds + 1 polychoric correlation
+    # = 9; the model has 2 x 4 thresholds + 1 loading + 1 factor variance + 1 residual
+    # covariance = 11 free parameters (delta parameterization)
+    with pytest.raises(ValueError, match=r"not identified.*\(11\).*\(9\), df = -2"):
+        fit_cfa(
+            dataset("wai_ml"),
+            "alliance =~ wai_01 + wai_02\nwai_01 ~~ wai_02",
+            estimator="WLSMV",
+            missing="pairwise",
+        )
+
+
 def test_group_fit_layout():
     out = fit_cfa(dataset("holzinger_ml"), reference("holzinger_ml")["meta"]["model"],
                   group="school")  # fmt: skip

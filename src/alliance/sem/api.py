@@ -166,6 +166,13 @@ def _result_dict(
 ) -> dict[str, Any]:
     fm = fit_measures(result)
     names = FIT_NAMES + (ROBUST_NAMES if result.estimator != "ML" else ())
+    not_identified = None
+    if fm.get("df") is not None and fm["df"] < 0:  # more parameters than sample statistics
+        not_identified = (
+            f"not identified: {fm.get('npar')} free parameters for {fm['df'] + fm.get('npar')} "
+            f"sample statistics (df = {fm['df']:g}); no fit indices"
+        )
+        fm = {k: fm.get(k) for k in ("npar", "df", "ntotal")}
     fit = {k: fm.get(k) for k in names}
     std = standardized_rows(result)
     out: dict[str, Any] = {
@@ -200,6 +207,10 @@ def _result_dict(
             out["modindices"] = []
             result.warnings.append(f"modification indices unavailable: {err}")
         out["status"] = admissibility(result, std)
+        if not_identified:
+            out["status"]["issues"].insert(0, not_identified)
+            out["status"]["admissible"] = False
+            out["status"]["identified"] = False
     return _clean(out)
 
 

@@ -91,6 +91,29 @@ def _patterns(x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(keys[k].astype(bool), np.flatnonzero(inverse == k)) for k in range(len(keys))]
 
 
+def require_finite(data: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise if a model variable holds ``inf`` or ``-inf`` (a CSV reader parses ``inf``).
+
+    An infinite value is no answer: as an ordered item it would become an extra category,
+    as a continuous one it would make every moment infinite.
+
+    Raises
+    ------
+    ValueError
+        Naming the variable, the first data row (1-based) and the count.
+    """
+    for col in columns:
+        if col not in data.columns:
+            continue
+        values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        bad = np.flatnonzero(np.isinf(values))
+        if bad.size:
+            raise ValueError(
+                f"model variable {col!r} holds {bad.size} infinite value(s) (first in data row "
+                f"{bad[0] + 1}: {float(values[bad[0]])!r}); inf is no answer: remove or recode it"
+            )
+
+
 def prepare_sample(
     data: pd.DataFrame,
     ov: Sequence[str],
@@ -130,6 +153,7 @@ def prepare_sample(
     absent = [v for v in ov if v not in data.columns]
     if absent:
         raise ValueError(f"model variables not in the data: {absent}")
+    require_finite(data, ov)
     try:
         values = data[list(ov)].apply(pd.to_numeric, errors="raise").astype(float).to_numpy()
     except (ValueError, TypeError) as err:

@@ -20,6 +20,7 @@ from alliance.sem.blocks import (
     condition_number_op,
 )
 from alliance.sem.categories import COLLAPSE_NOTE, collapse_empty_categories, merges_text
+from alliance.sem.estimate import require_finite
 from alliance.sem.model import ModelSpec, start_values
 from alliance.sem.polychoric import OrdinalStats, bivariate_normal_cdf, ordinal_stats
 
@@ -269,6 +270,7 @@ def _prepare(
             "WLSMV here needs every observed indicator ordered (mixed continuous/ordinal "
             f"models are not supported), got continuous {sorted(set(ov) - set(ordered))}"
         )
+    require_finite(data, ov)
     items = data[ov]
     levels = []
     for v in ov:
@@ -334,6 +336,7 @@ def _collapse(
     else:
         items = [v for v in ov if v in set(ordered)]
     items = [v for v in items if v in data.columns]
+    require_finite(data, items)
     if missing not in ("listwise", "pairwise"):
         raise ValueError(f"missing must be 'listwise' or 'pairwise' for WLSMV, got {missing!r}")
     if group is not None and group not in data.columns:
@@ -472,7 +475,10 @@ def _fit(
     ndat = sum(len(o) for o in obs)
     df = int(ndat - npar)
     if df < 0:
-        raise ValueError(f"the model has more free parameters ({npar}) than statistics ({ndat})")
+        raise ValueError(
+            f"the model is not identified: it has more free parameters ({npar}) than sample "
+            f"statistics ({ndat}), df = {df}"
+        )
 
     x0 = _start(spec, sts)
     x, resid, converged, nfev = _levenberg_marquardt(spec, sts, obs, sw, x0)
