@@ -1040,13 +1040,13 @@ def _scale_hint(
             listing += f" and {len(columns) - 6} more columns"
         end = inst.scale_max if side == "below" else inst.scale_min
         none_at_end = f", and no answer is {end}" if total[other_end] == 0 else ""
-        recode = f"recode: {{shift: {shift + step}}}" if shift + step else "no recode"
+        fix = f"set `recode: {{shift: {shift + step}}}`" if shift + step else "remove `recode`"
         raw_value = value - shift
         hint = (
             f"{n} of {answers} numeric item answers ({n / answers:.1%}) in "
             f"{codebook.file.name} are {value:g}{' after recoding' if shift else ''}, one step "
             f"{side} the {inst.name} scale {inst.scale_min}-{inst.scale_max}{none_at_end}: "
-            f"the export looks like {looks}; if so, set `{recode}` in {codebook.path.name} "
+            f"the export looks like {looks}; if so, {fix} in {codebook.path.name} "
             f"(raw {raw_value:g} is quarantined as out_of_range now); columns: {listing}"
         )
         warnings.append(hint)
@@ -1054,7 +1054,7 @@ def _scale_hint(
         if hit.any():
             quarantine = quarantine.copy()
             quarantine.loc[hit, "detail"] = (
-                quarantine.loc[hit, "detail"] + f"; forgotten recode? set `{recode}`"
+                quarantine.loc[hit, "detail"] + f"; a shifted export? {fix}"
             )
     return quarantine
 

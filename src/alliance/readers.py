@@ -11,9 +11,9 @@ Row numbers
 (with the header on line 1, data row N is line N + 1). A record holding a line break inside a
 quoted field spans several lines; the next record's number is still its own first line minus
 one, so the numbers point at the right line after any multi-line field (and may skip). Blank
-lines (also lines of only separators, as a spreadsheet writes an empty row) and empty sheet
-rows are no records (they are counted). ``.sav`` and Parquet files have no lines: ``row`` N
-is case N.
+lines and empty sheet rows (without any cell) are no records: they are skipped and counted; a
+line of only separators (``,,,,``, as a spreadsheet saves an empty row) is a record,
+quarantined as ``empty_row``. ``.sav`` and Parquet files have no lines: ``row`` N is case N.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as _dt
+import io
 import math
 import re
 from collections.abc import Iterable
@@ -259,6 +260,16 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
     except LookupError:
         raise ReadError(f"key 'read.encoding': unknown encoding {encoding!r}") from None
     name = path.name
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig" if codec == "utf-8" else encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ReadError(
+            f"{name} cannot be decoded as {encoding} on line {line} (bytes "
+            f"{data[exc.start : exc.end]!r}): set key 'read.encoding' (for example latin-1 or "
+            "cp1252)"
+        ) from None
     records: list[list[str]] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -266,28 +277,24 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
     header_line = 0
     blank = 0
     line = 0
-    with open(path, newline="", encoding="utf-8-sig" if codec == "utf-8" else encoding) as fh:
-        reader = csv.reader(fh, delimiter=sep, quotechar='"', doublequote=True, strict=False)
-        try:
-            for fields in reader:
-                start, line = line + 1, reader.line_num
-                if not any(f.strip() for f in fields):  # a blank line, or only separators
-                    blank += 1
-                    continue
-                if header is None:
-                    header, header_line = fields, start
-                    continue
-                records.append(fields)
-                starts.append(start)
-                ends.append(line)
-        except UnicodeDecodeError as exc:
-            raise ReadError(
-                f"{name} cannot be decoded as {encoding} on line {reader.line_num + 1} "
-                f"(byte {exc.object[exc.start : exc.end]!r}): set key 'read.encoding' "
-                "(for example latin-1 or cp1252)"
-            ) from None
-        except csv.Error as exc:
-            raise ReadError(f"{name} line {reader.line_num + 1}: not CSV: {exc}") from None
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=sep, quotechar='"', doublequote=True, strict=False
+    )
+    try:
+        for fields in reader:
+            start, line = line + 1, reader.line_num
+            if len(fields) <= 1 and not "".join(fields).strip():  # a blank line
+                blank += 1
+                continue
+            if header is None:
+                header, header_line = fields, start
+                continue
+            records.append(fields)
+            starts.append(start)
+            ends.append(line)
+    except csv.Error as exc:
+        raise ReadError(f"{name} line {reader.line_num + 1}: not CSV: {exc}") from None
+    del text
     if header is None:
         raise ReadError(f"{name} is empty: no header line")
     names, dup_note = check_header(_header_names(header), used, name)
@@ -303,6 +310,19 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
     kept_spans: list[str] = []
     for fields, start, end in zip(records, starts, ends, strict=True):
         row = start - 1
+        if not any(f.strip() for f in fields):  # only separators
+            bad_lines.append(
+                {
+                    "row": row,
+                    "column": "",
+                    "value": _show(sep.join(fields)),
+                    "reason": "empty_row",
+                    "detail": f"every field of line {start} is empty (a spreadsheet saves an "
+                    "empty row so)",
+                    "scope": "row",
+                }
+            )
+            continue
         if end == start and len(fields) == width:
             good.append(fields)
             good_rows.append(row)
@@ -343,10 +363,7 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
         )
     notes = []
     if blank:
-        notes.append(
-            f"{blank} blank lines of {name} (empty, or only separators as a spreadsheet writes "
-            "an empty row) are no records and were skipped"
-        )
+        notes.append(f"{blank} blank lines of {name} are no records and were skipped")
     if kept_spans:
         shown = ", ".join(kept_spans[:5]) + (" ..." if len(kept_spans) > 5 else "")
         notes.append(
