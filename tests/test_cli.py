@@ -60,6 +60,104 @@ def test_bad_codebook_is_an_error_message(tmp_path, capsys):
     assert "'file' is a required property" in err
 
 
+def _tiny_export(tmp_path):
+    (tmp_path / "x.csv").write_text(
+        "id,s," + ",".join(f"w{i}" for i in range(1, 13)) + "\na,1," + ",".join(["4"] * 12) + "\n"
+    )
+    codebook = {
+        "dataset": "x",
+        "file": "x.csv",
+        "format": "csv",
+        "ids": {"patient": "id", "session": "s"},
+        "instrument": "wai_sr",
+        "items": {"pattern": "w{number}"},
+    }
+    (tmp_path / "cb.yaml").write_text(yaml.safe_dump(codebook))
+    return tmp_path / "cb.yaml"
+
+
+def test_input_errors_are_one_line_exit_2(tmp_path, capsys):
+    codebook = _tiny_export(tmp_path)
+    # --out naming an existing file
+    assert main(["ingest", str(codebook), "--out", str(codebook)]) == 2
+    assert "--out" in capsys.readouterr().err
+    # a codebook path that is a directory
+    assert main(["ingest", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert f"{tmp_path}: is a directory" in capsys.readouterr().err
+    # a file: that is a symlink loop
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    text = codebook.read_text().replace("file: x.csv", "file: loop_a")
+    (tmp_path / "loop.yaml").write_text(text)
+    assert main(["ingest", str(tmp_path / "loop.yaml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "loop.yaml: key 'file' names 'loop_a'" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    # an OSError names the path: an output folder that cannot be made
+    assert main(["ingest", str(codebook), "--out", str(codebook / "sub")]) == 2
+    assert f"{codebook / 'sub'}" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_of_an_input_error(tmp_path, monkeypatch):
+    from alliance.ingest import IngestError
+
+    (tmp_path / "empty.csv").write_text("")
+    codebook = _tiny_export(tmp_path)
+    codebook.write_text(codebook.read_text().replace("file: x.csv", "file: empty.csv"))
+    with pytest.raises(IngestError, match="empty.csv is empty"):
+        main(["--debug", "ingest", str(codebook), "--out", str(tmp_path / "o")])
+    monkeypatch.setenv("ALLIANCE_DEBUG", "1")
+    with pytest.raises(IngestError, match="empty.csv is empty"):
+        main(["ingest", str(codebook), "--out", str(tmp_path / "o")])
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import alliance.ingest
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(alliance.ingest, "ingest_to", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["ingest", str(_tiny_export(tmp_path)), "--out", str(tmp_path / "o")])
+
+
+def test_closed_output_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    codebook = _tiny_export(tmp_path)
+    code = "from alliance.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "ingest", str(codebook), "--out", str(tmp_path / "o")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # as `| head -0`: the reader is gone before anything is written
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait() == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_cfa_command_rejects_inf_in_the_data(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "lavaan" / "wai_sr_sim" / "wai_sr_sim.csv"
+    lines = data.read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[3] = "inf"  # wai_02 of data row 5
+    lines[5] = ",".join(fields)
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "m.lav").write_text("f =~ wai_01 + wai_02 + wai_03 + wai_04\n")
+    for estimator in ("WLSMV", "MLR"):
+        args = ["cfa", str(tmp_path / "d.csv"), "--model", str(tmp_path / "m.lav")]
+        code = main([*args, "--estimator", estimator, "--out", str(tmp_path / "f.json")])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "'wai_02' holds 1 infinite value(s) (first in data row 5" in err
+
+
 def test_meta_command_reproduces_metafor(tmp_path, capsys):
     from pathlib import Path
 
