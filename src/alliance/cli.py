@@ -388,9 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply a codebook to a raw export",
         description=(
             "Read the export a codebook names, validate every value against the codebook and its "
-            "instrument, and write tidy Parquet tables, quarantine.csv (each rejected row with its "
-            "row number, column, value and reason) and ingest_report.json (rows in = kept + "
-            "quarantined)."
+            "instrument, and write tidy Parquet tables, quarantine.csv (each problem with its "
+            "source row (data row N is line N + 1 of a CSV file), column, value, reason and "
+            "scope: a bad answer quarantines its cell, an ID or session problem its row) and "
+            "ingest_report.json (rows in = kept + quarantined). Bad input exits with status 2."
         ),
     )
     p.add_argument("codebook", help="the dataset's codebook YAML")
@@ -398,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="stop with an error at the first row that would be quarantined",
+        help="stop with an error at the first problem that would be quarantined",
     )
     p.set_defaults(func=_cmd_ingest)
 

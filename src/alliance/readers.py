@@ -436,10 +436,10 @@ def read_parquet(path: Path, used: dict[str, str]) -> RawTable:
     """Read a Parquet file; integers stay exact, floats are written as in :func:`float_text`."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    names, _ = check_header([str(c) for c in table.column_names], used, path.name)
+    table = pq.ParquetFile(path).read()  # read_table refuses duplicated names
+    names, dup_note = check_header([str(c) for c in table.column_names], used, path.name)
     frame = table.rename_columns(names).to_pandas()
-    return _table_from_frame(frame, used, path.name, [])
+    return _table_from_frame(frame, used, path.name, [f"{path.name}: {dup_note}"] * bool(dup_note))
 
 
 def _is_formula(value: Any) -> bool:
