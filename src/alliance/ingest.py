@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +221,7 @@ def classify(
     return Cells(value=value, blank=blank, code=code, non_numeric=non_numeric)
 
 
-_WHOLE_TEXT = re.compile(r"^([+-]?\d+)\.0+$")
+_WHOLE_TEXT = r"^([+-]?\d+)\.0+$"  # a pattern string: pyarrow runs it vectorized
 #: A number in scientific notation: how a spreadsheet writes a long number, digits lost.
 _SCIENTIFIC = r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$"
 

@@ -165,7 +165,11 @@ def series_text(series: pd.Series) -> np.ndarray:
 
 def _text_frame(columns: dict[str, Any]) -> pd.DataFrame:
     """A frame of ``str`` columns (pandas' string dtype) from sequences of text."""
-    return pd.DataFrame({name: pd.Series(list(v), dtype="str") for name, v in columns.items()})
+    import pyarrow as pa
+
+    return pd.DataFrame(
+        {name: pa.array(list(v), type=pa.large_string()).to_pandas() for name, v in columns.items()}
+    ).astype("str")
 
 
 def _show(text: str) -> str:
@@ -310,7 +314,11 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
     kept_spans: list[str] = []
     for fields, start, end in zip(records, starts, ends, strict=True):
         row = start - 1
-        if not any(f.strip() for f in fields):  # only separators
+        if end == start and len(fields) == width and (fields[0].strip() or "".join(fields).strip()):
+            good.append(fields)  # the common case: one line, the header's width, not empty
+            good_rows.append(row)
+            continue
+        if not "".join(fields).strip():  # only separators
             bad_lines.append(
                 {
                     "row": row,
@@ -322,10 +330,6 @@ def read_csv(path: Path, used: dict[str, str], sep: str = ",", encoding: str = "
                     "scope": "row",
                 }
             )
-            continue
-        if end == start and len(fields) == width:
-            good.append(fields)
-            good_rows.append(row)
             continue
         broken = [k for k, f in enumerate(fields) if _LINE_BREAK.search(f)]
         span = f"lines {start}-{end}" if end > start else f"line {start}"
