@@ -110,7 +110,9 @@ def test_pipeline_end_to_end(tmp_path, rng):
     out = project / "results"
 
     report = json.loads((out / "clinic" / "ingest" / "ingest_report.json").read_text())
-    assert (report["rows_in"], report["rows_kept"], report["rows_quarantined"]) == (180, 179, 1)
+    # the out-of-range answer quarantines its cell; the session's row is kept
+    assert (report["rows_in"], report["rows_kept"], report["rows_quarantined"]) == (180, 180, 0)
+    assert report["cells_quarantined"] == 1
     assert report["missing_codes_seen"] == {"-99": 1}
     quarantine = pd.read_csv(out / "clinic" / "ingest" / "quarantine.csv")
     assert quarantine[["row", "column", "reason"]].values.tolist() == [[5, "item2", "out_of_range"]]
@@ -137,7 +139,9 @@ def test_pipeline_end_to_end(tmp_path, rng):
         120,
     ]
     summary = (out / "summary.md").read_text()
-    assert "| clinic | csv (long) | 180 | 179 | 1 | out_of_range 1 | 60 | 6 | 0.0% |" in summary
+    # the summary's ingest table: the row with the bad answer is kept, its cell quarantined
+    # (item non-response 2 of 2,160 cells: the -99 and the quarantined cell)
+    assert "| clinic | csv (long) | 180 | 180 | 0 | out_of_range 1 | 60 | 6 | 0.1% |" in summary
     assert "client ratings of session 2" in summary  # the methods paragraph follows the config
     assert (out / "summary.html").read_text().count(
         "<table>"
