@@ -24,12 +24,10 @@ def test_help_exits_cleanly(capsys):
     assert "quarantine.csv" in capsys.readouterr().out
 
 
-def test_ingest_command(tmp_path, capsys):
-    (tmp_path / "x.csv").write_text(
-        "id,s," + ",".join(f"w{i}" for i in range(1, 13)) + "\n"
-        "a,1," + ",".join(["4"] * 12) + "\n"
-        "b,1," + ",".join(["9"] * 12) + "\n"
-    )
+def _tiny_export(tmp_path, answers=("4",)):
+    """A long CSV with one row of twelve items per entry of ``answers``, and its codebook."""
+    rows = "".join(f"{chr(97 + k)},1," + ",".join([a] * 12) + "\n" for k, a in enumerate(answers))
+    (tmp_path / "x.csv").write_text("id,s," + ",".join(f"w{i}" for i in range(1, 13)) + "\n" + rows)
     codebook = {
         "dataset": "x",
         "file": "x.csv",
@@ -39,6 +37,11 @@ def test_ingest_command(tmp_path, capsys):
         "items": {"pattern": "w{number}"},
     }
     (tmp_path / "cb.yaml").write_text(yaml.safe_dump(codebook))
+    return tmp_path / "cb.yaml"
+
+
+def test_ingest_command(tmp_path, capsys):
+    _tiny_export(tmp_path, answers=("4", "9"))
     assert main(["ingest", str(tmp_path / "cb.yaml"), "--out", str(tmp_path / "out")]) == 0
     # a row of bad answers is an attended session: its 12 cells are quarantined, the row kept
     out = capsys.readouterr().out
@@ -58,22 +61,6 @@ def test_bad_codebook_is_an_error_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cb.yaml" in err
     assert "'file' is a required property" in err
-
-
-def _tiny_export(tmp_path):
-    (tmp_path / "x.csv").write_text(
-        "id,s," + ",".join(f"w{i}" for i in range(1, 13)) + "\na,1," + ",".join(["4"] * 12) + "\n"
-    )
-    codebook = {
-        "dataset": "x",
-        "file": "x.csv",
-        "format": "csv",
-        "ids": {"patient": "id", "session": "s"},
-        "instrument": "wai_sr",
-        "items": {"pattern": "w{number}"},
-    }
-    (tmp_path / "cb.yaml").write_text(yaml.safe_dump(codebook))
-    return tmp_path / "cb.yaml"
 
 
 def test_input_errors_are_one_line_exit_2(tmp_path, capsys):

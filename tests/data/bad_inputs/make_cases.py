@@ -7,6 +7,8 @@ exactly as described; ``.xlsx`` with openpyxl, which writes formulas without a c
 case (record counts by counting lines), never by running the ingest.
 
 Run from the repository root:  .venv/bin/python tests/data/bad_inputs/make_cases.py
+(the CSV files come out byte for byte the same; ``.xlsx`` and ``.sav`` files carry the time
+they were written, so they differ in those bytes only).
 """
 
 from __future__ import annotations
@@ -158,17 +160,18 @@ def main() -> None:
         for s in (1, 2, 3):
             cells += ["x"] * 12 if (p, s) == (1, 2) else answers(p, s)
         wide.append(cells)
-    case(
-        "wide_bad_cells_keep_session",
-        codebook(
+
+    def wide_case(name: str, sessions: list[int]) -> None:
+        doc = codebook(
             layout="wide",
-            sessions=[1, 2, 3],
+            sessions=sessions,
             ids={"patient": "pid"},
             items={"pattern": "S{session}_Q{number}"},
             outcomes=[],
-        ),
-        {"export.csv": csv_text([wide_header, *wide])},
-    )
+        )
+        case(name, doc, {"export.csv": csv_text([wide_header, *wide])})
+
+    wide_case("wide_bad_cells_keep_session", [1, 2, 3])
 
     # -- forgotten (or wrong) recode
     rows = [row(p, s, low=0) for p in range(1, 5) for s in (1, 2)]
@@ -194,17 +197,7 @@ def main() -> None:
         codebook(items={"map": mapping}),
         {"export.csv": csv_text([HEADER, *long])},
     )
-    case(
-        "wide_repeated_sessions",
-        codebook(
-            layout="wide",
-            sessions=[1, 1, 2],
-            ids={"patient": "pid"},
-            items={"pattern": "S{session}_Q{number}"},
-            outcomes=[],
-        ),
-        {"export.csv": csv_text([wide_header, *wide])},
-    )
+    wide_case("wide_repeated_sessions", [1, 1, 2])
     folder = case("codebook_is_directory", None)
     (folder / "codebook.yaml").mkdir(exist_ok=True)
     (folder / "codebook.yaml" / ".gitkeep").write_text("")
