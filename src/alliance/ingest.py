@@ -880,14 +880,19 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     Returns
     -------
     IngestResult
-        Tidy tables, the quarantine (one line per problem) and the report, whose counts
-        reconcile: ``rows_in == rows_kept + rows_quarantined``.
+        Tidy tables, the quarantine (one line per problem, ``scope`` ``row`` or ``cell``) and
+        the report, whose counts reconcile: ``rows_in`` (the file's data records) ``==
+        rows_kept + rows_quarantined``; quarantined cells of kept rows are counted in
+        ``cells_quarantined``. A bad answer, outcome score or covariate value quarantines its
+        cell (set missing, the record kept: the session took place); an ID, session, rater,
+        duplicate or malformed-record problem quarantines the record.
 
     Raises
     ------
     IngestError
-        If the file cannot be read as its format, a named column is absent, or (strict) a row
-        would be quarantined; the message names the codebook, the key, the row and the column.
+        If the file cannot be read as its format (or has no data rows, or names a column the
+        codebook reads twice), a named column is absent, or (strict) anything would be
+        quarantined; the message names the codebook, the key, the row and the column.
     """
     if not isinstance(codebook, Codebook):
         codebook = load_codebook(codebook)
