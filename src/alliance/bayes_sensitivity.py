@@ -23,7 +23,7 @@ KEY_PARAMETERS = (
 
 
 def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
-    """One row per key parameter: mean and HDI under each prior scale and the largest shift.
+    """One row per key parameter: mean and 95% interval under each prior scale, largest shift.
 
     Parameters
     ----------
@@ -33,7 +33,8 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``parameter``, ``mean_x{scale}`` and ``hdi_x{scale}`` per scale, and
+        ``parameter``, ``mean_x{scale}`` and ``eti95_x{scale}`` (the 95% equal-tailed
+        interval) per scale, and
         ``max_shift_sd``: the largest change of the posterior mean from the default fit's,
         in units of the default posterior SD (Kruschke 2021 asks that this be reported).
 
@@ -62,8 +63,8 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
                 continue
             mean = float(fit.loc[name, "mean"])
             row[f"mean_x{scale:g}"] = mean
-            row[f"hdi_x{scale:g}"] = (
-                f"[{fit.loc[name, 'hdi_3%']:.3f}, {fit.loc[name, 'hdi_97%']:.3f}]"
+            row[f"eti95_x{scale:g}"] = (
+                f"[{fit.loc[name, 'eti95_low']:.3f}, {fit.loc[name, 'eti95_high']:.3f}]"
             )
             if scale != 1.0:
                 shifts.append(

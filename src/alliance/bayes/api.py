@@ -252,7 +252,10 @@ def fit_model(
             summarize(idata),
             out / "summary.csv",
             f"Posterior summary: {model} model",
-            note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE.",
+            note=(
+                "Mean, SD, median and 95% equal-tailed interval of each parameter, the Monte "
+                "Carlo standard error of each, R-hat, bulk and tail ESS."
+            ),
         )
         if comparison is not None:
             comparison.to_csv(out / "loo_compare.csv", index=False)
