@@ -224,9 +224,11 @@ def fit_comparison_plot(
     Bentler (1999) (:data:`alliance.cfa_tables.CUTOFFS`), labelled with their value; the side
     that misses a cutoff is shaded, and a value that misses it is drawn as a vermillion
     triangle instead of a black dot (shape and colour, for colour-blind and grey-scale
-    readers). For MLR and WLSMV the robust (else scaled) indices are shown and the axis labels
+    readers). For MLR and WLSMV the robust indices are shown and the axis labels
     say so; the footnote states that the cutoffs were derived for ML when the estimator is not
-    ML. A model that did not converge keeps its row, marked "not estimated".
+    ML. A model that failed, did not converge or is inadmissible keeps its row, labelled with
+    its status (:func:`alliance.cfa_tables.fit_status`), but gets no point and does not set
+    the axis limits: its indices do not describe a proper solution.
 
     Parameters
     ----------
@@ -256,9 +258,11 @@ def fit_comparison_plot(
         if width >= DOUBLE_COLUMN
         else table["model"].map(lambda m: tables.column_label(str(m), "item", short=True))
     )
+    usable = table["usable"] if "usable" in table.columns else table["converged"]
+    states = table["status"] if "status" in table.columns else ["not estimated"] * len(table)
     labels = [
-        lab if ok else f"{lab}\n(not estimated)"
-        for lab, ok in zip(names, table["converged"], strict=True)
+        lab if ok else f"{lab}\n({textwrap.shorten(str(state), 40, placeholder='...')})"
+        for lab, ok, state in zip(names, usable, states, strict=True)
     ]
     n = len(table)
     y = np.arange(n)[::-1].astype(float)
