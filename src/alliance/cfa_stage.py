@@ -353,7 +353,9 @@ def compare(
         if (restricted, general) in done:
             tests.append(done[(restricted, general)])
             continue
-        why = [f"{model_label(m)} {status[m][1]}" for m in (restricted, general) if m not in usable]
+        why = [
+            f"{model_label(m)}: {status[m][1]}" for m in (restricted, general) if m not in usable
+        ]
         tests.append({"restricted": restricted, "general": general, "not_tested": "; ".join(why)})
     robust = estimator != "ML"
     for test in tests:

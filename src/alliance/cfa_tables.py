@@ -52,9 +52,9 @@ CUTOFFS: dict[str, tuple[str, float]] = {
 
 HU_BENTLER = "Hu, L., & Bentler, P. M. (1999)"
 
-#: A sample is small for a model with fewer cases per free parameter (ML, MLR; Bentler &
-#: Chou 1987) ...
-CASES_PER_PARAMETER = 10
+#: A sample is small for a model with fewer cases per free parameter than the minimum of
+#: Bentler & Chou (1987) for normal-theory ML (ML, MLR) ...
+CASES_PER_PARAMETER = 5
 #: ... or, with WLSMV (whose free parameters include every threshold), fewer cases than this
 #: (Flora & Curran 2004).
 MIN_N_WLSMV = 200
@@ -650,7 +650,7 @@ def fit_comparison_table(
     out["Converged"] = numbers["converged"].map(_yes_no)
     out["Status"] = numbers["status"]
     out["Misses cutoffs"] = numbers["fails_cutoffs"].map(
-        lambda v: DASH if v is None else (v or "None")
+        lambda v: v or "None" if isinstance(v, str) else DASH
     )
     out.attrs.update(attrs)
     return out

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.library_warnings import plain_warnings
+
 KEY_PACKAGES = (
     "numpy",
     "scipy",
@@ -114,7 +116,8 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
         for step in ("kmo", "bartlett", "parallel_analysis", "efa"):
             if isinstance(summary.get(step), dict) and "error" in summary[step]:
                 warnings.append(f"{name}: {step} failed: {summary[step]['error']}")
-        for w in efa.get("warnings", []) if isinstance(efa, dict) else []:
+        efa_notes = efa.get("warnings", []) if isinstance(efa, dict) else []
+        for w in plain_warnings(efa_notes, "The EFA", "its loadings and communalities"):
             warnings.append(f"{name}: EFA: {w}")
         row = {"Dataset": name, "n": _fmt(summary.get("sample", {}).get("n_obs"))}
         for scale, res in alphas.items():
@@ -124,6 +127,15 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
         row["KMO"] = _apa(kmo.get("overall"))
         row["Bartlett chi2 (df)"] = f"{_fmt(bart.get('chi2'), 1)} ({_fmt(bart.get('df'))})"
         row["PA factors"] = _fmt(pa.get("n_factors"))
+        extracted = efa.get("n_factors") if isinstance(efa, dict) else None
+        row["EFA factors"] = _fmt(extracted) + (
+            " (not as PA)"
+            if extracted is not None and pa.get("n_factors") not in (None, extracted)
+            else ""
+        )
+        heywood = [w for w in efa_notes if "Heywood case" in w]
+        if heywood:
+            row["EFA factors"] += f" ({len(heywood)} Heywood)"
         row["EFA RMSR"] = _apa(efa.get("rmsr"), 3) if isinstance(efa, dict) else "NA"
         rows.append(row)
     if not rows:
@@ -140,62 +152,63 @@ MODEL_LABELS = {
 }
 
 
-def _fit_value(fit: dict[str, Any], name: str, estimator: str) -> Any:
-    """The robust variant of a fit index for MLR/WLSMV when present, else the plain one."""
-    if estimator != "ML" and fit.get(f"{name}.robust") is not None:
-        return fit[f"{name}.robust"]
-    return fit.get(name)
+def _nested_test_text(test: dict[str, Any]) -> str:
+    """One nested test: the difference test, or why the pair was not tested."""
+    from alliance.cfa_tables import model_label
+
+    pair = f"{model_label(test['restricted'])} vs {model_label(test['general'])}"
+    if "not_tested" in test:
+        return f"{pair}: not tested ({test['not_tested']})"
+    if "error" in test:
+        return f"{pair}: not tested ({test['error']})"
+    return (
+        f"{pair}: chi2({_fmt(int(test['df_diff']))}) = {_fmt(test['chisq_diff'])}, "
+        f"p {_p(test['pvalue'])} ({test['method']})"
+    )
 
 
 def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
-    """Model fit per dataset and estimator, nested tests, and the invariance decisions."""
+    """Model fit per dataset and estimator, nested tests, and the invariance decisions.
+
+    The fit table is :func:`alliance.cfa_tables.fit_comparison_table` of the comparison's
+    results, the table of ``cfa/tables/fit_{estimator}.md``, with its note: robust
+    CFI/TLI/RMSEA for MLR and WLSMV (a dash, with the reason, where one is not defined), a
+    status column, no fit statistics for a fit that did not converge or is inadmissible,
+    and notes on small samples and on the RMSEA.
+    """
+    from alliance.cfa_tables import fit_comparison_table, fit_status, model_label
+
     parts, warnings = [], []
     for name in datasets:
         for path in sorted((results / name / "cfa").glob("comparison_*.json")):
             comp = json.loads(path.read_text())
             est = comp["estimator"]
-            rows = []
-            order = list(MODEL_LABELS)
-            ranked = sorted(
-                comp["results"].items(),
-                key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
-            )
-            for model, res in ranked:
-                fit = res.get("fit") or {}
-                status = res.get("status") or {}
-                if not fit:
+            status = {m: fit_status(r) for m, r in comp["results"].items()}
+            for model, res in comp["results"].items():
+                details = res.get("status") or {}
+                if not res.get("fit"):
                     warnings.append(
-                        f"{name}: CFA {model} ({est}) failed: {status.get('error', 'no result')}"
+                        f"{name}: CFA {model} ({est}) failed: {details.get('error', 'no result')}"
                     )
-                elif res.get("converged") is False or status.get("admissible") is False:
-                    issues = ", ".join(status.get("issues", [])) or "not converged"
-                    warnings.append(f"{name}: CFA {model} ({est}) is not admissible: {issues}")
-                chisq_key = "chisq.scaled" if est != "ML" else "chisq"
-                rows.append(
-                    {
-                        "Model": MODEL_LABELS.get(model, model),
-                        "chi2" + (" (scaled)" if est != "ML" else ""): _fmt(fit.get(chisq_key)),
-                        "df": _fmt(int(fit["df"])) if fit.get("df") is not None else "NA",
-                        "CFI": _apa(_fit_value(fit, "cfi", est), 3),
-                        "TLI": _apa(_fit_value(fit, "tli", est), 3),
-                        "RMSEA": _apa(_fit_value(fit, "rmsea", est), 3),
-                        "SRMR": _apa(fit.get("srmr"), 3),
-                        "Converged": {True: "yes", False: "no"}.get(res.get("converged"), "NA"),
-                    }
-                )
-            variant = " (robust CFI/TLI/RMSEA)" if est != "ML" else ""
-            parts.append(f"**{name}, {est}**{variant}\n\n" + markdown_table(pd.DataFrame(rows)))
-            tests = [
-                f"{MODEL_LABELS.get(t['restricted'], t['restricted'])} vs "
-                f"{MODEL_LABELS.get(t['general'], t['general'])}: "
-                + (
-                    f"chi2({_fmt(int(t['df_diff']))}) = {_fmt(t['chisq_diff'])}, "
-                    f"p {_p(t['pvalue'])} ({t['method']})"
-                    if "error" not in t
-                    else f"not tested ({t['error']})"
-                )
-                for t in comp["tests"]
-            ]
+                elif not status[model][0]:
+                    issues = ", ".join(details.get("issues", [])) or status[model][1]
+                    warnings.append(
+                        f"{name}: CFA {model_label(model)} ({est}) is not admissible ({issues}): "
+                        "no fit indices and no nested test are reported for it"
+                    )
+            table = fit_comparison_table(comp["results"], est)
+            parts.append(
+                f"**{name}: {table.attrs['title']}**\n\n"
+                + markdown_table(table)
+                + f"\n\n*Note.* {table.attrs['note']}"
+            )
+            tests = []
+            for test in comp["tests"]:
+                bad = [m for m in (test["restricted"], test["general"]) if not status[m][0]]
+                if bad and "not_tested" not in test:  # a comparison written before the check
+                    why = "; ".join(f"{model_label(m)}: {status[m][1]}" for m in bad)
+                    test = {**test, "not_tested": why}
+                tests.append(_nested_test_text(test))
             if tests:
                 parts.append("Nested tests: " + "; ".join(tests) + ".")
         for path in sorted((results / name / "cfa").glob("invariance_*.json")):
@@ -336,6 +349,16 @@ PROCESS_LABELS = {
 }
 
 
+def _variance_warnings(vc: dict[str, Any]) -> list[str]:
+    """The REML variance model's warnings in the project's words."""
+    return plain_warnings(
+        vc.get("warnings") or [],
+        "the REML variance model",
+        "the variance shares",
+        converged=vc.get("converged"),
+    )
+
+
 def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     """The non-Bayesian process results of one dataset as table cells (or skip reasons)."""
 
@@ -362,11 +385,14 @@ def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     )
     vc = summary.get("variance_components") or {}
     shares = vc.get("corrected_shares") or vc.get("shares") or {}
-    variance = skipped(vc) or " / ".join(
-        _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
-    ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
+    if vc.get("status") == "not_converged":
+        variance = "not reported: the REML variance model did not converge"
+    else:
+        variance = skipped(vc) or " / ".join(
+            _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
+        ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
     if vc.get("status") == "warning":
-        variance += f" (REML: {'; '.join(vc.get('warnings') or [])})"
+        variance += f" ({'; '.join(_variance_warnings(vc))})"
     pp = summary.get("person_period") or {}
     share = pp.get("dropout_share")
     dropout = skipped(pp) or (
@@ -411,6 +437,9 @@ def process_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[s
         summary = _read_json(results / name / "process" / "summary.json")
         if summary is not None:
             rows.append({"Dataset": name, **_process_cells(summary)})
+            vc = summary.get("variance_components") or {}
+            if vc.get("status") in ("warning", "not_converged"):
+                warnings += [f"{name}: {w[0].upper()}{w[1:]}" for w in _variance_warnings(vc)]
         bayes = _read_json(results / name / "process" / "bayes" / "summary.json")
         for model, res in ((bayes or {}).get("models") or {}).items():
             status = res.get("status")
@@ -666,6 +695,115 @@ def _meta_methods(config: dict[str, Any]) -> str:
     )
 
 
+def _pct(value: Any) -> str:
+    return "NA" if value is None else f"{value:.1f}%"
+
+
+def _interval(low: Any, high: Any, digits: int = 3, apa: bool = True) -> str:
+    show = _apa if apa else _fmt
+    return f"[{show(low, digits)}, {show(high, digits)}]"
+
+
+def meta_section(results: Path) -> tuple[str, list[str]]:
+    """The meta-analysis of ``results/meta/meta.json``: pooled r, heterogeneity, Egger's test.
+
+    One row per quantity, as :func:`alliance.meta.pool_effects` (metafor's ``rma``,
+    ``confint`` and ``regtest``) and :func:`alliance.meta_bayes.pool_effects_bayes` wrote
+    it: k; the pooled r with its 95% CI and the 95% prediction interval for a new study
+    (Fisher z back-transformed); tau2 with its Q-profile 95% CI, tau; I2 with its CI; Cochran's
+    Q; Egger's regression test (metafor's default mixed-effects version and the classic
+    weighted regression) with the limit estimate; the Bayesian pooled r and tau. Nothing
+    is recomputed. Notes of the pooling (datasets left out) become warnings.
+
+    References
+    ----------
+    Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in meta-analysis
+    detected by a simple, graphical test. *BMJ, 315*(7109), 629-634.
+    Riley, R. D., Higgins, J. P. T., & Deeks, J. J. (2011). Interpretation of random effects
+    meta-analyses. *BMJ, 342*, d549.
+    """
+    meta = _read_json(results / "meta" / "meta.json")
+    if meta is None:
+        return "No meta-analysis was run.", []
+    warnings = [f"meta-analysis: {n}" for n in meta.get("notes") or []]
+    r = meta.get("pooled_r") or {}
+    z = meta.get("pooled_z") or {}
+    het = meta.get("heterogeneity") or {}
+    ci = meta.get("heterogeneity_ci") or {}
+    method = (meta.get("meta") or {}).get("method", "REML")
+    tau2_ci = ci.get("tau2") or {}
+    i2_ci = ci.get("I2") or {}
+    rows = [
+        ("k (datasets and published studies)", _fmt(meta.get("k"))),
+        (
+            "Pooled r [95% CI]",
+            f"{_apa(r.get('estimate'), 3)} {_interval(r.get('ci.lb'), r.get('ci.ub'))} "
+            f"(z = {_fmt(z.get('zval'))}, p {_p(z.get('pval'))})",
+        ),
+        ("95% prediction interval (r)", _interval(r.get("pi.lb"), r.get("pi.ub"))),
+        (
+            f"tau2 (Fisher z, {method}) [95% CI, Q-profile]",
+            f"{_apa(het.get('tau2'), 4)}"
+            + (f" {_interval(tau2_ci.get('ci.lb'), tau2_ci.get('ci.ub'), 4)}" if tau2_ci else ""),
+        ),
+        ("tau", _apa(het.get("tau"), 3)),
+        (
+            "I2 [95% CI]",
+            _pct(het.get("I2"))
+            + (f" [{_pct(i2_ci.get('ci.lb'))}, {_pct(i2_ci.get('ci.ub'))}]" if i2_ci else ""),
+        ),
+        (
+            "Cochran's Q",
+            f"Q({_fmt(het.get('Q_df'))}) = {_fmt(het.get('Q'))}, p {_p(het.get('Q_pval'))}",
+        ),
+    ]
+    egger = meta.get("egger") or {}
+    for key, label, stat in (
+        ("rma", "Egger's test (mixed-effects, SE as predictor; metafor regtest)", "z"),
+        ("lm", "Egger's test (classic weighted regression)", "t"),
+    ):
+        e = egger.get(key)
+        if not e:
+            continue
+        df = f"({_fmt(e['df'])})" if e.get("df") is not None else ""
+        rows.append(
+            (
+                label,
+                f"{stat}{df} = {_fmt(e.get('statistic'))}, p {_p(e.get('pval'))}; limit "
+                f"estimate (Fisher z at SE 0) {_fmt(e.get('limit_estimate'), 3)} "
+                f"{_interval(e.get('limit_ci.lb'), e.get('limit_ci.ub'), apa=False)}",
+            )
+        )
+    if not egger:
+        rows.append(("Egger's test", "not run (fewer than 3 effects)"))
+    bayes = meta.get("bayes") or {}
+    if bayes.get("pooled_r"):
+        br, bt = bayes["pooled_r"], bayes.get("tau") or {}
+        status = (bayes.get("diagnostics") or {}).get("status", "NA")
+        rows.append(
+            (
+                "Bayesian pooled r [95% ETI]; tau",
+                f"{_apa(br.get('mean'), 3)} {_interval(br.get('eti.lb'), br.get('eti.ub'))}; "
+                f"{_apa(bt.get('mean'), 3)} {_interval(bt.get('eti.lb'), bt.get('eti.ub'))} "
+                f"(diagnostics {status})",
+            )
+        )
+        if status != "pass":
+            warnings.append(
+                "meta-analysis: the Bayesian random-effects model failed its diagnostics: "
+                + "; ".join((bayes.get("diagnostics") or {}).get("problems") or [status])
+            )
+    table = pd.DataFrame(rows, columns=["Quantity", "Value"])
+    note = (
+        f"Random-effects model on Fisher's z ({method}), back-transformed to r; the prediction "
+        "interval is where the effect of a new study is expected (Riley et al. 2011). Egger's "
+        "test of funnel-plot asymmetry (Egger et al. 1997) has little power with few studies. "
+        "Studies, weights and leave-one-out: results/meta/studies.csv, leave_one_out.csv; "
+        "figures forest.png and funnel.png."
+    )
+    return markdown_table(table) + f"\n\n*Note.* {note}", warnings
+
+
 def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:
     """JARS-Quant, JARS-SEM and BARG items, each marked met or not with the evidence.
 
@@ -807,8 +945,10 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     cfa_md, cfa_warnings = cfa_section(results, analysed)
     bayes_md, bayes_warnings = bayes_section(results, datasets)
     process_md, process_warnings = process_section(results, datasets)
+    meta_md, meta_warnings = meta_section(results)
     checks = reporting_checks(data, results, datasets)
     warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
+    warnings += meta_warnings
     check_rows = pd.DataFrame(
         [
             {
@@ -836,6 +976,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             bayes_md,
             "## Alliance as a process",
             process_md,
+            "## Meta-analysis",
+            meta_md,
             "## Methods",
             methods_paragraph(config, software),
             "## Reporting checklist",

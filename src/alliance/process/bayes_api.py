@@ -238,51 +238,6 @@ def key_effects(
     return table
 
 
-def _key_effects_figure(table: pd.DataFrame, path_stem: Path) -> list[Path]:
-    """One panel per model: each key estimate with its 95% interval, or the skip reason."""
-    import textwrap
-
-    import matplotlib as mpl
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from alliance.plots import DOUBLE_COLUMN, save, style
-
-    models = list(dict.fromkeys(table["model"]))
-    heights = [max(1, int(table[table["model"] == m]["effect"].notna().sum())) for m in models]
-    with mpl.rc_context(style()):
-        fig = Figure(figsize=(DOUBLE_COLUMN, 0.55 + 0.32 * sum(heights)), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(models), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, model in zip(axes, models, strict=True):
-            rows = table[table["model"] == model]
-            status = str(rows["status"].iloc[0])
-            shown = rows[rows["effect"].notna()]
-            if shown.empty:
-                ax.set_axis_off()
-                reason = textwrap.shorten(str(rows["reason"].iloc[0]), 120)
-                ax.set_title(f"{model}: {status}", loc="left", fontsize=8)
-                ax.text(0, 0.5, f"Not estimated: {reason}", fontsize=7, transform=ax.transAxes)
-                continue
-            y = np.arange(len(shown))[::-1]
-            ax.errorbar(
-                shown["mean"],
-                y,
-                xerr=[shown["mean"] - shown["eti95_low"], shown["eti95_high"] - shown["mean"]],
-                fmt="o",
-                color="#000000",
-                ms=3,
-                lw=1,
-            )
-            ref = 1.0 if shown["effect"].iloc[0].startswith("or_") else 0.0
-            if not shown["effect"].str.contains("share").all():
-                ax.axvline(ref, color="#999999", lw=0.6, ls="--")
-            ax.set_yticks(y, [textwrap.shorten(str(t), 90) for t in shown["label"]], fontsize=6)
-            ax.set_title(f"{model}: diagnostics {status}", loc="left", fontsize=8)
-        axes[-1].set_xlabel("Posterior mean and 95% interval (each panel on its own scale)")
-    return save(fig, path_stem)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -537,7 +492,9 @@ def run_process_bayes(
         ),
     )
     if cfg["figures"] and len(keys):
-        _key_effects_figure(keys, out_dir / "figures" / "key_effects")
+        from alliance.process.plots import key_effects_figure
+
+        key_effects_figure(keys, out_dir / "figures" / "key_effects")
     result["timing"] = {"total_s": round(time.perf_counter() - start, 3)}
     _write_json(out_dir / "summary.json", result)
     return _clean(result)
