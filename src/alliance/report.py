@@ -191,10 +191,16 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
                         f"{name}: CFA {model} ({est}) failed: {details.get('error', 'no result')}"
                     )
                 elif not status[model][0]:
-                    issues = ", ".join(details.get("issues", [])) or status[model][1]
+                    issues = [i for i in details.get("issues", []) if i != "did not converge"]
+                    if status[model][1] == "not converged":
+                        what = "did not converge" + (
+                            f" (at its last iterate: {', '.join(issues)})" if issues else ""
+                        )
+                    else:
+                        what = f"is not admissible ({', '.join(issues) or status[model][1]})"
                     warnings.append(
-                        f"{name}: CFA {model_label(model)} ({est}) is not admissible ({issues}): "
-                        "no fit indices and no nested test are reported for it"
+                        f"{name}: CFA {model_label(model)} ({est}) {what}: no fit indices and "
+                        "no nested test are reported for it"
                     )
             table = fit_comparison_table(comp["results"], est)
             parts.append(
