@@ -216,6 +216,8 @@ def test_fit_plot_leaves_out_fits_that_did_not_converge(rng, tmp_path: Path) -> 
     fig = p.fit_comparison_plot(res, "MLR", tmp_path / "fit")
     labels = [lab.get_text() for lab in fig.axes[0].get_yticklabels()]
     assert labels[-1] == "Bifactor\n(not converged)"  # bottom row: drawn last, at y = 0
+    caption = by_gid(fig, "caption").get_text().replace("\n", " ")
+    assert caption.endswith("Not drawn (no proper solution): Bifactor (not converged).")
     tli = fig.axes[1]
     assert tli.get_xlim()[1] < 1.1  # the axis is set by the usable fits only
     for key in ("cfi", "tli", "rmsea", "srmr"):
