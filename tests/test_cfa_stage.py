@@ -86,12 +86,18 @@ def test_unknown_model_name():
         model_syntax("threeish", load_instrument("wai_sr"))
 
 
-def test_comparison_tests_only_nested_pairs(tmp_path, rng):
-    folder = write_ingested(tmp_path, rng, factor_corr=0.6)
+def write_ml_fits(tmp_path, folder, models):
+    """The ML (listwise) fit file of each model, as the cfa_fit rule writes them."""
     files = {}
-    for model in ("one_factor", "correlated", "bifactor"):
+    for model in models:
         files[model] = tmp_path / f"{model}.json"
         write_json(run_cfa(folder, model, "ML", missing="listwise"), files[model])
+    return files
+
+
+def test_comparison_tests_only_nested_pairs(tmp_path, rng):
+    folder = write_ingested(tmp_path, rng, factor_corr=0.6)
+    files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "bifactor"))
     result = compare(files, folder, "ML", missing="listwise")
     pairs = [(t["restricted"], t["general"]) for t in result["tests"]]
     assert pairs == [("one_factor", "correlated")]  # bifactor does not nest correlated here
@@ -108,10 +114,7 @@ def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
     from alliance.cfa_stage import read_cfa_data
 
     folder = write_ingested(tmp_path, rng, factor_corr=0.6)
-    files = {}
-    for model in ("one_factor", "correlated", "second_order"):
-        files[model] = tmp_path / f"{model}.json"
-        write_json(run_cfa(folder, model, "ML", missing="listwise"), files[model])
+    files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "second_order"))
     rows, _, _ = read_cfa_data(folder)
     # the bifactor fit is stopped after 3 iterations, before it converged (small_samples)
     bifactor = not_converged_fit(rows, "bifactor", estimator="ML", missing="listwise")
