@@ -395,7 +395,7 @@ def test_measurement_section_flags_efa_problems(tmp_path):
     text, warnings = measurement_section(tmp_path, ["clinic"])
     header, _, row = text.splitlines()
     cells = dict(zip(header.split("|"), row.split("|"), strict=True))
-    assert cells[" EFA factors "] == " 3 (not as PA) (1 Heywood) "
+    assert cells[" EFA factors "] == " 3 (PA suggests 1; 1 Heywood case) "
     assert cells[" PA factors "] == " 1 "
     assert warnings == [
         "clinic: EFA: The EFA did not converge (ABNORMAL_TERMINATION_IN_LNSRCH): its loadings "

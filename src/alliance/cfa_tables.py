@@ -168,11 +168,13 @@ def _estimator_of(results: Mapping[str, dict[str, Any]], estimator: str | None) 
 
 
 def index_variant(fits: list[dict[str, Any]], estimator: str) -> str:
-    """Which variant of CFI/TLI/RMSEA a table shows: ``""`` (ML), ``".robust"`` or ``".scaled"``.
+    """The CFI/RMSEA variant of an invariance ladder: ``""``, ``".robust"`` or ``".scaled"``.
 
     For MLR and WLSMV the robust indices (Brosseau-Liard & Savalei 2014; Savalei 2021) when
-    every fit that has indices reports them, else the scaled ones, else the standard ones. One
-    variant for the whole table, so the rows are comparable.
+    every step that has indices reports them, else the scaled ones, else the standard ones
+    (the robust ones are not defined once thresholds are held equal): one variant for every
+    step, so the deltas compare like with like. The fit comparison table does not fall back:
+    it always shows the robust indices for MLR and WLSMV (see :func:`fit_comparison_table`).
     """
     if estimator.upper() == "ML":
         return ""

@@ -406,8 +406,9 @@ def describe_dataset(
                 f"{n_factors} factors were extracted (the factors of {instrument.name}) where "
                 f"parallel analysis suggests {suggested}: "
                 + (
-                    "the data support fewer factors than the instrument has, so some "
-                    "extracted factors may be noise"
+                    "the data separate fewer factors from random data than the instrument "
+                    "has, so some extracted factors may be weak, nearly collinear with another "
+                    "or noise"
                     if suggested < n_factors
                     else "the data may hold more factors than the instrument has"
                 )

@@ -128,14 +128,13 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
         row["Bartlett chi2 (df)"] = f"{_fmt(bart.get('chi2'), 1)} ({_fmt(bart.get('df'))})"
         row["PA factors"] = _fmt(pa.get("n_factors"))
         extracted = efa.get("n_factors") if isinstance(efa, dict) else None
-        row["EFA factors"] = _fmt(extracted) + (
-            " (not as PA)"
-            if extracted is not None and pa.get("n_factors") not in (None, extracted)
-            else ""
-        )
-        heywood = [w for w in efa_notes if "Heywood case" in w]
+        flags = []
+        if extracted is not None and pa.get("n_factors") not in (None, extracted):
+            flags.append(f"PA suggests {pa['n_factors']}")
+        heywood = sum("Heywood case" in w for w in efa_notes)
         if heywood:
-            row["EFA factors"] += f" ({len(heywood)} Heywood)"
+            flags.append(f"{heywood} Heywood case{'s' if heywood > 1 else ''}")
+        row["EFA factors"] = _fmt(extracted) + (f" ({'; '.join(flags)})" if flags else "")
         row["EFA RMSR"] = _apa(efa.get("rmsr"), 3) if isinstance(efa, dict) else "NA"
         rows.append(row)
     if not rows:
