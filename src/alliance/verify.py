@@ -287,7 +287,7 @@ def row_key_columns(file: str, table: pd.DataFrame) -> list[str]:
                 raise ValueError(f"{file}: identity columns {missing} are missing")
             return list(columns)
     first = table.columns[0]
-    if table[first].dtype == object and table[first].is_unique:
+    if not pd.api.types.is_numeric_dtype(table[first]) and table[first].is_unique:
         return [first]
     raise ValueError(
         f"{file}: no identity columns known for its rows (add them to ROW_KEYS), "
@@ -309,7 +309,9 @@ def numbers_in(path: Path, file: str | None = None) -> dict[str, float]:
     elif path.suffix == ".csv":
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         keys = row_key_columns(file, table)
-        labels = table[keys].astype(str).agg("|".join, axis=1)
+        labels = pd.Series(
+            ["|".join(str(v) for v in row) for row in table[keys].itertuples(index=False)]
+        )
         if not labels.is_unique:
             dup = labels[labels.duplicated()].iloc[0]
             raise ValueError(f"{file}: rows are not unique by {keys}, got {dup!r} twice")
