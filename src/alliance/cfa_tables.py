@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.tables import write_csv
+
 MINUS = "\u2212"
 DASH = "\u2014"
 CHI2 = "\u03c7\u00b2"
@@ -1061,6 +1063,6 @@ def write_table(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv = stem.with_name(stem.name + ".csv")
     md = stem.with_name(stem.name + ".md")
-    df.to_csv(csv, index=False, lineterminator="\n")
+    write_csv(df, csv, index=False, lineterminator="\n")
     md.write_text(to_markdown(df), encoding="utf-8")
     return [csv, md]

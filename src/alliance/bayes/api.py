@@ -246,7 +246,7 @@ def fit_model(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         idata.to_netcdf(str(out / "idata.nc"))
-        from alliance.tables import write_csv_and_markdown
+        from alliance.tables import write_csv, write_csv_and_markdown
 
         write_csv_and_markdown(
             summarize(idata),
@@ -255,7 +255,7 @@ def fit_model(
             note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE.",
         )
         if comparison is not None:
-            comparison.to_csv(out / "loo_compare.csv", index=False)
+            write_csv(comparison, out / "loo_compare.csv", index=False)
         if model == "latent":
             write_csv_and_markdown(
                 pd.DataFrame(result["attenuation"]),

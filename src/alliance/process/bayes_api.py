@@ -22,7 +22,7 @@ from alliance.process.bayes_models import (
     rater_outcome,
     rupture_outcome,
 )
-from alliance.tables import write_csv_and_markdown
+from alliance.tables import read_csv, write_csv, write_csv_and_markdown
 
 __all__ = ["KEY_COLUMNS", "OUTPUT_FILES", "key_effects", "run_process_bayes"]
 
@@ -304,7 +304,7 @@ def _inputs(dataset_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
             tables["scores"], planned, tables["outcomes"], measure=settings["measure"]
         )
     rupt_path = process / "ruptures_patients.csv"
-    ruptures = pd.read_csv(rupt_path) if rupt_path.is_file() else None
+    ruptures = read_csv(rupt_path) if rupt_path.is_file() else None
     try:
         outcome = patient_data(
             tables, settings["alliance_session"], measure=settings["measure"]
@@ -496,7 +496,7 @@ def run_process_bayes(
         _write_json(folder / OUTPUT_FILES["diagnostics"], diagnostics)
         _write_json(folder / OUTPUT_FILES["effects"], fit.as_dict())
         if "survival" in fit.tables:
-            fit.tables["survival"].to_csv(folder / "survival.csv", index=False)
+            write_csv(fit.tables["survival"], folder / "survival.csv", index=False)
             files.append("survival.csv")
         if name == "dropout" and cfg["figures"]:
             stem = out_dir / "figures" / "survival"
