@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.tables import write_csv
+from alliance.tables import md_cell, write_csv
 
 MINUS = "\u2212"
 DASH = "\u2014"
@@ -1019,7 +1019,7 @@ def invariance_table(
 
 def _md_cell(value: Any) -> str:
     text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_cell(text)
 
 
 def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:

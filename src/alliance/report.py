@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import platform
 from collections.abc import Iterable
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from alliance.tables import md_cell, md_text
 
 KEY_PACKAGES = (
     "numpy",
@@ -54,10 +57,13 @@ def _apa(value: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped.
+
+    Headers and cells are data: each passes :func:`alliance.tables.md_cell`.
+    """
+    header = "| " + " | ".join(map(md_cell, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(map(md_cell, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -823,7 +829,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     text = "\n\n".join(
         [
             "# Results summary",
-            f"Datasets: {', '.join(datasets)}. Master seed: {config.get('seed')}. "
+            f"Datasets: {md_text(', '.join(datasets))}. Master seed: {config.get('seed')}. "
             "Provenance (input hashes, versions, commit) is in `results/provenance.json` when "
             "built.",
             "## Data",
@@ -841,7 +847,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             "## Reporting checklist",
             markdown_table(check_rows),
             "## Warnings and failed checks",
-            "\n".join(f"- {w}" for w in warnings) if warnings else "None.",
+            "\n".join(f"- {md_text(w)}" for w in warnings) if warnings else "None.",
         ]
     )
     out = Path(out_md)
@@ -852,10 +858,17 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
 
 
 def markdown_to_html(text: str, title: str) -> str:
-    """A standalone HTML page of Markdown ``text`` (tables enabled)."""
+    """A standalone HTML page of Markdown ``text`` (tables enabled), with all HTML escaped.
+
+    Raw HTML in ``text`` (a column header reaching the summary through a warning) is shown as
+    text, never passed to the page; links, images and autolinks are not rendered either (a
+    data string cannot make the page fetch or point at an address). The title is escaped.
+    """
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    renderer.disable(["link", "image", "autolink"])
+    body = renderer.render(text)
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0}"
@@ -863,6 +876,6 @@ def markdown_to_html(text: str, title: str) -> str:
         "text-align:left}"
     )
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{body}</body></html>\n"
     )

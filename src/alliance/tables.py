@@ -13,6 +13,7 @@ is text and is quoted, ``'-3``. Column names and index labels are text cells too
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pandas as pd
 __all__ = [
     "FORMULA_TRIGGERS",
     "formula_safe",
+    "md_cell",
+    "md_text",
     "read_csv",
     "unquote",
     "write_csv",
@@ -122,6 +125,31 @@ def read_csv(path: str | Path, **read_csv_kwargs: Any) -> pd.DataFrame:
     """Read a CSV written by :func:`write_csv`, with the formula-safety quotes removed."""
     frame = pd.read_csv(path, **read_csv_kwargs)
     return _map_text(frame, unquote, index=True)
+
+
+#: A backslash that would escape the next character (CommonMark: before ASCII punctuation).
+_ESCAPING_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
+#: A ``<`` that could open raw HTML or an autolink (a tag name, ``/``, ``!`` or ``?`` follows).
+_HTML_OPENING = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def md_text(value: Any) -> str:
+    r"""``value`` as inert Markdown text: data (a column header, a reason) is shown, never run.
+
+    Line breaks become spaces, a backslash that would escape the next character is doubled
+    and a ``<`` that could open an HTML tag or autolink is escaped (``\<``), so that any
+    CommonMark renderer shows ``<script>`` as text; other characters are left as they are, so
+    the Markdown stays readable (``P(OR < 1)``). :func:`alliance.report.markdown_to_html`
+    escapes all HTML as well.
+    """
+    text = " ".join(str(value).splitlines())
+    text = _ESCAPING_BACKSLASH.sub(r"\\\\", text)
+    return _HTML_OPENING.sub(r"\\<", text)
+
+
+def md_cell(value: Any) -> str:
+    """``value`` as the text of a Markdown pipe-table cell: :func:`md_text`, ``|`` escaped."""
+    return md_text(value).replace("|", "\\|")
 
 
 def write_csv_and_markdown(
