@@ -16,8 +16,8 @@ from alliance.bayes.diagnostics import (
     check,
     compare_loo,
     loo,
+    population_summary,
     prior_predictive_check,
-    summarize,
 )
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
 from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
@@ -159,9 +159,11 @@ def fit_model(
     out_dir
         Folder for ``idata.nc`` (posterior, sample stats, log likelihood, posterior
         predictive, observed data), ``summary.csv`` (:data:`.diagnostics.SUMMARY_COLUMNS`,
-        every parameter), ``diagnostics.json`` (the returned dict), for ``outcome`` also
-        ``loo_compare.csv``, and with ``figures`` the figures of :mod:`alliance.bayes.plots`
-        under ``figures/``. Nothing is written when None.
+        every population-level parameter; per-patient ones, labelled by patient ID, stay in
+        ``idata.nc``: :func:`.diagnostics.population_summary`), ``diagnostics.json`` (the
+        returned dict), for ``outcome`` also ``loo_compare.csv``, and with ``figures`` the
+        figures of :mod:`alliance.bayes.plots` under ``figures/``. Nothing is written when
+        None.
     alliance_session, rater, score, measure, lower_is_better
         Data rules (:func:`alliance.bayes.data.patient_data`).
     thresholds
@@ -249,10 +251,11 @@ def fit_model(
         from alliance.tables import write_csv, write_csv_and_markdown
 
         write_csv_and_markdown(
-            summarize(idata),
+            population_summary(idata),
             out / "summary.csv",
             f"Posterior summary: {model} model",
-            note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE.",
+            note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE. "
+            "Per-patient parameters (random effects) are in idata.nc only.",
         )
         if comparison is not None:
             write_csv(comparison, out / "loo_compare.csv", index=False)

@@ -14,12 +14,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
 
 __all__ = [
+    "PER_PATIENT_DIMS",
     "PRIOR_PREDICTIVE_LIMITS",
     "SUMMARY_COLUMNS",
     "THRESHOLDS",
     "check",
     "compare_loo",
     "loo",
+    "per_patient_names",
+    "population_summary",
     "prior_predictive_check",
     "summarize",
 ]
@@ -57,6 +60,40 @@ def _posterior_names(idata: az.InferenceData, var_names: Sequence[str] | None) -
     if unknown:
         raise ValueError(f"parameters not in the posterior, got {unknown}")
     return list(var_names)
+
+
+#: Dimensions that index patients or their observations: a parameter over one of them has a
+#: value per patient (random effects such as ``v_raw[C0001]``, ``level_patient[A0001]``).
+PER_PATIENT_DIMS = ("patient", "obs")
+
+
+def per_patient_names(idata: az.InferenceData) -> list[str]:
+    """Posterior variables with a value per patient: kept out of summaries shown to readers.
+
+    A variable is per patient when one of its dimensions is in :data:`PER_PATIENT_DIMS`, or
+    when it has a dimension PyMC named itself (``x_missing_dim_0``: a vector declared without
+    named dimensions, here the imputed item answers of the latent model), which cannot be
+    told apart from one over patients. Patient identifiers label such elements, so they stay
+    in ``idata.nc`` (or a per-patient file in the dataset folder), never in a summary.
+    """
+    out = []
+    for name, values in idata.posterior.data_vars.items():
+        dims = [str(d) for d in values.dims if d not in ("chain", "draw")]
+        if any(d in PER_PATIENT_DIMS or d.startswith(f"{name}_dim_") for d in dims):
+            out.append(str(name))
+    return out
+
+
+def population_summary(idata: az.InferenceData) -> pd.DataFrame:
+    """:func:`summarize` of the population-level parameters only (no per-patient element)."""
+    hidden = set(per_patient_names(idata))
+    return summarize(idata, [n for n in _posterior_names(idata, None) if n not in hidden])
+
+
+def _public_label(parameter: str, per_patient: set[str]) -> str:
+    """A label without its patient ID: ``v_raw[C0001]`` -> ``v_raw (a patient's value)``."""
+    base = parameter.split("[", 1)[0]
+    return f"{base} (a patient's value)" if base in per_patient else parameter
 
 
 def summarize(idata: az.InferenceData, var_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -146,6 +183,9 @@ def check(
             raise ValueError(f"unknown threshold, got {key!r}")
         limits[key] = float(value)
     table = summarize(idata, var_names).set_index("parameter")
+    # failures and the worst parameters are shown in summaries: no patient ID in their names
+    per_patient = set(per_patient_names(idata))
+    table.index = table.index.map(lambda label: _public_label(str(label), per_patient))
     # a constant parameter (a point mass) has undefined R-hat and ESS: count it as failing
     r_hat = table["r_hat"].fillna(np.inf)
     ess_bulk = table["ess_bulk"].fillna(0.0)
