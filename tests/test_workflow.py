@@ -351,3 +351,51 @@ def test_demo_rerun_matches_committed_manifest(tmp_path):
     assert len(checked) > 10_000
     bad = checked[checked["status"].isin(["mismatch", "missing"])]
     assert bad.empty, bad.head(20).to_string()
+
+
+def test_fresh_clone_never_regenerates_the_demo_data(tmp_path):
+    """The first run of a fresh clone uses the committed demo data and codebooks as they are.
+
+    In a fresh clone the files are as old as the checkout and the generator's script may be
+    newer; the demo data must not be scheduled for regeneration (which would overwrite a user's
+    edits to them) unless asked for (`make demo-data`).
+    """
+    for name in ("config", "data"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    for path in [*(tmp_path / "data").rglob("*"), *(tmp_path / "config").rglob("*")]:
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # older than every script
+    result = run_snakemake(tmp_path, "--cores", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule ingest_items:" in result.stdout
+    assert "simulate_demo" not in result.stdout
+    # asked for, it runs (and writes the exports and codebooks beside the truth files)
+    asked = run_snakemake(
+        tmp_path, "simulate_demo", "--forcerun", "simulate_demo", "--cores", "1", "--dry-run"
+    )
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    assert "rule simulate_demo:" in asked.stdout
+
+
+@pytest.mark.e2e
+def test_editing_a_custom_instrument_reruns_what_reads_it(tmp_path, rng):
+    """A codebook's own instrument file is an input of ingest, scores, description and CFA."""
+    project = small_project(tmp_path, rng)
+    instrument = project / "config" / "instruments" / "my_wai.yaml"
+    instrument.parent.mkdir()
+    shutil.copy(ROOT / "src" / "alliance" / "instruments" / "wai_sr.yaml", instrument)
+    book = project / "config" / "codebooks" / "clinic.yaml"
+    doc = yaml.safe_load(book.read_text())
+    doc["instrument"] = "../instruments/my_wai.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    target = "results/clinic/scores/scores.parquet"
+    done = run_snakemake(project, target, "--cores", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan = run_snakemake(project, "--cores", "1", "--dry-run", "--forceall")
+    for rule in ("ingest_items", "score", "describe", "cfa_fit", "cfa_report"):
+        block = plan.stdout.split(f"rule {rule}:")[1].split("\n\n")[0]
+        assert "config/instruments/my_wai.yaml" in block, rule
+    instrument.write_text(instrument.read_text() + "\n# edited\n")
+    again = run_snakemake(project, target, "--cores", "1", "--dry-run")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "rule ingest_items:" in again.stdout and "rule score:" in again.stdout
+    assert "Updated input files: config/instruments/my_wai.yaml" in again.stdout

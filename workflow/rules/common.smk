@@ -12,6 +12,7 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from alliance.codebook import load_codebook
+from alliance.instruments import is_builtin
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -60,6 +61,33 @@ def raw_file(wildcards):
     """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest)."""
     name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
     return str(Path(os.path.relpath(CODEBOOKS[name].file, Path.cwd())))
+
+
+def instrument_files(wildcards):
+    """The user's instrument YAML files the rule's dataset is read with (an edit reruns it).
+
+    A codebook's ``instrument:`` may be the path of the user's own instrument file; the rules
+    that read the instrument (ingest, scores, description, CFA, pooling) take it as an input,
+    so editing it reruns them. For the pooled data: the instruments of every item dataset.
+    Built-in instruments are package code (their version is in provenance.json). ``local()``:
+    a file of the project, not of the default storage (the Kubernetes profile).
+    """
+    name = getattr(wildcards, "item_dataset", None)
+    name = name or getattr(
+        wildcards, "analysis_dataset", POOLED
+    )  # pool_items: no wildcard
+    files = []
+    for dataset in ITEM_DATASETS if name == POOLED else [name]:
+        instrument = CODEBOOKS[dataset].instrument
+        if instrument is not None and not is_builtin(instrument):
+            files.append(local(os.path.relpath(instrument.path, Path.cwd())))
+    return list(dict.fromkeys(files))
+
+
+def process_instrument_file(wildcards):
+    """The process analyses' instrument when config names a file (``process.settings``)."""
+    name = str(config["process"]["settings"].get("instrument", ""))
+    return [local(name)] if name.endswith((".yaml", ".yml")) else []
 
 
 def ingest_outputs(name):
@@ -357,11 +385,6 @@ def all_outputs():
 def output_folder(wildcards, output):
     """The folder of a rule's first output (a path prefix derived from the output)."""
     return str(Path(output[0]).parent)
-
-
-def codebook_folder(wildcards, output):
-    """The folder the simulate rule writes its codebooks to."""
-    return str(Path(output.codebooks[0]).parent)
 
 
 def cancel_scheduler_wakeups():

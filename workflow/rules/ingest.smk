@@ -7,6 +7,7 @@ rule ingest_items:
     input:
         codebook=codebook_path,
         raw=raw_file,
+        instrument=instrument_files,
     output:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
@@ -54,6 +55,7 @@ rule ingest_effects:
 rule pool_items:
     input:
         pooled_inputs,
+        instrument=instrument_files,
     output:
         item_table="results/pooled/ingest/items.parquet",
         report="results/pooled/ingest/ingest_report.json",
