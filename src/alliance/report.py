@@ -250,7 +250,9 @@ BAYES_KEYS = {
 def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
     """Key posterior effects with 90% intervals, diagnostics and prior predictive status.
 
-    The latent model adds a table of the plug-in vs latent estimates (attenuation).
+    The latent model adds a table of the plug-in vs latent estimates (attenuation). A model
+    the data cannot support is listed with ``skipped: reason`` (not a warning); one that could
+    not be fitted with ``error: reason`` (a warning).
     """
     rows, attenuation, warnings = [], [], []
     for name in datasets:
@@ -259,7 +261,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
             model = diag.get("model", path.parent.name.split("_x")[0])
             status = diag.get("status")
             d = diag.get("diagnostics", {})
-            if status != "pass":
+            if status == "error":
+                warnings.append(
+                    f"{name}: Bayesian {model} model could not be fitted: {diag.get('reason')}"
+                )
+            elif status not in ("pass", "skipped"):  # skipped: the data cannot support it
                 warnings.append(
                     f"{name}: Bayesian {model} model failed its diagnostics: "
                     f"{'; '.join(d.get('failures', [])) or status}"
@@ -288,7 +294,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
                     f"{_fmt(d.get('min_ess_tail'), 0)}",
                     "Divergences": _fmt(d.get("divergences")),
                     "Prior predictive": prior.get("status", "not run"),
-                    "Status": status,
+                    "Status": (
+                        f"{status}: {diag.get('reason')}"
+                        if status in ("skipped", "error")
+                        else status
+                    ),
                 }
             )
             for row in diag.get("attenuation", []):
@@ -594,8 +604,14 @@ def _bayes_methods(config: dict[str, Any]) -> str:
     pri = bayes.get("priors", {})
     smp = bayes.get("sampler", {})
     scales = [s for s in bayes.get("sensitivity_scales", []) if s != 1]
+    models = ", ".join(bayes.get("models", []))
+    by_dataset = bayes.get("models_by_dataset") or {}
+    if by_dataset:
+        models += "; " + "; ".join(
+            f"{name}: {', '.join(chosen) or 'none'}" for name, chosen in by_dataset.items()
+        )
     return (
-        f"Bayesian models ({', '.join(bayes.get('models', []))}) related client alliance at "
+        f"Bayesian models ({models}) related client alliance at "
         f"session {bayes.get('alliance_session', 3)} to {bayes.get('measure')} with "
         f"standardized variables and weakly informative priors (intercepts and slopes "
         f"Normal(0, {pri.get('slope', 1.0)}), residual SDs HalfNormal({pri.get('sigma', 1.0)}), "
@@ -690,6 +706,7 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
     comparisons = [p for d in cfa_dirs for p in d.glob("comparison_*.json")]
     ladders = [p for d in cfa_dirs for p in d.glob("invariance_*.json")]
     bayes = [p for d in datasets for p in (results / d / "bayes").glob("*_x1/diagnostics.json")]
+    bayes = [p for p in bayes if json.loads(p.read_text()).get("status") != "skipped"]
     bayes_pass = [p for p in bayes if json.loads(p.read_text()).get("status") == "pass"]
     sensitivity = [p for d in datasets for p in (results / d / "bayes").glob("sensitivity_*.csv")]
     ppc = [p for p in bayes if (p.parent / "figures" / "ppc.png").is_file()]

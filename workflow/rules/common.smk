@@ -41,6 +41,12 @@ POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
 CFA = config["cfa"]["enabled"]
 BAYES = config["bayes"]["enabled"]
+_unknown = sorted(set(config["bayes"]["models_by_dataset"]) - set(ITEM_DATASETS))
+if _unknown:
+    raise ValueError(
+        f"config/config.yaml: key 'bayes.models_by_dataset' names {_unknown}, which are not "
+        f"item datasets of 'datasets' ({', '.join(ITEM_DATASETS)})"
+    )
 PROCESS_BAYES = config["process_bayes"]["enabled"]
 PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
@@ -203,6 +209,18 @@ def cfa_benchmarks(name):
     return out
 
 
+def bayes_models(name):
+    """The Bayesian models of item dataset ``name``: ``bayes.models_by_dataset``, else ``models``.
+
+    A model the data cannot support is skipped with its reason at run time; this setting
+    leaves it out of a dataset altogether (e.g. the session model for a clinic that rated
+    sessions 1, 3 and 6 only).
+    """
+    return list(
+        config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
+    )
+
+
 def bayes_benchmarks(name):
     """The benchmark files of one dataset's Bayesian jobs (as made by :func:`bayes_outputs`)."""
     if not BAYES:
@@ -210,7 +228,7 @@ def bayes_benchmarks(name):
     base = f"results/{name}/benchmarks"
     scales = config["bayes"]["sensitivity_scales"]
     out = []
-    for model in config["bayes"]["models"]:
+    for model in bayes_models(name):
         out += [f"{base}/bayes_{model}_x1.tsv", f"{base}/bayes_figures_{model}.tsv"]
         if len(scales) > 1 and model in config["bayes"]["sensitivity_models"]:
             out += [f"{base}/bayes_{model}_x{s:g}.tsv" for s in scales if s != 1]
@@ -301,7 +319,7 @@ def bayes_outputs(name):
     if not BAYES:
         return []
     out = []
-    for model in config["bayes"]["models"]:
+    for model in bayes_models(name):
         out.append(f"results/{name}/bayes/{model}_x1/summary.csv")
         # the summary reads the diagnostics
         out.append(f"results/{name}/bayes/{model}_x1/diagnostics.json")
