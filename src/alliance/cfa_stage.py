@@ -14,6 +14,7 @@ import pandas as pd
 from alliance.describe import one_row_per_patient
 from alliance.instruments import Instrument
 from alliance.pipeline import read_ingested
+from alliance.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -463,8 +464,10 @@ def write_cfa_report(
     write_table(fit_comparison_table(results, estimator), tables / f"fit_{estimator}")
     write_table(loadings_table(fitted), tables / f"loadings_{estimator}")
     write_table(reliability_table(fitted), tables / f"reliability_{estimator}")
-    pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore").to_csv(
-        tables / f"nested_tests_{estimator}.csv", index=False
+    write_csv(
+        pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore"),
+        tables / f"nested_tests_{estimator}.csv",
+        index=False,
     )
     loading_heatmap(loadings_long(fitted), instrument, figures / f"cfa_loadings_{estimator}")
     fit_comparison_plot(results, estimator, figures / f"cfa_fit_{estimator}")
@@ -486,8 +489,10 @@ def write_invariance_report(
     Path(tables_dir).mkdir(parents=True, exist_ok=True)
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     if not ladder.get("status", {}).get("ok"):
-        pd.DataFrame([{"status": ladder.get("status", {}).get("error", "failed")}]).to_csv(
-            Path(tables_dir) / f"{stem}.csv", index=False
+        write_csv(
+            pd.DataFrame([{"status": ladder.get("status", {}).get("error", "failed")}]),
+            Path(tables_dir) / f"{stem}.csv",
+            index=False,
         )
         from alliance.cfa_plots import _placeholder
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.tables import md_cell, write_csv
+
 MINUS = "\u2212"
 DASH = "\u2014"
 CHI2 = "\u03c7\u00b2"
@@ -1258,7 +1260,7 @@ def invariance_table(
 
 def _md_cell(value: Any) -> str:
     text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_cell(text)
 
 
 def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
@@ -1302,6 +1304,6 @@ def write_table(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv = stem.with_name(stem.name + ".csv")
     md = stem.with_name(stem.name + ".md")
-    df.to_csv(csv, index=False, lineterminator="\n")
+    write_csv(df, csv, index=False, lineterminator="\n")
     md.write_text(to_markdown(df), encoding="utf-8")
     return [csv, md]

@@ -136,6 +136,8 @@ def _cmd_bayes(args: argparse.Namespace) -> int:
         alliance_session=args.session,
     )
     print(f"{args.model}: diagnostics {result['status']} -> {args.out}")
+    if result.get("reason"):  # skipped: the data cannot support the model
+        print(f"  {result['status']}: {result['reason']}")
     for name, effect in (result.get("effects") or {}).items():
         if isinstance(effect, dict) and "mean" in effect:
             print(f"  {name}: {effect['mean']:.3f}")

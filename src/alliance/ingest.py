@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.codebook import RATERS, Codebook, load_codebook
+from alliance.tables import write_csv
 
 QUARANTINE_COLUMNS = ["row", "column", "value", "reason", "detail"]
 ID_COLUMNS = ["patient_id", "therapist_id", "session", "rater"]
@@ -44,7 +45,7 @@ class IngestResult:
             self.items.to_parquet(out / "items.parquet", index=False)
             self.outcomes.to_parquet(out / "outcomes.parquet", index=False)
             self.patients.to_parquet(out / "patients.parquet", index=False)
-        self.quarantine.to_csv(out / "quarantine.csv", index=False)
+        write_csv(self.quarantine, out / "quarantine.csv", index=False)
         (out / "ingest_report.json").write_text(json.dumps(self.report, indent=2, sort_keys=True))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import platform
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from alliance.library_warnings import plain_warnings
+from alliance.tables import md_cell, md_text
 
 KEY_PACKAGES = (
     "numpy",
@@ -56,10 +58,13 @@ def _apa(value: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped.
+
+    Headers and cells are data: each passes :func:`alliance.tables.md_cell`.
+    """
+    header = "| " + " | ".join(map(md_cell, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(map(md_cell, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -262,7 +267,9 @@ BAYES_KEYS = {
 def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
     """Key posterior effects with 90% intervals, diagnostics and prior predictive status.
 
-    The latent model adds a table of the plug-in vs latent estimates (attenuation).
+    The latent model adds a table of the plug-in vs latent estimates (attenuation). A model
+    the data cannot support is listed with ``skipped: reason`` (not a warning); one that could
+    not be fitted with ``error: reason`` (a warning).
     """
     rows, attenuation, warnings = [], [], []
     for name in datasets:
@@ -271,7 +278,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
             model = diag.get("model", path.parent.name.split("_x")[0])
             status = diag.get("status")
             d = diag.get("diagnostics", {})
-            if status != "pass":
+            if status == "error":
+                warnings.append(
+                    f"{name}: Bayesian {model} model could not be fitted: {diag.get('reason')}"
+                )
+            elif status not in ("pass", "skipped"):  # skipped: the data cannot support it
                 warnings.append(
                     f"{name}: Bayesian {model} model failed its diagnostics: "
                     f"{'; '.join(d.get('failures', [])) or status}"
@@ -300,7 +311,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
                     f"{_fmt(d.get('min_ess_tail'), 0)}",
                     "Divergences": _fmt(d.get("divergences")),
                     "Prior predictive": prior.get("status", "not run"),
-                    "Status": status,
+                    "Status": (
+                        f"{status}: {diag.get('reason')}"
+                        if status in ("skipped", "error")
+                        else status
+                    ),
                 }
             )
             for row in diag.get("attenuation", []):
@@ -622,8 +637,14 @@ def _bayes_methods(config: dict[str, Any]) -> str:
     pri = bayes.get("priors", {})
     smp = bayes.get("sampler", {})
     scales = [s for s in bayes.get("sensitivity_scales", []) if s != 1]
+    models = ", ".join(bayes.get("models", []))
+    by_dataset = bayes.get("models_by_dataset") or {}
+    if by_dataset:
+        models += "; " + "; ".join(
+            f"{name}: {', '.join(chosen) or 'none'}" for name, chosen in by_dataset.items()
+        )
     return (
-        f"Bayesian models ({', '.join(bayes.get('models', []))}) related client alliance at "
+        f"Bayesian models ({models}) related client alliance at "
         f"session {bayes.get('alliance_session', 3)} to {bayes.get('measure')} with "
         f"standardized variables and weakly informative priors (intercepts and slopes "
         f"Normal(0, {pri.get('slope', 1.0)}), residual SDs HalfNormal({pri.get('sigma', 1.0)}), "
@@ -827,6 +848,7 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
     comparisons = [p for d in cfa_dirs for p in d.glob("comparison_*.json")]
     ladders = [p for d in cfa_dirs for p in d.glob("invariance_*.json")]
     bayes = [p for d in datasets for p in (results / d / "bayes").glob("*_x1/diagnostics.json")]
+    bayes = [p for p in bayes if json.loads(p.read_text()).get("status") != "skipped"]
     bayes_pass = [p for p in bayes if json.loads(p.read_text()).get("status") == "pass"]
     sensitivity = [p for d in datasets for p in (results / d / "bayes").glob("sensitivity_*.csv")]
     ppc = [p for p in bayes if (p.parent / "figures" / "ppc.png").is_file()]
@@ -968,7 +990,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     text = "\n\n".join(
         [
             "# Results summary",
-            f"Datasets: {', '.join(datasets)}. Master seed: {config.get('seed')}. "
+            f"Datasets: {md_text(', '.join(datasets))}. Master seed: {config.get('seed')}. "
             "Provenance (input hashes, versions, commit) is in `results/provenance.json` when "
             "built.",
             "## Data",
@@ -988,7 +1010,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             "## Reporting checklist",
             markdown_table(check_rows),
             "## Warnings and failed checks",
-            "\n".join(f"- {w}" for w in warnings) if warnings else "None.",
+            "\n".join(f"- {md_text(w)}" for w in warnings) if warnings else "None.",
         ]
     )
     out = Path(out_md)
@@ -999,10 +1021,17 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
 
 
 def markdown_to_html(text: str, title: str) -> str:
-    """A standalone HTML page of Markdown ``text`` (tables enabled)."""
+    """A standalone HTML page of Markdown ``text`` (tables enabled), with all HTML escaped.
+
+    Raw HTML in ``text`` (a column header reaching the summary through a warning) is shown as
+    text, never passed to the page; links, images and autolinks are not rendered either (a
+    data string cannot make the page fetch or point at an address). The title is escaped.
+    """
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    renderer.disable(["link", "image", "autolink"])
+    body = renderer.render(text)
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0}"
@@ -1010,6 +1039,6 @@ def markdown_to_html(text: str, title: str) -> str:
         "text-align:left}"
     )
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{body}</body></html>\n"
     )

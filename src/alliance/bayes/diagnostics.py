@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ETI95",
+    "PER_PATIENT_DIMS",
     "PRIOR_PREDICTIVE_LIMITS",
     "SUMMARY_COLUMNS",
     "THRESHOLDS",
@@ -24,6 +25,8 @@ __all__ = [
     "mcse_mean",
     "mcse_quantile",
     "mcse_sd",
+    "per_patient_names",
+    "population_summary",
     "posterior_statistics",
     "prior_predictive_check",
     "summarize",
@@ -88,6 +91,40 @@ def _element_labels(name: str, array: Any) -> list[str]:
     grids = np.meshgrid(*[array.coords[d].to_numpy() for d in dims], indexing="ij")
     combos = zip(*[g.ravel().tolist() for g in grids], strict=True)
     return [f"{name}[{', '.join(str(c) for c in combo)}]" for combo in combos]
+
+
+#: Dimensions that index patients or their observations: a parameter over one of them has a
+#: value per patient (random effects such as ``v_raw[C0001]``, ``level_patient[A0001]``).
+PER_PATIENT_DIMS = ("patient", "obs")
+
+
+def per_patient_names(idata: az.InferenceData) -> list[str]:
+    """Posterior variables with a value per patient: kept out of summaries shown to readers.
+
+    A variable is per patient when one of its dimensions is in :data:`PER_PATIENT_DIMS`, or
+    when it has a dimension PyMC named itself (``x_missing_dim_0``: a vector declared without
+    named dimensions, here the imputed item answers of the latent model), which cannot be
+    told apart from one over patients. Patient identifiers label such elements, so they stay
+    in ``idata.nc`` (or a per-patient file in the dataset folder), never in a summary.
+    """
+    out = []
+    for name, values in idata.posterior.data_vars.items():
+        dims = [str(d) for d in values.dims if d not in ("chain", "draw")]
+        if any(d in PER_PATIENT_DIMS or d.startswith(f"{name}_dim_") for d in dims):
+            out.append(str(name))
+    return out
+
+
+def population_summary(idata: az.InferenceData) -> pd.DataFrame:
+    """:func:`summarize` of the population-level parameters only (no per-patient element)."""
+    hidden = set(per_patient_names(idata))
+    return summarize(idata, [n for n in _posterior_names(idata, None) if n not in hidden])
+
+
+def _public_label(parameter: str, per_patient: set[str]) -> str:
+    """A label without its patient ID: ``v_raw[C0001]`` -> ``v_raw (a patient's value)``."""
+    base = parameter.split("[", 1)[0]
+    return f"{base} (a patient's value)" if base in per_patient else parameter
 
 
 def summarize(idata: az.InferenceData, var_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -290,6 +327,9 @@ def check(
             raise ValueError(f"unknown threshold, got {key!r}")
         limits[key] = float(value)
     table = summarize(idata, var_names).set_index("parameter")
+    # failures and the worst parameters are shown in summaries: no patient ID in their names
+    per_patient = set(per_patient_names(idata))
+    table.index = table.index.map(lambda label: _public_label(str(label), per_patient))
     # judged at the precision they are reported (ArviZ, Stan): R-hat to two decimals (1.0104
     # is 1.01 and passes), ESS to whole draws. A constant parameter (a point mass) has
     # undefined R-hat and ESS: it counts as failing.

@@ -176,7 +176,9 @@ def rupture_trajectories_figure(
     is a triangle (repaired, at the repair session; the dotted line runs from the
     pre-rupture sessions to the repair), a cross (unrepaired, at the rupture
     session) or a square (censored), colour-coded (Okabe-Ito, colour-blind safe) and shaped
-    so the figure also reads in grey scale.
+    so the figure also reads in grey scale. Panels are titled ``Case 1`` ... ``Case n`` in
+    the order of ``patients`` (by default :func:`choose_patients`, sorted by ID), never by
+    patient ID: no patient identifier appears in a figure.
 
     Parameters
     ----------
@@ -213,7 +215,7 @@ def rupture_trajectories_figure(
     with mpl.rc_context(style()):
         fig = _figure(DOUBLE_COLUMN, 1.45 * nrow + 0.45)
         axes = np.atleast_1d(fig.subplots(nrow, ncol, sharex=True, sharey=True)).ravel()
-        for ax, pid in zip(axes, chosen, strict=False):
+        for case, (ax, pid) in enumerate(zip(axes, chosen, strict=False), start=1):
             course = frame[frame["patient_id"] == pid].sort_values("session")
             ax.plot(course["session"], course[score], color=OKABE_ITO["grey"], lw=0.9, zorder=1)
             ax.scatter(course["session"], course[score], s=7, color=OKABE_ITO["black"], zorder=2)
@@ -228,7 +230,7 @@ def rupture_trajectories_figure(
                 else:
                     xy = (s0, float(ep.rupture_score) - 0.35)
                 ax.scatter(*xy, s=30, marker=st["marker"], color=st["colour"], zorder=3, lw=0)
-            ax.set_title(pid, loc="left")
+            ax.set_title(f"Case {case}", loc="left")  # never the patient ID
             ax.set_ylim(scale[0] - 0.1, scale[1] + 0.1)
             ax.set_xlim(0.5, max_session + 0.5)
             ax.set_xticks(range(1, max_session + 1, 2 if max_session > 8 else 1))
