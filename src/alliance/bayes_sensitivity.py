@@ -76,6 +76,6 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
         row["max_shift_sd"] = max(shifts) if shifts else None
         rows.append(row)
     if not rows:  # the default fit was not estimated (skipped or error): no key parameter
-        per_scale = [f"{k}_x{s:g}" for s in sorted(frames) for k in ("mean", "hdi")]
+        per_scale = [f"{k}_x{s:g}" for s in sorted(frames) for k in ("mean", "eti95")]
         return pd.DataFrame(columns=["parameter", *per_scale, "max_shift_sd"])
     return pd.DataFrame(rows)

@@ -58,7 +58,7 @@ def test_session_model_on_sessions_1_3_6_is_skipped_with_files(rng, tmp_path):
     # the prior-sensitivity table of a skipped model is empty (no key parameter), not an error
     table = sensitivity_table({1: tmp_path / "summary.csv", 2: tmp_path / "summary.csv"})
     assert table.empty
-    assert list(table.columns) == ["parameter", "mean_x1", "hdi_x1", "mean_x2", "hdi_x2"] + [
+    assert list(table.columns) == ["parameter", "mean_x1", "eti95_x1", "mean_x2", "eti95_x2"] + [
         "max_shift_sd"
     ]
 
