@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # them off globally
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-all test-fast lint format report bench verify demo-data clean
+.PHONY: help setup demo test test-all test-fast lint format report bench verify manifest demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -56,6 +56,16 @@ bench: $(STAMP)  ## benchmarks side by side -> bench/RESULTS.md (BENCH_ARGS="--s
 
 verify: $(STAMP)  ## check that results/ reproduces the expected demo numbers (run make demo first)
 	$(BIN)/alliance verify results --manifest verification/demo_manifest.json
+
+# the reference run behind the manifest: a copy of config/ and data/ run with
+# verification/reference.yaml (five times the posterior draws), outside results/
+REFERENCE ?= $(CURDIR)/.reference
+manifest: $(STAMP)  ## regenerate verification/demo_manifest.json from a reference run (5x the draws, ~1 h)
+	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE) && cp -r config data $(REFERENCE)/
+	$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --directory $(REFERENCE) --cores $(CORES) \
+		--workflow-profile $(CURDIR)/workflow/profiles/default \
+		--configfile $(CURDIR)/verification/reference.yaml
+	$(BIN)/alliance verify $(REFERENCE)/results --update --manifest verification/demo_manifest.json
 
 demo-data: $(STAMP)  ## regenerate the embedded demo data (byte-identical with the same seed)
 	$(BIN)/snakemake simulate_demo --forcerun simulate_demo --cores 1

@@ -1,13 +1,14 @@
-"""Snakemake adapter: one Bayesian model of one dataset (fit, diagnostics, figures)."""
+"""Snakemake adapter: one Bayesian model of one dataset (fit, diagnostics, figures); a model
+the data cannot support is skipped with its reason, an unexpected error becomes its status."""
 
 from pathlib import Path
 
-from alliance.bayes.api import fit_model
+from alliance.bayes.api import fit_model_or_error
 from alliance.bayes.models import scale_priors
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
-result = fit_model(
+result = fit_model_or_error(
     Path(snakemake.input.item_table).parent.parent,
     snakemake.wildcards.model,
     priors=scale_priors(snakemake.params.priors, float(snakemake.wildcards.scale)),
@@ -19,3 +20,5 @@ result = fit_model(
     figures=False,
 )
 log.info("status %s; effects %s", result["status"], result.get("effects"))
+if result.get("reason"):
+    log.warning("%s: %s", result["status"], result["reason"])

@@ -10,8 +10,8 @@ def write_summary(path, mean, sd=0.1):
             "parameter": ["b_alliance", "sigma"],
             "mean": [mean, 1.0],
             "sd": [sd, 0.05],
-            "hdi_3%": [mean - 0.2, 0.9],
-            "hdi_97%": [mean + 0.2, 1.1],
+            "eti95_low": [mean - 0.2, 0.9],
+            "eti95_high": [mean + 0.2, 1.1],
         }
     ).to_csv(path, index=False)
     return path
@@ -27,7 +27,7 @@ def test_shift_in_default_sd_units(tmp_path):
     assert list(table.index) == ["b_alliance"]  # only key effects are tabled
     assert table.loc["b_alliance", "max_shift_sd"] == pytest.approx(0.5)
     assert table.loc["b_alliance", "mean_x0.5"] == -0.28
-    assert table.loc["b_alliance", "hdi_x2"] == "[-0.550, -0.150]"
+    assert table.loc["b_alliance", "eti95_x2"] == "[-0.550, -0.150]"
 
 
 def test_default_scale_required(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -157,10 +158,9 @@ def loading_labels(result: dict) -> set[str]:
 
 
 @pytest.mark.parametrize("model", ["correlated", "bifactor", "second_order"])
-def test_path_diagram_source_and_files(model: str, results: dict, tmp_path: Path) -> None:
+def test_path_diagram_source(model: str, results: dict) -> None:
     res = results[model]
-    out = p.path_diagram(res, tmp_path / model)
-    src = out["dot"]
+    src = p.path_dot(res)
     items = [f"wai_{i:02d}" for i in range(1, 13)]
     for item in items:
         assert f'"{item}" [shape=box' in src
@@ -170,6 +170,17 @@ def test_path_diagram_source_and_files(model: str, results: dict, tmp_path: Path
         r = {frozenset((c["lhs"], c["rhs"])): c["r"] for c in res["factor_correlations"]}
         assert t.fmt_num(r[frozenset(("task", "goal"))], 2, leading_zero=False) in labels
         assert "dir=both" in src
+
+
+@pytest.mark.skipif(
+    shutil.which("dot") is None,
+    reason="Graphviz 'dot' is not installed (make setup installs Debian's graphviz when it can)",
+)
+@pytest.mark.parametrize("model", ["correlated", "bifactor", "second_order"])
+def test_path_diagram_files(model: str, results: dict, tmp_path: Path) -> None:
+    res = results[model]
+    out = p.path_diagram(res, tmp_path / model)
+    assert out["dot"] == p.path_dot(res)
     assert out["status"] == "ok"
     names = sorted(f.name for f in out["files"])
     assert names == [f"{model}.gv", f"{model}.pdf", f"{model}.png"]
@@ -191,3 +202,36 @@ def test_path_diagram_of_a_failed_model(tmp_path: Path) -> None:
     out = p.path_diagram({"converged": False, "model_name": "bifactor"}, tmp_path / "x")
     assert out["status"] == "placeholder" and out["dot"] is None
     assert (tmp_path / "x.png").is_file()
+
+
+def test_fit_plot_leaves_out_fits_that_did_not_converge(rng, tmp_path: Path) -> None:
+    from small_samples import correlated_factors, not_converged_fit, syntax
+
+    from alliance.sem.api import fit_cfa
+
+    data = correlated_factors(rng, 80)
+    res = {m: fit_cfa(data, syntax(m), "MLR", "fiml") for m in ("one_factor", "correlated")}
+    res["bifactor"] = not_converged_fit(data)  # stopped after 3 iterations (small_samples)
+    res["bifactor"]["fit"]["tli.robust"] = 415089431232.889  # as in the clinic's export
+    fig = p.fit_comparison_plot(res, "MLR", tmp_path / "fit")
+    labels = [lab.get_text() for lab in fig.axes[0].get_yticklabels()]
+    assert labels[-1] == "Bifactor\n(not converged)"  # bottom row: drawn last, at y = 0
+    caption = by_gid(fig, "caption").get_text().replace("\n", " ")
+    assert caption.endswith("Not drawn (no proper solution): Bifactor (not converged).")
+    tli = fig.axes[1]
+    assert tli.get_xlim()[1] < 1.1  # the axis is set by the usable fits only
+    for key in ("cfi", "tli", "rmsea", "srmr"):
+        for gid in (f"points_{key}", f"misses_{key}"):
+            ys = by_gid(fig, gid).get_offsets()
+            xs = np.asarray(ys)[:, 0]
+            assert not np.isfinite(xs[-1]), gid  # no point for the bifactor row
+    drawn = [
+        x
+        for gid in ("points_tli", "misses_tli")
+        for x in np.asarray(by_gid(fig, gid).get_offsets())[:, 0]
+        if np.isfinite(x)
+    ]
+    assert sorted(drawn) == pytest.approx(
+        sorted(res[m]["fit"]["tli.robust"] for m in ("one_factor", "correlated"))
+    )
+    assert len(by_gid(fig, "rmsea_ci").get_segments()) == 2

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,14 +36,23 @@ def test_cli_cfa_reproduces_lavaan_ml(tmp_path, capsys):
     assert "ML: chisq = 85.306" in capsys.readouterr().out
 
 
-def write_ingested(tmp_path, rng, n=300):
+def write_ingested(tmp_path, rng, n=300, factor_corr=None):
+    """An ingest folder of WAI-SR answers: one factor, or with ``factor_corr`` Bordin's three
+    factors correlated that much (one-factor data make the three-factor models inadmissible:
+    their factor correlations exceed 1)."""
     folder = tmp_path / "ingest"
     folder.mkdir()
     wai = load_instrument("wai_sr")
-    eta = rng.normal(size=(n, 1))
+    if factor_corr is None:
+        eta = rng.normal(size=(n, 1))
+        owner = dict.fromkeys(wai.items, 0)
+    else:
+        phi = np.full((3, 3), factor_corr) + (1 - factor_corr) * np.eye(3)
+        eta = rng.multivariate_normal(np.zeros(3), phi, size=n)
+        owner = {i: k for k, items in enumerate(wai.factors.values()) for i in items}
     rows = pd.DataFrame(
         {
-            item: (3 + 0.9 * eta[:, 0] + rng.normal(0, 0.7, n)).round().clip(1, 5)
+            item: (3 + 0.9 * eta[:, owner[item]] + rng.normal(0, 0.7, n)).round().clip(1, 5)
             for item in wai.items
         }
     )
@@ -76,12 +86,18 @@ def test_unknown_model_name():
         model_syntax("threeish", load_instrument("wai_sr"))
 
 
-def test_comparison_tests_only_nested_pairs(tmp_path, rng):
-    folder = write_ingested(tmp_path, rng)
+def write_ml_fits(tmp_path, folder, models):
+    """The ML (listwise) fit file of each model, as the cfa_fit rule writes them."""
     files = {}
-    for model in ("one_factor", "correlated", "bifactor"):
+    for model in models:
         files[model] = tmp_path / f"{model}.json"
         write_json(run_cfa(folder, model, "ML", missing="listwise"), files[model])
+    return files
+
+
+def test_comparison_tests_only_nested_pairs(tmp_path, rng):
+    folder = write_ingested(tmp_path, rng, factor_corr=0.6)
+    files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "bifactor"))
     result = compare(files, folder, "ML", missing="listwise")
     pairs = [(t["restricted"], t["general"]) for t in result["tests"]]
     assert pairs == [("one_factor", "correlated")]  # bifactor does not nest correlated here
@@ -90,3 +106,26 @@ def test_comparison_tests_only_nested_pairs(tmp_path, rng):
     diff = fits["one_factor"]["fit"]["chisq"] - fits["correlated"]["fit"]["chisq"]
     assert test["chisq_diff"] == pytest.approx(diff, abs=1e-8)
     assert test["df_diff"] == 3
+
+
+def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
+    from small_samples import not_converged_fit
+
+    from alliance.cfa_stage import read_cfa_data
+
+    folder = write_ingested(tmp_path, rng, factor_corr=0.6)
+    files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "second_order"))
+    rows, _, _ = read_cfa_data(folder)
+    # the bifactor fit is stopped after 3 iterations, before it converged (small_samples)
+    bifactor = not_converged_fit(rows, "bifactor", estimator="ML", missing="listwise")
+    assert bifactor["converged"] is False and bifactor["fit"]["chisq"] is not None
+    files["bifactor"] = tmp_path / "bifactor.json"
+    write_json(bifactor, files["bifactor"])
+    result = compare(files, folder, "ML", missing="listwise")
+    tests = {(t["restricted"], t["general"]): t for t in result["tests"]}
+    assert set(tests) == {("one_factor", "correlated"), ("second_order", "bifactor")}
+    skipped = tests[("second_order", "bifactor")]
+    assert skipped["not_tested"] == "Bifactor: not converged"
+    assert "chisq_diff" not in skipped and "deltas" not in skipped
+    assert tests[("one_factor", "correlated")]["df_diff"] == 3
+    assert result["results"]["bifactor"]["ntotal"] == 300  # N travels to the summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_fit_table_cells_equal_the_json(site) -> None:
         bif = results["bifactor"]["fit"]
         assert df.loc["Bifactor", "AIC"] == f"{bif['aic']:.2f}"
         assert df.loc["Bifactor", "BIC"] == f"{bif['bic']:.2f}"
-        assert (df["Admissible"] == "Yes").all()
+        assert (df["Status"] == "admissible").all()  # checked from the estimates
     else:
         assert "AIC" not in df.columns  # not defined for WLSMV
     note = df.attrs["note"]
@@ -235,3 +236,134 @@ def test_writers(site, tmp_path: Path) -> None:
 
     back = pd.read_csv(files[0], dtype=str, keep_default_na=False)
     assert back["Robust CFI"].tolist() == df["Robust CFI"].tolist()
+
+
+# --------------------------------------------------------------------------- issue 15
+# Small samples that reproduce what two clinics' exports (60 and 80 patients) showed.
+
+
+def small_mlr_results(rng) -> dict:
+    """N = 80 from three correlated factors: one- and three-factor fits that converge and
+    are admissible, and a bifactor fit stopped before it converged (see small_samples)."""
+    from small_samples import correlated_factors, not_converged_fit, syntax
+
+    from alliance.sem.api import fit_cfa
+
+    data = correlated_factors(rng, 80)
+    out = {m: fit_cfa(data, syntax(m), "MLR", "fiml") for m in ("one_factor", "correlated")}
+    out["bifactor"] = not_converged_fit(data)
+    return {m: r | {"estimator": "MLR"} for m, r in out.items()}
+
+
+def test_non_converged_fit_gets_no_indices(rng) -> None:
+    results = small_mlr_results(rng)
+    bif = results["bifactor"]
+    # the problem: a non-converged fit still carries fit measures (at its last iterate)
+    assert bif["converged"] is False
+    assert all(math.isfinite(bif["fit"][k]) for k in ("chisq", "tli.robust", "rmsea.robust"))
+    assert t.fit_status(bif) == (False, "not converged")
+    df = t.fit_comparison_table(results, "MLR").set_index("Model")
+    row = df.loc["Bifactor"]
+    for col in ("χ² (unscaled)", "Scaled χ²", "p (scaled)", "Robust CFI", "Robust TLI",
+                "Robust RMSEA [90% CI]", "SRMR", "AIC", "BIC", "Misses cutoffs"):  # fmt: skip
+        assert row[col] == t.DASH, col
+    assert (row["npar"], row["Converged"], row["Status"]) == ("48", "No", "not converged")
+    assert df.loc["One factor", "Status"] == "admissible"
+    assert df.loc["Three correlated factors (Bordin)", "Robust TLI"] == t.fmt_bounded(
+        results["correlated"]["fit"]["tli.robust"]
+    )
+    assert "No fit statistics for a model that did not converge" in df.attrs["note"]
+    assert "Bifactor (not converged)" in df.attrs["note"]
+    num = t.fit_comparison_table(results, "MLR", numeric=True).set_index("model")
+    assert num.loc["bifactor", ["chisq", "tli.robust", "rmsea.robust"]].isna().all()
+    assert not num.loc["bifactor", "usable"] and num.loc["correlated", "usable"]
+
+
+def test_inadmissible_fit_status_names_the_problem(rng) -> None:
+    from small_samples import correlated_factors, syntax
+
+    from alliance.sem.api import fit_cfa
+
+    # A bifactor model of data with three correlated factors and no general factor (N = 80)
+    # converges to an improper solution: the Task factor's variance goes negative (the
+    # general factor takes it all), so the latent covariance matrix is not positive definite.
+    bif = fit_cfa(correlated_factors(rng, 80), syntax("bifactor"), "MLR", "fiml")
+    assert bif["converged"] is True
+    var = {
+        r["lhs"]: r["est"] for r in bif["parameters"] if r["op"] == "~~" and r["lhs"] == r["rhs"]
+    }
+    assert var["task"] < 0  # the truth the status must report
+    usable, status = t.fit_status(bif)
+    assert not usable
+    assert status == "Heywood case in task; non-PD latent covariances"
+    df = t.fit_comparison_table({"bifactor": bif | {"estimator": "MLR"}}, "MLR")
+    assert df.loc[0, "Status"] == status and df.loc[0, "Robust CFI"] == t.DASH
+    # without a status block the estimates are checked (a negative latent variance)
+    bare = {k: v for k, v in bif.items() if k != "status"}
+    assert t.fit_status(bare) == (False, "Heywood case in task")
+
+
+def test_na_robust_indices_stay_na_with_the_reason(rng) -> None:
+    from small_samples import ordinal_items, syntax
+
+    from alliance.sem.api import fit_cfa
+
+    # 60 patients, 15% of answers missing at random: the pairwise polychoric correlations do
+    # not form a positive-definite matrix, so the robust (catML) indices are not defined.
+    data = ordinal_items(rng, 60, missing=0.15)
+    fit = fit_cfa(data, syntax("correlated"), "WLSMV", "pairwise", ordered=True)
+    assert fit["fit"]["cfi.robust"] is None and fit["fit"]["rmsea.robust"] is None
+    assert fit["fit"]["cfi"] is not None and fit["fit"]["cfi.scaled"] is not None
+    df = t.fit_comparison_table({"correlated": fit | {"estimator": "WLSMV"}}, "WLSMV")
+    row = df.iloc[0]
+    shown = [row["Robust CFI"], row["Robust TLI"], row["Robust RMSEA [90% CI]"]]
+    assert shown == [t.DASH] * 3  # not the standard or scaled indices in their place
+    assert row["Status"] == "admissible" and row["Scaled χ²"] != t.DASH
+    note = df.attrs["note"]
+    assert "robust CFI, TLI, RMSEA not defined for Three correlated factors (Bordin)" in note
+    assert "polychoric correlation matrix is not positive definite" in note
+    assert df.attrs["indices"] == {
+        "cfi": "cfi.robust",
+        "tli": "tli.robust",
+        "rmsea": "rmsea.robust",
+    }
+
+
+def test_small_sample_and_rmsea_notes(rng) -> None:
+    from small_samples import ordinal_items, syntax
+
+    from alliance.sem.api import fit_cfa
+
+    # 60 patients, answers from the fitted model itself (correctly specified): the scaled test
+    # does not reject exact fit, yet the robust RMSEA misses .06 (sampling variability).
+    fit = fit_cfa(ordinal_items(rng, 60), syntax("correlated"), "WLSMV", "pairwise", ordered=True)
+    p, rmsea = fit["fit"]["pvalue.scaled"], fit["fit"]["rmsea.robust"]
+    assert p > 0.05 and rmsea > 0.06  # the contradiction of the clinics' tables
+    df = t.fit_comparison_table({"correlated": fit | {"estimator": "WLSMV"}}, "WLSMV")
+    note = df.attrs["note"]
+    assert "N = 60." in note and df.attrs["n"] == 60
+    assert "Small sample: N = 60 is below 200" in note
+    assert f"p = {t.fmt_p(p)}, RMSEA = {t.fmt_bounded(rmsea)}, df = 51; N = 60" in note
+    assert "Kenny, Kaniskan, & McCoach, 2015" in note
+
+
+def test_sample_size_rules() -> None:
+    # ML/MLR: fewer than 5 cases per free parameter (Bentler & Chou 1987)
+    assert t.small_sample_note(80, {"Bifactor": 48, "One factor": 36}, "MLR").startswith(
+        "Small sample: N = 80 gives fewer than 5 cases per free parameter"
+    )
+    assert t.small_sample_note(240, {"Bifactor": 48}, "MLR") is None  # 5.0 per parameter
+    assert "Bifactor (48)" in t.small_sample_note(239, {"Bifactor": 48, "One": 36}, "MLR")
+    assert "One (36)" not in t.small_sample_note(239, {"Bifactor": 48, "One": 36}, "MLR")
+    # WLSMV: N < 200, whatever the number of thresholds
+    assert t.small_sample_note(199, {"x": 63}, "WLSMV") is not None
+    assert t.small_sample_note(200, {"x": 63}, "WLSMV") is None
+    assert t.small_sample_note(None, {"x": 63}, "WLSMV") is None
+    # the clinic's numbers: p = .17 with a robust RMSEA of .235
+    rows = [{"label": "Bifactor", "df": 42, "p": 0.17, "rmsea": 0.235}]
+    text = t.rmsea_note(rows, 60, small=True)
+    assert text.startswith("The χ² test does not reject exact fit while the RMSEA misses")
+    assert "Bifactor: p = .170, RMSEA = .235, df = 42; N = 60" in text
+    assert t.rmsea_note(rows, 900, small=False) is not None  # the disagreement alone
+    fine = [{"label": "x", "df": 51, "p": 0.30, "rmsea": 0.03}]
+    assert t.rmsea_note(fine, 900, small=False) is None

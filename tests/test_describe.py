@@ -121,3 +121,22 @@ def test_describe_dataset_records_step_errors(items_table, wai_sr):
 def test_describe_dataset_unknown_use(items_table, wai_sr):
     with pytest.raises(ValueError, match="use must be one of .*, got 'listwise'"):
         describe_dataset(items_table, wai_sr, use="listwise")
+
+
+def test_describe_dataset_flags_factors_parallel_analysis_does_not_support(wai_sr, rng):
+    # 80 patients whose answers come from one factor: parallel analysis suggests 1 factor,
+    # the EFA extracts the instrument's 3; efa.warnings says both numbers.
+    n = 80
+    eta = rng.normal(size=n)
+    answers = {
+        item: (3 + 0.9 * eta + rng.normal(0, 0.6, n)).round().clip(1, 5) for item in wai_sr.items
+    }
+    table = pd.DataFrame(
+        {"patient_id": [f"P{i}" for i in range(n)], "session": 3, "rater": "client"} | answers
+    )
+    out = describe_dataset(table, wai_sr, session=3, n_iter=50)
+    assert out["parallel_analysis"]["n_factors"] == 1  # the truth: one factor
+    assert out["efa"]["n_factors"] == 3
+    assert out["efa"]["warnings"][-1].startswith(
+        "3 factors were extracted (the factors of wai_sr) where parallel analysis suggests 1"
+    )

@@ -245,3 +245,34 @@ def test_efa_orthogonal_and_one_factor(hs9):
 def test_efa_arguments(hs9, kwargs, message):
     with pytest.raises(ValueError, match=message):
         exploratory_factor_analysis(hs9, **kwargs)
+
+
+def test_heywood_case_is_flagged(rng):
+    # 60 cases, three factors of four items, and a twelfth item that is nearly the sum of one
+    # item of each factor: extracting three factors gives it a communality above 1 with this
+    # seed (an improper solution, as psych::fa's "ultra-Heywood case" warning).
+    n = 60
+    eta = rng.normal(size=(n, 3))
+    x = np.repeat(eta, 4, axis=1) * 0.7 + rng.normal(size=(n, 12)) * 0.7
+    x[:, 11] = x[:, 0] + x[:, 4] + x[:, 8] + rng.normal(size=n) * 0.05
+    data = pd.DataFrame(x, columns=[f"wai_{i:02d}" for i in range(1, 13)])
+    res = exploratory_factor_analysis(data, 3)
+    h2 = res["communalities"]
+    # communalities are diag(L Phi L'), recomputed here from the returned matrices
+    own = np.diag(res["loadings"].to_numpy() @ res["phi"].to_numpy() @ res["loadings"].T.to_numpy())
+    np.testing.assert_allclose(h2.to_numpy(), own, atol=1e-12)
+    heywood = h2[h2 >= 1]
+    assert list(heywood.index) == ["wai_12"]  # the precondition: the case is reproduced
+    (warning,) = [w for w in res["warnings"] if "Heywood" in w]
+    assert warning.startswith(
+        f"an ultra-Heywood case: the communality of wai_12 is {h2['wai_12']:.3f}"
+    )
+    assert f"uniqueness is {1 - h2['wai_12']:.3f}" in warning
+
+
+def test_heywood_warnings_boundaries():
+    from alliance.efa import heywood_warnings
+
+    out = heywood_warnings(pd.Series({"a": 0.999, "b": 1.0, "c": 1.013, "d": np.nan}))
+    assert [w.split(":")[0] for w in out] == ["a Heywood case", "an ultra-Heywood case"]
+    assert "communality of c is 1.013" in out[1] and "uniqueness is -0.013" in out[1]

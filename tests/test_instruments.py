@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from alliance.instruments import builtin_instruments, load_instrument
+from alliance.instruments import builtin_instruments, is_builtin, load_instrument
 from alliance.schemas import SchemaError
 
 
@@ -76,3 +76,13 @@ def test_bad_instrument_is_rejected(tmp_path, change, message):
 def test_unknown_name():
     with pytest.raises(ValueError, match=r"unknown instrument 'wai_xx'"):
         load_instrument("wai_xx")
+
+
+def test_builtin_or_users_file(tmp_path):
+    import shutil
+
+    builtin = load_instrument("wai_sr")
+    assert is_builtin(builtin)
+    copy = tmp_path / "wai_sr.yaml"
+    shutil.copy(builtin.path, copy)
+    assert not is_builtin(load_instrument(copy))

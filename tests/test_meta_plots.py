@@ -14,7 +14,7 @@ from alliance import meta, meta_plots
 from alliance.plots import DPI, SINGLE_COLUMN
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
-BAYES = {"pooled_r": {"median": 0.149, "hdi.lb": 0.077, "hdi.ub": 0.213}}
+BAYES = {"pooled_r": {"median": 0.149, "eti.lb": 0.077, "eti.ub": 0.213}}
 
 
 @pytest.fixture(scope="module")

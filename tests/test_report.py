@@ -205,3 +205,203 @@ def test_summary_has_the_process_section_and_methods(tmp_path):
     assert "a session at least 1.5 times the patient's own SD of session scores" in text
     assert "Bayesian process models (dropout, growth, rater_outcome) were sampled" in text
     assert "- site_x: Bayesian process model growth failed its diagnostics" in text
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def _comparison(root, dataset, estimator, results, tests=()):
+    import json
+
+    folder = root / dataset / "cfa"
+    folder.mkdir(parents=True, exist_ok=True)
+    comp = {"estimator": estimator, "results": results, "tests": list(tests)}
+    (folder / f"comparison_{estimator}.json").write_text(json.dumps(comp))
+
+
+def test_cfa_section_shows_the_table_of_cfa_tables(tmp_path, rng):
+    from small_samples import not_converged_fit, ordinal_items, syntax
+
+    from alliance.cfa_tables import DASH, fit_comparison_table
+    from alliance.report import cfa_section
+    from alliance.sem.api import fit_cfa
+
+    # WLSMV, 60 patients, 15% of answers missing: robust indices not defined (non-PD
+    # polychoric correlations), while the standard CFI is there (small_samples)
+    data = ordinal_items(rng, 60, missing=0.15)
+    wlsmv = {
+        m: fit_cfa(data, syntax(m), "WLSMV", "pairwise", ordered=True)
+        for m in ("one_factor", "correlated")
+    }
+    assert wlsmv["correlated"]["fit"]["cfi.robust"] is None
+    naive = wlsmv["correlated"]["fit"]["cfi"]
+    # MLR: a bifactor fit stopped before it converged, and a nested test of it as an older
+    # comparison file would hold one
+    complete = data.fillna(3.0)
+    mlr = {m: fit_cfa(complete, syntax(m), "MLR", "fiml") for m in ("second_order",)}
+    mlr["bifactor"] = not_converged_fit(complete)
+    old_test = {"restricted": "second_order", "general": "bifactor", "chisq_diff": 66.42,
+                "df_diff": 9, "pvalue": 1e-10, "method": "Satorra-Bentler (2001)"}  # fmt: skip
+    _comparison(tmp_path, "clinic", "WLSMV", wlsmv)
+    _comparison(tmp_path, "clinic", "MLR", mlr, [old_test])
+    text, warnings = cfa_section(tmp_path, ["clinic"])
+    for est, results in (("WLSMV", wlsmv), ("MLR", mlr)):
+        table = fit_comparison_table(results, est)
+        assert markdown_table(table) in text  # the same table as cfa/tables/fit_{est}.md
+        assert table.attrs["note"] in text
+    lines = text.splitlines()
+    (row,) = [line for line in lines if line.startswith("| Three correlated factors")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6:9] == [DASH, DASH, DASH]  # robust CFI, TLI, RMSEA: not the naive ones
+    assert _apa(naive, 3) not in row
+    assert "robust CFI, TLI, RMSEA not defined for Three correlated factors (Bordin): the " in text
+    (bif,) = [line for line in lines if line.startswith("| Bifactor")]
+    assert "| No | not converged | " + DASH + " |" in bif
+    assert "66.42" not in text
+    assert "Second order vs Bifactor: not tested (Bifactor: not converged)" in text
+    assert "clinic: CFA Bifactor (MLR) did not converge (at its last iterate: negative " in (
+        "\n".join(warnings)
+    )
+    assert "Small sample: N = 60 is below 200" in text
+
+
+def test_meta_section_reports_what_meta_json_holds(tmp_path):
+    import json
+    from pathlib import Path
+
+    from alliance.meta import pool_effects
+    from alliance.report import meta_section
+
+    folder = Path(__file__).parent / "data" / "metafor"
+    effects = pd.read_csv(folder / "effects.csv")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "meta.json").write_text(json.dumps(pool_effects(effects)))
+    text, warnings = meta_section(tmp_path)
+    assert warnings == []
+    # every number against metafor 3.8-1 (rma REML, confint, regtest), formatted here
+    ref = json.loads((folder / "metafor_reml.json").read_text())
+    extra = json.loads((folder / "metafor_extra.json").read_text())
+    r, het, ci = ref["pooled_r"], ref["heterogeneity"], ref["heterogeneity_ci"]
+
+    def apa(v, d=3):
+        return f"{v:.{d}f}".replace("0.", ".", 1)
+
+    rows = dict(
+        tuple(c.strip() for c in line.strip("|").split("|"))
+        for line in text.splitlines()[2:]
+        if line.startswith("| ")
+    )
+    assert rows["k (datasets and published studies)"] == "16"
+    assert rows["Pooled r [95% CI]"].startswith(
+        f"{apa(r['estimate'])} [{apa(r['ci.lb'])}, {apa(r['ci.ub'])}]"
+    )
+    assert rows["95% prediction interval (r)"] == f"[{apa(r['pi.lb'])}, {apa(r['pi.ub'])}]"
+    assert rows["95% prediction interval (r)"] == "[-.037, .325]"
+    tau2 = ci["tau2"]
+    assert rows["tau2 (Fisher z, REML) [95% CI, Q-profile]"] == (
+        f"{apa(het['tau2'], 4)} [{apa(tau2['ci.lb'], 4)}, {apa(tau2['ci.ub'], 4)}]"
+    )
+    i2 = ci["I2"]
+    assert rows["I2 [95% CI]"] == f"{het['I2']:.1f}% [{i2['ci.lb']:.1f}%, {i2['ci.ub']:.1f}%]"
+    assert rows["Cochran's Q"] == f"Q(15) = {het['Q']:.2f}, p < .001"
+    egger = extra["egger"]
+    assert rows["Egger's test (mixed-effects, SE as predictor; metafor regtest)"].startswith(
+        f"z = {egger['rma']['statistic']:.2f}, p = {apa(egger['rma']['pval'])}"
+    )
+    assert rows["Egger's test (classic weighted regression)"].startswith(
+        f"t(14) = {egger['lm']['statistic']:.2f}, p = {apa(egger['lm']['pval'])}"
+    )
+
+
+def test_summary_has_the_meta_analysis(tmp_path):
+    from alliance.report import write_summary
+
+    text = write_summary(tmp_path, {"datasets": {}, "seed": 1}, tmp_path / "summary.md")
+    assert "## Meta-analysis\n\nNo meta-analysis was run." in text
+
+
+def test_library_warnings_are_not_pasted_into_the_process_table(tmp_path, rng):
+    import json
+
+    from alliance.process.trajectories import variance_components
+    from alliance.report import process_section
+
+    # 60 patients of 6 therapists, 4 sessions each, no therapist variance in truth: the REML
+    # optimum lies on the boundary, where statsmodels' first optimizer often stops early.
+    # Draw samples until one fit converged after a retry and one did not converge at all.
+    fits = {}
+    for _ in range(10):
+        rows = [
+            {"patient_id": f"P{t}_{p}", "therapist_id": f"T{t}", "session": s,
+             "rater": "client", "total_mean": 3.5 + u + rng.normal(0, 0.4)}
+            for t in range(6) for p in range(10) for u in [rng.normal(0, 0.6)]
+            for s in range(1, 5)
+        ]  # fmt: skip
+        vc = variance_components(pd.DataFrame(rows))
+        fits.setdefault(vc["status"], vc)
+        if {"warning", "not_converged"} <= set(fits):
+            break
+    retried, failed = fits["warning"], fits["not_converged"]
+    raw = (
+        "ConvergenceWarning: Maximum Likelihood optimization failed to converge. Check mle_retvals"
+    )
+    assert raw in retried["warnings"] and retried["converged"] is True
+    assert raw in failed["warnings"] and failed["converged"] is False
+    for name, vc in (("site_r", retried), ("site_f", failed)):
+        folder = tmp_path / name / "process"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"variance_components": vc}))
+    text, warnings = process_section(tmp_path, ["site_r", "site_f"])
+    assert "Warning:" not in text and "mle_retvals" not in text and "MixedLM" not in text
+    (row_r,) = [line for line in text.splitlines() if line.startswith("| site_r")]
+    assert (
+        "the REML variance model: the first optimizer stopped before converging and another "
+        "one was tried, which converged; the variance shares come from the converged fit"
+    ) in row_r
+    assert "estimated at or near zero" in row_r
+    (row_f,) = [line for line in text.splitlines() if line.startswith("| site_f")]
+    assert "not reported: the REML variance model did not converge" in row_f
+    assert (
+        "site_f: The REML variance model did not converge (no optimizer reached the maximum of "
+        "the likelihood): the variance shares are not estimates to report"
+    ) in warnings
+    assert not any("Warning:" in w for w in warnings)
+
+
+def test_measurement_section_flags_efa_problems(tmp_path):
+    import json
+
+    from alliance.report import measurement_section
+
+    folder = tmp_path / "clinic" / "describe"
+    folder.mkdir(parents=True)
+    heywood = "an ultra-Heywood case: the communality of wai_07 is 1.013 (1 or more), ..."
+    summary = {
+        "sample": {"n_obs": 60},
+        "parallel_analysis": {"n_factors": 1},
+        "efa": {
+            "n_factors": 3,
+            "rmsr": 0.03,
+            "warnings": [
+                "UserWarning: Failed to converge: ABNORMAL_TERMINATION_IN_LNSRCH",
+                heywood,
+                "3 factors were extracted (the factors of wai_sr) where parallel analysis "
+                "suggests 1: ...",
+                "SomeLibraryWarning: something new",
+            ],
+        },
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    text, warnings = measurement_section(tmp_path, ["clinic"])
+    header, _, row = text.splitlines()
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" EFA factors "] == " 3 (PA suggests 1; 1 Heywood case) "
+    assert cells[" PA factors "] == " 1 "
+    assert warnings == [
+        "clinic: EFA: The EFA did not converge (ABNORMAL_TERMINATION_IN_LNSRCH): its loadings "
+        "and communalities come from the last iteration, not from a solution",
+        f"clinic: EFA: {heywood}",
+        "clinic: EFA: 3 factors were extracted (the factors of wai_sr) where parallel analysis "
+        "suggests 1: ...",
+        "clinic: EFA: library warning (not translated): SomeLibraryWarning: something new",
+    ]

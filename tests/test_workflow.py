@@ -3,11 +3,14 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,24 +34,34 @@ def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
-    """A config with one long CSV dataset (60 patients, 3 sessions, 3-factor items) and effects."""
-    (tmp_path / "config" / "codebooks").mkdir(parents=True)
-    (tmp_path / "data").mkdir()
+def clinic_export(
+    rng: np.random.Generator,
+    patients: int = 60,
+    sessions: tuple[int, ...] = (1, 2, 3),
+    patient_id: str = "p{}",
+) -> pd.DataFrame:
+    """A long export: 3-factor WAI-SR items and PHQ-9 per patient x session, 6 therapists."""
     loadings = np.array([0.8] * 12)
     factor_of = [0, 0, 2, 1, 2, 1, 2, 1, 2, 0, 1, 0]  # task, goal, bond per item (WAI-SR key)
     corr = np.array([[1, 0.9, 0.7], [0.9, 1, 0.7], [0.7, 0.7, 1]])
     rows = []
-    for p in range(60):
+    for p in range(patients):
         eta = rng.multivariate_normal(np.zeros(3), corr)
-        for s in (1, 2, 3):
+        for s in sessions:
             latent = loadings * eta[factor_of] + rng.normal(0, 0.6, 12)
             answers = np.clip(np.round(3 + latent), 1, 5).astype(int)
-            row = {"pid": f"p{p}", "tid": f"t{p % 6}", "session": s, "site": "X"}
+            row = {"pid": patient_id.format(p), "tid": f"t{p % 6}", "session": s, "site": "X"}
             row |= {f"item{k + 1}": int(a) for k, a in enumerate(answers)}
             row["phq"] = int(rng.integers(0, 28))
             rows.append(row)
-    frame = pd.DataFrame(rows).astype(object)
+    return pd.DataFrame(rows).astype(object)
+
+
+def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A config with one long CSV dataset (60 patients, 3 sessions, 3-factor items) and effects."""
+    (tmp_path / "config" / "codebooks").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    frame = clinic_export(rng)
     frame.loc[4, "item2"] = 6  # planted: out of range
     frame.loc[7, "item9"] = -99  # planted: missing code
     frame.to_csv(tmp_path / "data" / "clinic.csv", index=False)
@@ -355,3 +368,160 @@ def test_demo_rerun_matches_committed_manifest(tmp_path):
     assert len(checked) > 10_000
     bad = checked[checked["status"].isin(["mismatch", "missing"])]
     assert bad.empty, bad.head(20).to_string()
+
+
+def test_fresh_clone_never_regenerates_the_demo_data(tmp_path):
+    """The first run of a fresh clone uses the committed demo data and codebooks as they are.
+
+    In a fresh clone the files are as old as the checkout and the generator's script may be
+    newer; the demo data must not be scheduled for regeneration (which would overwrite a user's
+    edits to them) unless asked for (`make demo-data`).
+    """
+    for name in ("config", "data"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    for path in [*(tmp_path / "data").rglob("*"), *(tmp_path / "config").rglob("*")]:
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # older than every script
+    result = run_snakemake(tmp_path, "--cores", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule ingest_items:" in result.stdout
+    assert "simulate_demo" not in result.stdout
+    # asked for, it runs (and writes the exports and codebooks beside the truth files)
+    asked = run_snakemake(
+        tmp_path, "simulate_demo", "--forcerun", "simulate_demo", "--cores", "1", "--dry-run"
+    )
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    assert "rule simulate_demo:" in asked.stdout
+
+
+@pytest.mark.e2e
+def test_editing_a_custom_instrument_reruns_what_reads_it(tmp_path, rng):
+    """A codebook's own instrument file is an input of ingest, scores, description and CFA."""
+    project = small_project(tmp_path, rng)
+    instrument = project / "config" / "instruments" / "my_wai.yaml"
+    instrument.parent.mkdir()
+    shutil.copy(ROOT / "src" / "alliance" / "instruments" / "wai_sr.yaml", instrument)
+    book = project / "config" / "codebooks" / "clinic.yaml"
+    doc = yaml.safe_load(book.read_text())
+    doc["instrument"] = "../instruments/my_wai.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    target = "results/clinic/scores/scores.parquet"
+    done = run_snakemake(project, target, "--cores", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan = run_snakemake(project, "--cores", "1", "--dry-run", "--forceall")
+    for rule in ("ingest_items", "score", "describe", "cfa_fit", "cfa_report"):
+        block = plan.stdout.split(f"rule {rule}:")[1].split("\n\n")[0]
+        assert "config/instruments/my_wai.yaml" in block, rule
+    instrument.write_text(instrument.read_text() + "\n# edited\n")
+    again = run_snakemake(project, target, "--cores", "1", "--dry-run")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "rule ingest_items:" in again.stdout and "rule score:" in again.stdout
+    assert "Updated input files: config/instruments/my_wai.yaml" in again.stdout
+
+
+def test_bayes_models_per_dataset(tmp_path, rng):
+    project = small_project(tmp_path, rng)
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config["bayes"]["models_by_dataset"] = {"clinic": ["session", "therapist"]}
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(project, "--cores", "1", "--dry-run", "--forceall")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    fits = set(re.findall(r"results/clinic/bayes/(\w+)_x1/summary\.csv", plan.stdout))
+    assert fits == {"session", "therapist"}  # in place of bayes.models: [outcome]
+    config["bayes"]["models_by_dataset"] = {"elsewhere": ["outcome"]}
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    wrong = run_snakemake(project, "--cores", "1", "--dry-run")
+    assert wrong.returncode != 0
+    assert "'bayes.models_by_dataset' names ['elsewhere']" in wrong.stdout + wrong.stderr
+
+
+PATIENT_ID = re.compile(r"(?:PAT|IRR)\d{4}")
+PLANTED_HEADER = "<script>alert('header')</script>"
+PLANTED_FORMULA = '=HYPERLINK("http://example.org/?leak","open")'
+
+
+@pytest.mark.e2e
+def test_irregular_clinic_is_skipped_and_no_patient_id_leaves_its_folder(tmp_path, rng):
+    """Two clinics: one rated sessions 1, 3, 6 (the session model cannot be fitted there).
+
+    The run completes: the irregular clinic's session model is skipped with its reason, the
+    other clinic's is fitted, and the summary lists both. No patient ID appears in the
+    summaries, the Markdown tables or Snakemake's report; a header planted in the export is
+    escaped in summary.html and a planted formula is quoted in quarantine.csv.
+    """
+    (tmp_path / "config" / "codebooks").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    regular = clinic_export(rng, patients=40, sessions=(1, 2, 3, 4), patient_id="PAT{:04d}")
+    regular[PLANTED_HEADER] = 1  # a column the codebook does not name: an ingest warning
+    regular.loc[5, "item4"] = PLANTED_FORMULA  # non-numeric answer: quarantined
+    regular.to_csv(tmp_path / "data" / "regular.csv", index=False)
+    irregular = clinic_export(rng, patients=30, sessions=(1, 3, 6), patient_id="IRR{:04d}")
+    irregular.to_csv(tmp_path / "data" / "irregular.csv", index=False)
+    names = ("regular", "irregular")
+    for name in names:
+        doc = {
+            "dataset": name,
+            "file": f"../../data/{name}.csv",
+            "format": "csv",
+            "ids": {"patient": "pid", "therapist": "tid", "session": "session"},
+            "instrument": "wai_sr",
+            "items": {"pattern": "item{number}"},
+            "outcomes": [{"measure": "phq9", "column": "phq", "min": 0, "max": 27}],
+        }
+        (tmp_path / "config" / "codebooks" / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    config = {
+        "datasets": {n: {"codebook": f"config/codebooks/{n}.yaml"} for n in names},
+        "seed": 5,
+        "pool": {"enabled": False},
+        "describe": {"session": 1, "parallel_iterations": 10},
+        "cfa": {"enabled": False},
+        "meta": {"enabled": False},
+        "process_bayes": {"enabled": False},
+        "bayes": {
+            "models": ["session"],
+            "alliance_session": 1,
+            "sensitivity_scales": [1],
+            "sampler": {"backend": "pymc", "chains": 2, "draws": 100, "tune": 100, "cores": 1},
+        },
+    }
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = tmp_path / "results"
+
+    def diagnostics(name):
+        return json.loads((out / name / "bayes" / "session_x1" / "diagnostics.json").read_text())
+
+    skipped = diagnostics("irregular")
+    assert skipped["status"] == "skipped"
+    assert "fewer than 20 lagged session rows" in skipped["reason"]
+    fitted = diagnostics("regular")
+    assert fitted["status"] in ("pass", "fail")  # 100 draws: the status, not the numbers
+    summary = (out / "summary.md").read_text()
+    assert "| irregular | session |" in summary
+    assert "skipped: fewer than 20 lagged session rows" in summary
+    assert (out / "irregular" / "bayes" / "session_x1" / "figures" / "not_estimated.png").is_file()
+
+    # per-patient random effects stay in idata.nc, out of the summaries
+    idata = az.from_netcdf(out / "regular" / "bayes" / "session_x1" / "idata.nc")
+    assert "PAT0001" in idata.posterior["v_raw"].coords["patient"].values
+    shown = [out / "summary.md", out / "summary.html"] + sorted(out.rglob("*.md"))
+    shown += sorted(out.glob("*/bayes/*/summary.csv")) + sorted(out.glob("*/bayes/*/*.json"))
+    for path in shown:
+        assert not PATIENT_ID.search(path.read_text()), path
+
+    # the report: every embedded file, none with a patient ID
+    report = run_snakemake(tmp_path, "--report", str(tmp_path / "report.zip"), "--cores", "1")
+    assert report.returncode == 0, report.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = archive.namelist()
+        assert any(n.endswith("summary.md") for n in names)
+        assert not any(n.endswith("quarantine.csv") for n in names)
+        for name in names:
+            text = archive.read(name).decode("utf-8", errors="ignore")
+            assert not PATIENT_ID.search(text), name
+
+    # data never runs: the planted header is text in summary.html, the formula a quoted cell
+    page = (out / "summary.html").read_text()
+    assert "&lt;script&gt;alert(" in page and "<script" not in page
+    quarantine = (out / "regular" / "ingest" / "quarantine.csv").read_text()
+    assert f"'{PLANTED_FORMULA}".replace('"', '""') in quarantine

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from alliance.tables import read_csv
+
 KEY_PARAMETERS = (
     "b_alliance",
     "r_partial",
@@ -23,7 +25,7 @@ KEY_PARAMETERS = (
 
 
 def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
-    """One row per key parameter: mean and HDI under each prior scale and the largest shift.
+    """One row per key parameter: mean and 95% interval under each prior scale, largest shift.
 
     Parameters
     ----------
@@ -33,9 +35,11 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``parameter``, ``mean_x{scale}`` and ``hdi_x{scale}`` per scale, and
+        ``parameter``, ``mean_x{scale}`` and ``eti95_x{scale}`` (the 95% equal-tailed
+        interval) per scale, and
         ``max_shift_sd``: the largest change of the posterior mean from the default fit's,
-        in units of the default posterior SD (Kruschke 2021 asks that this be reported).
+        in units of the default posterior SD (Kruschke 2021 asks that this be reported); no
+        rows when the default fit was not estimated (skipped or error).
 
     Raises
     ------
@@ -50,7 +54,7 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
     scales = {float(k): v for k, v in summaries.items()}
     if 1.0 not in scales:
         raise ValueError(f"the default prior scale 1 is needed, got scales {sorted(scales)}")
-    frames = {s: pd.read_csv(p).set_index("parameter") for s, p in scales.items()}
+    frames = {s: read_csv(p).set_index("parameter") for s, p in scales.items()}
     base = frames[1.0]
     rows = []
     for name in [p for p in KEY_PARAMETERS if p in base.index]:
@@ -62,8 +66,8 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
                 continue
             mean = float(fit.loc[name, "mean"])
             row[f"mean_x{scale:g}"] = mean
-            row[f"hdi_x{scale:g}"] = (
-                f"[{fit.loc[name, 'hdi_3%']:.3f}, {fit.loc[name, 'hdi_97%']:.3f}]"
+            row[f"eti95_x{scale:g}"] = (
+                f"[{fit.loc[name, 'eti95_low']:.3f}, {fit.loc[name, 'eti95_high']:.3f}]"
             )
             if scale != 1.0:
                 shifts.append(
@@ -71,4 +75,7 @@ def sensitivity_table(summaries: Mapping[float, str | Path]) -> pd.DataFrame:
                 )
         row["max_shift_sd"] = max(shifts) if shifts else None
         rows.append(row)
+    if not rows:  # the default fit was not estimated (skipped or error): no key parameter
+        per_scale = [f"{k}_x{s:g}" for s in sorted(frames) for k in ("mean", "eti95")]
+        return pd.DataFrame(columns=["parameter", *per_scale, "max_shift_sd"])
     return pd.DataFrame(rows)

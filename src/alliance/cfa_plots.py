@@ -224,9 +224,12 @@ def fit_comparison_plot(
     Bentler (1999) (:data:`alliance.cfa_tables.CUTOFFS`), labelled with their value; the side
     that misses a cutoff is shaded, and a value that misses it is drawn as a vermillion
     triangle instead of a black dot (shape and colour, for colour-blind and grey-scale
-    readers). For MLR and WLSMV the robust (else scaled) indices are shown and the axis labels
+    readers). For MLR and WLSMV the robust indices are shown and the axis labels
     say so; the footnote states that the cutoffs were derived for ML when the estimator is not
-    ML. A model that did not converge keeps its row, marked "not estimated".
+    ML. A model that failed, did not converge or is inadmissible keeps its row, labelled "not
+    estimated", "not converged" or "inadmissible", but gets no point and does not set the axis
+    limits (its indices do not describe a proper solution); the footnote gives its status
+    (:func:`alliance.cfa_tables.fit_status`) in full.
 
     Parameters
     ----------
@@ -256,9 +259,17 @@ def fit_comparison_plot(
         if width >= DOUBLE_COLUMN
         else table["model"].map(lambda m: tables.column_label(str(m), "item", short=True))
     )
+    usable = table["usable"] if "usable" in table.columns else table["converged"]
+    states = table["status"] if "status" in table.columns else ["not estimated"] * len(table)
+    short = {"not estimated": "not estimated", "not converged": "not converged"}
     labels = [
-        lab if ok else f"{lab}\n(not estimated)"
-        for lab, ok in zip(names, table["converged"], strict=True)
+        lab if ok else f"{lab}\n({short.get(str(state), 'inadmissible')})"
+        for lab, ok, state in zip(names, usable, states, strict=True)
+    ]
+    left_out = [
+        f"{lab} ({state})"
+        for lab, ok, state in zip(table["label"], usable, states, strict=True)
+        if not ok
     ]
     n = len(table)
     y = np.arange(n)[::-1].astype(float)
@@ -281,6 +292,8 @@ def fit_comparison_plot(
             f"with continuous data, shown for orientation only with {est}; shaded: the side "
             "that misses them. Black dots meet the cutoff, vermillion triangles miss it."
         )
+    if left_out:
+        caption += " Not drawn (no proper solution): " + "; ".join(left_out) + "."
     grid = (1, 4) if width >= DOUBLE_COLUMN else (2, 2)
     height = (0.95 + 0.28 * n) * grid[0] + 0.35
     with _styled():
@@ -356,7 +369,9 @@ def _caption(fig: Figure, caption: str, width: float, height: float) -> None:
     """A footnote below the axes, wrapped to the figure width, with room reserved for it."""
     chars = int(width * 72 / (6.5 * 0.56))
     lines = textwrap.wrap(caption, chars)
-    text = fig.text(0.01, 0.02 / height, "\n".join(lines), fontsize=6.5, color="#333333")
+    text = fig.text(
+        0.01, 0.02 / height, "\n".join(lines), fontsize=6.5, color="#333333", va="bottom"
+    )
     text.set_gid("caption")
     foot = (0.06 + 0.115 * len(lines)) / height
     top = 0.08 / height  # room for the cutoff labels above the axes

@@ -14,6 +14,7 @@ import pandas as pd
 from alliance.describe import one_row_per_patient
 from alliance.instruments import Instrument
 from alliance.pipeline import read_ingested
+from alliance.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,9 @@ def nested_tests(
 
     ML: the likelihood-ratio difference; MLR: the Satorra-Bentler (2001) scaled difference;
     WLSMV: the scaled-shifted difference of Satorra (2000) (lavaan's ``lavTestLRT`` defaults).
-    A pair whose models fail to fit gets an ``error`` instead of a test.
+    A pair whose models fail to fit gets an ``error``, a pair with a model that does not
+    converge ``not_tested``, instead of a test. Callers pass only admissible models
+    (:func:`compare` does).
     """
     from alliance.sem.compare import lrt_table
 
@@ -282,6 +285,11 @@ def nested_tests(
                         data, model_syntax(name, instrument)[0], estimator, missing
                     )
             r0, r1 = fits[restricted], fits[general]
+            stuck = [n for n, r in ((restricted, r0), (general, r1)) if not r.converged]
+            if stuck:
+                row["not_tested"] = "; ".join(f"{n} did not converge" for n in stuck)
+                tests.append(row)
+                continue
             if estimator == "WLSMV":
                 from alliance.sem.wlsmv import lrt_scaled_shifted
 
@@ -320,27 +328,48 @@ def compare(
 ) -> dict[str, Any]:
     """Model comparison of one dataset and estimator from its per-model fit files.
 
+    Only fits that converged and are admissible (:func:`alliance.cfa_tables.fit_status`)
+    are tested; a nested pair with another fit gets ``not_tested`` with the reason instead
+    of a test.
+
     Returns
     -------
     dict
         ``results`` (model -> fit result), ``tests`` (nested-pair difference tests with delta
-        CFI / RMSEA / SRMR), ``estimator``.
+        CFI / RMSEA / SRMR, or ``not_tested``), ``estimator``.
     """
+    from alliance.cfa_tables import fit_status, model_label
+
     results = {name: json.loads(Path(p).read_text()) for name, p in fit_files.items()}
-    usable = [m for m, r in results.items() if r.get("fit")]
-    tests = nested_tests(source, usable, estimator, missing, session, rater)
+    status = {m: fit_status(r) for m, r in results.items()}
+    usable = [m for m in results if status[m][0]]
+    done = {
+        (t["restricted"], t["general"]): t
+        for t in nested_tests(source, usable, estimator, missing, session, rater)
+    }
+    tests = []
+    for restricted, general in NESTED_PAIRS:
+        if restricted not in results or general not in results:
+            continue
+        if (restricted, general) in done:
+            tests.append(done[(restricted, general)])
+            continue
+        why = [
+            f"{model_label(m)}: {status[m][1]}" for m in (restricted, general) if m not in usable
+        ]
+        tests.append({"restricted": restricted, "general": general, "not_tested": "; ".join(why)})
     robust = estimator != "ML"
     for test in tests:
+        if "chisq_diff" not in test:
+            continue
         fr, fg = results[test["restricted"]]["fit"], results[test["general"]]["fit"]
         names = ("cfi", "rmsea", "srmr") + (("cfi.robust", "rmsea.robust") if robust else ())
         test["deltas"] = {
             n: (fr[n] - fg[n]) if fr.get(n) is not None and fg.get(n) is not None else None
             for n in names
         }
-    summary = {
-        name: {k: r.get(k) for k in ("fit", "converged", "status", "reliability", "model_name")}
-        for name, r in results.items()
-    }
+    keys = ("fit", "converged", "status", "reliability", "model_name", "ntotal", "meta")
+    summary = {name: {k: r.get(k) for k in keys} for name, r in results.items()}
     return {"estimator": estimator, "results": summary, "tests": tests}
 
 
@@ -435,8 +464,10 @@ def write_cfa_report(
     write_table(fit_comparison_table(results, estimator), tables / f"fit_{estimator}")
     write_table(loadings_table(fitted), tables / f"loadings_{estimator}")
     write_table(reliability_table(fitted), tables / f"reliability_{estimator}")
-    pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore").to_csv(
-        tables / f"nested_tests_{estimator}.csv", index=False
+    write_csv(
+        pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore"),
+        tables / f"nested_tests_{estimator}.csv",
+        index=False,
     )
     loading_heatmap(loadings_long(fitted), instrument, figures / f"cfa_loadings_{estimator}")
     fit_comparison_plot(results, estimator, figures / f"cfa_fit_{estimator}")
@@ -458,8 +489,10 @@ def write_invariance_report(
     Path(tables_dir).mkdir(parents=True, exist_ok=True)
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
     if not ladder.get("status", {}).get("ok"):
-        pd.DataFrame([{"status": ladder.get("status", {}).get("error", "failed")}]).to_csv(
-            Path(tables_dir) / f"{stem}.csv", index=False
+        write_csv(
+            pd.DataFrame([{"status": ladder.get("status", {}).get("error", "failed")}]),
+            Path(tables_dir) / f"{stem}.csv",
+            index=False,
         )
         from alliance.cfa_plots import _placeholder
 

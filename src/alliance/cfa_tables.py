@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.tables import md_cell, write_csv
+
 MINUS = "\u2212"
 DASH = "\u2014"
 CHI2 = "\u03c7\u00b2"
@@ -51,6 +53,13 @@ CUTOFFS: dict[str, tuple[str, float]] = {
 }
 
 HU_BENTLER = "Hu, L., & Bentler, P. M. (1999)"
+
+#: A sample is small for a model with fewer cases per free parameter than the minimum of
+#: Bentler & Chou (1987) for normal-theory ML (ML, MLR) ...
+CASES_PER_PARAMETER = 5
+#: ... or, with WLSMV (whose free parameters include every threshold), fewer cases than this
+#: (Flora & Curran 2004).
+MIN_N_WLSMV = 200
 
 #: Order of the invariance steps.
 STEPS = ("configural", "metric", "scalar", "strict")
@@ -161,11 +170,13 @@ def _estimator_of(results: Mapping[str, dict[str, Any]], estimator: str | None) 
 
 
 def index_variant(fits: list[dict[str, Any]], estimator: str) -> str:
-    """Which variant of CFI/TLI/RMSEA a table shows: ``""`` (ML), ``".robust"`` or ``".scaled"``.
+    """The CFI/RMSEA variant of an invariance ladder: ``""``, ``".robust"`` or ``".scaled"``.
 
     For MLR and WLSMV the robust indices (Brosseau-Liard & Savalei 2014; Savalei 2021) when
-    every fit that has indices reports them, else the scaled ones, else the standard ones. One
-    variant for the whole table, so the rows are comparable.
+    every step that has indices reports them, else the scaled ones, else the standard ones
+    (the robust ones are not defined once thresholds are held equal): one variant for every
+    step, so the deltas compare like with like. The fit comparison table does not fall back:
+    it always shows the robust indices for MLR and WLSMV (see :func:`fit_comparison_table`).
     """
     if estimator.upper() == "ML":
         return ""
@@ -250,6 +261,195 @@ def _yes_no(value: bool | None) -> str:
     return "Yes" if value else "No"
 
 
+def _variable_of(term: str) -> str:
+    """The variable of a ``lhs~~rhs`` or ``lhs=~rhs`` term (``"task=~wai_01"`` -> ``wai_01``)."""
+    text = term.split(" (group", 1)[0]
+    for op in ("~~", "=~"):
+        if op in text:
+            return text.split(op, 1)[1].strip()
+    return text.strip()
+
+
+def fit_status(result: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a fit may be reported and its status in words.
+
+    A fit is usable (fit indices, a point on a fit figure, a nested test) only when it has
+    fit measures, converged and is admissible: no negative variance or standardized loading
+    above 1 (a Heywood case), a positive-definite latent covariance matrix and standard
+    errors (Kolenikov & Bollen 2012). The status reads ``admissible``, ``not converged``,
+    ``Heywood case in wai_01``, ``non-PD latent covariances``, ``no standard errors``,
+    ``not estimated`` (the fit failed) or ``admissibility not checked`` (a result without
+    ``status`` or estimates, which stays usable).
+
+    Parameters
+    ----------
+    result
+        A fit result (``fit``, ``converged``, ``status`` with the keys of
+        :func:`alliance.sem.validity.admissibility`).
+
+    Returns
+    -------
+    usable, status
+        ``usable`` is False for a failed, non-converged or inadmissible fit.
+
+    References
+    ----------
+    Kolenikov, S., & Bollen, K. A. (2012). Testing negative error variances: Is a Heywood
+    case a symptom of misspecification? *Sociological Methods & Research, 41*(1), 124-167.
+    """
+    status = result.get("status") or {}
+    if not result.get("fit"):
+        return False, "not estimated"
+    if result.get("converged") is False or status.get("converged") is False:
+        return False, "not converged"
+    admissible, issues = _admissibility(dict(result))
+    if admissible is None:
+        return True, "admissibility not checked"
+    if admissible:
+        return True, "admissible"
+    parts: list[str] = []
+    if "negative_variances" in status:
+        heywood = [*status["negative_variances"], *(status.get("std_loadings_above_1") or [])]
+    else:  # no detailed status: the issues found by _admissibility from the estimates
+        heywood = [
+            i.split(": ", 1)[1]
+            for i in issues
+            if i.startswith(("negative", "standardized loading above 1")) and ": " in i
+        ]
+    names = list(dict.fromkeys(_variable_of(t) for t in heywood))
+    if names:
+        parts.append("Heywood case in " + ", ".join(names))
+    if status.get("lv_cov_not_pd"):
+        parts.append("non-PD latent covariances")
+    if status.get("se_available") is False:
+        parts.append("no standard errors")
+    known = ("did not converge", "negative", "standardized loading", "latent covariance",
+             "standard errors unavailable")  # fmt: skip
+    parts += [i for i in issues if not i.startswith(known)]
+    return False, "; ".join(parts) or "inadmissible"
+
+
+def _robust_missing_note(label: str, result: Mapping[str, Any], missing: list[str]) -> str:
+    """Why the robust indices of a usable fit are not shown (the fit's own note when it has one)."""
+    names = ", ".join(k.upper() for k in missing)
+    notes = [str(n) for n in ((result.get("meta") or {}).get("notes") or [])]
+    reason = next((n for n in notes if n.lower().startswith("robust")), None)
+    if reason is not None:
+        reason = reason.split(": ", 1)[1] if ": " in reason else reason
+    else:
+        reason = "the fit reports no value and no reason"
+    return f"robust {names} not defined for {label}: {reason}"
+
+
+def sample_size(result: Mapping[str, Any]) -> int | None:
+    """The number of observations a fit used (``ntotal``), or None when not recorded."""
+    for n in (result.get("ntotal"), (result.get("fit") or {}).get("ntotal")):
+        if not _missing(n):
+            return int(n)
+    nobs = result.get("nobs")
+    return int(sum(nobs)) if isinstance(nobs, list) and nobs else None
+
+
+def small_sample_note(n: int | None, npar: Mapping[str, Any], estimator: str) -> str | None:
+    """A note when ``n`` is small for the models, else None.
+
+    Small: fewer than :data:`CASES_PER_PARAMETER` cases per free parameter for ML and MLR
+    (Bentler & Chou 1987), or fewer than :data:`MIN_N_WLSMV` cases for WLSMV (whose free
+    parameters include every threshold; Flora & Curran 2004).
+
+    Parameters
+    ----------
+    n
+        The sample size.
+    npar
+        Model label -> number of free parameters.
+    estimator
+        ``"ML"``, ``"MLR"`` or ``"WLSMV"``.
+
+    References
+    ----------
+    Bentler, P. M., & Chou, C.-P. (1987). Practical issues in structural modeling.
+    *Sociological Methods & Research, 16*(1), 78-117.
+    Flora, D. B., & Curran, P. J. (2004). An empirical evaluation of alternative methods of
+    estimation for confirmatory factor analysis with ordinal data. *Psychological Methods,
+    9*(4), 466-491.
+    """
+    if n is None:
+        return None
+    if estimator.upper() == "WLSMV":
+        if n >= MIN_N_WLSMV:
+            return None
+        return (
+            f"Small sample: N = {n} is below {MIN_N_WLSMV}, a common minimum for WLSMV with "
+            "ordinal items (Flora & Curran, 2004); estimates, the scaled test and the fit "
+            "indices are unstable."
+        )
+    small = {m: int(k) for m, k in npar.items() if not _missing(k) and n < CASES_PER_PARAMETER * k}
+    if not small:
+        return None
+    models = ", ".join(f"{m} ({k})" for m, k in small.items())
+    return (
+        f"Small sample: N = {n} gives fewer than {CASES_PER_PARAMETER} cases per free "
+        f"parameter (Bentler & Chou, 1987) for {models}; estimates, the scaled test and the "
+        "fit indices are unstable."
+    )
+
+
+def rmsea_note(
+    rows: list[Mapping[str, Any]], n: int | None, small: bool, alpha: float = 0.05
+) -> str | None:
+    """Explain a test that does not reject exact fit beside an RMSEA that misses its cutoff.
+
+    With small N (or few degrees of freedom) the RMSEA is unreliable: its sampling
+    distribution is wide and it often points to poor fit for a correctly specified model
+    (Kenny, Kaniskan & McCoach 2015); the chi-square test has little power there. A note is
+    returned when the sample is ``small`` or a row shows that disagreement.
+
+    Parameters
+    ----------
+    rows
+        Rows with ``label``, ``df``, ``p`` (the p value of the test shown) and ``rmsea``.
+    n
+        The sample size.
+    small
+        Whether the sample is small for the models (:func:`small_sample_note`).
+    alpha
+        The level at which the test rejects exact fit.
+
+    References
+    ----------
+    Kenny, D. A., Kaniskan, B., & McCoach, D. B. (2015). The performance of RMSEA in models
+    with small degrees of freedom. *Sociological Methods & Research, 44*(3), 486-507.
+    """
+    cut = CUTOFFS["rmsea"][1]
+    odd = [
+        r
+        for r in rows
+        if not _missing(r["p"])
+        and not _missing(r["rmsea"])
+        and float(r["p"]) >= alpha
+        and round(float(r["rmsea"]), 3) > cut
+    ]
+    if not odd and not small:
+        return None
+    text = (
+        "RMSEA is unreliable at small N and small df: its sampling variability is large and "
+        "it can indicate poor fit for a correctly specified model (Kenny, Kaniskan, & "
+        "McCoach, 2015); read it with its 90% CI."
+    )
+    if odd:
+        cases = "; ".join(
+            f"{r['label']}: p = {fmt_p(r['p'])}, RMSEA = {fmt_bounded(r['rmsea'])}, "
+            f"df = {fmt_int(r['df'])}"
+            for r in odd
+        )
+        text = (
+            f"The {CHI2} test does not reject exact fit while the RMSEA misses its cutoff "
+            f"({cases}{'' if n is None else f'; N = {n}'}). " + text
+        )
+    return text
+
+
 def fit_comparison_table(
     results: Mapping[str, dict[str, Any]],
     estimator: str | None = None,
@@ -259,16 +459,22 @@ def fit_comparison_table(
 
     Columns: model, npar, df, the chi-square (for MLR/WLSMV the unscaled statistic and the
     scaled one with its p, each labelled), CFI, TLI, RMSEA with its 90% CI, SRMR (for MLR and
-    WLSMV the robust CFI/TLI/RMSEA when every model reports them, else the scaled ones; the
-    column names say which), AIC and BIC when defined (ML, MLR), whether the model converged
-    and is admissible, and which indices miss the Hu & Bentler (1999) cutoffs
-    (:data:`CUTOFFS`). A model that failed to fit keeps its row, with the error in the note.
+    WLSMV always the robust CFI/TLI/RMSEA; a model without them shows a dash and the note
+    says why), AIC and BIC when defined (ML, MLR), whether the model converged, its status
+    (:func:`fit_status`: admissible, not converged, Heywood case in an item, non-PD latent
+    covariances) and which indices miss the Hu & Bentler (1999) cutoffs (:data:`CUTOFFS`).
+    A model that failed, did not converge or is inadmissible keeps its row, npar and df,
+    but gets no fit statistics (a dash), so it has no place on a fit axis either. The note
+    names the sample size when it is small for the models (:func:`small_sample_note`) and
+    explains a chi-square test that does not reject exact fit beside an RMSEA that misses
+    its cutoff (:func:`rmsea_note`).
 
     Parameters
     ----------
     results
         Model name (``one_factor``, ``two_factor``, ``correlated``, ``bifactor``,
-        ``second_order`` or any other) -> result dict (``fit``, ``converged``, ``status``).
+        ``second_order`` or any other) -> result dict (``fit``, ``converged``, ``status``,
+        optionally ``ntotal`` and ``meta``).
     estimator
         ``"ML"``, ``"MLR"`` or ``"WLSMV"``; by default read from the results.
     numeric
@@ -279,8 +485,8 @@ def fit_comparison_table(
     -------
     pandas.DataFrame
         One row per model in the order of :data:`MODEL_LABELS`, then any others;
-        ``attrs["title"]``, ``attrs["note"]`` and ``attrs["indices"]`` (the fitMeasures names
-        of the CFI, TLI, RMSEA shown).
+        ``attrs["title"]``, ``attrs["note"]``, ``attrs["indices"]`` (the fitMeasures names
+        of the CFI, TLI, RMSEA shown), ``attrs["estimator"]`` and ``attrs["n"]``.
 
     References
     ----------
@@ -295,39 +501,49 @@ def fit_comparison_table(
     est = _estimator_of(results, estimator)
     robust = est != "ML"
     names = _model_order(list(results))
-    fits = {m: (results[m].get("fit") or {}) for m in names}
-    suffix = index_variant(list(fits.values()), est)
+    suffix = ".robust" if robust else ""
     indices = {k: k + suffix for k in ("cfi", "tli", "rmsea")}
+    status = {m: fit_status(results[m]) for m in names}
+    fits = {m: (results[m].get("fit") or {}) for m in names}
+    shown_fits = {m: (fits[m] if status[m][0] else {}) for m in names}
     with_ic = any(not _missing(f.get("aic")) for f in fits.values())
+    sizes = [n for n in (sample_size(results[m]) for m in names if status[m][0]) if n]
+    n = max(sizes) if sizes else None
 
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
+    robust_na: list[str] = []
     for m in names:
-        r, fit = results[m], fits[m]
+        r, fit, shown_fit = results[m], fits[m], shown_fits[m]
+        usable, state = status[m]
         converged = bool(r.get("converged")) and bool(fit)
         admissible, _issues = _admissibility(r) if fit else (None, [])
         if not fit:
             err = (r.get("status") or {}).get("error") or "no fit"
             failures.append(f"{model_label(m)}: {err}")
         shown = {
-            "cfi": fit.get(indices["cfi"]),
-            "tli": fit.get(indices["tli"]),
-            "rmsea": fit.get(indices["rmsea"]),
-            "srmr": fit.get("srmr"),
+            "cfi": shown_fit.get(indices["cfi"]),
+            "tli": shown_fit.get(indices["tli"]),
+            "rmsea": shown_fit.get(indices["rmsea"]),
+            "srmr": shown_fit.get("srmr"),
         }
-        lo, hi = _rmsea_ci(fit, suffix)
+        if usable and robust:
+            missing = [k for k in ("cfi", "tli", "rmsea") if _missing(shown[k])]
+            if missing:
+                robust_na.append(_robust_missing_note(model_label(m), r, missing))
+        lo, hi = _rmsea_ci(shown_fit, suffix)
         row: dict[str, Any] = {
             "model": m,
             "label": model_label(m),
             "npar": fit.get("npar"),
             "df": fit.get("df"),
-            "chisq": fit.get("chisq"),
-            "pvalue": fit.get("pvalue"),
+            "chisq": shown_fit.get("chisq"),
+            "pvalue": shown_fit.get("pvalue"),
         }
         if robust:
             row |= {
-                "chisq.scaled": fit.get("chisq.scaled"),
-                "pvalue.scaled": fit.get("pvalue.scaled"),
+                "chisq.scaled": shown_fit.get("chisq.scaled"),
+                "pvalue.scaled": shown_fit.get("pvalue.scaled"),
             }
         row |= {
             indices["cfi"]: shown["cfi"],
@@ -338,11 +554,13 @@ def fit_comparison_table(
             "srmr": shown["srmr"],
         }
         if with_ic:
-            row |= {"aic": fit.get("aic"), "bic": fit.get("bic")}
+            row |= {"aic": shown_fit.get("aic"), "bic": shown_fit.get("bic")}
         row |= {
             "converged": converged,
             "admissible": admissible,
-            "fails_cutoffs": ", ".join(fails_cutoffs(shown)) if fit else None,
+            "usable": usable,
+            "status": state,
+            "fails_cutoffs": ", ".join(fails_cutoffs(shown)) if usable else None,
         }
         rows.append(row)
     numbers = pd.DataFrame(rows)
@@ -354,23 +572,31 @@ def fit_comparison_table(
         "Lewis index; RMSEA = root mean square error of approximation with its 90% confidence "
         "interval; SRMR = standardized root mean square residual."
     ]
+    if n is not None:
+        note.append(f"N = {n}.")
     if robust:
         note.append(
             f"Estimator {est}: {CHI2} is the unscaled statistic; the scaled {CHI2} is the "
             f"{_SCALED_CHI2.get(est, 'scaled ' + CHI2)} and its p value tests exact fit."
         )
-        if suffix == ".robust":
+        note.append(f"CFI, TLI and RMSEA are the robust versions ({_ROBUST_SOURCES.get(est, '')}).")
+        if robust_na:
             note.append(
-                f"CFI, TLI and RMSEA are the robust versions ({_ROBUST_SOURCES.get(est, '')})."
-            )
-        elif suffix == ".scaled":
-            note.append(
-                "CFI, TLI and RMSEA are the scaled versions (robust versions not available "
-                "for every model)."
+                "A dash where a robust index is not defined: "
+                + "; ".join(robust_na)
+                + " (the scaled and standard indices are not shown in its place)."
             )
     if with_ic:
         note.append("AIC and BIC: lower values indicate better fit.")
     note.append(cutoff_note(est) + " Misses lists the indices outside these cutoffs.")
+    unusable = [f"{model_label(m)} ({status[m][1]})" for m in names if not status[m][0] and fits[m]]
+    if unusable:
+        note.append(
+            "No fit statistics for a model that did not converge or whose solution is not "
+            "admissible (Heywood case: a negative variance or a standardized loading above 1; "
+            "a latent covariance matrix that is not positive definite): they do not describe "
+            "a proper solution (Kolenikov & Bollen, 2012): " + "; ".join(unusable) + "."
+        )
     if "correlated" in names and "second_order" in names:
         note.append(
             "With three first-order factors the second-order model is just-identified at the "
@@ -378,7 +604,24 @@ def fit_comparison_table(
         )
     if failures:
         note.append("Not estimated: " + "; ".join(failures) + ".")
-    attrs = {"title": title, "note": " ".join(note), "indices": indices, "estimator": est}
+    small = small_sample_note(
+        n, {model_label(m): fits[m].get("npar") for m in names if status[m][0]}, est
+    )
+    if small:
+        note.append(small)
+    test_p = "pvalue.scaled" if robust else "pvalue"
+    explained = rmsea_note(
+        [
+            {"label": r["label"], "df": r["df"], "p": r[test_p], "rmsea": r[indices["rmsea"]]}
+            for r in rows
+            if r["usable"]
+        ],
+        n,
+        small is not None,
+    )
+    if explained:
+        note.append(explained)
+    attrs = {"title": title, "note": " ".join(note), "indices": indices, "estimator": est, "n": n}
     if numeric:
         numbers.attrs.update(attrs)
         return numbers
@@ -409,9 +652,9 @@ def fit_comparison_table(
         out["AIC"] = numbers["aic"].map(fmt_num)
         out["BIC"] = numbers["bic"].map(fmt_num)
     out["Converged"] = numbers["converged"].map(_yes_no)
-    out["Admissible"] = numbers["admissible"].map(_yes_no)
+    out["Status"] = numbers["status"]
     out["Misses cutoffs"] = numbers["fails_cutoffs"].map(
-        lambda v: DASH if v is None else (v or "None")
+        lambda v: v or "None" if isinstance(v, str) else DASH
     )
     out.attrs.update(attrs)
     return out
@@ -1017,7 +1260,7 @@ def invariance_table(
 
 def _md_cell(value: Any) -> str:
     text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_cell(text)
 
 
 def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
@@ -1030,7 +1273,7 @@ def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = N
     note = df.attrs.get("note") if note is None else note
     header = [_md_cell(c) for c in df.columns]
     left = [
-        c in ("Model", "Step", "Factor", "Item", "Decision", "Criterion")
+        c in ("Model", "Step", "Factor", "Item", "Decision", "Criterion", "Status")
         or str(c).startswith(("Release", "Misses"))
         for c in df.columns
     ]
@@ -1061,6 +1304,6 @@ def write_table(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv = stem.with_name(stem.name + ".csv")
     md = stem.with_name(stem.name + ".md")
-    df.to_csv(csv, index=False, lineterminator="\n")
+    write_csv(df, csv, index=False, lineterminator="\n")
     md.write_text(to_markdown(df), encoding="utf-8")
     return [csv, md]

@@ -326,8 +326,9 @@ def describe_dataset(
     function runs :func:`alliance.efa.kmo`, :func:`alliance.efa.bartlett_sphericity`,
     :func:`alliance.efa.parallel_analysis` (Horn 1965) and
     :func:`alliance.efa.exploratory_factor_analysis` with as many factors as the instrument
-    has (minres, oblimin). A step that fails (a singular correlation matrix, too few rows)
-    records ``{"error": message}`` instead of stopping the others.
+    has (minres, oblimin); when parallel analysis suggests another number of factors,
+    ``efa.warnings`` says both. A step that fails (a singular correlation matrix, too few
+    rows) records ``{"error": message}`` instead of stopping the others.
 
     Parameters
     ----------
@@ -399,4 +400,17 @@ def describe_dataset(
         sample.setdefault("n_obs", result["n_obs"])
     if "error" not in out["parallel_analysis"]:
         out["parallel_analysis"]["seed"] = seed
+        suggested = out["parallel_analysis"]["n_factors"]
+        if "error" not in out["efa"] and suggested != n_factors:
+            out["efa"]["warnings"].append(
+                f"{n_factors} factors were extracted (the factors of {instrument.name}) where "
+                f"parallel analysis suggests {suggested}: "
+                + (
+                    "the data separate fewer factors from random data than the instrument "
+                    "has, so some extracted factors may be weak, nearly collinear with another "
+                    "or noise"
+                    if suggested < n_factors
+                    else "the data may hold more factors than the instrument has"
+                )
+            )
     return _jsonable(out)

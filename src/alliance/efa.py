@@ -269,6 +269,41 @@ def parallel_analysis(
     }
 
 
+def heywood_warnings(communalities: pd.Series) -> list[str]:
+    """A warning for each item whose communality is 1 or more (a Heywood case).
+
+    A communality of 1 leaves the item no unique variance; above 1 (an "ultra-Heywood"
+    case) the uniqueness is negative, which no population can have, so the solution is
+    improper for that item: usually too many factors for the data or too few cases
+    (psych's ``fa`` warns alike).
+
+    Parameters
+    ----------
+    communalities
+        Communalities indexed by item.
+
+    Returns
+    -------
+    list of str
+        One sentence per such item (empty when there is none).
+
+    References
+    ----------
+    Heywood, H. B. (1931). On finite sequences of real numbers. *Proceedings of the Royal
+    Society of London, Series A, 134*(824), 486-501.
+    """
+    out = []
+    for item, h2 in communalities.items():
+        if np.isfinite(h2) and h2 >= 1.0:
+            kind = "an ultra-Heywood case" if h2 > 1.0 else "a Heywood case"
+            out.append(
+                f"{kind}: the communality of {item} is {h2:.3f} (1 or more), so its "
+                f"uniqueness is {1 - h2:.3f}; the solution is improper for this item (often "
+                "too many factors for the data or too few cases)"
+            )
+    return out
+
+
 def exploratory_factor_analysis(
     data: pd.DataFrame,
     n_factors: int,
@@ -310,7 +345,9 @@ def exploratory_factor_analysis(
         factor: ``ss_loadings`` = ``diag(Phi L'L)`` as psych reports for oblique solutions,
         ``proportion`` of total variance, ``cumulative``, ``proportion_explained`` of the
         common variance), ``rmsr`` (root mean square off-diagonal residual), ``n_obs``,
-        ``n_factors``, ``rotation``, ``method``, ``use``, ``warnings`` (from the optimiser).
+        ``n_factors``, ``rotation``, ``method``, ``use``, ``warnings`` (from the optimiser,
+        and a Heywood case: an item with a communality of 1 or more, see
+        :func:`heywood_warnings`).
 
     Raises
     ------
@@ -383,6 +420,7 @@ def exploratory_factor_analysis(
     communalities = np.diag(implied)
     residual = cor.to_numpy() - implied
     off = ~np.eye(p, dtype=bool)
+    notes += heywood_warnings(pd.Series(communalities, index=items))
     variance = pd.DataFrame(
         {
             "ss_loadings": ss,

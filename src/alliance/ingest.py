@@ -22,6 +22,7 @@ from alliance.readers import (
     empty_quarantine,
     read_export,
 )
+from alliance.tables import write_csv
 
 ID_COLUMNS = ["patient_id", "therapist_id", "session", "rater"]
 
@@ -65,7 +66,7 @@ class IngestResult:
             self.items.to_parquet(out / "items.parquet", index=False)
             self.outcomes.to_parquet(out / "outcomes.parquet", index=False)
             self.patients.to_parquet(out / "patients.parquet", index=False)
-        self.quarantine.to_csv(out / "quarantine.csv", index=False)
+        write_csv(self.quarantine, out / "quarantine.csv", index=False)
         (out / "ingest_report.json").write_text(json.dumps(self.report, indent=2, sort_keys=True))
 
 

@@ -58,6 +58,12 @@ class Instrument:
         return self.scale_max - self.scale_min + 1
 
 
+def is_builtin(instrument: Instrument) -> bool:
+    """Whether ``instrument`` was loaded from the package's own files (not a user's YAML)."""
+    folder = Path(str(resources.files("alliance").joinpath("instruments"))).resolve()
+    return bool(instrument.path) and Path(instrument.path).resolve().parent == folder
+
+
 def builtin_instruments() -> list[str]:
     """Names of the instruments shipped with the package."""
     folder = resources.files("alliance").joinpath("instruments")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,26 +37,36 @@ def _quiet() -> Iterator[None]:
 
 
 def _interval(draws: np.ndarray, prob: float) -> dict[str, float]:
-    """Posterior summary: mean, median, SD, highest-density and equal-tailed intervals."""
-    x = np.sort(np.asarray(draws, dtype=float).ravel())
-    n = x.size
-    m = max(1, int(math.floor(prob * n)))
-    widths = x[m:] - x[: n - m]
-    i = int(np.argmin(widths))
-    lo, hi = np.quantile(x, [(1 - prob) / 2, 1 - (1 - prob) / 2])
+    """Mean, median, SD and equal-tailed interval, each with its Monte Carlo standard error.
+
+    ``draws`` has shape (chain, draw); a flat array counts as one chain of independent draws
+    (the prior draws). The MCSEs follow Vehtari et al. (2021), as in
+    :func:`alliance.bayes.diagnostics.posterior_statistics`; they let a rerun on another
+    machine be compared within its Monte Carlo error (``alliance verify``).
+    """
+    from alliance.bayes.diagnostics import mcse_mean, mcse_quantile, mcse_sd
+
+    x = np.asarray(draws, dtype=float)
+    x = (x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1))[:, :, None]
+    flat = x.ravel()
+    tails = ((1 - prob) / 2, 1 - (1 - prob) / 2)
+    lo, hi = np.quantile(flat, tails)
     return {
-        "mean": float(x.mean()),
-        "median": float(np.median(x)),
-        "sd": float(x.std(ddof=1)),
-        "hdi.lb": float(x[i]),
-        "hdi.ub": float(x[i + m]),
+        "mean": float(flat.mean()),
+        "median": float(np.median(flat)),
+        "sd": float(flat.std(ddof=1)),
         "eti.lb": float(lo),
         "eti.ub": float(hi),
+        "mcse_mean": float(mcse_mean(x)[0]),
+        "mcse_median": float(mcse_quantile(x, 0.5)[0]),
+        "mcse_sd": float(mcse_sd(x)[0]),
+        "mcse_eti.lb": float(mcse_quantile(x, tails[0])[0]),
+        "mcse_eti.ub": float(mcse_quantile(x, tails[1])[0]),
     }
 
 
 def _check_settings(
-    tau_prior: str, sampler: str, prior_mu_sd: float, prior_tau_scale: float, hdi_prob: float
+    tau_prior: str, sampler: str, prior_mu_sd: float, prior_tau_scale: float, interval_prob: float
 ) -> None:
     if tau_prior not in TAU_PRIORS:
         raise ValueError(f"tau_prior must be one of {TAU_PRIORS}, got {tau_prior!r}")
@@ -67,8 +76,8 @@ def _check_settings(
         raise ValueError(f"prior_mu_sd must be positive, got {prior_mu_sd}")
     if not prior_tau_scale > 0:
         raise ValueError(f"prior_tau_scale must be positive, got {prior_tau_scale}")
-    if not 0 < hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}")
+    if not 0 < interval_prob < 1:
+        raise ValueError(f"interval_prob must lie in (0, 1), got {interval_prob}")
 
 
 def build_model(
@@ -117,7 +126,7 @@ def fit_bayes_meta(
     cores: int = 2,
     seed: int = 20261125,
     sampler: str = "nutpie",
-    hdi_prob: float = 0.95,
+    interval_prob: float = 0.95,
 ) -> tuple[dict[str, Any], Any]:
     """Fit the Bayesian random-effects model and summarise it on the correlation scale.
 
@@ -149,8 +158,8 @@ def fit_bayes_meta(
     sampler
         ``"nutpie"`` (default; on the Molloy data it is about 1.5x faster than PyMC's NUTS
         once compiled, with higher ESS) or ``"pymc"``.
-    hdi_prob
-        Probability mass of the reported intervals.
+    interval_prob
+        Probability mass of the reported equal-tailed intervals.
 
     Returns
     -------
@@ -159,8 +168,9 @@ def fit_bayes_meta(
         ``prediction_r`` (a new study's r), ``prior`` (prior 95% intervals of r and tau,
         for a prior check), and ``diagnostics`` (``rhat_max``, ``ess_bulk_min``,
         ``ess_tail_min``, ``divergences``, ``status`` "pass" or "fail", ``problems``).
-        Each summary holds ``mean``, ``median``, ``sd``, ``hdi.lb``/``hdi.ub`` and
-        ``eti.lb``/``eti.ub``.
+        Each summary holds ``mean``, ``median``, ``sd`` and the equal-tailed interval
+        ``eti.lb``/``eti.ub``, each with its Monte Carlo standard error (``mcse_mean``, ...,
+        ``mcse_eti.ub``).
     idata : arviz.InferenceData
         The posterior and sample statistics (save with ``idata.to_netcdf``).
 
@@ -182,7 +192,7 @@ def fit_bayes_meta(
     informative prior distributions. *PsyArXiv*. https://doi.org/10.31234/osf.io/7tbrm
 
     """
-    _check_settings(tau_prior, sampler, prior_mu_sd, prior_tau_scale, hdi_prob)
+    _check_settings(tau_prior, sampler, prior_mu_sd, prior_tau_scale, interval_prob)
     for name, value in (("chains", chains), ("draws", draws), ("tune", tune), ("cores", cores)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive whole number, got {value}")
@@ -217,7 +227,7 @@ def fit_bayes_meta(
     divergences = int(idata.sample_stats["diverging"].to_numpy().sum())
 
     rng = np.random.default_rng(seed)
-    theta_new = rng.normal(mu.ravel(), tau.ravel())
+    theta_new = rng.normal(mu, tau)
     prior_mu = rng.normal(0.0, prior_mu_sd, 20_000)
     prior_tau = np.abs(
         rng.normal(0.0, prior_tau_scale, 20_000)
@@ -257,14 +267,14 @@ def fit_bayes_meta(
             "target_accept": target_accept,
             "cores": cores,
             "seed": seed,
-            "interval_prob": hdi_prob,
+            "interval_prob": interval_prob,
         },
         "k": int(y.size),
-        "mu": _interval(mu, hdi_prob),
-        "pooled_r": _interval(np.tanh(mu), hdi_prob),
-        "tau": _interval(tau, hdi_prob),
-        "tau2": _interval(tau**2, hdi_prob),
-        "prediction_r": _interval(np.tanh(theta_new), hdi_prob),
+        "mu": _interval(mu, interval_prob),
+        "pooled_r": _interval(np.tanh(mu), interval_prob),
+        "tau": _interval(tau, interval_prob),
+        "tau2": _interval(tau**2, interval_prob),
+        "prediction_r": _interval(np.tanh(theta_new), interval_prob),
         "prior": {
             "pooled_r": _interval(np.tanh(prior_mu), 0.95),
             "tau": _interval(prior_tau, 0.95),

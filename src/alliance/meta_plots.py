@@ -91,7 +91,7 @@ def forest_plot(
         Output path without extension; ``.png`` (300 dpi) and ``.pdf`` are written.
     bayes
         Optional :func:`alliance.meta_bayes.fit_bayes_meta` summary (``pooled_r`` with
-        ``median``, ``hdi.lb``, ``hdi.ub``).
+        ``median``, ``eti.lb``, ``eti.ub``).
     size
         ``"single"`` (3.5 in) or ``"double"`` (7 in) journal column.
     sort
@@ -138,8 +138,8 @@ def forest_plot(
     lows = [s["ci.lb"] for s in studies] + [pooled["pi.lb"], 0.0]
     highs = [s["ci.ub"] for s in studies] + [pooled["pi.ub"], 0.0]
     if bayes:
-        lows.append(bayes["pooled_r"]["hdi.lb"])
-        highs.append(bayes["pooled_r"]["hdi.ub"])
+        lows.append(bayes["pooled_r"]["eti.lb"])
+        highs.append(bayes["pooled_r"]["eti.ub"])
     step = 0.2 if max(highs) - min(lows) > 0.6 else 0.1
     lo = math.floor(min(lows) / step - 1e-9) * step
     hi = math.ceil(max(highs) / step + 1e-9) * step
@@ -171,7 +171,7 @@ def forest_plot(
             (
                 y_bayes,
                 "Bayesian (HDI)" if narrow else "Bayesian (median, 95% HDI)",
-                _fmt_ci(b["median"], b["hdi.lb"], b["hdi.ub"]),
+                _fmt_ci(b["median"], b["eti.lb"], b["eti.ub"]),
                 "",
                 BAYES,
                 "bold",
@@ -256,7 +256,7 @@ def forest_plot(
         for end in (pooled["pi.lb"], pooled["pi.ub"]):
             ax.plot([end, end], [y_pi - 0.22, y_pi + 0.22], color=REML, linewidth=1.0)
         if bayes:
-            _diamond(ax, y_bayes, b["median"], b["hdi.lb"], b["hdi.ub"], BAYES, "pooled_bayes")
+            _diamond(ax, y_bayes, b["median"], b["eti.lb"], b["eti.ub"], BAYES, "pooled_bayes")
 
         ax.vlines(0, bottom, -0.4, color="#555555", linewidth=0.6, zorder=1)
         ax.vlines(

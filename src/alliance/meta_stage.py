@@ -60,7 +60,7 @@ def run_meta(
     result["effects"] = effects.to_dict(orient="records")
     result = jsonable(result)
     (out / "meta.json").write_text(json.dumps(result, indent=1, sort_keys=True, allow_nan=False))
-    from alliance.tables import write_csv_and_markdown
+    from alliance.tables import write_csv, write_csv_and_markdown
 
     write_csv_and_markdown(
         pd.DataFrame(result["studies"]),
@@ -69,7 +69,7 @@ def run_meta(
         note="r with 95% CI, Fisher z, sampling variance 1/(n - 3) and random-effects weight.",
     )
     if result.get("leave_one_out") is not None:
-        pd.DataFrame(result["leave_one_out"]).to_csv(out / "leave_one_out.csv", index=False)
+        write_csv(pd.DataFrame(result["leave_one_out"]), out / "leave_one_out.csv", index=False)
     forest_plot(result, out / "forest", bayes=result["bayes"], size="double")
     funnel_plot(result, out / "funnel")
     return result

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from alliance.instruments import Instrument, load_instrument
+from alliance.tables import write_csv
 
 
 def read_ingested(ingest_dir: str | Path) -> tuple[pd.DataFrame, Instrument, dict[str, Any]]:
@@ -133,10 +134,10 @@ def describe_dataset_dir(
         index=True,
     )
     missing = tables["missing_by_session"]
-    missing.to_csv(out / "missingness.csv")
+    write_csv(missing, out / "missingness.csv")
     efa = summary.get("efa", {})
     loadings = efa.get("loadings") if isinstance(efa, dict) else None
-    pd.DataFrame.from_dict(loadings or {}, orient="index").to_csv(out / "efa_loadings.csv")
+    write_csv(pd.DataFrame.from_dict(loadings or {}, orient="index"), out / "efa_loadings.csv")
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True))
     diverging_item_bars(tables["proportions"], instrument, figures / "item_responses")
     missingness_plot(missing, figures / "missingness")

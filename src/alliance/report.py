@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import platform
 from collections.abc import Iterable
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from alliance.library_warnings import plain_warnings
+from alliance.tables import md_cell, md_text
 
 KEY_PACKAGES = (
     "numpy",
@@ -54,10 +58,13 @@ def _apa(value: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    """A pipe table (GitHub-flavoured Markdown) of ``frame``, index dropped.
+
+    Headers and cells are data: each passes :func:`alliance.tables.md_cell`.
+    """
+    header = "| " + " | ".join(map(md_cell, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(map(md_cell, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -114,7 +121,8 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
         for step in ("kmo", "bartlett", "parallel_analysis", "efa"):
             if isinstance(summary.get(step), dict) and "error" in summary[step]:
                 warnings.append(f"{name}: {step} failed: {summary[step]['error']}")
-        for w in efa.get("warnings", []) if isinstance(efa, dict) else []:
+        efa_notes = efa.get("warnings", []) if isinstance(efa, dict) else []
+        for w in plain_warnings(efa_notes, "The EFA", "its loadings and communalities"):
             warnings.append(f"{name}: EFA: {w}")
         row = {"Dataset": name, "n": _fmt(summary.get("sample", {}).get("n_obs"))}
         for scale, res in alphas.items():
@@ -124,6 +132,14 @@ def measurement_section(results: Path, datasets: Iterable[str]) -> tuple[str, li
         row["KMO"] = _apa(kmo.get("overall"))
         row["Bartlett chi2 (df)"] = f"{_fmt(bart.get('chi2'), 1)} ({_fmt(bart.get('df'))})"
         row["PA factors"] = _fmt(pa.get("n_factors"))
+        extracted = efa.get("n_factors") if isinstance(efa, dict) else None
+        flags = []
+        if extracted is not None and pa.get("n_factors") not in (None, extracted):
+            flags.append(f"PA suggests {pa['n_factors']}")
+        heywood = sum("Heywood case" in w for w in efa_notes)
+        if heywood:
+            flags.append(f"{heywood} Heywood case{'s' if heywood > 1 else ''}")
+        row["EFA factors"] = _fmt(extracted) + (f" ({'; '.join(flags)})" if flags else "")
         row["EFA RMSR"] = _apa(efa.get("rmsr"), 3) if isinstance(efa, dict) else "NA"
         rows.append(row)
     if not rows:
@@ -140,62 +156,69 @@ MODEL_LABELS = {
 }
 
 
-def _fit_value(fit: dict[str, Any], name: str, estimator: str) -> Any:
-    """The robust variant of a fit index for MLR/WLSMV when present, else the plain one."""
-    if estimator != "ML" and fit.get(f"{name}.robust") is not None:
-        return fit[f"{name}.robust"]
-    return fit.get(name)
+def _nested_test_text(test: dict[str, Any]) -> str:
+    """One nested test: the difference test, or why the pair was not tested."""
+    from alliance.cfa_tables import model_label
+
+    pair = f"{model_label(test['restricted'])} vs {model_label(test['general'])}"
+    if "not_tested" in test:
+        return f"{pair}: not tested ({test['not_tested']})"
+    if "error" in test:
+        return f"{pair}: not tested ({test['error']})"
+    return (
+        f"{pair}: chi2({_fmt(int(test['df_diff']))}) = {_fmt(test['chisq_diff'])}, "
+        f"p {_p(test['pvalue'])} ({test['method']})"
+    )
 
 
 def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
-    """Model fit per dataset and estimator, nested tests, and the invariance decisions."""
+    """Model fit per dataset and estimator, nested tests, and the invariance decisions.
+
+    The fit table is :func:`alliance.cfa_tables.fit_comparison_table` of the comparison's
+    results, the table of ``cfa/tables/fit_{estimator}.md``, with its note: robust
+    CFI/TLI/RMSEA for MLR and WLSMV (a dash, with the reason, where one is not defined), a
+    status column, no fit statistics for a fit that did not converge or is inadmissible,
+    and notes on small samples and on the RMSEA.
+    """
+    from alliance.cfa_tables import fit_comparison_table, fit_status, model_label
+
     parts, warnings = [], []
     for name in datasets:
         for path in sorted((results / name / "cfa").glob("comparison_*.json")):
             comp = json.loads(path.read_text())
             est = comp["estimator"]
-            rows = []
-            order = list(MODEL_LABELS)
-            ranked = sorted(
-                comp["results"].items(),
-                key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
-            )
-            for model, res in ranked:
-                fit = res.get("fit") or {}
-                status = res.get("status") or {}
-                if not fit:
+            status = {m: fit_status(r) for m, r in comp["results"].items()}
+            for model, res in comp["results"].items():
+                details = res.get("status") or {}
+                if not res.get("fit"):
                     warnings.append(
-                        f"{name}: CFA {model} ({est}) failed: {status.get('error', 'no result')}"
+                        f"{name}: CFA {model} ({est}) failed: {details.get('error', 'no result')}"
                     )
-                elif res.get("converged") is False or status.get("admissible") is False:
-                    issues = ", ".join(status.get("issues", [])) or "not converged"
-                    warnings.append(f"{name}: CFA {model} ({est}) is not admissible: {issues}")
-                chisq_key = "chisq.scaled" if est != "ML" else "chisq"
-                rows.append(
-                    {
-                        "Model": MODEL_LABELS.get(model, model),
-                        "chi2" + (" (scaled)" if est != "ML" else ""): _fmt(fit.get(chisq_key)),
-                        "df": _fmt(int(fit["df"])) if fit.get("df") is not None else "NA",
-                        "CFI": _apa(_fit_value(fit, "cfi", est), 3),
-                        "TLI": _apa(_fit_value(fit, "tli", est), 3),
-                        "RMSEA": _apa(_fit_value(fit, "rmsea", est), 3),
-                        "SRMR": _apa(fit.get("srmr"), 3),
-                        "Converged": {True: "yes", False: "no"}.get(res.get("converged"), "NA"),
-                    }
-                )
-            variant = " (robust CFI/TLI/RMSEA)" if est != "ML" else ""
-            parts.append(f"**{name}, {est}**{variant}\n\n" + markdown_table(pd.DataFrame(rows)))
-            tests = [
-                f"{MODEL_LABELS.get(t['restricted'], t['restricted'])} vs "
-                f"{MODEL_LABELS.get(t['general'], t['general'])}: "
-                + (
-                    f"chi2({_fmt(int(t['df_diff']))}) = {_fmt(t['chisq_diff'])}, "
-                    f"p {_p(t['pvalue'])} ({t['method']})"
-                    if "error" not in t
-                    else f"not tested ({t['error']})"
-                )
-                for t in comp["tests"]
-            ]
+                elif not status[model][0]:
+                    issues = [i for i in details.get("issues", []) if i != "did not converge"]
+                    if status[model][1] == "not converged":
+                        what = "did not converge" + (
+                            f" (at its last iterate: {', '.join(issues)})" if issues else ""
+                        )
+                    else:
+                        what = f"is not admissible ({', '.join(issues) or status[model][1]})"
+                    warnings.append(
+                        f"{name}: CFA {model_label(model)} ({est}) {what}: no fit indices and "
+                        "no nested test are reported for it"
+                    )
+            table = fit_comparison_table(comp["results"], est)
+            parts.append(
+                f"**{name}: {table.attrs['title']}**\n\n"
+                + markdown_table(table)
+                + f"\n\n*Note.* {table.attrs['note']}"
+            )
+            tests = []
+            for test in comp["tests"]:
+                bad = [m for m in (test["restricted"], test["general"]) if not status[m][0]]
+                if bad and "not_tested" not in test:  # a comparison written before the check
+                    why = "; ".join(f"{model_label(m)}: {status[m][1]}" for m in bad)
+                    test = {**test, "not_tested": why}
+                tests.append(_nested_test_text(test))
             if tests:
                 parts.append("Nested tests: " + "; ".join(tests) + ".")
         for path in sorted((results / name / "cfa").glob("invariance_*.json")):
@@ -244,7 +267,9 @@ BAYES_KEYS = {
 def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
     """Key posterior effects with 90% intervals, diagnostics and prior predictive status.
 
-    The latent model adds a table of the plug-in vs latent estimates (attenuation).
+    The latent model adds a table of the plug-in vs latent estimates (attenuation). A model
+    the data cannot support is listed with ``skipped: reason`` (not a warning); one that could
+    not be fitted with ``error: reason`` (a warning).
     """
     rows, attenuation, warnings = [], [], []
     for name in datasets:
@@ -253,7 +278,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
             model = diag.get("model", path.parent.name.split("_x")[0])
             status = diag.get("status")
             d = diag.get("diagnostics", {})
-            if status != "pass":
+            if status == "error":
+                warnings.append(
+                    f"{name}: Bayesian {model} model could not be fitted: {diag.get('reason')}"
+                )
+            elif status not in ("pass", "skipped"):  # skipped: the data cannot support it
                 warnings.append(
                     f"{name}: Bayesian {model} model failed its diagnostics: "
                     f"{'; '.join(d.get('failures', [])) or status}"
@@ -282,7 +311,11 @@ def bayes_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
                     f"{_fmt(d.get('min_ess_tail'), 0)}",
                     "Divergences": _fmt(d.get("divergences")),
                     "Prior predictive": prior.get("status", "not run"),
-                    "Status": status,
+                    "Status": (
+                        f"{status}: {diag.get('reason')}"
+                        if status in ("skipped", "error")
+                        else status
+                    ),
                 }
             )
             for row in diag.get("attenuation", []):
@@ -336,6 +369,16 @@ PROCESS_LABELS = {
 }
 
 
+def _variance_warnings(vc: dict[str, Any]) -> list[str]:
+    """The REML variance model's warnings in the project's words."""
+    return plain_warnings(
+        vc.get("warnings") or [],
+        "the REML variance model",
+        "the variance shares",
+        converged=vc.get("converged"),
+    )
+
+
 def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     """The non-Bayesian process results of one dataset as table cells (or skip reasons)."""
 
@@ -362,11 +405,14 @@ def _process_cells(summary: dict[str, Any]) -> dict[str, str]:
     )
     vc = summary.get("variance_components") or {}
     shares = vc.get("corrected_shares") or vc.get("shares") or {}
-    variance = skipped(vc) or " / ".join(
-        _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
-    ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
+    if vc.get("status") == "not_converged":
+        variance = "not reported: the REML variance model did not converge"
+    else:
+        variance = skipped(vc) or " / ".join(
+            _apa(shares.get(k), 3) for k in ("therapist", "patient", "session")
+        ) + (" (error-corrected)" if vc.get("corrected_shares") else "")
     if vc.get("status") == "warning":
-        variance += f" (REML: {'; '.join(vc.get('warnings') or [])})"
+        variance += f" ({'; '.join(_variance_warnings(vc))})"
     pp = summary.get("person_period") or {}
     share = pp.get("dropout_share")
     dropout = skipped(pp) or (
@@ -411,6 +457,9 @@ def process_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[s
         summary = _read_json(results / name / "process" / "summary.json")
         if summary is not None:
             rows.append({"Dataset": name, **_process_cells(summary)})
+            vc = summary.get("variance_components") or {}
+            if vc.get("status") in ("warning", "not_converged"):
+                warnings += [f"{name}: {w[0].upper()}{w[1:]}" for w in _variance_warnings(vc)]
         bayes = _read_json(results / name / "process" / "bayes" / "summary.json")
         for model, res in ((bayes or {}).get("models") or {}).items():
             status = res.get("status")
@@ -588,8 +637,14 @@ def _bayes_methods(config: dict[str, Any]) -> str:
     pri = bayes.get("priors", {})
     smp = bayes.get("sampler", {})
     scales = [s for s in bayes.get("sensitivity_scales", []) if s != 1]
+    models = ", ".join(bayes.get("models", []))
+    by_dataset = bayes.get("models_by_dataset") or {}
+    if by_dataset:
+        models += "; " + "; ".join(
+            f"{name}: {', '.join(chosen) or 'none'}" for name, chosen in by_dataset.items()
+        )
     return (
-        f"Bayesian models ({', '.join(bayes.get('models', []))}) related client alliance at "
+        f"Bayesian models ({models}) related client alliance at "
         f"session {bayes.get('alliance_session', 3)} to {bayes.get('measure')} with "
         f"standardized variables and weakly informative priors (intercepts and slopes "
         f"Normal(0, {pri.get('slope', 1.0)}), residual SDs HalfNormal({pri.get('sigma', 1.0)}), "
@@ -666,6 +721,115 @@ def _meta_methods(config: dict[str, Any]) -> str:
     )
 
 
+def _pct(value: Any) -> str:
+    return "NA" if value is None else f"{value:.1f}%"
+
+
+def _interval(low: Any, high: Any, digits: int = 3, apa: bool = True) -> str:
+    show = _apa if apa else _fmt
+    return f"[{show(low, digits)}, {show(high, digits)}]"
+
+
+def meta_section(results: Path) -> tuple[str, list[str]]:
+    """The meta-analysis of ``results/meta/meta.json``: pooled r, heterogeneity, Egger's test.
+
+    One row per quantity, as :func:`alliance.meta.pool_effects` (metafor's ``rma``,
+    ``confint`` and ``regtest``) and :func:`alliance.meta_bayes.pool_effects_bayes` wrote
+    it: k; the pooled r with its 95% CI and the 95% prediction interval for a new study
+    (Fisher z back-transformed); tau2 with its Q-profile 95% CI, tau; I2 with its CI; Cochran's
+    Q; Egger's regression test (metafor's default mixed-effects version and the classic
+    weighted regression) with the limit estimate; the Bayesian pooled r and tau. Nothing
+    is recomputed. Notes of the pooling (datasets left out) become warnings.
+
+    References
+    ----------
+    Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in meta-analysis
+    detected by a simple, graphical test. *BMJ, 315*(7109), 629-634.
+    Riley, R. D., Higgins, J. P. T., & Deeks, J. J. (2011). Interpretation of random effects
+    meta-analyses. *BMJ, 342*, d549.
+    """
+    meta = _read_json(results / "meta" / "meta.json")
+    if meta is None:
+        return "No meta-analysis was run.", []
+    warnings = [f"meta-analysis: {n}" for n in meta.get("notes") or []]
+    r = meta.get("pooled_r") or {}
+    z = meta.get("pooled_z") or {}
+    het = meta.get("heterogeneity") or {}
+    ci = meta.get("heterogeneity_ci") or {}
+    method = (meta.get("meta") or {}).get("method", "REML")
+    tau2_ci = ci.get("tau2") or {}
+    i2_ci = ci.get("I2") or {}
+    rows = [
+        ("k (datasets and published studies)", _fmt(meta.get("k"))),
+        (
+            "Pooled r [95% CI]",
+            f"{_apa(r.get('estimate'), 3)} {_interval(r.get('ci.lb'), r.get('ci.ub'))} "
+            f"(z = {_fmt(z.get('zval'))}, p {_p(z.get('pval'))})",
+        ),
+        ("95% prediction interval (r)", _interval(r.get("pi.lb"), r.get("pi.ub"))),
+        (
+            f"tau2 (Fisher z, {method}) [95% CI, Q-profile]",
+            f"{_apa(het.get('tau2'), 4)}"
+            + (f" {_interval(tau2_ci.get('ci.lb'), tau2_ci.get('ci.ub'), 4)}" if tau2_ci else ""),
+        ),
+        ("tau", _apa(het.get("tau"), 3)),
+        (
+            "I2 [95% CI]",
+            _pct(het.get("I2"))
+            + (f" [{_pct(i2_ci.get('ci.lb'))}, {_pct(i2_ci.get('ci.ub'))}]" if i2_ci else ""),
+        ),
+        (
+            "Cochran's Q",
+            f"Q({_fmt(het.get('Q_df'))}) = {_fmt(het.get('Q'))}, p {_p(het.get('Q_pval'))}",
+        ),
+    ]
+    egger = meta.get("egger") or {}
+    for key, label, stat in (
+        ("rma", "Egger's test (mixed-effects, SE as predictor; metafor regtest)", "z"),
+        ("lm", "Egger's test (classic weighted regression)", "t"),
+    ):
+        e = egger.get(key)
+        if not e:
+            continue
+        df = f"({_fmt(e['df'])})" if e.get("df") is not None else ""
+        rows.append(
+            (
+                label,
+                f"{stat}{df} = {_fmt(e.get('statistic'))}, p {_p(e.get('pval'))}; limit "
+                f"estimate (Fisher z at SE 0) {_fmt(e.get('limit_estimate'), 3)} "
+                f"{_interval(e.get('limit_ci.lb'), e.get('limit_ci.ub'), apa=False)}",
+            )
+        )
+    if not egger:
+        rows.append(("Egger's test", "not run (fewer than 3 effects)"))
+    bayes = meta.get("bayes") or {}
+    if bayes.get("pooled_r"):
+        br, bt = bayes["pooled_r"], bayes.get("tau") or {}
+        status = (bayes.get("diagnostics") or {}).get("status", "NA")
+        rows.append(
+            (
+                "Bayesian pooled r [95% ETI]; tau",
+                f"{_apa(br.get('mean'), 3)} {_interval(br.get('eti.lb'), br.get('eti.ub'))}; "
+                f"{_apa(bt.get('mean'), 3)} {_interval(bt.get('eti.lb'), bt.get('eti.ub'))} "
+                f"(diagnostics {status})",
+            )
+        )
+        if status != "pass":
+            warnings.append(
+                "meta-analysis: the Bayesian random-effects model failed its diagnostics: "
+                + "; ".join((bayes.get("diagnostics") or {}).get("problems") or [status])
+            )
+    table = pd.DataFrame(rows, columns=["Quantity", "Value"])
+    note = (
+        f"Random-effects model on Fisher's z ({method}), back-transformed to r; the prediction "
+        "interval is where the effect of a new study is expected (Riley et al. 2011). Egger's "
+        "test of funnel-plot asymmetry (Egger et al. 1997) has little power with few studies. "
+        "Studies, weights and leave-one-out: results/meta/studies.csv, leave_one_out.csv; "
+        "figures forest.png and funnel.png."
+    )
+    return markdown_table(table) + f"\n\n*Note.* {note}", warnings
+
+
 def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:
     """JARS-Quant, JARS-SEM and BARG items, each marked met or not with the evidence.
 
@@ -684,6 +848,7 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
     comparisons = [p for d in cfa_dirs for p in d.glob("comparison_*.json")]
     ladders = [p for d in cfa_dirs for p in d.glob("invariance_*.json")]
     bayes = [p for d in datasets for p in (results / d / "bayes").glob("*_x1/diagnostics.json")]
+    bayes = [p for p in bayes if json.loads(p.read_text()).get("status") != "skipped"]
     bayes_pass = [p for p in bayes if json.loads(p.read_text()).get("status") == "pass"]
     sensitivity = [p for d in datasets for p in (results / d / "bayes").glob("sensitivity_*.csv")]
     ppc = [p for p in bayes if (p.parent / "figures" / "ppc.png").is_file()]
@@ -807,8 +972,10 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     cfa_md, cfa_warnings = cfa_section(results, analysed)
     bayes_md, bayes_warnings = bayes_section(results, datasets)
     process_md, process_warnings = process_section(results, datasets)
+    meta_md, meta_warnings = meta_section(results)
     checks = reporting_checks(data, results, datasets)
     warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
+    warnings += meta_warnings
     check_rows = pd.DataFrame(
         [
             {
@@ -823,7 +990,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     text = "\n\n".join(
         [
             "# Results summary",
-            f"Datasets: {', '.join(datasets)}. Master seed: {config.get('seed')}. "
+            f"Datasets: {md_text(', '.join(datasets))}. Master seed: {config.get('seed')}. "
             "Provenance (input hashes, versions, commit) is in `results/provenance.json` when "
             "built.",
             "## Data",
@@ -836,12 +1003,14 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             bayes_md,
             "## Alliance as a process",
             process_md,
+            "## Meta-analysis",
+            meta_md,
             "## Methods",
             methods_paragraph(config, software),
             "## Reporting checklist",
             markdown_table(check_rows),
             "## Warnings and failed checks",
-            "\n".join(f"- {w}" for w in warnings) if warnings else "None.",
+            "\n".join(f"- {md_text(w)}" for w in warnings) if warnings else "None.",
         ]
     )
     out = Path(out_md)
@@ -852,10 +1021,17 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
 
 
 def markdown_to_html(text: str, title: str) -> str:
-    """A standalone HTML page of Markdown ``text`` (tables enabled)."""
+    """A standalone HTML page of Markdown ``text`` (tables enabled), with all HTML escaped.
+
+    Raw HTML in ``text`` (a column header reaching the summary through a warning) is shown as
+    text, never passed to the page; links, images and autolinks are not rendered either (a
+    data string cannot make the page fetch or point at an address). The title is escaped.
+    """
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    renderer.disable(["link", "image", "autolink"])
+    body = renderer.render(text)
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0}"
@@ -863,6 +1039,6 @@ def markdown_to_html(text: str, title: str) -> str:
         "text-align:left}"
     )
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{body}</body></html>\n"
     )

@@ -11,7 +11,11 @@ from types import TracebackType
 
 
 def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
-    """Send the ``alliance`` logger, Python warnings and uncaught exceptions to ``path``.
+    """Send the ``alliance`` logger, library messages and Python warnings to ``path`` only.
+
+    A pipeline step writes nothing to the console while it works: everything goes to its log
+    file (Snakemake names the file when a step fails). An uncaught error is written to the log
+    file and, with its traceback, to standard error.
 
     Parameters
     ----------
@@ -30,17 +34,19 @@ def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
     handler = logging.FileHandler(path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers = [handler, logging.StreamHandler(sys.stderr)]
+    root.handlers = [handler]
     root.setLevel(level)
-    for noisy in ("fontTools", "matplotlib", "PIL"):  # font subsetting chatter at INFO
+    # chatter at INFO that says nothing about the run: font subsetting, and ArviZ's list of
+    # optional preview packages that are not installed ("arviz_base not installed")
+    for noisy in ("fontTools", "matplotlib", "PIL", "arviz.preview"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
 
     def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None):
-        logging.getLogger("alliance").error(
-            "".join(traceback.format_exception(kind, value, tb)).rstrip()
-        )
+        text = "".join(traceback.format_exception(kind, value, tb)).rstrip()
+        logging.getLogger("alliance").error(text)
+        print(text, file=sys.stderr)
 
     sys.excepthook = _excepthook
     return logging.getLogger("alliance")

@@ -19,6 +19,7 @@ import yaml
 from alliance import simulate as _sim
 from alliance.instruments import load_instrument
 from alliance.schemas import validate_document
+from alliance.tables import write_csv
 
 __all__ = ["DEFAULT_PATIENTS_PER_SITE", "simulate_sites", "site_names"]
 
@@ -271,7 +272,7 @@ def simulate_sites(
         patients.append(site.patients)
 
     table = pd.concat(patients, ignore_index=True)
-    table.to_csv(data_dir / "truth_patients.csv", index=False, float_format="%.4f")
+    write_csv(table, data_dir / "truth_patients.csv", index=False, float_format="%.4f")
 
     config: dict[str, Any] = {
         "datasets": {n: {"codebook": f"config/codebooks/{n}.yaml"} for n in names},

@@ -8,6 +8,7 @@ from alliance.bayes.diagnostics import (
     check,
     compare_loo,
     loo,
+    posterior_statistics,
     prior_predictive_check,
     summarize,
 )
@@ -61,6 +62,57 @@ def test_summary_columns(rng):
         summarize(fake_idata(rng), ["nope"])
     with pytest.raises(ValueError, match="unknown threshold"):
         check(fake_idata(rng), thresholds={"rhat": 1.1})
+
+
+def ar1_chains(rng, phi, chains, draws, elements):
+    """Stationary AR(1) chains with unit marginal variance (independent elements)."""
+    x = np.empty((chains, draws, elements))
+    x[:, 0] = rng.standard_normal((chains, elements))
+    noise = rng.standard_normal((chains, draws, elements)) * np.sqrt(1 - phi**2)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    return x
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.6])
+def test_mcse_matches_the_spread_of_replicate_runs(rng, phi):
+    """Each column is an independent replicate of the same chain: the spread of the estimates
+    across columns is the true Monte Carlo error, which the average MCSE must match.
+
+    400 replicates: the SD across replicates has a relative standard error of about 3.5%; the
+    tolerance is 12%. With phi = 0.6 the ESS is a quarter of the draws ((1 - phi) / (1 + phi)).
+    """
+    draws = ar1_chains(rng, phi, chains=2, draws=1000, elements=400)
+    stats = posterior_statistics(draws)
+    for estimate in ("mean", "sd", "median", "eti95_low", "eti95_high"):
+        spread = np.std(stats[estimate], ddof=1)
+        assert np.mean(stats[f"mcse_{estimate}"]) == pytest.approx(spread, rel=0.12), estimate
+    theory = np.sqrt((1 + phi) / (1 - phi) / 2000)  # the AR(1) chain's MCSE of the mean
+    assert np.mean(stats["mcse_mean"]) == pytest.approx(theory, rel=0.05)
+    assert np.all(stats["r_hat"] < 1.02)
+
+
+def test_posterior_statistics_match_arviz(rng):
+    """The MCSEs, R-hat and ESS agree with ArviZ's own functions element by element (ArviZ's
+    numba path of ``mcse(method="sd")`` fails under NumPy 2.4, so its NumPy path is used)."""
+    draws = ar1_chains(rng, 0.5, chains=2, draws=500, elements=3)
+    stats = posterior_statistics(draws)
+    az.Numba.disable_numba()
+    try:
+        for k in range(3):
+            x = draws[:, :, k]
+            assert stats["mcse_mean"][k] == pytest.approx(float(az.mcse(x, method="mean")))
+            assert stats["mcse_sd"][k] == pytest.approx(float(az.mcse(x, method="sd")))
+            assert stats["mcse_median"][k] == pytest.approx(float(az.mcse(x, method="median")))
+            for column, prob in (("mcse_eti95_low", 0.025), ("mcse_eti95_high", 0.975)):
+                expected = float(az.mcse(x, method="quantile", prob=prob))
+                assert stats[column][k] == pytest.approx(expected)
+            assert stats["r_hat"][k] == pytest.approx(float(az.rhat(x)))
+            assert stats["ess_bulk"][k] == pytest.approx(float(az.ess(x, method="bulk")))
+            assert stats["ess_tail"][k] == pytest.approx(float(az.ess(x, method="tail")))
+            assert stats["eti95_low"][k] == pytest.approx(np.quantile(x, 0.025))
+    finally:
+        az.Numba.enable_numba()
 
 
 def test_loo_and_compare(rng):

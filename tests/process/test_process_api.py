@@ -152,3 +152,37 @@ def test_choose_patients_is_deterministic():
         choose_patients(episodes, 0)
     with pytest.raises(ValueError, match="no patients"):
         rupture_trajectories_figure(pd.DataFrame(), episodes.iloc[:0])
+
+
+def test_key_effects_figure_shows_whole_skip_reasons(tmp_path):
+    from alliance.process.plots import key_effects_figure
+
+    reason = (
+        "no second rater: the scores have rater(s) ['client'], no 'therapist'; the rater "
+        "model needs client and therapist ratings of the same sessions, which this export "
+        "does not hold for any patient"
+    )
+    est = {"status": "pass", "reason": None, "eti95_low": -0.4, "eti95_high": -0.1}
+    table = pd.DataFrame(
+        [
+            {**est, "model": "dropout", "effect": "or_alliance", "mean": 0.6,
+             "label": "odds ratio of dropout (discrete-time hazard ratio) per SD of session "
+             "alliance", "eti95_low": 0.5, "eti95_high": 0.7},
+            {**est, "model": "growth", "effect": "b_level", "mean": -0.3,
+             "label": "outcome (z) per SD of the early alliance level"},
+            {"model": "rater_outcome", "status": "skipped", "effect": None, "label": None,
+             "mean": None, "eti95_low": None, "eti95_high": None, "reason": reason},
+        ]
+    )  # fmt: skip
+    fig = key_effects_figure(table, tmp_path / "key_effects")
+    assert (tmp_path / "key_effects.png").is_file() and (tmp_path / "key_effects.pdf").is_file()
+    (text,) = [a for a in fig.findobj() if a.get_gid() == "skip_rater_outcome"]
+    assert text.get_text().replace("\n", " ") == f"Not estimated: {reason}"  # not cut off
+    fig.canvas.draw()
+    box = text.get_window_extent()
+    width = fig.bbox.width
+    assert box.x0 < 0.02 * width and box.x1 < width  # from the figure's left edge, inside it
+    assert len(text.get_text().splitlines()) == 2  # wrapped to the figure width
+    # the estimate labels are wrapped, so the panels keep most of the width
+    plotted = [ax for ax in fig.axes if ax.axison]
+    assert all(ax.get_position().x0 < 0.4 for ax in plotted)

@@ -55,3 +55,18 @@ def test_compare_models_table(competing):
     assert test["aic_diff"] == pytest.approx(16499.458217644 - 16462.2716499657, abs=0.01)
     with pytest.raises(ValueError, match="names"):
         lrt_table([fits["ML"]["one"]], ["a", "b"])
+
+
+def test_compare_models_skips_fits_that_did_not_converge(competing):
+    from alliance.sem.estimate import estimate
+
+    _, fits = competing
+    one = fits["MLR"]["one"]
+    # the same one-factor model and data, stopped after 2 iterations: not converged
+    stopped = estimate(one.spec, one.sample, "MLR", max_iter=2)
+    assert not stopped.converged
+    out = compare_models({"three": fits["MLR"]["three"], "one": stopped})
+    (test,) = out["tests"]
+    assert test["restricted"] == "one" and "did not converge" in test["not_tested"]
+    assert "chisq_diff" not in test
+    assert out["fit"]["one"]["admissible"] is False and out["fit"]["three"]["admissible"]

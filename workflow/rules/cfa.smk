@@ -6,6 +6,7 @@ rule cfa_fit:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
         report="results/{analysis_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
     output:
         fit="results/{analysis_dataset}/cfa/fits/{model}_{estimator}.json",
     log:
@@ -32,6 +33,7 @@ rule cfa_compare:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
         report="results/{analysis_dataset}/ingest/ingest_report.json",
         fits=cfa_fit_files,
+        instrument=instrument_files,
     output:
         comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
     log:
@@ -57,6 +59,7 @@ rule cfa_invariance:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
         report="results/{analysis_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
     output:
         invariance="results/{analysis_dataset}/cfa/invariance_{group}_{estimator}.json",
     log:
@@ -89,6 +92,7 @@ rule cfa_report:
         fits=cfa_fit_files,
         comparison="results/{analysis_dataset}/cfa/comparison_{estimator}.json",
         ladders=cfa_invariance_files,
+        instrument=instrument_files,
     output:
         fit_table=report(
             "results/{analysis_dataset}/cfa/tables/fit_{estimator}.csv",

@@ -12,6 +12,7 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from alliance.codebook import load_codebook
+from alliance.instruments import is_builtin
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -40,6 +41,12 @@ POOL = config["pool"]["enabled"] and len(ITEM_DATASETS) >= 2
 ANALYSIS_DATASETS = ITEM_DATASETS + ([POOLED] if POOL else [])
 CFA = config["cfa"]["enabled"]
 BAYES = config["bayes"]["enabled"]
+_unknown = sorted(set(config["bayes"]["models_by_dataset"]) - set(ITEM_DATASETS))
+if _unknown:
+    raise ValueError(
+        f"config/config.yaml: key 'bayes.models_by_dataset' names {_unknown}, which are not "
+        f"item datasets of 'datasets' ({', '.join(ITEM_DATASETS)})"
+    )
 PROCESS_BAYES = config["process_bayes"]["enabled"]
 PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
@@ -60,6 +67,33 @@ def raw_file(wildcards):
     """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest)."""
     name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
     return str(Path(os.path.relpath(CODEBOOKS[name].file, Path.cwd())))
+
+
+def instrument_files(wildcards):
+    """The user's instrument YAML files the rule's dataset is read with (an edit reruns it).
+
+    A codebook's ``instrument:`` may be the path of the user's own instrument file; the rules
+    that read the instrument (ingest, scores, description, CFA, pooling) take it as an input,
+    so editing it reruns them. For the pooled data: the instruments of every item dataset.
+    Built-in instruments are package code (their version is in provenance.json). ``local()``:
+    a file of the project, not of the default storage (the Kubernetes profile).
+    """
+    name = getattr(wildcards, "item_dataset", None)
+    name = name or getattr(
+        wildcards, "analysis_dataset", POOLED
+    )  # pool_items: no wildcard
+    files = []
+    for dataset in ITEM_DATASETS if name == POOLED else [name]:
+        instrument = CODEBOOKS[dataset].instrument
+        if instrument is not None and not is_builtin(instrument):
+            files.append(local(os.path.relpath(instrument.path, Path.cwd())))
+    return list(dict.fromkeys(files))
+
+
+def process_instrument_file(wildcards):
+    """The process analyses' instrument when config names a file (``process.settings``)."""
+    name = str(config["process"]["settings"].get("instrument", ""))
+    return [local(name)] if name.endswith((".yaml", ".yml")) else []
 
 
 def ingest_outputs(name):
@@ -175,6 +209,18 @@ def cfa_benchmarks(name):
     return out
 
 
+def bayes_models(name):
+    """The Bayesian models of item dataset ``name``: ``bayes.models_by_dataset``, else ``models``.
+
+    A model the data cannot support is skipped with its reason at run time; this setting
+    leaves it out of a dataset altogether (e.g. the session model for a clinic that rated
+    sessions 1, 3 and 6 only).
+    """
+    return list(
+        config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
+    )
+
+
 def bayes_benchmarks(name):
     """The benchmark files of one dataset's Bayesian jobs (as made by :func:`bayes_outputs`)."""
     if not BAYES:
@@ -182,7 +228,7 @@ def bayes_benchmarks(name):
     base = f"results/{name}/benchmarks"
     scales = config["bayes"]["sensitivity_scales"]
     out = []
-    for model in config["bayes"]["models"]:
+    for model in bayes_models(name):
         out += [f"{base}/bayes_{model}_x1.tsv", f"{base}/bayes_figures_{model}.tsv"]
         if len(scales) > 1 and model in config["bayes"]["sensitivity_models"]:
             out += [f"{base}/bayes_{model}_x{s:g}.tsv" for s in scales if s != 1]
@@ -273,7 +319,7 @@ def bayes_outputs(name):
     if not BAYES:
         return []
     out = []
-    for model in config["bayes"]["models"]:
+    for model in bayes_models(name):
         out.append(f"results/{name}/bayes/{model}_x1/summary.csv")
         # the summary reads the diagnostics
         out.append(f"results/{name}/bayes/{model}_x1/diagnostics.json")
@@ -357,11 +403,6 @@ def all_outputs():
 def output_folder(wildcards, output):
     """The folder of a rule's first output (a path prefix derived from the output)."""
     return str(Path(output[0]).parent)
-
-
-def codebook_folder(wildcards, output):
-    """The folder the simulate rule writes its codebooks to."""
-    return str(Path(output.codebooks[0]).parent)
 
 
 def cancel_scheduler_wakeups():

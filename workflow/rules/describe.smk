@@ -6,6 +6,7 @@ rule score:
     input:
         item_table="results/{item_dataset}/ingest/items.parquet",
         report="results/{item_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
     output:
         scores="results/{item_dataset}/scores/scores.parquet",
         summary="results/{item_dataset}/scores/summary.json",
@@ -29,6 +30,7 @@ rule describe:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",
         report="results/{analysis_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
     output:
         summary="results/{analysis_dataset}/describe/summary.json",
         categories=report(

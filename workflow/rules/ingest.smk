@@ -1,21 +1,19 @@
-# Raw export + codebook -> tidy tables, quarantine and an ingest report that reconciles.
+# Raw export + codebook -> tidy tables, quarantine and an ingest report that reconciles. The
+# quarantine (patient IDs, raw values) is not attached to Snakemake's report: no patient
+# identifier leaves the dataset's folder.
 
 
 rule ingest_items:
     input:
         codebook=codebook_path,
         raw=raw_file,
+        instrument=instrument_files,
     output:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         patients="results/{item_dataset}/ingest/patients.parquet",
-        quarantine=report(
-            "results/{item_dataset}/ingest/quarantine.csv",
-            caption="../report/quarantine.rst",
-            category="Data",
-            subcategory="{item_dataset}",
-            labels={"dataset": "{item_dataset}", "table": "quarantine"},
-        ),
+        # patient IDs and raw values: kept in the dataset's folder, never in the report
+        quarantine="results/{item_dataset}/ingest/quarantine.csv",
         report="results/{item_dataset}/ingest/ingest_report.json",
     log:
         "results/{item_dataset}/logs/ingest.log",
@@ -37,13 +35,8 @@ rule ingest_effects:
         raw=raw_file,
     output:
         effects="results/{effect_dataset}/ingest/effects.parquet",
-        quarantine=report(
-            "results/{effect_dataset}/ingest/quarantine.csv",
-            caption="../report/quarantine.rst",
-            category="Data",
-            subcategory="{effect_dataset}",
-            labels={"dataset": "{effect_dataset}", "table": "quarantine"},
-        ),
+        # patient IDs and raw values: kept in the dataset's folder, never in the report
+        quarantine="results/{effect_dataset}/ingest/quarantine.csv",
         report="results/{effect_dataset}/ingest/ingest_report.json",
     log:
         "results/{effect_dataset}/logs/ingest.log",
@@ -62,6 +55,7 @@ rule ingest_effects:
 rule pool_items:
     input:
         pooled_inputs,
+        instrument=instrument_files,
     output:
         item_table="results/pooled/ingest/items.parquet",
         report="results/pooled/ingest/ingest_report.json",

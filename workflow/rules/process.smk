@@ -9,6 +9,7 @@ rule process:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         scores="results/{item_dataset}/scores/scores.parquet",
+        instrument=process_instrument_file,
     output:
         summary="results/{item_dataset}/process/summary.json",
         agreement=report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alliance.bayes.data import ModelData, load_tables, patient_data, session_data
+from alliance.bayes.data import (
+    InsufficientData,
+    ModelData,
+    load_tables,
+    patient_data,
+    session_data,
+)
 from alliance.bayes.diagnostics import (
+    SUMMARY_COLUMNS,
     check,
     compare_loo,
     loo,
+    population_summary,
     prior_predictive_check,
-    summarize,
 )
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
 from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
@@ -25,7 +33,16 @@ from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sa
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
 
-__all__ = ["FIT_MODELS", "PRIOR_DRAWS", "build_data", "effects", "fit_model", "plot_saved_fit"]
+__all__ = [
+    "FIT_MODELS",
+    "PRIOR_DRAWS",
+    "build_data",
+    "effects",
+    "fit_model",
+    "fit_model_or_error",
+    "not_fitted",
+    "plot_saved_fit",
+]
 
 #: Models :func:`fit_model` accepts (``outcome`` also fits ``outcome_null`` for LOO).
 FIT_MODELS = ("outcome", "therapist", "session", "latent")
@@ -159,9 +176,11 @@ def fit_model(
     out_dir
         Folder for ``idata.nc`` (posterior, sample stats, log likelihood, posterior
         predictive, observed data), ``summary.csv`` (:data:`.diagnostics.SUMMARY_COLUMNS`,
-        every parameter), ``diagnostics.json`` (the returned dict), for ``outcome`` also
-        ``loo_compare.csv``, and with ``figures`` the figures of :mod:`alliance.bayes.plots`
-        under ``figures/``. Nothing is written when None.
+        every population-level parameter; per-patient ones, labelled by patient ID, stay in
+        ``idata.nc``: :func:`.diagnostics.population_summary`), ``diagnostics.json`` (the
+        returned dict), for ``outcome`` also ``loo_compare.csv``, and with ``figures`` the
+        figures of :mod:`alliance.bayes.plots` under ``figures/``. Nothing is written when
+        None.
     alliance_session, rater, score, measure, lower_is_better
         Data rules (:func:`alliance.bayes.data.patient_data`).
     thresholds
@@ -172,7 +191,8 @@ def fit_model(
     Returns
     -------
     dict
-        ``model``, ``status`` (``"pass"``/``"fail"``), ``diagnostics`` (:func:`.check`),
+        ``model``, ``status`` (``"pass"``/``"fail"``, or ``"skipped"`` with a ``reason`` when
+        the data cannot support the model: :func:`not_fitted`), ``diagnostics`` (:func:`.check`),
         ``effects`` (key effects: mean, median, 90%/95% intervals, ``p_expected``), ``loo``
         (and ``loo_comparison`` for ``outcome``), ``data`` (rules, counts), ``scales``,
         ``priors``, ``sampler`` and ``timing``.
@@ -187,16 +207,19 @@ def fit_model(
         raise ValueError(f"model must be one of {FIT_MODELS}, got {model!r}")
     settings = sampler_settings(sampler)
     start = time.perf_counter()
-    data = build_data(
-        source,
-        model,
-        alliance_session=alliance_session,
-        rater=rater,
-        score=score,
-        measure=measure,
-        lower_is_better=lower_is_better,
-    )
-    pm_model = build_model(model, data, priors)
+    try:
+        data = build_data(
+            source,
+            model,
+            alliance_session=alliance_session,
+            rater=rater,
+            score=score,
+            measure=measure,
+            lower_is_better=lower_is_better,
+        )
+        pm_model = build_model(model, data, priors)
+    except InsufficientData as exc:
+        return not_fitted(model, "skipped", str(exc), out_dir)
     idata, timing = sample(pm_model, settings)
     add_predictive(idata, pm_model, settings["seed"])
     prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
@@ -246,16 +269,20 @@ def fit_model(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         idata.to_netcdf(str(out / "idata.nc"))
-        from alliance.tables import write_csv_and_markdown
+        from alliance.tables import write_csv, write_csv_and_markdown
 
         write_csv_and_markdown(
-            summarize(idata),
+            population_summary(idata),
             out / "summary.csv",
             f"Posterior summary: {model} model",
-            note="Mean, SD and 94% HDI of each parameter with R-hat, bulk and tail ESS, MCSE.",
+            note=(
+                "Mean, SD, median and 95% equal-tailed interval of each parameter, the Monte "
+                "Carlo standard error of each, R-hat, bulk and tail ESS. Per-patient "
+                "parameters (random effects) are in idata.nc only."
+            ),
         )
         if comparison is not None:
-            comparison.to_csv(out / "loo_compare.csv", index=False)
+            write_csv(comparison, out / "loo_compare.csv", index=False)
         if model == "latent":
             write_csv_and_markdown(
                 pd.DataFrame(result["attenuation"]),
@@ -276,6 +303,82 @@ def fit_model(
     return result
 
 
+def not_fitted(
+    model: str,
+    status: str,
+    reason: str,
+    out_dir: str | Path | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """The result of a model that was not fitted, written as :func:`fit_model`'s files.
+
+    ``status`` is ``"skipped"`` (the data cannot support the model, for example fewer than 20
+    lagged session rows when no two consecutive sessions were rated) or ``"error"`` (an
+    unexpected failure, :func:`fit_model_or_error`). With ``out_dir``, writes ``summary.csv``
+    (the columns, no rows) and ``summary.md`` (with the reason), ``diagnostics.json`` (the
+    returned dict) and ``idata.nc`` (an InferenceData without groups whose attributes hold the
+    status and the reason), so that every file the workflow expects exists and the summary
+    shows the status per dataset.
+
+    Returns
+    -------
+    dict
+        ``model``, ``status``, ``reason``, empty ``diagnostics`` and ``effects``, and
+        ``traceback`` when ``detail`` is given.
+    """
+    import arviz as az
+
+    from alliance.tables import write_csv_and_markdown
+
+    if status not in ("skipped", "error"):
+        raise ValueError(f"status must be 'skipped' or 'error', got {status!r}")
+    result: dict[str, Any] = {
+        "model": model,
+        "status": status,
+        "reason": reason,
+        "diagnostics": {},
+        "effects": {},
+    }
+    if detail:
+        result["traceback"] = detail
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv_and_markdown(
+            pd.DataFrame(columns=SUMMARY_COLUMNS),
+            out / "summary.csv",
+            f"Posterior summary: {model} model ({status})",
+            note=f"Not estimated: {reason}",
+        )
+        text = json.dumps(result, indent=2, sort_keys=True, default=_json_default)
+        (out / "diagnostics.json").write_text(text + "\n", encoding="utf-8")
+        az.InferenceData(attrs={"status": status, "reason": reason}).to_netcdf(
+            str(out / "idata.nc")
+        )
+    return result
+
+
+def fit_model_or_error(
+    source: str | Path | Mapping[str, pd.DataFrame],
+    model: str,
+    out_dir: str | Path,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`fit_model` for one dataset of a run: an unexpected error becomes its status.
+
+    A model the data cannot support is ``skipped`` by :func:`fit_model`; any other exception
+    (a sampler crash, a bug) is recorded by :func:`not_fitted` as ``status: error`` with the
+    exception as the reason and its traceback, instead of stopping the run: the results
+    summary then shows it for this dataset and the other datasets' results stand.
+    ``options`` are :func:`fit_model`'s keywords.
+    """
+    try:
+        return fit_model(source, model, out_dir=out_dir, **options)
+    except Exception as exc:  # noqa: BLE001 - recorded as the fit's status, the run goes on
+        reason = f"{type(exc).__name__}: {exc}"
+        return not_fitted(model, "error", reason, out_dir, traceback.format_exc(limit=8))
+
+
 def plot_saved_fit(
     source: str | Path | Mapping[str, pd.DataFrame],
     idata_path: str | Path,
@@ -291,7 +394,9 @@ def plot_saved_fit(
     """Draw the figures of a fit written by :func:`fit_model` (its ``idata.nc``).
 
     The data are rebuilt with the same rules as the fit (the therapist figure needs the
-    patients' therapists and alliance); figures as :func:`alliance.bayes.plots.plot_fit`.
+    patients' therapists and alliance); figures as :func:`alliance.bayes.plots.plot_fit`. A
+    fit that was not estimated (:func:`not_fitted`: skipped or error) gets one figure,
+    ``not_estimated.png`` (and ``.pdf``), stating its status and reason.
 
     Raises
     ------
@@ -305,6 +410,16 @@ def plot_saved_fit(
 
     if model not in FIT_MODELS:
         raise ValueError(f"model must be one of {FIT_MODELS}, got {model!r}")
+    idata = az.from_netcdf(str(idata_path))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if "posterior" not in idata.groups():  # skipped or error (:func:`not_fitted`)
+        from alliance.process.plots import placeholder_figure
+
+        attrs = getattr(idata, "attrs", None) or {}
+        reason = f"{attrs.get('status', 'not fitted')}: {attrs.get('reason', 'no posterior')}"
+        placeholder_figure(f"Bayesian {model} model", reason, out / "not_estimated")
+        return [out / "not_estimated.png", out / "not_estimated.pdf"]
     data = build_data(
         source,
         model,
@@ -314,7 +429,4 @@ def plot_saved_fit(
         measure=measure,
         lower_is_better=lower_is_better,
     )
-    idata = az.from_netcdf(str(idata_path))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     return plot_fit(idata, model, data, out)

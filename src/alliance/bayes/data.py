@@ -13,6 +13,7 @@ import pandas as pd
 __all__ = [
     "BASELINE_TIMEPOINTS",
     "POST_TIMEPOINTS",
+    "InsufficientData",
     "ModelData",
     "load_tables",
     "patient_data",
@@ -23,6 +24,14 @@ __all__ = [
 BASELINE_TIMEPOINTS = ("intake", "baseline", "pre")
 #: Fixed time points read as the post-treatment outcome, in order of preference.
 POST_TIMEPOINTS = ("post", "end", "termination")
+
+
+class InsufficientData(ValueError):
+    """The data cannot support the model (too few patients, lagged rows, no variation).
+
+    Not an error of the input or the code: the fit is skipped with this reason
+    (:func:`alliance.bayes.api.fit_model`), and the other models and datasets go on.
+    """
 
 
 @dataclass
@@ -124,7 +133,7 @@ def _alliance_long(
 def _symptoms_long(outcomes: pd.DataFrame, measure: str) -> pd.DataFrame:
     rows = outcomes[outcomes["measure"].astype(str) == measure]
     if rows.empty:
-        raise ValueError(f"no outcome rows for measure {measure!r}")
+        raise InsufficientData(f"no outcome rows for measure {measure!r}")
     return pd.DataFrame(
         {
             "patient_id": rows["patient_id"].astype(str).to_numpy(),
@@ -159,7 +168,7 @@ def _fixed(symptoms: pd.DataFrame, labels: tuple[str, ...]) -> pd.Series:
 def _z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     mean, sd = float(np.mean(x)), float(np.std(x, ddof=1))
     if not np.isfinite(sd) or sd <= 0:
-        raise ValueError(f"cannot standardize a variable without variation, got SD {sd}")
+        raise InsufficientData(f"cannot standardize a variable without variation, got SD {sd}")
     return (x - mean) / sd, mean, sd
 
 
@@ -275,7 +284,7 @@ def patient_data(
     }
     frame = frame.dropna(subset=["alliance", "baseline", "post"]).reset_index()
     if len(frame) < 10:
-        raise ValueError(
+        raise InsufficientData(
             f"fewer than 10 patients with alliance, baseline and outcome, got {len(frame)}"
         )
     frame["therapist_id"] = frame["therapist_id"].fillna("unknown").astype(str)
@@ -376,12 +385,15 @@ def session_data(
     sym = sym.groupby(["patient_id", "session"], as_index=False)["value"].mean()
     base = sym.loc[sym["session"] == baseline_session, "value"].to_numpy(float)
     if len(base) < 2:
-        raise ValueError(f"no baseline scores at session {baseline_session}, got {len(base)}")
+        raise InsufficientData(f"no baseline scores at session {baseline_session}, got {len(base)}")
     nxt = sym.assign(session=sym["session"] - 1).rename(columns={"value": "next"})
     frame = alliance.merge(sym.rename(columns={"value": "now"}), on=["patient_id", "session"])
     frame = frame.merge(nxt, on=["patient_id", "session"]).dropna()
     if len(frame) < 20:
-        raise ValueError(f"fewer than 20 lagged session rows, got {len(frame)}")
+        raise InsufficientData(
+            "fewer than 20 lagged session rows (a session and the next one, both with "
+            f"alliance and symptoms), got {len(frame)}"
+        )
     frame = frame.sort_values(["patient_id", "session"]).reset_index(drop=True)
     frame["a_mean"] = frame.groupby("patient_id")["z_alliance"].transform("mean")
     frame["a_within"] = frame["z_alliance"] - frame["a_mean"]

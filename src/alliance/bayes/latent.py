@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alliance.bayes.data import ModelData, load_tables, patient_data
+from alliance.bayes.data import InsufficientData, ModelData, load_tables, patient_data
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -229,7 +229,9 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
     raw = np.where(codes >= 0, codes, np.nan).astype(float)
     item_sd = np.nanstd(raw, axis=0, ddof=1)
     if np.any(~(item_sd > 0)):
-        raise ValueError(f"every item needs variation, got SDs {np.round(item_sd, 3).tolist()}")
+        raise InsufficientData(
+            f"every item needs variation, got SDs {np.round(item_sd, 3).tolist()}"
+        )
     x = (raw - np.nanmean(raw, axis=0)) / item_sd
     zb = f["z_baseline"].to_numpy(float)
     sign = -1.0 if data.info.get("lower_is_better", True) else 1.0

@@ -1,4 +1,4 @@
-"""Figures of a Bayesian fit: key posteriors with HDIs, within/between plot, PPC and rank plots."""
+"""Figures of a Bayesian fit: key posteriors with 95% intervals, within/between, PPC, ranks."""
 
 from __future__ import annotations
 
@@ -50,18 +50,8 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _hdi(x: np.ndarray, prob: float = 0.94) -> tuple[float, float]:
-    """Narrowest interval holding ``prob`` of the draws."""
-    x = np.sort(x)
-    n = len(x)
-    k = max(1, int(np.floor(prob * n)))
-    widths = x[k:] - x[: n - k]
-    i = int(np.argmin(widths))
-    return float(x[i]), float(x[i + k])
-
-
 def posterior_effects(idata: az.InferenceData, names: list[str]) -> Figure:
-    """Histograms of the posterior of each effect with its mean and 94% HDI (bar and values)."""
+    """Histograms of the posterior of each effect with its mean and 95% equal-tailed interval."""
     names = [n for n in names if n in idata.posterior]
     if not names:
         raise ValueError(f"none of the effects is in the posterior, got {names}")
@@ -70,12 +60,12 @@ def posterior_effects(idata: az.InferenceData, names: list[str]) -> Figure:
         axes = fig.subplots(1, len(names), squeeze=False)[0]
         for ax, name in zip(axes, names, strict=True):
             x = np.asarray(idata.posterior[name]).ravel()
-            low, high = _hdi(x)
+            low, high = np.quantile(x, [0.025, 0.975])
             ax.hist(x, bins=40, color=_COLOUR, alpha=0.6, density=True)
             top = ax.get_ylim()[1]
             ax.plot([low, high], [0.04 * top] * 2, color="black", lw=2.5, solid_capstyle="butt")
             ax.axvline(0.0, color="#999999", lw=0.6, ls="--")
-            ax.set_title(f"mean {x.mean():.2f}, 94% HDI [{low:.2f}, {high:.2f}]")
+            ax.set_title(f"mean {x.mean():.2f}, 95% interval [{low:.2f}, {high:.2f}]")
             ax.set_xlabel(_LABELS.get(name, name))
             ax.set_yticks([])
     return fig

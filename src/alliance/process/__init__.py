@@ -35,6 +35,7 @@ from alliance.process.trajectories import (
     planned_sessions,
     variance_components,
 )
+from alliance.tables import write_csv
 
 __all__ = [
     "AGREEMENT_COLUMNS",
@@ -235,7 +236,7 @@ def run_process_analyses(
         by_session=ag_cfg["by_session"],
         min_pairs=ag_cfg["min_pairs"],
     )
-    ag["table"].to_csv(out_dir / OUTPUT_FILES["agreement_csv"], index=False)
+    write_csv(ag["table"], out_dir / OUTPUT_FILES["agreement_csv"], index=False)
     ag_json = {k: ag[k] for k in ("status", "reason", "raters", "n_pairs", "n_patients", "method")}
     ag_json["table"] = ag["table"].to_dict("records")
     _write_json(out_dir / OUTPUT_FILES["agreement_json"], ag_json)
@@ -299,8 +300,8 @@ def run_process_analyses(
             )
         else:
             rup_summary["status"] = "ok"
-    episodes.to_csv(out_dir / OUTPUT_FILES["episodes"], index=False)
-    patients.to_csv(out_dir / OUTPUT_FILES["patients"], index=False)
+    write_csv(episodes, out_dir / OUTPUT_FILES["episodes"], index=False)
+    write_csv(patients, out_dir / OUTPUT_FILES["patients"], index=False)
     if rup_summary["status"] == "ok" and len(episodes):
         rupture_trajectories_figure(
             scores,

@@ -22,7 +22,7 @@ from alliance.process.bayes_models import (
     rater_outcome,
     rupture_outcome,
 )
-from alliance.tables import write_csv_and_markdown
+from alliance.tables import read_csv, write_csv, write_csv_and_markdown
 
 __all__ = ["KEY_COLUMNS", "OUTPUT_FILES", "key_effects", "run_process_bayes"]
 
@@ -133,15 +133,23 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-def _summary_table(fit: ProcessFit) -> pd.DataFrame:
-    from alliance.bayes.diagnostics import SUMMARY_COLUMNS, summarize
+def _summary_table(fit: ProcessFit, per_patient: bool = False) -> pd.DataFrame:
+    """Posterior summary of every stage: population-level parameters, or per-patient ones."""
+    from alliance.bayes.diagnostics import SUMMARY_COLUMNS, per_patient_names, summarize
 
-    if fit.idata is None:
-        return pd.DataFrame(columns=["stage", *SUMMARY_COLUMNS])
+    columns = ["stage", *SUMMARY_COLUMNS]
     stages = fit.idata if isinstance(fit.idata, dict) else {fit.model: fit.idata}
-    frames = [summarize(idata).assign(stage=stage) for stage, idata in stages.items()]
-    table = pd.concat(frames, ignore_index=True)
-    return table[["stage", *SUMMARY_COLUMNS]]
+    frames = []
+    for stage, idata in stages.items():
+        if idata is None:
+            continue
+        hidden = set(per_patient_names(idata))
+        names = [str(n) for n in idata.posterior.data_vars if (str(n) in hidden) == per_patient]
+        if names:
+            frames.append(summarize(idata, names).assign(stage=stage))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _survival_figure(curves: pd.DataFrame, path_stem: Path) -> list[Path]:
@@ -238,51 +246,6 @@ def key_effects(
     return table
 
 
-def _key_effects_figure(table: pd.DataFrame, path_stem: Path) -> list[Path]:
-    """One panel per model: each key estimate with its 95% interval, or the skip reason."""
-    import textwrap
-
-    import matplotlib as mpl
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from alliance.plots import DOUBLE_COLUMN, save, style
-
-    models = list(dict.fromkeys(table["model"]))
-    heights = [max(1, int(table[table["model"] == m]["effect"].notna().sum())) for m in models]
-    with mpl.rc_context(style()):
-        fig = Figure(figsize=(DOUBLE_COLUMN, 0.55 + 0.32 * sum(heights)), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(models), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, model in zip(axes, models, strict=True):
-            rows = table[table["model"] == model]
-            status = str(rows["status"].iloc[0])
-            shown = rows[rows["effect"].notna()]
-            if shown.empty:
-                ax.set_axis_off()
-                reason = textwrap.shorten(str(rows["reason"].iloc[0]), 120)
-                ax.set_title(f"{model}: {status}", loc="left", fontsize=8)
-                ax.text(0, 0.5, f"Not estimated: {reason}", fontsize=7, transform=ax.transAxes)
-                continue
-            y = np.arange(len(shown))[::-1]
-            ax.errorbar(
-                shown["mean"],
-                y,
-                xerr=[shown["mean"] - shown["eti95_low"], shown["eti95_high"] - shown["mean"]],
-                fmt="o",
-                color="#000000",
-                ms=3,
-                lw=1,
-            )
-            ref = 1.0 if shown["effect"].iloc[0].startswith("or_") else 0.0
-            if not shown["effect"].str.contains("share").all():
-                ax.axvline(ref, color="#999999", lw=0.6, ls="--")
-            ax.set_yticks(y, [textwrap.shorten(str(t), 90) for t in shown["label"]], fontsize=6)
-            ax.set_title(f"{model}: diagnostics {status}", loc="left", fontsize=8)
-        axes[-1].set_xlabel("Posterior mean and 95% interval (each panel on its own scale)")
-    return save(fig, path_stem)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -304,7 +267,7 @@ def _inputs(dataset_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
             tables["scores"], planned, tables["outcomes"], measure=settings["measure"]
         )
     rupt_path = process / "ruptures_patients.csv"
-    ruptures = pd.read_csv(rupt_path) if rupt_path.is_file() else None
+    ruptures = read_csv(rupt_path) if rupt_path.is_file() else None
     try:
         outcome = patient_data(
             tables, settings["alliance_session"], measure=settings["measure"]
@@ -399,8 +362,10 @@ def run_process_bayes(
 ) -> dict[str, Any]:
     """Fit the Bayesian process models of one dataset and write one folder per model.
 
-    Writes ``{out_dir}/{model}/summary.csv`` (posterior summary of every parameter, one
-    ``stage`` per fitted stage; ``summary.md`` beside it), ``diagnostics.json``
+    Writes ``{out_dir}/{model}/summary.csv`` (posterior summary of every population-level
+    parameter, one ``stage`` per fitted stage; ``summary.md`` beside it),
+    ``per_patient.csv`` (the same for the per-patient parameters, labelled by patient ID:
+    a per-patient file that no summary or report shows), ``diagnostics.json``
     (``status``: ``pass``, ``fail``, ``skipped`` or ``error``, with failures or the reason)
     and ``effects.json`` (key effects, derived tables such as the survival curves, data rules
     and counts, definition, references, timing); for ``dropout`` also ``survival.csv``;
@@ -481,22 +446,28 @@ def run_process_bayes(
         files = [OUTPUT_FILES[k] for k in ("summary", "diagnostics", "effects")]
         try:
             table = _summary_table(fit)
+            per_patient = _summary_table(fit, per_patient=True)
         except Exception as exc:  # noqa: BLE001 - recorded, other models go on
             fit.status, fit.reason = "error", f"summary failed: {type(exc).__name__}: {exc}"
-            table = _summary_table(ProcessFit(name, "error"))
+            table = per_patient = _summary_table(ProcessFit(name, "error"))
         write_csv_and_markdown(
             table,
             folder / OUTPUT_FILES["summary"],
             title=f"Posterior summary: {name} ({fit.status})",
-            note=fit.reason or "mean, SD, 94% HDI, MCSE, ESS and R-hat of every parameter.",
+            note=fit.reason
+            or "mean, SD, 94% HDI, MCSE, ESS and R-hat of every population-level parameter "
+            "(per-patient ones: per_patient.csv).",
         )
         files.append("summary.md")
+        # random effects labelled by patient ID: a per-patient file, never in a summary
+        write_csv(per_patient, folder / "per_patient.csv", index=False)
+        files.append("per_patient.csv")
         diagnostics = {"status": fit.status, "reason": fit.reason, **fit.diagnostics}
         diagnostics["status"] = fit.status
         _write_json(folder / OUTPUT_FILES["diagnostics"], diagnostics)
         _write_json(folder / OUTPUT_FILES["effects"], fit.as_dict())
         if "survival" in fit.tables:
-            fit.tables["survival"].to_csv(folder / "survival.csv", index=False)
+            write_csv(fit.tables["survival"], folder / "survival.csv", index=False)
             files.append("survival.csv")
         if name == "dropout" and cfg["figures"]:
             stem = out_dir / "figures" / "survival"
@@ -537,7 +508,9 @@ def run_process_bayes(
         ),
     )
     if cfg["figures"] and len(keys):
-        _key_effects_figure(keys, out_dir / "figures" / "key_effects")
+        from alliance.process.plots import key_effects_figure
+
+        key_effects_figure(keys, out_dir / "figures" / "key_effects")
     result["timing"] = {"total_s": round(time.perf_counter() - start, 3)}
     _write_json(out_dir / "summary.json", result)
     return _clean(result)

@@ -18,6 +18,7 @@ __all__ = [
     "OKABE_ITO",
     "bland_altman_figure",
     "choose_patients",
+    "key_effects_figure",
     "placeholder_figure",
     "rupture_trajectories_figure",
 ]
@@ -175,7 +176,9 @@ def rupture_trajectories_figure(
     is a triangle (repaired, at the repair session; the dotted line runs from the
     pre-rupture sessions to the repair), a cross (unrepaired, at the rupture
     session) or a square (censored), colour-coded (Okabe-Ito, colour-blind safe) and shaped
-    so the figure also reads in grey scale.
+    so the figure also reads in grey scale. Panels are titled ``Case 1`` ... ``Case n`` in
+    the order of ``patients`` (by default :func:`choose_patients`, sorted by ID), never by
+    patient ID: no patient identifier appears in a figure.
 
     Parameters
     ----------
@@ -212,7 +215,7 @@ def rupture_trajectories_figure(
     with mpl.rc_context(style()):
         fig = _figure(DOUBLE_COLUMN, 1.45 * nrow + 0.45)
         axes = np.atleast_1d(fig.subplots(nrow, ncol, sharex=True, sharey=True)).ravel()
-        for ax, pid in zip(axes, chosen, strict=False):
+        for case, (ax, pid) in enumerate(zip(axes, chosen, strict=False), start=1):
             course = frame[frame["patient_id"] == pid].sort_values("session")
             ax.plot(course["session"], course[score], color=OKABE_ITO["grey"], lw=0.9, zorder=1)
             ax.scatter(course["session"], course[score], s=7, color=OKABE_ITO["black"], zorder=2)
@@ -227,7 +230,7 @@ def rupture_trajectories_figure(
                 else:
                     xy = (s0, float(ep.rupture_score) - 0.35)
                 ax.scatter(*xy, s=30, marker=st["marker"], color=st["colour"], zorder=3, lw=0)
-            ax.set_title(pid, loc="left")
+            ax.set_title(f"Case {case}", loc="left")  # never the patient ID
             ax.set_ylim(scale[0] - 0.1, scale[1] + 0.1)
             ax.set_xlim(0.5, max_session + 0.5)
             ax.set_xticks(range(1, max_session + 1, 2 if max_session > 8 else 1))
@@ -264,6 +267,102 @@ def rupture_trajectories_figure(
             for st in STATUS_STYLE.values()
         ]
         fig.legend(handles=handles, loc="outside upper center", ncol=5, frameon=False)
+        if path_stem is not None:
+            save(fig, path_stem)
+    return fig
+
+
+def key_effects_figure(
+    table: pd.DataFrame, path_stem: str | Path | None = None, label_width: int = 48
+) -> Figure:
+    """One panel per Bayesian process model: each key estimate with its 95% interval.
+
+    A model that was skipped or could not be fitted gets a short panel with its status and
+    the whole reason, wrapped across the full figure width (not cut off, and not confined
+    to the plotting area right of the estimate labels). Estimate labels are wrapped at
+    ``label_width`` characters so the label column does not leave the panels narrow. Each
+    panel has its own scale (the estimates are odds ratios, shares or slopes); a dashed
+    line marks no effect (1 for an odds ratio, 0 otherwise; none for shares).
+
+    Parameters
+    ----------
+    table
+        Rows of :func:`alliance.process.bayes_api.key_effects` of every model: ``model``,
+        ``status``, ``effect``, ``label``, ``mean``, ``eti95_low``, ``eti95_high``,
+        ``reason``.
+    path_stem
+        If given, save ``{path_stem}.png`` (300 dpi) and ``.pdf``.
+    label_width
+        Characters per line of an estimate's label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Text of a skipped model's panel has gid ``skip_<model>``.
+    """
+    import textwrap
+
+    from matplotlib.transforms import blended_transform_factory
+
+    models = list(dict.fromkeys(table["model"]))
+    chars = int(DOUBLE_COLUMN * 72 / (7 * 0.55))  # characters of 7-pt text across the figure
+    panels = []
+    for model in models:
+        rows = table[table["model"] == model]
+        shown = rows[rows["effect"].notna()]
+        if shown.empty:
+            reason = str(rows["reason"].iloc[0]) if rows["reason"].notna().any() else "no reason"
+            lines = textwrap.wrap(f"Not estimated: {reason}", chars)
+            panels.append((model, rows, shown, lines, 0.32 + 0.13 * len(lines)))
+        else:
+            labels = [textwrap.fill(str(t), label_width) for t in shown["label"]]
+            height = sum(0.16 + 0.13 * lab.count("\n") + 0.12 for lab in labels) + 0.25
+            panels.append((model, rows, shown, labels, height))
+    heights = [h for *_, h in panels]
+    with mpl.rc_context(style()):
+        fig = _figure(DOUBLE_COLUMN, sum(heights) + 0.45)
+        axes = fig.subplots(len(models), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, (model, rows, shown, lines, _) in zip(axes, panels, strict=True):
+            status = str(rows["status"].iloc[0])
+            if shown.empty:
+                # from the figure's left edge across its width, not from the axes' left
+                ax.set_axis_off()
+                where = blended_transform_factory(fig.transFigure, ax.transAxes)
+                title = ax.annotate(
+                    f"{model}: {status}", (0.01, 1.0), xycoords=where, va="top", fontsize=8
+                )
+                body = ax.annotate(
+                    "\n".join(lines),
+                    (0.01, 1.0),
+                    xycoords=where,
+                    xytext=(0, -13),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize=7,
+                )
+                body.set_gid(f"skip_{model}")
+                for text in (title, body):
+                    text.set_in_layout(False)
+                continue
+            y = np.arange(len(shown))[::-1]
+            ax.errorbar(
+                shown["mean"],
+                y,
+                xerr=[shown["mean"] - shown["eti95_low"], shown["eti95_high"] - shown["mean"]],
+                fmt="o",
+                color=OKABE_ITO["black"],
+                ms=3,
+                lw=1,
+            )
+            ref = 1.0 if str(shown["effect"].iloc[0]).startswith("or_") else 0.0
+            if not shown["effect"].str.contains("share").all():
+                ax.axvline(ref, color=OKABE_ITO["grey"], lw=0.6, ls="--")
+            ax.set_yticks(y, lines, fontsize=6)
+            ax.set_ylim(-0.6, len(shown) - 0.4)
+            ax.set_title(f"{model}: diagnostics {status}", loc="left", fontsize=8)
+        plotted = [ax for ax, (_, _, shown, _, _) in zip(axes, panels, strict=True) if len(shown)]
+        if plotted:
+            plotted[-1].set_xlabel("Posterior mean and 95% interval (each panel on its own scale)")
         if path_stem is not None:
             save(fig, path_stem)
     return fig

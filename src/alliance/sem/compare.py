@@ -126,20 +126,28 @@ def compare_models(results: dict[str, FitResult]) -> dict[str, Any]:
     more degrees of freedom; the likelihood-ratio test (scaled for MLR) is reported for
     every such pair, leaving it to the reader to judge nesting (e.g. the bifactor model
     does not nest the two-factor model). Delta CFI/RMSEA/SRMR are ``restricted - general``.
+    A pair with a model that did not converge or is inadmissible (a Heywood case, a latent
+    covariance matrix that is not positive definite; :func:`alliance.sem.validity.
+    admissibility`) is not tested: its row has ``not_tested`` with the reason.
 
     Returns
     -------
     dict
-        ``{"fit": {name: {npar, df, chisq, ..., aic, bic}}, "tests": [...]}``.
+        ``{"fit": {name: {npar, df, chisq, ..., aic, bic, converged, admissible}},
+        "tests": [...]}``.
     """
+    from alliance.sem.validity import admissibility
+
     names = list(results)
+    status = {k: admissibility(v) for k, v in results.items()}
     measures = {k: fit_measures(v) for k, v in results.items()}
     keys = (
         "npar", "df", "chisq", "pvalue", "chisq.scaled", "cfi", "tli", "rmsea", "srmr",
         "cfi.robust", "tli.robust", "rmsea.robust", "aic", "bic", "bic2",
     )  # fmt: skip
     table = {
-        k: {m: measures[k].get(m) for m in keys if m in measures[k]} | {"converged": v.converged}
+        k: {m: measures[k].get(m) for m in keys if m in measures[k]}
+        | {"converged": v.converged, "admissible": status[k]["admissible"]}
         for k, v in results.items()
     }
     tests = []
@@ -149,6 +157,11 @@ def compare_models(results: dict[str, FitResult]) -> dict[str, Any]:
             if set(ra.spec.ov) != set(rb.spec.ov) or ra.ntotal != rb.ntotal or ra.df == rb.df:
                 continue
             general, restricted = (a, b) if ra.df < rb.df else (b, a)
+            bad = [m for m in (restricted, general) if not status[m]["admissible"]]
+            if bad:
+                why = "; ".join(f"{m}: {', '.join(status[m]['issues'])}" for m in bad)
+                tests.append({"general": general, "restricted": restricted, "not_tested": why})
+                continue
             lrt = lrt_table([results[general], results[restricted]], [general, restricted],
                             [measures[general], measures[restricted]])  # fmt: skip
             row = lrt["table"][1]

@@ -113,6 +113,7 @@ class WlsmvFit:
     tests: dict[str, float] = field(default_factory=dict)
     fit: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    robust_note: str | None = None
 
     # ------------------------------------------------------------------ dense views
 
@@ -802,6 +803,9 @@ def _fit_measures(fit: WlsmvFit, robust_fit: bool) -> None:
     lo, up = _rmsea_ci(x2s, df, n1, g)
     out["rmsea.ci.lower.scaled"], out["rmsea.ci.upper.scaled"] = lo, up
     rob = _robust_catml(fit) if robust_fit else None
+    undefined = _robust_undefined(fit) if robust_fit else None
+    if undefined is not None:
+        fit.robust_note = f"robust CFI, TLI and RMSEA not defined: {undefined}"
     if rob is None:
         for k in ("cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper"):
             out[f"{k}.robust"] = None
@@ -816,6 +820,32 @@ def _fit_measures(fit: WlsmvFit, robust_fit: bool) -> None:
     fit.fit = out
 
 
+def _robust_undefined(fit: WlsmvFit) -> str | None:
+    """Why the Savalei (2021) robust indices are not defined for ``fit`` (None when they are).
+
+    As lavaan 0.6-14, which returns NA: a free scale factor (thresholds held equal across
+    groups, delta parameterization), thresholds held equal across groups, or a sample
+    polychoric correlation matrix that is not positive definite (the catML discrepancy
+    needs its log-determinant; with pairwise missing data or sparse categories in a small
+    sample the pairwise polychorics need not form a positive-definite matrix).
+    """
+    spec = fit.spec
+    if any(r.free and r.op == "~*~" for r in spec.table):
+        return "scale factors are free (thresholds held equal across groups), as in lavaan"
+    if spec.ngroups > 1 and "thresholds" in spec.group_equal:
+        return "thresholds are held equal across groups, as in lavaan"
+    for gi, s in enumerate(fit.stats):
+        smallest = float(np.linalg.eigvalsh(s.cor).min())
+        if smallest < np.sqrt(np.finfo(float).eps):
+            where = f" of group {spec.group_labels[gi]}" if spec.ngroups > 1 else ""
+            return (
+                f"the sample polychoric correlation matrix{where} is not positive definite "
+                f"(smallest eigenvalue {smallest:.3g}), so the catML statistic behind them "
+                "cannot be computed (lavaan 0.6-14 also returns NA)"
+            )
+    return None
+
+
 def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, float] | None:
     """Savalei (2021) robust statistic for CFI/TLI/RMSEA with categorical data.
 
@@ -825,13 +855,11 @@ def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, flo
     ``lav_fit_catml_dwls``). Returns ``None`` when lavaan 0.6-14 returns NA: when thresholds
     are held equal across groups (delta: a scale factor ``~*~`` is free; theta: also in the
     strict step, where no residual variance is free) or a correlation matrix is not positive
-    definite.
+    definite (:func:`_robust_undefined` says which).
     """
+    if _robust_undefined(fit) is not None:
+        return None
     spec = fit.spec
-    if any(r.free and r.op == "~*~" for r in spec.table):
-        return None
-    if spec.ngroups > 1 and "thresholds" in spec.group_equal:
-        return None
     fg = fit.fg
     imp = spec.implied(fit.x)
     xx3 = 0.0
@@ -841,9 +869,6 @@ def _robust_catml(fit: WlsmvFit) -> tuple[float, float, float, float, float, flo
     x_blocks, y1_blocks, y2_blocks = [], [], []
     for gi, s in enumerate(fit.stats):
         r = s.cor
-        ev = np.linalg.eigvalsh(r)
-        if np.any(ev < np.sqrt(np.finfo(float).eps)):
-            return None
         sigma = imp[gi].sigma
         p = r.shape[0]
         sinv = np.linalg.inv(sigma)
@@ -1516,7 +1541,7 @@ def fit_wlsmv(
         parameterization=parameterization,
     )  # fmt: skip
     out = fit.to_dict(level)
-    out["meta"]["notes"] = []
+    out["meta"]["notes"] = [fit.robust_note] if fit.robust_note else []
     if collapsed:
         out["meta"]["notes"].append(COLLAPSE_NOTE.format(merges=merges_text(collapsed)))
     out["collapsed_categories"] = collapsed
