@@ -188,6 +188,8 @@ COUNT_KEYS = {
     "n_complete",
     "n_patients",
     "n_pairs",
+    "cells_quarantined",
+    "rows_with_quarantined_cells",
     "studies",
     "patients",
     "therapists",
@@ -217,8 +219,7 @@ def kind_of(file: str, key: str) -> str:
     if (
         leaf in COUNT_KEYS
         or leaf.startswith("n_")
-        or key.startswith("reasons/")
-        or key.startswith("missing_codes_seen/")
+        or key.startswith(("reasons/", "cell_reasons/", "missing_codes_seen/"))
     ):
         return "count"
     if leaf in {"p", "pvalue", "p_value", "qp", "pval"} or leaf.startswith("pvalue"):
