@@ -14,7 +14,9 @@ the case's description; ``make_cases.py`` writes the exports). Keys of ``expecte
 - ``values``: row -> the raw value of that row's first quarantine line;
 - ``details`` / ``warnings``: substrings each found in some quarantine detail / warning;
 - ``patients``: the patient IDs of ``patients.parquet``; ``outcome_values``: the sorted values
-  of ``outcomes.parquet``.
+  of ``outcomes.parquet``;
+- ``attendance``: every row of ``attendance.parquet`` as ``[patient, session, rater (null for
+  an invalid code), source records, kept]``.
 """
 
 from __future__ import annotations
@@ -86,5 +88,12 @@ def test_bad_input(name, tmp_path, capsys):
     if "outcome_values" in want:
         outcomes = pd.read_parquet(out / "outcomes.parquet")
         assert sorted(outcomes["value"].astype(float)) == want["outcome_values"]
+    if "attendance" in want:
+        attendance = pd.read_parquet(out / "attendance.parquet")
+        got = [
+            [r.patient_id, int(r.session), None if pd.isna(r.rater) else r.rater, r.records, r.kept]
+            for r in attendance.itertuples()
+        ]
+        assert got == want["attendance"]
     # the printed summary agrees with the report
     assert f"{report['rows_in']} rows in, {report['rows_kept']} kept" in captured.out

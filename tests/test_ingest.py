@@ -78,6 +78,13 @@ def assert_reconciles(result, rows_in):
     assert rep["cells_quarantined"] == in_kept.sum()
     # a kept row is in the tidy items (or is a wide row without any attended session)
     assert set(q.loc[row_scope, "row"]).isdisjoint(set(result.items.get("source_row", [])))
+    # every tidy item row is an attended session with a kept record
+    if result.attendance is not None and len(result.items):
+        key = ["patient_id", "session", "rater"]
+        att = result.attendance
+        assert set(map(tuple, result.items[key].astype(str).to_numpy())) <= set(
+            map(tuple, att.loc[att["kept"], key].astype(str).to_numpy())
+        )
 
 
 def test_valid_export_keeps_every_row(tmp_path, rng):
@@ -141,6 +148,9 @@ def test_bad_value_is_quarantined_with_reason(tmp_path, rng, column, value, reas
         assert result.report["rows_quarantined"] == 1
         assert result.report["cells_quarantined"] == 0
         assert 4 not in set(result.items["source_row"])
+        # row 4 (P002, session 1) still attests the session unless its ID or session is bad
+        attested = ("P002", 1) in result.attendance.set_index(["patient_id", "session"]).index
+        assert attested == (column == "ther")
     else:  # a bad answer: the cell is set missing, the attended session is kept
         assert result.report["rows_quarantined"] == 0
         assert result.report["cells_quarantined"] == 1

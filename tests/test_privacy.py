@@ -205,6 +205,7 @@ PER_PATIENT_FILES = (
     "items.parquet",
     "outcomes.parquet",
     "patients.parquet",
+    "attendance.parquet",
     "scores.parquet",
     "truth_patients.csv",
 )

@@ -54,10 +54,16 @@ class IngestResult:
     effects: pd.DataFrame | None
     quarantine: pd.DataFrame
     report: dict[str, Any]
+    #: patient x session x rater attested by a source record, kept or quarantined (items only)
+    attendance: pd.DataFrame | None = None
     problems: list[pd.DataFrame] = field(default_factory=list, repr=False)
 
     def write(self, out_dir: str | Path) -> None:
-        """Write the tables, ``quarantine.csv`` and ``ingest_report.json`` into ``out_dir``."""
+        """Write the tables, ``quarantine.csv`` and ``ingest_report.json`` into ``out_dir``.
+
+        Items datasets: ``items.parquet``, ``outcomes.parquet``, ``patients.parquet`` and
+        ``attendance.parquet``; effects datasets: ``effects.parquet``.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if self.effects is not None:
@@ -66,6 +72,8 @@ class IngestResult:
             self.items.to_parquet(out / "items.parquet", index=False)
             self.outcomes.to_parquet(out / "outcomes.parquet", index=False)
             self.patients.to_parquet(out / "patients.parquet", index=False)
+            if self.attendance is not None:
+                self.attendance.to_parquet(out / "attendance.parquet", index=False)
         write_csv(self.quarantine, out / "quarantine.csv", index=False)
         (out / "ingest_report.json").write_text(json.dumps(self.report, indent=2, sort_keys=True))
 
@@ -419,8 +427,13 @@ def _item_cells(
 
 def _outcome_cells(
     codebook: Codebook, raw: pd.Series, column: str, outcome: Any, rows: pd.Series, acc: _Columns
-) -> pd.Series:
-    """Clean one outcome column; out-of-range or non-numeric scores are quarantined cells."""
+) -> tuple[pd.Series, pd.Series]:
+    """Clean one outcome column; out-of-range or non-numeric scores are quarantined cells.
+
+    Returns the scores (NaN for missing and quarantined cells) and whether each cell held
+    something other than a blank or a missing code (a score, valid or not: for the wide
+    layout, a session attended).
+    """
     cells = _classify(codebook, raw, column, acc)
     span = f"{outcome.measure} range {outcome.min:g}-{outcome.max:g}"
     acc.problems.add(
@@ -449,7 +462,10 @@ def _outcome_cells(
             scope="cell",
         )
         bad = bad | frac
-    return value.where(~bad)
+    held = ~cells.blank & cells.code.isna()
+    if column in acc.formulas:  # a formula without a value: a score nobody can read
+        held |= raw.index.isin(list(acc.formulas[column]))
+    return value.where(~bad), held
 
 
 #: The largest session number (int32): larger numbers (``1e20``, ``inf``) are no sessions.
@@ -575,7 +591,7 @@ def _records_long(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
     outcome_rows = []
     for outcome in codebook.outcomes:
         col = outcome.column
-        value = _outcome_cells(codebook, frame[col], col, outcome, rows, acc)
+        value, _ = _outcome_cells(codebook, frame[col], col, outcome, rows, acc)
         outcome_rows.append(
             pd.DataFrame(
                 {
@@ -589,26 +605,30 @@ def _records_long(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
         )
     records = pd.concat([ids, pd.DataFrame({"source_row": rows}), items], axis=1)
     records["frame_index"] = frame.index
-    return records, outcome_rows
+    # attended: every record of a session (its ID and session checked in _attendance)
+    visits = records[["patient_id", "session", "rater", "source_row"]]
+    return records, outcome_rows, visits
 
 
 def _records_wide(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns):
     ids = _ids(codebook, frame, rows, acc)
-    per_session, outcome_rows = [], []
+    per_session, outcome_rows, visits = [], [], []
     for session in codebook.sessions:
         items = pd.DataFrame(index=frame.index)
         # attended: an item cell holds an answer, valid or quarantined (a bad cell must not
-        # turn an attended session into a missed one)
+        # turn an attended session into a missed one), or a session outcome cell a score
         answered = pd.Series(False, index=frame.index)
         for item in codebook.instrument.items:
             col = codebook.item_column(item, session)
             items[item], held = _item_cells(codebook, frame[col], col, rows, acc)
             answered |= held
+        scored = pd.Series(False, index=frame.index)
         for outcome in codebook.outcomes:
             if outcome.timepoint is not None:
                 continue
             col = codebook.outcome_column(outcome, session)
-            value = _outcome_cells(codebook, frame[col], col, outcome, rows, acc)
+            value, held = _outcome_cells(codebook, frame[col], col, outcome, rows, acc)
+            scored |= held
             outcome_rows.append(
                 pd.DataFrame(
                     {
@@ -624,10 +644,15 @@ def _records_wide(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
         block["session"] = session
         block["frame_index"] = frame.index
         per_session.append(block[answered])
+        visits.append(
+            block.loc[answered | scored, ["patient_id", "session", "rater", "source_row"]]
+        )
     for outcome in codebook.outcomes:
         if outcome.timepoint is None:
             continue
-        value = _outcome_cells(codebook, frame[outcome.column], outcome.column, outcome, rows, acc)
+        value, _ = _outcome_cells(
+            codebook, frame[outcome.column], outcome.column, outcome, rows, acc
+        )
         outcome_rows.append(
             pd.DataFrame(
                 {
@@ -641,7 +666,7 @@ def _records_wide(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc:
         )
     records = pd.concat(per_session, ignore_index=True)
     records["session"] = records["session"].astype("Int64")
-    return records, outcome_rows
+    return records, outcome_rows, pd.concat(visits, ignore_index=True)
 
 
 def _duplicates(
@@ -673,6 +698,52 @@ def _duplicates(
             mask = pd.Series(True, index=part.index)
             values = part[key].astype("string").fillna("<NA>").agg(" / ".join, axis=1)
             acc.problems.add(mask, part["source_row"], label, values, reason, detail)
+
+
+#: Columns of ``attendance.parquet``: one row per patient x session x rater with a source record.
+ATTENDANCE_COLUMNS = ["patient_id", "session", "rater", "records", "kept"]
+
+
+def _attendance(
+    codebook: Codebook, visits: pd.DataFrame, acc: _Columns, flagged: set[int]
+) -> pd.DataFrame:
+    """Sessions attended, from every source record whose patient ID and session are valid.
+
+    A record counts whether it is kept or quarantined (a conflicting duplicate, a bad rater
+    code or therapist ID does not undo the session): one row per patient x session x rater
+    (``rater`` missing when its code was invalid) with the number of source ``records`` and
+    whether one of them was ``kept``. A record whose patient ID or session is missing or
+    unusable (``missing_id``, ``inexact_id``, ``invalid_session``, a formula without a value)
+    and a malformed record (not read into fields) tell no attendance.
+    """
+    problems = acc.problems.table()
+    id_columns = [codebook.ids["patient"]]
+    if codebook.layout == "long":
+        id_columns.append(codebook.ids["session"])
+    bad_ids = problems.loc[
+        (problems["scope"] == "row") & problems["column"].isin(id_columns), "row"
+    ].astype(int)
+    valid = (
+        visits["patient_id"].notna()
+        & visits["session"].notna()
+        & ~visits["source_row"].isin(set(bad_ids))
+    )
+    seen = visits[valid].assign(kept=~visits.loc[valid, "source_row"].isin(flagged))
+    table = (
+        seen.groupby(["patient_id", "session", "rater"], dropna=False, sort=False)
+        .agg(records=("source_row", "size"), kept=("kept", "any"))
+        .reset_index()
+        .sort_values(["patient_id", "session", "rater"], kind="stable", ignore_index=True)
+    )
+    return table.astype(
+        {
+            "patient_id": "string",
+            "session": "Int64",
+            "rater": "string",
+            "records": "int64",
+            "kept": "bool",
+        }
+    )[ATTENDANCE_COLUMNS]
 
 
 def _patients(codebook: Codebook, kept: pd.DataFrame, covs: pd.DataFrame, warnings: list[str]):
@@ -721,7 +792,7 @@ def _ingest_items(codebook: Codebook, raw: RawTable, acc: _Columns, warnings: li
     rows = pd.Series(raw.rows, index=frame.index, dtype="int64")
     _formula_problems(codebook, raw, rows, acc)
     build = _records_long if codebook.layout == "long" else _records_wide
-    records, outcome_parts = build(codebook, frame, rows, acc)
+    records, outcome_parts, visits = build(codebook, frame, rows, acc)
     covs = _covariates(codebook, frame, rows, acc)
     flagged = acc.problems.rows("row")
     clean = records[~records["source_row"].isin(flagged)]
@@ -745,6 +816,7 @@ def _ingest_items(codebook: Codebook, raw: RawTable, acc: _Columns, warnings: li
         cmp_frame = pd.concat([first_rows[["patient_id", "rater", "source_row"]], wide_cmp], axis=1)
         _duplicates(cmp_frame, ["patient_id", "rater"], list(wide_cmp.columns), rows, acc)
     flagged = acc.problems.rows("row")
+    attendance = _attendance(codebook, visits, acc, flagged)
     kept = records[~records["source_row"].isin(flagged)].copy()
     kept = kept.sort_values(["patient_id", "session", "rater"], kind="stable")
 
@@ -803,7 +875,7 @@ def _ingest_items(codebook: Codebook, raw: RawTable, acc: _Columns, warnings: li
     patients = _patients(codebook, kept, covs, warnings)
     tidy = kept[[*ID_COLUMNS, *codebook.groups, "source_row", *items]].reset_index(drop=True)
     tidy = tidy.astype({"source_row": "Int64", "session": "Int64", **{i: "Float64" for i in items}})
-    return tidy, outcomes.reset_index(drop=True), patients
+    return tidy, outcomes.reset_index(drop=True), patients, attendance
 
 
 # --------------------------------------------------------------------------- effects datasets
@@ -886,7 +958,10 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         rows_kept + rows_quarantined``; quarantined cells of kept rows are counted in
         ``cells_quarantined``. A bad answer, outcome score or covariate value quarantines its
         cell (set missing, the record kept: the session took place); an ID, session, rater,
-        duplicate or malformed-record problem quarantines the record.
+        duplicate or malformed-record problem quarantines the record. ``attendance`` (items
+        datasets) lists every patient x session x rater that a source record with a valid
+        patient ID and session attests, kept or quarantined, so a quarantined record never
+        turns an attended session into a missed one.
 
     Raises
     ------
@@ -915,11 +990,12 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     if unused:
         warnings.append(f"columns not named in the codebook are ignored: {unused}")
     rows_in = raw.n_records
+    attendance = None
     if codebook.kind == "effects":
         effects = _ingest_effects(codebook, raw, acc)
         items = outcomes = patients = pd.DataFrame()
     else:
-        items, outcomes, patients = _ingest_items(codebook, raw, acc, warnings)
+        items, outcomes, patients, attendance = _ingest_items(codebook, raw, acc, warnings)
         effects = None
     quarantine = acc.problems.table()
     if codebook.kind == "items":
@@ -967,6 +1043,12 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
             "outcome_rows": int(len(outcomes)),
             "sessions": sorted(int(s) for s in items["session"].dropna().unique()),
             "raters": sorted(items["rater"].dropna().unique().tolist()),
+            # patient x session pairs with a source record, and those only quarantined
+            # records attest (attendance.parquet)
+            "attended_sessions": int(len(attendance.drop_duplicates(["patient_id", "session"]))),
+            "attended_sessions_not_kept": int(
+                (~attendance.groupby(["patient_id", "session"])["kept"].any()).sum()
+            ),
         }
         item_cells = items[list(codebook.instrument.items)]
         report["item_cells"] = int(item_cells.size)
@@ -977,7 +1059,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         report["tidy"] = {"studies": int(len(effects))}
     if report["rows_in"] != report["rows_kept"] + report["rows_quarantined"]:  # pragma: no cover
         raise RuntimeError(f"ingest accounting does not reconcile: {report}")
-    return IngestResult(items, outcomes, patients, effects, quarantine, report)
+    return IngestResult(items, outcomes, patients, effects, quarantine, report, attendance)
 
 
 def _where(codebook: Codebook, row: int) -> str:

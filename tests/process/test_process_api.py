@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from alliance.ingest import ingest_to
+from alliance.pipeline import score_dataset
 from alliance.process import DEFAULTS, run_process_analyses
 from alliance.process.plots import choose_patients, rupture_trajectories_figure
 
 MEASURES = ("task_mean", "goal_mean", "bond_mean", "total_mean")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scores(rng, n_patients=40, n_sessions=6, raters=("client", "therapist"), drop=True):
@@ -94,6 +98,37 @@ def test_run_two_raters(tmp_path, rng):
     with Image.open(out / "figures/bland_altman.png") as img:
         assert round(img.info["dpi"][0]) == 300
         assert img.size[0] == 2100  # 7 in double column at 300 dpi
+
+
+def test_quarantined_records_make_no_dropout(tmp_path):
+    """Issue 14 end to end (ingest, scores, process): P01's last session is a conflicting
+    duplicate and P02's sessions 3 and 4 have a bad rater code and no therapist ID, so all
+    these records are quarantined; both attended sessions 1-4 of 4 and did not drop out.
+    P03's third record has session 3.5 (no session), so P03's last attended session is 2."""
+    case = ROOT / "tests" / "data" / "bad_inputs" / "quarantined_rows_keep_attendance"
+    ingest_dir, scores_dir = tmp_path / "ds" / "ingest", tmp_path / "ds" / "scores"
+    ingest_to(case / "codebook.yaml", ingest_dir)
+    score_dataset(ingest_dir, scores_dir)
+    summary = run_process_analyses(ingest_dir, scores_dir, tmp_path / "ds" / "process")
+    pp = pd.read_parquet(tmp_path / "ds" / "process" / "person_period.parquet")
+    status = pp.groupby("patient_id").agg(
+        last=("last_session", "first"), dropped=("dropped_out", "first"), events=("event", "sum")
+    )
+    assert status.to_dict("index") == {
+        "P01": {"last": 4, "dropped": False, "events": 0},
+        "P02": {"last": 4, "dropped": False, "events": 0},
+        "P03": {"last": 2, "dropped": True, "events": 1},
+        "P04": {"last": 4, "dropped": False, "events": 0},
+    }
+    assert summary["person_period"]["dropouts"] == 1
+    assert summary["person_period"]["planned_sessions"] == 4
+    assert summary["person_period"]["attendance_source"].startswith("attendance.parquet")
+    observed = pp.groupby("patient_id")["alliance_observed"].apply(list).to_dict()
+    assert observed["P01"] == [True, True, True, False]
+    assert observed["P02"] == [True, True, False, False]
+    assert pp["attended"].all()
+    # the toy answers cycle through the scale, so alpha is negative: no correction, no crash
+    assert any("outside [0, 1)" in w for w in summary["variance_components"]["warnings"])
 
 
 def test_run_skips_what_the_data_do_not_support(tmp_path, rng):

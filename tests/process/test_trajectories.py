@@ -84,6 +84,36 @@ def test_dropout_status_uses_outcome_rows():
     assert st.loc[0, "last_session"] == 3 and not st.loc[0, "dropped_out"]
 
 
+def test_attendance_from_source_records():
+    """Issue 14: a session whose records were all quarantined (a conflicting duplicate, a bad
+    rater code) was attended; without attendance.parquet it looked like a dropout."""
+    scores = _scores({"a": [4.0, 3.5, 4.5], "b": [3.0, 3.5, 4.0, 4.5], "c": [4.0, None, None, 3.0]})
+    attendance = pd.DataFrame(
+        {
+            "patient_id": pd.array(["a", "a", "a", "a", "c", "x"], dtype="string"),
+            "session": pd.array([1, 2, 3, 4, 4, 2], dtype="Int64"),
+            "rater": pd.array(["client"] * 3 + [pd.NA, "client", "client"], dtype="string"),
+            "records": [1, 1, 1, 2, 1, 1],
+            "kept": [True, True, True, False, True, False],
+        }
+    )
+    old = person_period(scores, 4)
+    assert old.loc[old["patient_id"] == "a", "event"].tolist() == [0, 0, 1]  # a false dropout
+    pp = person_period(scores, 4, attendance=attendance)
+    assert sorted(pp["patient_id"].unique()) == ["a", "b", "c"]  # x: no kept record
+    assert pp["event"].sum() == 0 and not pp["dropped_out"].any()
+    a, c = pp[pp["patient_id"] == "a"], pp[pp["patient_id"] == "c"]
+    assert a["session"].tolist() == [1, 2, 3, 4]
+    assert a["attended"].all()
+    assert a["alliance_observed"].tolist() == [True, True, True, False]
+    assert a["last_session"].tolist() == [4] * 4
+    # c's sessions 2 and 3 have no record at all: at risk, not attended
+    assert c["attended"].tolist() == [True, False, False, True]
+    assert c["at_risk"].tolist() == [True, True, True, False]
+    status = dropout_status(scores, 4, attendance=attendance).set_index("patient_id")
+    assert status["last_session"].to_dict() == {"a": 4, "b": 4, "c": 4}
+
+
 def _three_level(rng, shares, n_t=40, n_p=12, n_s=8) -> pd.DataFrame:
     u = rng.normal(0, np.sqrt(shares[0]), n_t)
     rows = []

@@ -106,6 +106,7 @@ def ingest_outputs(name):
             "items.parquet",
             "outcomes.parquet",
             "patients.parquet",
+            "attendance.parquet",
         ]
     )
     return [f"{base}/{t}" for t in tables] + [

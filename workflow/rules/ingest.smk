@@ -12,6 +12,8 @@ rule ingest_items:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         patients="results/{item_dataset}/ingest/patients.parquet",
+        # patient x session x rater of every source record, kept or quarantined (dropout)
+        attendance="results/{item_dataset}/ingest/attendance.parquet",
         # patient IDs and raw values: kept in the dataset's folder, never in the report
         quarantine="results/{item_dataset}/ingest/quarantine.csv",
         report="results/{item_dataset}/ingest/ingest_report.json",

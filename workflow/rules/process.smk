@@ -8,6 +8,7 @@ rule process:
     input:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        attendance="results/{item_dataset}/ingest/attendance.parquet",
         scores="results/{item_dataset}/scores/scores.parquet",
         instrument=process_instrument_file,
     output:

@@ -30,6 +30,7 @@ from alliance.process.ruptures import (
 from alliance.process.trajectories import (
     DROPOUT_RULE,
     PERSON_PERIOD_COLUMNS,
+    attended_sessions,
     dropout_status,
     person_period,
     planned_sessions,
@@ -44,6 +45,7 @@ __all__ = [
     "PATIENT_COLUMNS",
     "PERSON_PERIOD_COLUMNS",
     "RuptureRule",
+    "attended_sessions",
     "bland_altman",
     "detect_ruptures",
     "dropout_status",
@@ -150,8 +152,10 @@ def run_process_analyses(
 ) -> dict[str, Any]:
     """Run the non-Bayesian process analyses of one dataset and write their outputs.
 
-    Reads ``scores_dir/scores.parquet`` and, when present, ``ingest_dir/items.parquet`` and
-    ``ingest_dir/outcomes.parquet``; writes into ``out_dir`` (``results/{dataset}/process``):
+    Reads ``scores_dir/scores.parquet`` and, when present, ``ingest_dir/items.parquet``,
+    ``ingest_dir/outcomes.parquet`` and ``ingest_dir/attendance.parquet`` (the sessions every
+    source record attests, for the person-period table); writes into ``out_dir``
+    (``results/{dataset}/process``):
     ``agreement.csv`` / ``agreement.json`` (client-therapist agreement,
     :func:`rater_agreement`), ``ruptures_episodes.csv`` and ``ruptures_patients.csv``
     (:func:`detect_ruptures`), ``variance_components.json`` (:func:`variance_components`,
@@ -210,6 +214,11 @@ def run_process_analyses(
     outcomes = (
         pd.read_parquet(ingest_dir / "outcomes.parquet")
         if (ingest_dir / "outcomes.parquet").exists()
+        else None
+    )
+    attendance = (
+        pd.read_parquet(ingest_dir / "attendance.parquet")
+        if (ingest_dir / "attendance.parquet").exists()
         else None
     )
     rater, score = cfg["rater"], cfg["score"]
@@ -321,8 +330,17 @@ def run_process_analyses(
 
     # -- variance decomposition
     whole = _alpha(items, item_cols, None)
-    vc = variance_components(scores, score=score, rater=rater, reliability=whole["alpha"])
+    alpha = whole["alpha"]
+    usable = alpha is not None and 0 <= alpha < 1  # a negative alpha corrects nothing
+    vc = variance_components(
+        scores, score=score, rater=rater, reliability=alpha if usable else None
+    )
     vc["alpha_source"] = f"Cronbach's alpha of the {rater} items over all rated sessions"
+    if alpha is not None and not usable:
+        vc["warnings"].append(
+            f"Cronbach's alpha of the {rater} items is {alpha:.3f}, outside [0, 1): "
+            "no error-corrected shares"
+        )
     _write_json(out_dir / OUTPUT_FILES["variance"], vc)
     summary["variance_components"] = {
         k: vc.get(k)
@@ -342,7 +360,15 @@ def run_process_analyses(
 
     # -- person-period table (dropout hazard, growth)
     planned, source = planned_sessions(cfg["planned_sessions"], scores, cfg["codebook_sessions"])
-    pp = person_period(scores, planned, outcomes, rater=rater, score=score, measure=cfg["measure"])
+    pp = person_period(
+        scores,
+        planned,
+        outcomes,
+        rater=rater,
+        score=score,
+        measure=cfg["measure"],
+        attendance=attendance,
+    )
     pp.to_parquet(out_dir / OUTPUT_FILES["person_period"], index=False)
     at_risk = pp[pp["at_risk"]]
     pp_summary: dict[str, Any] = {
@@ -351,6 +377,11 @@ def run_process_analyses(
         "planned_sessions": planned,
         "planned_sessions_source": source,
         "dropout_rule": DROPOUT_RULE,
+        "attendance_source": (
+            "score and session-outcome rows (no attendance.parquet)"
+            if attendance is None
+            else "attendance.parquet (every source record, kept or quarantined)"
+        ),
         "rows": int(len(pp)),
         "rows_at_risk": int(len(at_risk)),
         "patients": int(pp["patient_id"].nunique()),

@@ -262,9 +262,14 @@ def _inputs(dataset_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     pp_path = process / "person_period.parquet"
     if pp_path.is_file():
         pp = pd.read_parquet(pp_path)
-    else:
+    else:  # without the process stage's table (the workflow always has it)
+        att_path = dataset_dir / "ingest" / "attendance.parquet"
         pp = person_period(
-            tables["scores"], planned, tables["outcomes"], measure=settings["measure"]
+            tables["scores"],
+            planned,
+            tables["outcomes"],
+            measure=settings["measure"],
+            attendance=pd.read_parquet(att_path) if att_path.is_file() else None,
         )
     rupt_path = process / "ruptures_patients.csv"
     ruptures = read_csv(rupt_path) if rupt_path.is_file() else None

@@ -12,6 +12,7 @@ import pandas as pd
 
 __all__ = [
     "PERSON_PERIOD_COLUMNS",
+    "attended_sessions",
     "dropout_status",
     "person_period",
     "planned_sessions",
@@ -39,7 +40,8 @@ PERSON_PERIOD_COLUMNS = [
 ]
 
 DROPOUT_RULE = (
-    "dropout = the patient's last attended session (the last session with an alliance or "
+    "dropout = the patient's last attended session (the last session with a source record of "
+    "any rater, kept or quarantined, in attendance.parquet, or with an alliance or "
     "session-outcome row) lies before the planned number of sessions; the event is "
     "'no further session after session t' and is placed on the row of that last session; "
     "rows run from session 1 to the last attended session, at risk while session < planned"
@@ -87,16 +89,18 @@ def _client(scores: pd.DataFrame, rater: str | None, score: str) -> pd.DataFrame
     return frame
 
 
-def dropout_status(
+def attended_sessions(
     scores: pd.DataFrame,
-    planned: int,
     outcomes: pd.DataFrame | None = None,
     rater: str | None = "client",
+    attendance: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per patient: ``last_session`` attended and ``dropped_out`` (see DROPOUT_RULE).
+    """The attended sessions (``patient_id``, ``session``) of the patients of the tidy tables.
 
-    A session counts as attended when the patient has a score row of ``rater`` or a
-    session-level outcome row for it.
+    The patients are those with a score row of ``rater`` or a session-level outcome row; a
+    session of theirs is attended when it has such a row or, with ``attendance`` (the
+    ingest's ``attendance.parquet``), a source record of any rater, kept or quarantined: a
+    conflicting duplicate or a bad rater code removes the record's answers, not the session.
     """
     frame = scores if rater is None or "rater" not in scores else scores[scores["rater"] == rater]
     parts = [frame[["patient_id", "session"]]]
@@ -107,7 +111,28 @@ def dropout_status(
         parts.append(sess[["patient_id", "session"]])
     seen = pd.concat(parts, ignore_index=True).dropna()
     seen = seen.astype({"patient_id": str})
+    if attendance is not None and len(attendance):
+        source = attendance[["patient_id", "session"]].dropna().astype({"patient_id": str})
+        parts = [seen, source[source["patient_id"].isin(set(seen["patient_id"]))]]
+        seen = pd.concat(parts, ignore_index=True)
     seen["session"] = seen["session"].astype(int)
+    seen = seen.drop_duplicates().sort_values(["patient_id", "session"], ignore_index=True)
+    return seen
+
+
+def dropout_status(
+    scores: pd.DataFrame,
+    planned: int,
+    outcomes: pd.DataFrame | None = None,
+    rater: str | None = "client",
+    attendance: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per patient: ``last_session`` attended and ``dropped_out`` (see DROPOUT_RULE).
+
+    Attended sessions as in :func:`attended_sessions`: a score row of ``rater``, a
+    session-level outcome row or, with ``attendance``, any source record of the session.
+    """
+    seen = attended_sessions(scores, outcomes, rater, attendance)
     last = seen.groupby("patient_id")["session"].max()
     out = pd.DataFrame({"patient_id": last.index, "last_session": last.to_numpy()})
     out["dropped_out"] = out["last_session"] < planned
@@ -121,10 +146,13 @@ def person_period(
     rater: str | None = "client",
     score: str = "total_mean",
     measure: str = "phq9",
+    attendance: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Person-period table for a discrete-time dropout hazard (one row per patient x session).
 
-    Rows run from session 1 to each patient's last attended session. ``event`` is 1 on the
+    Rows run from session 1 to each patient's last attended session (:func:`attended_sessions`:
+    with ``attendance`` every source record counts, so a quarantined record of the last
+    session does not make a dropout). ``event`` is 1 on the
     row of the last attended session when the patient dropped out (no further session
     before the planned end, DROPOUT_RULE); ``at_risk`` is True for sessions before
     ``planned`` (after the planned last session nobody can drop out). Predictors are the
@@ -134,8 +162,10 @@ def person_period(
     (``*_z``: a coefficient is per SD of session alliance), the patient-mean centred
     alliance (``alliance_within``) and the patient mean (Singer & Willett 2003, ch. 10-11;
     the within/between split of Falkenström et al. 2017), and the symptom score (``measure``)
-    at session t and t - 1. Sessions attended but without a rating (missing or quarantined
-    rows inside the course) keep a row with NaN predictors (``alliance_observed`` False).
+    at session t and t - 1. Sessions without a rating inside the course keep a row with NaN
+    predictors (``alliance_observed`` False); ``attended`` is True when the session was
+    attended (a quarantined record with NaN predictors, say) and False when no record of it
+    exists.
 
     Parameters
     ----------
@@ -148,6 +178,9 @@ def person_period(
         ``value``), or None.
     rater, score, measure
         The alliance rater and score column, and the symptom measure.
+    attendance
+        The ingest's ``attendance.parquet`` (``patient_id``, ``session``, ...), or None
+        (attendance from the score and session-outcome rows only).
 
     Returns
     -------
@@ -166,7 +199,8 @@ def person_period(
     if not (isinstance(planned, int | np.integer) and planned >= 1):
         raise ValueError(f"planned must be a positive integer, got {planned!r}")
     client = _client(scores, rater, score)
-    status = dropout_status(scores, int(planned), outcomes, rater)
+    seen = attended_sessions(scores, outcomes, rater, attendance)
+    status = dropout_status(scores, int(planned), outcomes, rater, attendance)
     therapist = (
         client.dropna(subset=["therapist_id"]).groupby("patient_id")["therapist_id"].first()
         if "therapist_id" in client
@@ -193,7 +227,9 @@ def person_period(
         rows["symptoms"] = np.nan
     rows = rows.sort_values(["patient_id", "session"], ignore_index=True)
     rows["alliance_observed"] = rows["alliance"].notna()
-    rows["attended"] = True
+    rows["attended"] = pd.MultiIndex.from_frame(rows[["patient_id", "session"]]).isin(
+        pd.MultiIndex.from_frame(seen)
+    )
     rows["at_risk"] = rows["session"] < planned
     rows["event"] = (rows["dropped_out"] & (rows["session"] == rows["last_session"])).astype(int)
     grouped = rows.groupby("patient_id", sort=False)

@@ -153,6 +153,24 @@ def main() -> None:
     rows = [row(1, s) for s in (1, 2, 3, 4)]
     rows[2][7] = "7"  # session 3, Q5
     case("bad_cell_keeps_session", codebook(), {"export.csv": csv_text([HEADER, *rows])})
+    # -- a quarantined record is still an attended session (attendance.parquet)
+    records = [
+        *[[*row(1, s), "client"] for s in (1, 2, 3, 4)],
+        [*row(1, 4)[:3], "5", *row(1, 4)[4:], "client"],  # session 4 again, Q1 differs
+        *[[*row(2, s), "client"] for s in (1, 2)],
+        [*row(2, 3), "clinet"],  # a bad rater code
+        [row(2, 4)[0], "", *row(2, 4)[2:], "client"],  # no therapist ID
+        *[[*row(3, s), "client"] for s in (1, 2)],
+        [*row(3, 3)[:2], "3.5", *row(3, 3)[3:], "client"],  # no session: no attendance
+        [*row(3, 1, pid="1.2E+5"), "client"],  # an inexact ID: no attendance
+        ["", *row(3, 4)[1:], "client"],  # no patient ID: no attendance
+        *[[*row(4, s), "client"] for s in (1, 2, 3, 4)],
+    ]
+    case(
+        "quarantined_rows_keep_attendance",
+        codebook(ids={"patient": "pid", "therapist": "ther", "session": "sess", "rater": "who"}),
+        {"export.csv": csv_text([[*HEADER, "who"], *records])},
+    )
     wide_header = ["pid", *[f"S{s}_Q{k}" for s in (1, 2, 3) for k in range(1, 13)]]
     wide = []
     for p in (1, 2):
