@@ -405,3 +405,38 @@ def test_measurement_section_flags_efa_problems(tmp_path):
         "suggests 1: ...",
         "clinic: EFA: library warning (not translated): SomeLibraryWarning: something new",
     ]
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def test_data_section_counts_rows_and_cells_apart(tmp_path):
+    """The ingest table says what it counts: quarantined rows with their row reasons, and
+    quarantined cells of kept rows with theirs (a bad cell once showed 'out_of_range 1' next
+    to Quarantined 0). Counts of two bad-input cases, written by hand in their expected.yaml."""
+    from pathlib import Path
+
+    from alliance.ingest import ingest_to
+    from alliance.report import data_section
+
+    cases = Path(__file__).parent / "data" / "bad_inputs"
+    names = {"cell": "bad_cell_keeps_session", "rows": "quarantined_rows_keep_attendance"}
+    for name, case in names.items():
+        ingest_to(cases / case / "codebook.yaml", tmp_path / name / "ingest")
+    text, warnings, table = data_section(tmp_path, list(names))
+    header = text.splitlines()[0]
+    for column in ("Quarantined rows", "Row reasons", "Quarantined cells", "Cell reasons"):
+        assert f"| {column} |" in header
+    assert (
+        "| cell | csv (long) | 4 | 4 | 0 | none | 1 cell in 1 kept row | out_of_range 1 |" in text
+    )
+    row_reasons = (
+        "duplicate_key_conflict 2, inexact_id 1, invalid_rater 1, invalid_session 1, missing_id 2"
+    )
+    assert f"| rows | csv (long) | 18 | 11 | 7 | {row_reasons} | 0 | none |" in text
+    assert [w for w in warnings if "quarantined" in w] == [
+        "cell: quarantined and set missing: 1 cell in 1 kept row (out_of_range 1); see "
+        "results/cell/ingest/quarantine.csv",
+        f"rows: 7 of 18 rows were quarantined ({row_reasons}); see "
+        "results/rows/ingest/quarantine.csv",
+    ]

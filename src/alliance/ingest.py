@@ -1013,6 +1013,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     quarantined_rows = set(quarantine.loc[row_scope, "row"].astype(int))
     cells = quarantine[~row_scope & ~quarantine["row"].isin(quarantined_rows)]
     reasons = quarantine.drop_duplicates(["row", "reason"])["reason"].value_counts()
+    row_reasons = quarantine[row_scope].drop_duplicates(["row", "reason"])["reason"].value_counts()
     report: dict[str, Any] = {
         "dataset": codebook.dataset,
         "kind": codebook.kind,
@@ -1030,6 +1031,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
         "rows_with_quarantined_cells": int(cells["row"].nunique()),
         "problems": int(len(quarantine)),
         "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
+        "row_reasons": {str(k): int(v) for k, v in sorted(row_reasons.items())},
         "cell_reasons": {str(k): int(v) for k, v in sorted(cells["reason"].value_counts().items())},
         "missing_codes_seen": dict(sorted(acc.codes.items())),
         "values_recoded": int(acc.recoded),

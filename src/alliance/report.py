@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.ingest import CELL_REASONS
 from alliance.library_warnings import plain_warnings
 from alliance.tables import md_cell, md_text
 
@@ -68,15 +69,35 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def _reason_list(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _cells_in_rows(cells: int, rows: int) -> str:
+    """``1 cell in 1 kept row``, ``12 cells in 3 kept rows``."""
+    return f"{cells:,} cell{'s' * (cells != 1)} in {rows:,} kept row{'s' * (rows != 1)}"
+
+
 def data_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str], pd.DataFrame]:
-    """The ingest table (rows in, kept, quarantined with reasons) and every ingest warning."""
+    """The ingest table and every ingest warning.
+
+    Per dataset: rows in, kept, quarantined rows with their reasons (rows per reason), and the
+    quarantined cells of kept rows (a bad answer, outcome score or covariate: the value set
+    missing, the row kept) with the rows holding them and their reasons (cells per reason).
+    """
     rows, warnings = [], []
     for name in datasets:
         report = _read_json(results / name / "ingest" / "ingest_report.json")
         if report is None:
             warnings.append(f"{name}: no ingest report (the dataset was not ingested)")
             continue
-        reasons = ", ".join(f"{k} {v}" for k, v in report.get("reasons", {}).items()) or "none"
+        by_row = report.get("row_reasons")
+        if by_row is None:  # a report of an older ingest: reasons of either scope
+            by_row = {k: v for k, v in report.get("reasons", {}).items() if k not in CELL_REASONS}
+        row_reasons = _reason_list(by_row)
+        cell_reasons = _reason_list(report.get("cell_reasons", {}))
+        n_cells = report.get("cells_quarantined", 0)
+        n_cell_rows = report.get("rows_with_quarantined_cells", 0)
         tidy = report.get("tidy", {})
         cells = report.get("item_cells")
         rows.append(
@@ -86,8 +107,10 @@ def data_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]
                 + (f" ({report['layout']})" if report.get("kind") == "items" else " (effects)"),
                 "Rows in": _fmt(report["rows_in"]),
                 "Kept": _fmt(report["rows_kept"]),
-                "Quarantined": _fmt(report["rows_quarantined"]),
-                "Reasons": reasons,
+                "Quarantined rows": _fmt(report["rows_quarantined"]),
+                "Row reasons": row_reasons,
+                "Quarantined cells": _cells_in_rows(n_cells, n_cell_rows) if n_cells else "0",
+                "Cell reasons": cell_reasons,
                 "Patients (studies)": _fmt(tidy.get("patients", tidy.get("studies"))),
                 "Therapists": _fmt(tidy.get("therapists")),
                 "Item non-response": (
@@ -99,7 +122,12 @@ def data_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]
         if report["rows_quarantined"]:
             warnings.append(
                 f"{name}: {report['rows_quarantined']:,} of {report['rows_in']:,} rows were "
-                f"quarantined ({reasons}); see results/{name}/ingest/quarantine.csv"
+                f"quarantined ({row_reasons}); see results/{name}/ingest/quarantine.csv"
+            )
+        if n_cells:
+            warnings.append(
+                f"{name}: quarantined and set missing: {_cells_in_rows(n_cells, n_cell_rows)} "
+                f"({cell_reasons}); see results/{name}/ingest/quarantine.csv"
             )
     table = pd.DataFrame(rows)
     text = markdown_table(table) if len(table) else "No dataset was ingested."
@@ -867,7 +895,8 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             "JARS-Quant",
             "Flow of records from raw data to analysis",
             len(data) > 0,
-            f"ingest table: rows in, kept and quarantined with reasons, {len(data)} datasets",
+            f"ingest table: rows in, kept, quarantined rows and cells with reasons, "
+            f"{len(data)} datasets",
         ),
         check(
             "JARS-Quant",
