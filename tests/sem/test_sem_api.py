@@ -140,17 +140,34 @@ def test_negative_df_is_not_identified_without_fit_indices(estimator):
     json.dumps(out, allow_nan=False)
 
 
-def test_negative_df_under_wlsmv_is_an_error():
+def test_negative_df_under_wlsmv_is_not_identified_without_fit_indices():
     # 5 categories per item: the statistics are 2 x 4 thresholds + 1 polychoric correlation
     # = 9; the model has 2 x 4 thresholds + 1 loading + 1 factor variance + 1 residual
-    # covariance = 11 free parameters (delta parameterization)
-    with pytest.raises(ValueError, match=r"not identified.*\(11\).*\(9\), df = -2"):
-        fit_cfa(
-            dataset("wai_ml"),
-            "alliance =~ wai_01 + wai_02\nwai_01 ~~ wai_02",
-            estimator="WLSMV",
-            missing="pairwise",
-        )
+    # covariance = 11 free parameters (delta parameterization). lavaan 0.6-14 fits the same
+    # model (cfa(ordered = TRUE, estimator = "WLSMV")) with npar 11, warns that the
+    # information matrix cannot be inverted (no standard errors) and gives no fit measures.
+    out = fit_cfa(
+        dataset("wai_ml"),
+        "alliance =~ wai_01 + wai_02\nwai_01 ~~ wai_02",
+        estimator="WLSMV",
+        missing="pairwise",
+    )
+    assert out["fit"]["df"] == -2
+    assert out["fit"]["npar"] == 11
+    assert set(FIT_NAMES + ROBUST_NAMES) <= set(out["fit"])
+    assert all(v is None for k, v in out["fit"].items() if k not in ("df", "npar")), out["fit"]
+    assert out["status"]["admissible"] is False
+    assert out["status"]["identified"] is False
+    assert out["status"]["se_available"] is False
+    assert out["status"]["issues"][0] == (
+        "not identified: 11 free parameters for 9 sample statistics (df = -2); no fit indices"
+    )
+    free = [r for r in out["parameters"] if r["free"]]
+    assert len(free) == 11
+    assert all(r["se"] is None and r["pvalue"] is None for r in free)
+    assert all(r["se"] is None for r in out["standardized"])
+    assert out["modindices"] == []
+    json.dumps(out, allow_nan=False)
 
 
 def test_group_fit_layout():

@@ -24,7 +24,9 @@ from alliance.sem.validity import (
     admissibility,
     factor_correlations,
     htmt,
+    mark_not_identified,
     modification_indices,
+    not_identified,
     reliability,
     residual_correlations,
 )
@@ -166,12 +168,9 @@ def _result_dict(
 ) -> dict[str, Any]:
     fm = fit_measures(result)
     names = FIT_NAMES + (ROBUST_NAMES if result.estimator != "ML" else ())
-    not_identified = None
+    unidentified = None
     if fm.get("df") is not None and fm["df"] < 0:  # more parameters than sample statistics
-        not_identified = (
-            f"not identified: {fm.get('npar')} free parameters for {fm['df'] + fm.get('npar')} "
-            f"sample statistics (df = {fm['df']:g}); no fit indices"
-        )
+        unidentified = not_identified(fm["npar"], fm["df"])
         fm = {k: fm.get(k) for k in ("npar", "df", "ntotal")}
     fit = {k: fm.get(k) for k in names}
     std = standardized_rows(result)
@@ -207,10 +206,8 @@ def _result_dict(
             out["modindices"] = []
             result.warnings.append(f"modification indices unavailable: {err}")
         out["status"] = admissibility(result, std)
-        if not_identified:
-            out["status"]["issues"].insert(0, not_identified)
-            out["status"]["admissible"] = False
-            out["status"]["identified"] = False
+        if unidentified:
+            mark_not_identified(out["status"], unidentified)
     return _clean(out)
 
 

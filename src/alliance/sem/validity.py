@@ -14,7 +14,9 @@ __all__ = [
     "admissibility",
     "factor_correlations",
     "htmt",
+    "mark_not_identified",
     "modification_indices",
+    "not_identified",
     "reliability",
     "residual_correlations",
     "score_tests",
@@ -378,6 +380,27 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
     out["issues"] = issues
     out["admissible"] = not issues
     return out
+
+
+def not_identified(npar: int, df: float) -> str:
+    """The status issue of a model with more free parameters than sample statistics.
+
+    With ``df < 0`` the parameters cannot all be determined from the data: the estimates are
+    one of many solutions, without standard errors, test or fit indices (lavaan fits such a
+    model and warns that the information matrix cannot be inverted).
+    """
+    return (
+        f"not identified: {npar} free parameters for {npar + df:g} sample statistics "
+        f"(df = {df:g}); no fit indices"
+    )
+
+
+def mark_not_identified(status: dict[str, Any], issue: str) -> dict[str, Any]:
+    """Put ``issue`` first in an :func:`admissibility` status; not identified, inadmissible."""
+    status["issues"].insert(0, issue)
+    status["admissible"] = False
+    status["identified"] = False
+    return status
 
 
 def score_rows(

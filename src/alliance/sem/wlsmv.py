@@ -114,6 +114,9 @@ class WlsmvFit:
     fit: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     robust_note: str | None = None
+    #: the status issue when ``df < 0`` (:func:`alliance.sem.validity.not_identified`): then
+    #: ``cov``, ``info_blocks`` and ``tests`` are unset and ``fit`` holds only npar and df
+    not_identified: str | None = None
 
     # ------------------------------------------------------------------ dense views
 
@@ -412,7 +415,9 @@ def fit_wlsmv_model(
     Returns
     -------
     WlsmvFit
-        Use :meth:`WlsmvFit.to_dict` for the lavaan-style output.
+        Use :meth:`WlsmvFit.to_dict` for the lavaan-style output. A model with more free
+        parameters than sample statistics (df < 0) is estimated, as lavaan does, but gets no
+        standard errors, test or fit indices: ``not_identified`` holds its status issue.
 
     Notes
     -----
@@ -475,12 +480,6 @@ def _fit(
     npar = spec.npar
     ndat = sum(len(o) for o in obs)
     df = int(ndat - npar)
-    if df < 0:
-        raise ValueError(
-            f"the model is not identified: it has more free parameters ({npar}) than sample "
-            f"statistics ({ndat}), df = {df}"
-        )
-
     x0 = _start(spec, sts)
     x, resid, converged, nfev = _levenberg_marquardt(spec, sts, obs, sw, x0)
     fit = WlsmvFit(
@@ -494,6 +493,13 @@ def _fit(
     )
     fit.df = df
     fit.chisq = float(np.sum(resid**2))
+    if df < 0:  # as lavaan: estimated, but no standard errors, test or fit indices
+        from alliance.sem.api import FIT_NAMES, ROBUST_NAMES
+        from alliance.sem.validity import not_identified
+
+        fit.not_identified = not_identified(npar, df)
+        fit.fit = {k: None for k in FIT_NAMES + ROBUST_NAMES} | {"npar": npar, "df": df}
+        return fit
     _inference(fit)
     _fit_measures(fit, robust_fit)
     return fit
@@ -1009,6 +1015,10 @@ def _row_est(fit: WlsmvFit) -> np.ndarray:
     return out
 
 
+#: The inference columns of a parameter row (None without standard errors).
+INFERENCE_KEYS = ("se", "z", "pvalue", "ci.lower", "ci.upper")
+
+
 def _inference_row(est: float, se: float, z_crit: float) -> dict[str, float | None]:
     if se > 1e-12 and math.isfinite(se):
         z = est / se
@@ -1025,7 +1035,8 @@ def _inference_row(est: float, se: float, z_crit: float) -> dict[str, float | No
 def parameter_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> list[dict]:
     """Rows of lavaan's ``parameterEstimates()`` (``block``/``group``/``label`` if multi)."""
     z_crit = float(special.ndtri(0.5 + level / 2.0))
-    se_all = np.sqrt(np.maximum(fit.cov.diag(), 0.0))
+    # no covariance matrix (a model that is not identified): free parameters have no SEs
+    se_all = None if fit.cov is None else np.sqrt(np.maximum(fit.cov.diag(), 0.0))
     est = _row_est(fit)
     rows = []
     for k, r in enumerate(fit.spec.table):
@@ -1033,8 +1044,12 @@ def parameter_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -> l
         if multi:
             row.update({"block": r.group, "group": r.group, "label": r.label})
         row["est"] = float(est[k])
-        se = float(se_all[r.free - 1]) if r.free else 0.0
-        row.update({k2: _num(v) for k2, v in _inference_row(float(est[k]), se, z_crit).items()})
+        if r.free and se_all is None:
+            row.update(dict.fromkeys(INFERENCE_KEYS))
+        else:
+            se = float(se_all[r.free - 1]) if r.free else 0.0
+            inference = _inference_row(float(est[k]), se, z_crit)
+            row.update({k2: _num(v) for k2, v in inference.items()})
         row["free"] = bool(r.free)
         rows.append(row)
     return rows
@@ -1047,8 +1062,10 @@ def standardized_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -
     spec = fit.spec
     base = _std_values(spec, x)
     var = np.zeros(len(base))
+    # not identified (no covariance matrix): no standard errors
+    positions = {} if fit.cov is None else _table_positions(spec)
     # group g's rows depend only on its parameters: its Jacobian block and block of vcov
-    for g, ks in _table_positions(spec).items():
+    for g, ks in positions.items():
         idx = spec.group_free(g)
         jac = np.zeros((len(ks), len(idx)))
         xe = np.array(x, dtype=float)
@@ -1066,6 +1083,10 @@ def standardized_rows(fit: WlsmvFit, level: float = 0.95, multi: bool = False) -
         if multi:
             row.update({"group": r.group, "label": r.label})
         row["est.std"] = float(base[k])
+        if fit.cov is None:
+            row.update(dict.fromkeys(INFERENCE_KEYS))
+            rows.append(row)
+            continue
         se = math.sqrt(max(var[k], 0.0))
         if se < 1e-9:
             se = 0.0
@@ -1431,7 +1452,12 @@ def details(
     ``factor_correlations`` the standardized solution with its delta-method robust SEs;
     ``status`` the checks of :func:`alliance.sem.validity.admissibility`.
     """
-    from alliance.sem.validity import admissibility, factor_correlations, htmt
+    from alliance.sem.validity import (
+        admissibility,
+        factor_correlations,
+        htmt,
+        mark_not_identified,
+    )
 
     multi = fit.spec.ngroups > 1
     rows = std_rows if std_rows is not None else standardized_rows(fit, multi=multi)
@@ -1458,10 +1484,17 @@ def details(
 
     attempt("htmt", _htmt, {})
     attempt("residual_correlations", lambda: residual_correlations(fit), [])
-    attempt("modindices", lambda: modification_indices(fit, top=n_modindices), [])
+    if fit.not_identified:
+        out["modindices"] = []
+        notes.append("modification indices unavailable: the model is not identified")
+    else:
+        attempt("modindices", lambda: modification_indices(fit, top=n_modindices), [])
     if out["modindices"]:
         notes.append(MODINDICES_NOTE)
     out["status"] = admissibility(fit, rows)  # type: ignore[arg-type]
+    if fit.not_identified:
+        mark_not_identified(out["status"], fit.not_identified)
+        out["status"]["se_available"] = False
     out["notes"] = notes
     return out
 
@@ -1582,6 +1615,9 @@ def lrt_scaled_shifted(m1: WlsmvFit, m0: WlsmvFit) -> dict[str, float]:
     the number of groups); when ``H`` is (nearly) rank-deficient they are computed from the
     dense matrices as lavaan does (:func:`_satorra2000_traces_dense`).
     """
+    for fit in (m1, m0):
+        if fit.not_identified:
+            raise ValueError(f"no difference test: a model is {fit.not_identified}")
     m = m0.df - m1.df
     raw = m0.chisq - m1.chisq
     if m <= 0:
