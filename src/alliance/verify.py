@@ -189,6 +189,8 @@ COUNT_KEYS = {
     "n_patients",
     "n_pairs",
     "cells_quarantined",
+    "attended_sessions",
+    "attended_sessions_not_kept",
     "rows_with_quarantined_cells",
     "studies",
     "patients",
@@ -219,7 +221,7 @@ def kind_of(file: str, key: str) -> str:
     if (
         leaf in COUNT_KEYS
         or leaf.startswith("n_")
-        or key.startswith(("reasons/", "cell_reasons/", "missing_codes_seen/"))
+        or key.startswith(("reasons/", "row_reasons/", "cell_reasons/", "missing_codes_seen/"))
     ):
         return "count"
     if leaf in {"p", "pvalue", "p_value", "qp", "pval"} or leaf.startswith("pvalue"):
