@@ -50,3 +50,23 @@ def test_an_uncaught_error_reaches_the_log_and_the_console(tmp_path, capfd, rest
         handler.flush()
     assert "fewer than 20 lagged session rows" in (tmp_path / "step.log").read_text()
     assert "Traceback" in capfd.readouterr().err
+
+
+def test_the_known_fusion_failure_becomes_one_line(tmp_path, restore_logging):
+    """PyTensor's FusionOptimizer KeyError (pytensor#2145) is logged as three ERROR records;
+    they become one INFO line, while another rewrite error keeps its traceback."""
+    from alliance.bayes.sampling import _quiet_known_rewrite_failures
+
+    log_to(tmp_path / "step.log")
+    pytensor_log = logging.getLogger("pytensor.graph.rewriting.basic")
+    with _quiet_known_rewrite_failures():
+        for trace in ("KeyError: _unconstrained_point", "ValueError: something else"):
+            pytensor_log.error("SequentialGraphRewriter apply <...FusionOptimizer object at 0x1>")
+            pytensor_log.error("Traceback:")
+            pytensor_log.error(f"Traceback (most recent call last):\n  ...\n{trace}")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = (tmp_path / "step.log").read_text()
+    assert "KeyError: _unconstrained_point" not in text
+    assert "ValueError: something else" in text
+    assert "skipped its elementwise fusion for 1 graph(s)" in text

@@ -26,6 +26,7 @@ from alliance.bayes.diagnostics import (
     loo,
     population_summary,
     prior_predictive_check,
+    summarize,
 )
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
 from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
@@ -225,7 +226,8 @@ def fit_model(
     prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
     idata.extend(prior, join="left")
     observed = next(iter(idata.observed_data.data_vars))
-    diagnostics = check(idata, thresholds=thresholds)
+    table = summarize(idata)
+    diagnostics = check(idata, thresholds=thresholds, table=table)
     result: dict[str, Any] = {
         "model": model,
         "status": diagnostics["status"],
@@ -272,7 +274,7 @@ def fit_model(
         from alliance.tables import write_csv, write_csv_and_markdown
 
         write_csv_and_markdown(
-            population_summary(idata),
+            population_summary(idata, table),
             out / "summary.csv",
             f"Posterior summary: {model} model",
             note=(

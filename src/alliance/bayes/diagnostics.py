@@ -115,10 +115,17 @@ def per_patient_names(idata: az.InferenceData) -> list[str]:
     return out
 
 
-def population_summary(idata: az.InferenceData) -> pd.DataFrame:
-    """:func:`summarize` of the population-level parameters only (no per-patient element)."""
+def population_summary(idata: az.InferenceData, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`summarize` of the population-level parameters only (no per-patient element).
+
+    ``table``: the fit's full :func:`summarize` table, when already made (its rows are
+    filtered instead of summarizing again).
+    """
     hidden = set(per_patient_names(idata))
-    return summarize(idata, [n for n in _posterior_names(idata, None) if n not in hidden])
+    if table is None:
+        return summarize(idata, [n for n in _posterior_names(idata, None) if n not in hidden])
+    base = table["parameter"].str.split("[", n=1, regex=False).str[0]
+    return table[~base.isin(hidden)].reset_index(drop=True)
 
 
 def _public_label(parameter: str, per_patient: set[str]) -> str:
@@ -291,6 +298,7 @@ def check(
     idata: az.InferenceData,
     var_names: Sequence[str] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Judge convergence of a fit against :data:`THRESHOLDS`.
 
@@ -303,6 +311,8 @@ def check(
         derived quantities).
     thresholds
         Overrides of :data:`THRESHOLDS`.
+    table
+        The :func:`summarize` table of ``var_names``, when already made.
 
     Returns
     -------
@@ -326,7 +336,7 @@ def check(
         if key not in THRESHOLDS:
             raise ValueError(f"unknown threshold, got {key!r}")
         limits[key] = float(value)
-    table = summarize(idata, var_names).set_index("parameter")
+    table = (summarize(idata, var_names) if table is None else table).set_index("parameter")
     # failures and the worst parameters are shown in summaries: no patient ID in their names
     per_patient = set(per_patient_names(idata))
     table.index = table.index.map(lambda label: _public_label(str(label), per_patient))

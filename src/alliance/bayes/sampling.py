@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,6 +101,55 @@ def choose_backend(model: pm.Model, settings: Mapping[str, Any]) -> str:
     return "nutpie" if _n_parameters(model) >= NUTPIE_MIN_PARAMETERS else "pymc"
 
 
+class _KnownFusionFailure(logging.Filter):
+    """Drop the three ERROR records of PyTensor's FusionOptimizer failing with a KeyError.
+
+    Compiling the latent model for nutpie, PyTensor's elementwise fusion rewrite raises
+    ``KeyError: _unconstrained_point`` inside ``elemwise_to_scalar`` (a PyTensor bug in
+    finding fusable subgraphs, pytensor#2145). PyTensor catches it, skips fusion for that
+    graph and logs the rewriter, "Traceback:" and the traceback. Fusion is an optimization:
+    PyTensor keeps the unfused graph, which computes the same log density. This failure is
+    counted and reported in one line; any other rewrite error passes through.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._pending = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("SequentialGraphRewriter apply") and "FusionOptimizer" in message:
+            self._pending = 2
+            return False
+        if self._pending == 2 and message == "Traceback:":
+            self._pending = 1
+            return False
+        if self._pending == 1:
+            self._pending = 0
+            if "KeyError: _unconstrained_point" in message:
+                self.count += 1
+                return False
+        return True
+
+
+@contextmanager
+def _quiet_known_rewrite_failures() -> Iterator[_KnownFusionFailure]:
+    logger = logging.getLogger("pytensor.graph.rewriting.basic")
+    known = _KnownFusionFailure()
+    logger.addFilter(known)
+    try:
+        yield known
+    finally:
+        logger.removeFilter(known)
+        if known.count:
+            logging.getLogger("alliance").info(
+                "PyTensor skipped its elementwise fusion for %d graph(s) of this model "
+                "(pytensor#2145: FusionOptimizer KeyError); the compiled code is correct",
+                known.count,
+            )
+
+
 def _drop_unconstrained(idata: az.InferenceData) -> None:
     """Remove nutpie's unconstrained copies (``sigma_log__``) from the posterior."""
     extra = [v for v in idata.posterior.data_vars if str(v).endswith("__")]
@@ -171,7 +222,8 @@ def _sample(
     if backend == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(model)
+        with _quiet_known_rewrite_failures():
+            compiled = nutpie.compile_pymc_model(model)
         compile_s = time.perf_counter() - start
         t0 = time.perf_counter()
         idata = nutpie.sample(
