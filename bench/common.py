@@ -30,7 +30,7 @@ _WORKFLOW: dict[str, Path] = {"root": ROOT}
 
 #: Benchmark modules imported by :func:`discover`; the optional ones are written by the CFA and
 #: Bayesian work and are skipped (not an error) while they do not exist.
-MODULES = ("bench.pipeline_scale", "bench.ingest_speed")
+MODULES = ("bench.pipeline_scale", "bench.ingest_speed", "bench.test_suite")
 OPTIONAL_MODULES = (
     "bench.cfa_speed",
     "bench.bayes_speed",

@@ -349,35 +349,39 @@ def pipeline_scale(ctx: Context) -> list[Row]:
     return rows
 
 
-@register("demo", order=15, description="the whole pipeline on the embedded demo data")
-def demo_run(ctx: Context) -> list[Row]:
-    """Run the workflow on a copy of the demo project (config/ and data/) and report memory."""
-    project = ctx.workdir / "demo"
-    if project.exists():
-        shutil.rmtree(project)
-    for name in ("config", "data"):
-        shutil.copytree(workflow_root() / name, project / name)
-    full = run_measured(snakemake_command(project, "--cores", str(ctx.cores)), env=clean_env())
+#: ``make demo`` after set-up on 2 cores (issue 13): what a reviewer waits for.
+DEMO_TARGET_S = 300.0
+
+
+def _demo_rows(ctx: Context, project: Path, env: dict[str, str], label: str) -> list[Row]:
+    """One full run of the demo project (``--forceall``) and its rows."""
+    full = run_measured(
+        snakemake_command(project, "--cores", str(ctx.cores), "--forceall"), env=env
+    )
     if full.returncode != 0:
-        return [Row("demo", "full run", "4 datasets", wall_s=full.wall_s, status="FAILED",
+        return [Row("demo", "full run", label, wall_s=full.wall_s, status="FAILED",
                     notes=_fail_note(full))]  # fmt: skip
     jobs = job_stats(project)
+    cpu = sum(v["cpu"] for v in jobs.values())
     largest: tuple[str, dict[str, Any]] = max(jobs.items(), key=lambda kv: kv[1]["max_rss"])
+    heaviest = sorted(jobs.items(), key=lambda kv: -kv[1]["cpu"])[:6]
     return [
         Row(
             "demo",
             "full run",
-            "4 datasets (demo)",
+            label,
             wall_s=full.wall_s,
             peak_mib=full.peak_mib,
             memory_method=TREE,
-            notes=f"--cores {ctx.cores}; "
-            + ", ".join(f"{r} {v['jobs']:.0f}x{v['mean']:.1f} s" for r, v in sorted(jobs.items())),
+            target=f"<= {DEMO_TARGET_S:.0f} s",
+            status="met" if full.wall_s <= DEMO_TARGET_S else "GAP",
+            notes=f"--cores {ctx.cores}; job CPU {cpu:,.0f} s in all; most CPU: "
+            + ", ".join(f"{r} {v['jobs']:.0f} jobs {v['cpu']:.0f} s" for r, v in heaviest),
         ),
         Row(
             "demo",
             "largest job memory",
-            "4 datasets (demo)",
+            label,
             peak_mib=largest[1]["max_rss"],
             memory_method=RULE_RSS,
             target="< 2 GiB per rule",
@@ -385,6 +389,33 @@ def demo_run(ctx: Context) -> list[Row]:
             notes=f"rule {largest[0]}",
         ),
     ]
+
+
+@register("demo", order=15, description="the whole pipeline on the embedded demo data")
+def demo_run(ctx: Context) -> list[Row]:
+    """Run the workflow on a copy of the demo project, as a reviewer's first run and a rerun.
+
+    A reviewer's first ``make demo`` starts with empty compile caches: PyTensor's C modules
+    and its numba cache (nutpie) live under PyTensor's ``base_compiledir``, here a fresh
+    folder of the work dir. The second run (``--forceall``, same caches) is what a rerun
+    costs on the same machine.
+    """
+    project = ctx.workdir / "demo"
+    if project.exists():
+        shutil.rmtree(project)
+    for name in ("config", "data"):
+        shutil.copytree(workflow_root() / name, project / name)
+    caches = ctx.workdir / "demo_compile_cache"
+    if caches.exists():
+        shutil.rmtree(caches)
+    env = clean_env()
+    flags = [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f]
+    env["PYTENSOR_FLAGS"] = ",".join([*flags, f"base_compiledir={caches}"])
+    rows = _demo_rows(ctx, project, env, "4 datasets, first run (empty compile caches)")
+    ctx.checkpoint(rows)
+    if rows[0].status != "FAILED":
+        rows += _demo_rows(ctx, project, env, "4 datasets, rerun (compile caches warm)")
+    return rows
 
 
 def pooled_project(workdir: Path, n_sites: int, seed: int) -> Path:

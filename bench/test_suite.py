@@ -1,0 +1,50 @@
+"""The test suite's wall time: ``make test``'s command on the working tree's tests."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from bench.common import Context, Row, register, run_measured, workflow_root
+
+#: ``make test`` on 2 cores (issue 13).
+TEST_TARGET_S = 300.0
+
+
+@register("tests", order=90, description="make test's pytest command, wall time")
+def test_suite(ctx: Context) -> list[Row]:
+    """Time ``pytest -n CORES --dist loadfile -m "not slow"`` and list the slowest tests."""
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-n",
+        str(ctx.cores),
+        "--dist",
+        "loadfile",
+        "-m",
+        "not slow",
+        "-q",
+        "--durations=8",
+        "-p",
+        "no:cacheprovider",
+    ]
+    run = run_measured(command, cwd=workflow_root())
+    tail = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    slowest = re.findall(r"^([\d.]+)s call\s+(\S+)", run.stdout, flags=re.MULTILINE)[:5]
+    notes = f"{tail}; slowest: " + ", ".join(
+        f"{name.split('::')[-1]} {sec}s" for sec, name in slowest
+    )
+    return [
+        Row(
+            "tests",
+            "make test (not slow)",
+            "the whole suite",
+            wall_s=run.wall_s,
+            target=f"<= {TEST_TARGET_S:.0f} s",
+            status="FAILED"
+            if run.returncode != 0
+            else ("met" if run.wall_s <= TEST_TARGET_S else "GAP"),
+            notes=notes,
+        )
+    ]
