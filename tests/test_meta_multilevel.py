@@ -209,3 +209,56 @@ def test_three_level_recovers_simulated_truth(rng: np.random.Generator) -> None:
     assert fit.beta[0] == pytest.approx(0.3, abs=4 * fit.se[0])
     assert fit.sigma2[0] == pytest.approx(0.04, abs=0.01)
     assert fit.sigma2[1] == pytest.approx(0.02, abs=0.01)
+
+
+def test_pool_effects_three_level_layout(k11: pd.DataFrame, ref: dict) -> None:
+    """yi, vi input with a cluster: the main model is rma.mv, the two-level one is kept."""
+    effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district"]]
+    out = meta.pool_effects(effects, cluster="district", robust=True, selection="step")
+    r = ref["three_level"]["tight"]
+    assert out["meta"]["measure"] == "GEN" and out["meta"]["model"] == "three-level"
+    assert "pooled_r" not in out and "pooled_z" not in out
+    close(out["pooled"]["estimate"], r["coefficients"][0]["estimate"])
+    np.testing.assert_allclose(out["heterogeneity"]["sigma2"], r["sigma2"], rtol=EST)
+    np.testing.assert_allclose(out["heterogeneity"]["I2"], r["I2"], rtol=EST)
+    assert [c["level"] for c in out["heterogeneity_ci"]["sigma2"]] == [
+        "between_clusters",
+        "within_clusters",
+    ]
+    close(out["robust"]["se"], ref["three_level"]["robust"][0]["se"])
+    assert out["robust"]["cluster_by"] == "district"
+    assert out["two_level"]["heterogeneity"]["tau2"] > 0
+    assert {s["cluster"] for s in out["studies"]} == {str(d) for d in k11["district"]}
+    assert sum(s["weight_pct"] for s in out["studies"]) == pytest.approx(100)
+    assert out["bias"]["selection"]["type"] == "stepfun"
+    assert "r" not in out["leave_one_out"][0]
+
+
+def test_pool_effects_rejects_bad_yi_vi_and_cluster(k11: pd.DataFrame) -> None:
+    effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district"]]
+    with pytest.raises(ValueError, match=r"missing \['vi'\]"):
+        meta.pool_effects(effects.drop(columns="vi"))
+    bad = effects.assign(vi=effects["vi"].where(effects.index != 3, 0.0))
+    with pytest.raises(
+        ValueError, match=r"vi must be a positive number, got bad values for \['4'\]"
+    ):
+        meta.pool_effects(bad)
+    with pytest.raises(ValueError, match="cluster column 'site' not in effects"):
+        meta.pool_effects(effects, cluster="site")
+    gap = effects.assign(district=effects["district"].where(effects.index != 0))
+    with pytest.raises(ValueError, match=r"cluster column 'district' is empty for studies \['1'\]"):
+        meta.pool_effects(gap, cluster="district")
+
+
+def test_cli_meta_three_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from alliance.cli import main
+
+    out = tmp_path / "meta.json"
+    args = [str(REF_DIR / "konstantopoulos2011.csv"), "--out", str(out), "--cluster", "district"]
+    assert main(["meta", *args, "--robust", "--moderator", "year"]) == 0  # yi, vi: no Bayes
+    result = json.loads(out.read_text())
+    assert result["moderators"]["moderators"] == ["year"]
+    assert result["bayes"]["status"] == "skipped"
+    assert "sigma2 = 0.0651 (between clusters)" in capsys.readouterr().out
+    assert main(["meta", *args[:3], "--cluster", "nope", "--no-bayes"]) == 2
+    assert "cluster column 'nope' not in effects" in capsys.readouterr().err
