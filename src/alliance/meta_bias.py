@@ -91,7 +91,8 @@ def trim_and_fill(yi: Any, vi: Any, method: str = "REML", maxiter: int = 100) ->
     -------
     dict
         ``k0``, ``se.k0``, ``side``, ``estimate``, ``se``, ``ci.lb``, ``ci.ub``, ``tau2``
-        of the filled model, and ``filled`` (``yi``, ``vi`` of the filled effects).
+        of the filled model, and ``filled`` (``study`` "Filled 1", ... as metafor labels
+        them, ``yi``, ``vi`` of the filled effects).
 
     Raises
     ------
@@ -166,7 +167,8 @@ def trim_and_fill(yi: Any, vi: Any, method: str = "REML", maxiter: int = 100) ->
         "ci.ub": float(f.ci_ub[0]),
         "tau2": f.tau2,
         "filled": [
-            {"yi": float(a), "vi": float(b)} for a, b in zip(filled_y, filled_v, strict=True)
+            {"study": f"Filled {i}", "yi": float(a), "vi": float(b)}
+            for i, (a, b) in enumerate(zip(filled_y, filled_v, strict=True), start=1)
         ],
     }
 
