@@ -42,6 +42,11 @@ def run_meta(
 ) -> dict[str, Any]:
     """Pool every effect by REML (and Bayesian random effects), write JSON, tables and figures.
 
+    ``settings`` is the config's ``meta`` block: ``method``, ``moderator`` (one, z tests),
+    ``moderators`` (several at once, Knapp-Hartung), ``cluster`` (a column of the published
+    effects: three-level model; each dataset's own effect is its own cluster), ``robust``,
+    ``selection`` and ``steps`` (:func:`alliance.meta.pool_effects`).
+
     Writes ``meta.json`` (``pooled_z``, ``pooled_r``, ``heterogeneity``, ..., ``bayes``),
     ``studies.csv``, ``leave_one_out.csv`` and the forest and funnel plots (PNG and PDF).
     """
@@ -53,7 +58,32 @@ def run_meta(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     moderator = settings.get("moderator")
-    result = pool_effects(effects, moderator=moderator, method=settings.get("method", "REML"))
+    moderators = list(settings.get("moderators") or [])
+    if {"yi", "vi"} & set(effects.columns):
+        raise ValueError(
+            "the workflow pools the datasets' correlations with published correlations "
+            "(study, r, n); a published table with yi, vi can be pooled on its own with "
+            "`alliance meta`"
+        )
+    cluster = settings.get("cluster")
+    if cluster is not None:
+        if cluster not in effects.columns:
+            raise ValueError(
+                f"meta.cluster: column {cluster!r} is not in the published effects, got "
+                f"{sorted(effects.columns)}"
+            )
+        # a dataset's own effect is a cluster of its own
+        effects[cluster] = effects[cluster].where(effects[cluster].notna(), effects["study"])
+    result = pool_effects(
+        effects,
+        moderator=moderator,
+        method=settings.get("method", "REML"),
+        cluster=cluster,
+        robust=bool(settings.get("robust", False)),
+        selection=settings.get("selection"),
+        steps=tuple(settings.get("steps") or (0.025,)),
+        moderators=moderators or None,
+    )
     bayes_settings = dict(settings.get("bayes", {}))
     result["bayes"] = pool_effects_bayes(effects[["study", "r", "n"]], seed=seed, **bayes_settings)
     result["notes"] = notes
