@@ -262,3 +262,43 @@ def test_cli_meta_three_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "sigma2 = 0.0651 (between clusters)" in capsys.readouterr().out
     assert main(["meta", *args[:3], "--cluster", "nope", "--no-bayes"]) == 2
     assert "cluster column 'nope' not in effects" in capsys.readouterr().err
+
+
+def test_report_meta_section_three_level(k11: pd.DataFrame, ref: dict, tmp_path: Path) -> None:
+    """The summary's rows hold the three-level, robust, bias and moderator numbers (checked
+    against metafor / clubSandwich above), formatted."""
+    from alliance.report import meta_section
+
+    effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district", "year"]]
+    result = meta.pool_effects(
+        effects, cluster="district", robust=True, selection="step", moderators=["year"]
+    )
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "meta.json").write_text(json.dumps(result))
+    text, warnings = meta_section(tmp_path)
+    assert warnings == []
+    rows = dict(
+        tuple(c.strip() for c in line.strip("|").split("|"))
+        for line in text.splitlines()[2:]
+        if line.startswith("| ")
+    )
+    tight = ref["three_level"]["tight"]
+    ci = ref["three_level"]["profile_ci"]
+    assert rows["Pooled effect [95% CI]"].startswith("0.185 [0.019, 0.350]")
+    between = "sigma2 between clusters (effect-size scale) [95% CI, profile likelihood]"
+    assert rows[between] == (
+        f"{tight['sigma2'][0]:.4f} [{ci[0]['ci.lb']:.4f}, {ci[0]['ci.ub']:.4f}]".replace("0.", ".")
+    )
+    assert rows["I2 between clusters, within clusters (total)"] == (
+        f"{tight['I2'][0]:.1f}%, {tight['I2'][1]:.1f}% ({tight['I2_total']:.1f}%)"
+    )
+    rob = ref["three_level"]["robust"][0]
+    key = "Cluster-robust test (CR2, Satterthwaite df; 11 clusters by district)"
+    assert (
+        rows[key] == f"SE = {rob['se']:.4f}, t({rob['df']:.1f}) = {rob['statistic']:.2f}, p = .054"
+    )
+    tf = ref["two_level"]["bias_konstantopoulos"]["trimfill"]
+    tf_key = next(k for k in rows if k.startswith("Trim-and-fill"))
+    assert "effects as independent" in tf_key
+    assert rows[tf_key].startswith(f"{tf['k0']} on the {tf['side']}; {tf['estimate']:.3f}")
+    assert rows["Moderators (year; t tests)"].startswith("F(1, 54) = 0.32, p = .576")
