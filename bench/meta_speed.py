@@ -68,7 +68,7 @@ def time_metafor(data: dict[str, np.ndarray], repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "effects.csv"
         lines = ["cluster,study,yi,vi"] + [
-            f"{c},{s},{y!r},{v!r}"
+            f"{c},{s},{float(y)!r},{float(v)!r}"
             for c, s, y, v in zip(
                 data["cluster"], data["study"], data["yi"], data["vi"], strict=True
             )

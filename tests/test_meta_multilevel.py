@@ -302,3 +302,11 @@ def test_report_meta_section_three_level(k11: pd.DataFrame, ref: dict, tmp_path:
     assert "effects as independent" in tf_key
     assert rows[tf_key].startswith(f"{tf['k0']} on the {tf['side']}; {tf['estimate']:.3f}")
     assert rows["Moderators (year; t tests)"].startswith("F(1, 54) = 0.32, p = .576")
+
+
+def test_pool_effects_rejects_bad_selection(molloy: pd.DataFrame) -> None:
+    effects = molloy[["study", "r", "n"]]
+    with pytest.raises(ValueError, match=r"steps must lie in \(0, 1\], got \[1.5\]"):
+        meta.pool_effects(effects, selection="step", steps=(1.5,))
+    with pytest.raises(ValueError, match="selection must be 'step', 'beta' or None"):
+        meta.pool_effects(effects, selection="logistic")

@@ -109,6 +109,11 @@ def extend_pooling(
     from alliance.meta_bias import bias_block
     from alliance.meta_robust import robust_rma, robust_rma_mv
 
+    if selection not in (None, "step", "beta"):
+        raise ValueError(f"selection must be 'step', 'beta' or None, got {selection!r}")
+    bad_steps = [x for x in steps if not 0 < x <= 1]
+    if selection == "step" and (bad_steps or not steps):
+        raise ValueError(f"steps must lie in (0, 1], got {list(steps)}")
     measure = out["meta"]["measure"]
     pooled_key = "pooled_z" if measure == "ZCOR" else "pooled"
     cl = data[cluster].to_numpy() if cluster is not None else None

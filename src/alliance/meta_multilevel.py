@@ -399,7 +399,7 @@ def rma_mv(
             qm, qm_df = wald, (p - 1,)
             qm_p = float(stats.chi2.sf(qm, p - 1))
     else:
-        qm = float(stat[0] ** 2) if test == "z" else float(stat[0] ** 2)
+        qm = float(stat[0] ** 2)
         qm_df = (1,) if test == "z" else (1, k - p)
         qm_p = float(pval[0])
     vt = (k - p) / tr_p0
