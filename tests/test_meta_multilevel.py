@@ -310,3 +310,22 @@ def test_pool_effects_rejects_bad_selection(molloy: pd.DataFrame) -> None:
         meta.pool_effects(effects, selection="step", steps=(1.5,))
     with pytest.raises(ValueError, match="selection must be 'step', 'beta' or None"):
         meta.pool_effects(effects, selection="logistic")
+
+
+def test_pooling_table_gives_each_dataset_its_own_cluster() -> None:
+    from alliance.meta_stage import pooling_table
+
+    effects = pd.DataFrame(
+        {
+            "study": ["site_a", "s1", "s2"],
+            "r": [0.3, 0.2, 0.25],
+            "n": [100, 80, 90],
+            "paper": [None, "P1", "P1"],
+        }
+    )
+    assert pooling_table(effects, "paper")["paper"].tolist() == ["site_a", "P1", "P1"]
+    assert pooling_table(effects, None) is effects
+    with pytest.raises(ValueError, match="meta.cluster: column 'lab' is not in the published"):
+        pooling_table(effects, "lab")
+    with pytest.raises(ValueError, match="pools the datasets' correlations"):
+        pooling_table(effects.assign(yi=0.1, vi=0.01), None)

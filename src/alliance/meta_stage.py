@@ -33,6 +33,37 @@ def gather_effects(
     return pd.DataFrame(rows), notes
 
 
+def pooling_table(effects: pd.DataFrame, cluster: str | None) -> pd.DataFrame:
+    """The gathered effects ready for pooling: correlations only, clusters filled in.
+
+    With ``cluster`` (a column of the published effects), a dataset's own effect, which has
+    no cluster, is a cluster of its own (labelled by its name).
+
+    Raises
+    ------
+    ValueError
+        If a published table holds ``yi``, ``vi`` (the workflow pools correlations) or the
+        cluster column is in no published table.
+
+    """
+    if {"yi", "vi"} & set(effects.columns):
+        raise ValueError(
+            "the workflow pools the datasets' correlations with published correlations "
+            "(study, r, n); a published table with yi, vi can be pooled on its own with "
+            "`alliance meta`"
+        )
+    if cluster is None:
+        return effects
+    if cluster not in effects.columns:
+        raise ValueError(
+            f"meta.cluster: column {cluster!r} is not in the published effects, got "
+            f"{sorted(effects.columns)}"
+        )
+    out = effects.copy()
+    out[cluster] = out[cluster].where(out[cluster].notna(), out["study"])
+    return out
+
+
 def run_meta(
     dataset_effects: Mapping[str, str | Path],
     published: Mapping[str, str | Path],
@@ -59,21 +90,8 @@ def run_meta(
     out.mkdir(parents=True, exist_ok=True)
     moderator = settings.get("moderator")
     moderators = list(settings.get("moderators") or [])
-    if {"yi", "vi"} & set(effects.columns):
-        raise ValueError(
-            "the workflow pools the datasets' correlations with published correlations "
-            "(study, r, n); a published table with yi, vi can be pooled on its own with "
-            "`alliance meta`"
-        )
     cluster = settings.get("cluster")
-    if cluster is not None:
-        if cluster not in effects.columns:
-            raise ValueError(
-                f"meta.cluster: column {cluster!r} is not in the published effects, got "
-                f"{sorted(effects.columns)}"
-            )
-        # a dataset's own effect is a cluster of its own
-        effects[cluster] = effects[cluster].where(effects[cluster].notna(), effects["study"])
+    effects = pooling_table(effects, cluster)
     result = pool_effects(
         effects,
         moderator=moderator,
