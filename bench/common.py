@@ -36,6 +36,7 @@ OPTIONAL_MODULES = (
     "bench.bayes_speed",
     "bench.latent_speed",
     "bench.calibration_speed",
+    "bench.meta_speed",
 )
 
 

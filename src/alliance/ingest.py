@@ -127,8 +127,9 @@ def required_columns(codebook: Codebook) -> dict[str, str]:
     """Every raw column the codebook names -> the codebook key that names it."""
     needed: dict[str, str] = {}
     if codebook.kind == "effects":
-        for key in ("study", "r", "n"):
-            needed[codebook.effects[key]] = f"effects.{key}"
+        for key in ("study", "r", "n", "yi", "vi", "cluster"):
+            if key in codebook.effects:
+                needed[codebook.effects[key]] = f"effects.{key}"
         for col in codebook.effects.get("moderators", []):
             needed[col] = "effects.moderators"
         return needed
@@ -898,42 +899,81 @@ def _ingest_effects(codebook: Codebook, raw: RawTable, acc: _Columns):
         "missing_study",
         "study label is empty",
     )
-    r = _classify(codebook, frame[spec["r"]], spec["r"], acc)
-    bad_r = r.value.isna() | (r.value <= -1) | (r.value >= 1)
-    acc.problems.add(
-        bad_r,
-        rows,
-        spec["r"],
-        frame[spec["r"]],
-        "invalid_r",
-        "a correlation strictly between -1 and 1 is needed",
-    )
-    n = _classify(codebook, frame[spec["n"]], spec["n"], acc)
-    bad_n = (
-        n.value.isna()
-        | ~np.isfinite(n.value)
-        | (n.value < 4)
-        | (n.value > MAX_N)
-        | (n.value != np.round(n.value))
-    )
-    acc.problems.add(
-        bad_n,
-        rows,
-        spec["n"],
-        frame[spec["n"]],
-        "invalid_n",
-        f"sample size must be a whole number from 4 (Fisher z needs n > 3) to {MAX_N}",
-    )
-    table = pd.DataFrame({"study": study, "r": r.value, "n": n.value.where(~bad_n)})
+    if "r" in spec:
+        r = _classify(codebook, frame[spec["r"]], spec["r"], acc)
+        bad_r = r.value.isna() | (r.value <= -1) | (r.value >= 1)
+        acc.problems.add(
+            bad_r,
+            rows,
+            spec["r"],
+            frame[spec["r"]],
+            "invalid_r",
+            "a correlation strictly between -1 and 1 is needed",
+        )
+        n = _classify(codebook, frame[spec["n"]], spec["n"], acc)
+        bad_n = (
+            n.value.isna()
+            | ~np.isfinite(n.value)
+            | (n.value < 4)
+            | (n.value > MAX_N)
+            | (n.value != np.round(n.value))
+        )
+        acc.problems.add(
+            bad_n,
+            rows,
+            spec["n"],
+            frame[spec["n"]],
+            "invalid_n",
+            f"sample size must be a whole number from 4 (Fisher z needs n > 3) to {MAX_N}",
+        )
+        table = pd.DataFrame({"study": study, "r": r.value, "n": n.value.where(~bad_n)})
+        keys = ["study", "r", "n"]
+    else:
+        yi = _classify(codebook, frame[spec["yi"]], spec["yi"], acc)
+        acc.problems.add(
+            yi.value.isna() | ~np.isfinite(yi.value.astype(float)),
+            rows,
+            spec["yi"],
+            frame[spec["yi"]],
+            "invalid_yi",
+            "an effect size (a finite number) is needed",
+        )
+        vi = _classify(codebook, frame[spec["vi"]], spec["vi"], acc)
+        acc.problems.add(
+            vi.value.isna() | ~(vi.value.astype(float) > 0) | ~np.isfinite(vi.value.astype(float)),
+            rows,
+            spec["vi"],
+            frame[spec["vi"]],
+            "invalid_vi",
+            "a finite sampling variance above 0 is needed",
+        )
+        table = pd.DataFrame({"study": study, "yi": yi.value, "vi": vi.value})
+        keys = ["study", "yi", "vi"]
+    if "cluster" in spec:
+        cluster = _as_id(frame[spec["cluster"]])
+        acc.problems.add(
+            cluster.isna(),
+            rows,
+            spec["cluster"],
+            frame[spec["cluster"]],
+            "missing_cluster",
+            "cluster label is empty",
+        )
+        table[spec["cluster"]] = cluster
+        keys.append(spec["cluster"])
     for col in spec.get("moderators", []):
         table[col] = frame[col]
     table["source_row"] = rows
     flagged = acc.problems.rows("row")
     clean = table[~table["source_row"].isin(flagged)]
-    _duplicates(clean, ["study", "r", "n"], ["study"], rows, acc)
+    id_cols = ["study", spec["cluster"]] if "cluster" in spec else ["study"]
+    _duplicates(clean, keys, id_cols, rows, acc)
     flagged = acc.problems.rows("row")
     kept = table[~table["source_row"].isin(flagged)].reset_index(drop=True)
-    kept["n"] = kept["n"].astype("int64")
+    if "n" in kept:
+        kept["n"] = kept["n"].astype("int64")
+    else:
+        kept[["yi", "vi"]] = kept[["yi", "vi"]].astype(float)
     return kept
 
 

@@ -756,31 +756,79 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def validate_effects(effects: pd.DataFrame) -> pd.DataFrame:
-    """Check a study-level effects table (``study``, ``r``, ``n``) and return a clean copy.
+def effect_measure(effects: pd.DataFrame) -> str:
+    """``"ZCOR"`` for a table of correlations (``r``, ``n``), ``"GEN"`` for ``yi``, ``vi``.
+
+    Raises
+    ------
+    ValueError
+        If the table has neither pair of columns.
+
+    """
+    cols = set(effects.columns)
+    for pair, measure in ((("r", "n"), "ZCOR"), (("yi", "vi"), "GEN")):
+        if set(pair) <= cols:
+            return measure
+        if set(pair) & cols:
+            missing = [c for c in pair if c not in cols]
+            raise ValueError(
+                f"effects need columns study, {', '.join(pair)}; missing {missing} "
+                f"(got {sorted(cols)})"
+            )
+    raise ValueError(
+        f"effects need columns study, r, n or study, yi, vi; got {list(effects.columns)}"
+    )
+
+
+def validate_effects(effects: pd.DataFrame, cluster: str | None = None) -> pd.DataFrame:
+    """Check a study-level effects table and return a clean copy.
+
+    Two layouts: ``study, r, n`` (correlations, pooled on Fisher's z) or ``study, yi, vi``
+    (any effect size with its sampling variance, pooled on its own scale); either with an
+    optional ``cluster`` column (a three-level model's outer level) and moderator columns.
 
     Raises
     ------
     ValueError
         If a column is missing, fewer than 2 studies are given, an ``r`` is outside (-1, 1),
-        or an ``n`` is not a number above 3.
+        an ``n`` is not a number above 3, a ``yi`` is not finite, a ``vi`` is not positive, or
+        a cluster label is missing; the message names the studies.
 
     """
-    missing = [c for c in ("study", "r", "n") if c not in effects.columns]
-    if missing:
-        raise ValueError(f"effects need columns study, r, n; missing {missing}")
+    if "study" not in effects.columns:
+        raise ValueError(f"effects need a study column, got {list(effects.columns)}")
+    measure = effect_measure(effects)
     if len(effects) < 2:
         raise ValueError(f"pooling needs at least 2 studies, got {len(effects)}")
     out = effects.reset_index(drop=True).copy()
     out["study"] = out["study"].astype(str)
-    out["r"] = pd.to_numeric(out["r"], errors="coerce").astype(float)
-    out["n"] = pd.to_numeric(out["n"], errors="coerce").astype(float)
-    bad_r = out.loc[~(out["r"].abs() < 1), "study"].tolist()
-    if bad_r:
-        raise ValueError(f"r must lie strictly between -1 and 1, got bad values for {bad_r}")
-    bad_n = out.loc[~(out["n"] > 3), "study"].tolist()
-    if bad_n:
-        raise ValueError(f"n must be greater than 3, got bad values for {bad_n}")
+    if measure == "ZCOR":
+        out["r"] = pd.to_numeric(out["r"], errors="coerce").astype(float)
+        out["n"] = pd.to_numeric(out["n"], errors="coerce").astype(float)
+        bad_r = out.loc[~(out["r"].abs() < 1), "study"].tolist()
+        if bad_r:
+            raise ValueError(f"r must lie strictly between -1 and 1, got bad values for {bad_r}")
+        bad_n = out.loc[~(out["n"] > 3), "study"].tolist()
+        if bad_n:
+            raise ValueError(f"n must be greater than 3, got bad values for {bad_n}")
+    else:
+        out["yi"] = pd.to_numeric(out["yi"], errors="coerce").astype(float)
+        out["vi"] = pd.to_numeric(out["vi"], errors="coerce").astype(float)
+        bad_y = out.loc[~np.isfinite(out["yi"]), "study"].tolist()
+        if bad_y:
+            raise ValueError(f"yi must be a finite number, got bad values for {bad_y}")
+        bad_v = out.loc[~(out["vi"] > 0) | ~np.isfinite(out["vi"]), "study"].tolist()
+        if bad_v:
+            raise ValueError(f"vi must be a positive number, got bad values for {bad_v}")
+    if cluster is not None:
+        if cluster not in out.columns:
+            raise ValueError(
+                f"cluster column {cluster!r} not in effects, got columns {list(out.columns)}"
+            )
+        missing = out.loc[out[cluster].isna(), "study"].tolist()
+        if missing:
+            raise ValueError(f"cluster column {cluster!r} is empty for studies {missing}")
+        out[cluster] = out[cluster].astype(str)
     return out
 
 
@@ -789,6 +837,11 @@ def pool_effects(
     moderator: str | None = None,
     method: str = "REML",
     level: float = 0.95,
+    cluster: str | None = None,
+    robust: bool = False,
+    selection: str | None = None,
+    steps: tuple[float, ...] = (0.025,),
+    moderators: list[str] | None = None,
 ) -> dict[str, Any]:
     """Pool study correlations by a random-effects model on Fisher's z.
 
@@ -811,6 +864,11 @@ def pool_effects(
         ``comparison``.
     level
         Confidence level for every interval.
+    cluster, robust, selection, steps, moderators
+        The three-level model, cluster-robust tests, selection model and multi-moderator
+        meta-regression of :func:`alliance.meta_extended.extend_pooling` (which documents
+        the blocks they add: ``three_level`` layout of ``heterogeneity``, ``robust``,
+        ``bias``, ``moderators``). ``bias`` is always there.
 
     Returns
     -------
@@ -839,23 +897,34 @@ def pool_effects(
         raise ValueError(
             f"moderator column {moderator!r} not in effects, got columns {list(effects.columns)}"
         )
-    data = validate_effects(effects)
-    yi = fisher_z(data["r"].to_numpy())
-    vi = fisher_z_variance(data["n"].to_numpy())
+    data = validate_effects(effects, cluster)
+    measure = effect_measure(data)
+    if measure == "ZCOR":
+        yi = fisher_z(data["r"].to_numpy())
+        vi = fisher_z_variance(data["n"].to_numpy())
+    else:
+        yi, vi = data["yi"].to_numpy(), data["vi"].to_numpy()
     fit = rma(yi, vi, method=method, level=level)
     other_method = "DL" if method == "REML" else "REML"
     other = rma(yi, vi, method=other_method, level=level)
     crit = _zcrit(level)
 
+    back = np.tanh if measure == "ZCOR" else (lambda t: t)
     studies = pd.DataFrame(
         {
             "study": data["study"],
-            "r": data["r"],
-            "n": data["n"].astype(int) if (data["n"] % 1 == 0).all() else data["n"],
+            **(
+                {
+                    "r": data["r"],
+                    "n": data["n"].astype(int) if (data["n"] % 1 == 0).all() else data["n"],
+                }
+                if measure == "ZCOR"
+                else {}
+            ),
             "yi": yi,
             "vi": vi,
-            "ci.lb": np.tanh(yi - crit * np.sqrt(vi)),
-            "ci.ub": np.tanh(yi + crit * np.sqrt(vi)),
+            "ci.lb": back(yi - crit * np.sqrt(vi)),
+            "ci.ub": back(yi + crit * np.sqrt(vi)),
             "weight_pct": fit.weight_pct,
         }
     )
@@ -863,7 +932,7 @@ def pool_effects(
     out: dict[str, Any] = {
         "meta": {
             "software": "alliance.meta",
-            "measure": "ZCOR",
+            "measure": measure,
             "method": method,
             "test": "z",
             "level": round(1 - level, 10),
@@ -892,4 +961,31 @@ def pool_effects(
             meta_regression(yi, vi, data[moderator], method, level) if moderator else None
         ),
     }
+    if measure != "ZCOR":
+        _to_own_scale(out)
+    from alliance.meta_extended import extend_pooling
+
+    extend_pooling(
+        out,
+        data,
+        yi,
+        vi,
+        method=method,
+        level=level,
+        cluster=cluster,
+        robust=robust,
+        selection=selection,
+        steps=steps,
+        moderators=moderators,
+    )
     return jsonable(out)
+
+
+def _to_own_scale(out: dict[str, Any]) -> None:
+    """Effects given as ``yi``, ``vi``: pooled on their own scale, no correlation summaries."""
+    for block in (out, out["comparison"]):
+        block["pooled"] = block.pop("pooled_z")
+        block.pop("pooled_r")
+    for row in out["leave_one_out"] or []:
+        for key in ("r", "r.ci.lb", "r.ci.ub"):
+            row.pop(key)

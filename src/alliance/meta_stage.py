@@ -33,6 +33,37 @@ def gather_effects(
     return pd.DataFrame(rows), notes
 
 
+def pooling_table(effects: pd.DataFrame, cluster: str | None) -> pd.DataFrame:
+    """The gathered effects ready for pooling: correlations only, clusters filled in.
+
+    With ``cluster`` (a column of the published effects), a dataset's own effect, which has
+    no cluster, is a cluster of its own (labelled by its name).
+
+    Raises
+    ------
+    ValueError
+        If a published table holds ``yi``, ``vi`` (the workflow pools correlations) or the
+        cluster column is in no published table.
+
+    """
+    if {"yi", "vi"} & set(effects.columns):
+        raise ValueError(
+            "the workflow pools the datasets' correlations with published correlations "
+            "(study, r, n); a published table with yi, vi can be pooled on its own with "
+            "`alliance meta`"
+        )
+    if cluster is None:
+        return effects
+    if cluster not in effects.columns:
+        raise ValueError(
+            f"meta.cluster: column {cluster!r} is not in the published effects, got "
+            f"{sorted(effects.columns)}"
+        )
+    out = effects.copy()
+    out[cluster] = out[cluster].where(out[cluster].notna(), out["study"])
+    return out
+
+
 def run_meta(
     dataset_effects: Mapping[str, str | Path],
     published: Mapping[str, str | Path],
@@ -41,6 +72,11 @@ def run_meta(
     seed: int,
 ) -> dict[str, Any]:
     """Pool every effect by REML (and Bayesian random effects), write JSON, tables and figures.
+
+    ``settings`` is the config's ``meta`` block: ``method``, ``moderator`` (one, z tests),
+    ``moderators`` (several at once, Knapp-Hartung), ``cluster`` (a column of the published
+    effects: three-level model; each dataset's own effect is its own cluster), ``robust``,
+    ``selection`` and ``steps`` (:func:`alliance.meta.pool_effects`).
 
     Writes ``meta.json`` (``pooled_z``, ``pooled_r``, ``heterogeneity``, ..., ``bayes``),
     ``studies.csv``, ``leave_one_out.csv`` and the forest and funnel plots (PNG and PDF).
@@ -53,7 +89,19 @@ def run_meta(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     moderator = settings.get("moderator")
-    result = pool_effects(effects, moderator=moderator, method=settings.get("method", "REML"))
+    moderators = list(settings.get("moderators") or [])
+    cluster = settings.get("cluster")
+    effects = pooling_table(effects, cluster)
+    result = pool_effects(
+        effects,
+        moderator=moderator,
+        method=settings.get("method", "REML"),
+        cluster=cluster,
+        robust=bool(settings.get("robust", False)),
+        selection=settings.get("selection"),
+        steps=tuple(settings.get("steps") or (0.025,)),
+        moderators=moderators or None,
+    )
     bayes_settings = dict(settings.get("bayes", {}))
     result["bayes"] = pool_effects_bayes(effects[["study", "r", "n"]], seed=seed, **bayes_settings)
     result["notes"] = notes

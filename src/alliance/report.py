@@ -758,6 +758,93 @@ def _interval(low: Any, high: Any, digits: int = 3, apa: bool = True) -> str:
     return f"[{show(low, digits)}, {show(high, digits)}]"
 
 
+def _bias_rows(bias: dict[str, Any], scale: str, three_level: bool) -> list[tuple[str, str]]:
+    """Rows of the small-study and publication-bias methods of ``meta.json``'s ``bias``."""
+    rows: list[tuple[str, str]] = []
+    if not bias:
+        return rows
+    egger = bias.get("egger") or {}
+    if three_level and "z" in egger:
+        rows.append(
+            (
+                "Egger's test (three-level, SE as moderator)",
+                f"z = {_fmt(egger.get('z'))}, p {_p(egger.get('pvalue'))}",
+            )
+        )
+    for key, label in (("pet", "PET (SE as moderator)"), ("peese", "PEESE (variance)")):
+        b = bias.get(key) or {}
+        if "estimate" in b:
+            rows.append(
+                (
+                    f"{label}: effect at SE 0 ({scale}) [95% CI]",
+                    f"{_fmt(b['estimate'], 3)} "
+                    f"{_interval(b.get('ci.lb'), b.get('ci.ub'), apa=False)}",
+                )
+            )
+        elif b:
+            rows.append((label, f"not run ({b.get('reason')})"))
+    if bias.get("pet_peese"):
+        rows.append(("Conditional PET-PEESE uses", str(bias["pet_peese"])))
+    indep = "; effects as independent" if three_level else ""
+    tf = bias.get("trimfill") or {}
+    if "k0" in tf:
+        rows.append(
+            (
+                f"Trim-and-fill (L0{indep}): filled effects; adjusted estimate ({scale}) [95% CI]",
+                f"{tf['k0']} on the {tf['side']}; {_fmt(tf['estimate'], 3)} "
+                f"{_interval(tf.get('ci.lb'), tf.get('ci.ub'), apa=False)}",
+            )
+        )
+    sel = bias.get("selection") or {}
+    if "estimate" in sel:
+        delta = ", ".join(_fmt(d, 2) for d in sel.get("delta") or [])
+        steps = sel.get("steps")
+        kind = f"step function at p = {', '.join(f'{x:g}' for x in steps)}" if steps else "beta"
+        rows.append(
+            (
+                f"Selection model ({kind}{indep}): estimate ({scale}) [95% CI]; delta; LRT",
+                f"{_fmt(sel['estimate'], 3)} "
+                f"{_interval(sel.get('ci.lb'), sel.get('ci.ub'), apa=False)}"
+                f"; delta = {delta}; chi2({sel.get('LRT_df')}) = {_fmt(sel.get('LRT'))}, "
+                f"p {_p(sel.get('lrt_pvalue'))}",
+            )
+        )
+    elif sel:
+        rows.append(("Selection model", f"not run ({sel.get('reason')})"))
+    return rows
+
+
+def _moderator_rows(mods: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows of the multi-moderator meta-regression: the omnibus test, R2, each coefficient."""
+    if not mods:
+        return []
+    df1, df2 = mods.get("QM_df") or [None, None]
+    test = "Knapp-Hartung" if mods.get("test") == "knha" else "t"
+    rows = [
+        (
+            f"Moderators ({', '.join(mods.get('moderators') or [])}; {test} tests)",
+            f"F({df1}, {df2}) = {_fmt(mods.get('QM'))}, p {_p(mods.get('QM_pval'))}; "
+            f"pseudo-R2 = {_pct(mods.get('R2'))}",
+        )
+    ]
+    robust = {c.get("term"): c for c in mods.get("robust") or []}
+    for c in mods.get("coefficients") or []:
+        if c.get("term") == "intrcpt":
+            continue
+        text = (
+            f"b = {_fmt(c.get('estimate'), 3)}, t({c.get('df')}) = {_fmt(c.get('statistic'))}, "
+            f"p {_p(c.get('pval'))}"
+        )
+        rob = robust.get(c.get("term"))
+        if rob:
+            text += (
+                f"; CR2 t({_fmt(rob.get('df'), 1)}) = {_fmt(rob.get('statistic'))}, "
+                f"p {_p(rob.get('pvalue'))}"
+            )
+        rows.append((f"  {c.get('term')}", text))
+    return rows
+
+
 def meta_section(results: Path) -> tuple[str, list[str]]:
     """The meta-analysis of ``results/meta/meta.json``: pooled r, heterogeneity, Egger's test.
 
@@ -780,41 +867,105 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
     if meta is None:
         return "No meta-analysis was run.", []
     warnings = [f"meta-analysis: {n}" for n in meta.get("notes") or []]
-    r = meta.get("pooled_r") or {}
-    z = meta.get("pooled_z") or {}
     het = meta.get("heterogeneity") or {}
     ci = meta.get("heterogeneity_ci") or {}
-    method = (meta.get("meta") or {}).get("method", "REML")
-    tau2_ci = ci.get("tau2") or {}
-    i2_ci = ci.get("I2") or {}
-    rows = [
-        ("k (datasets and published studies)", _fmt(meta.get("k"))),
-        (
-            "Pooled r [95% CI]",
-            f"{_apa(r.get('estimate'), 3)} {_interval(r.get('ci.lb'), r.get('ci.ub'))} "
-            f"(z = {_fmt(z.get('zval'))}, p {_p(z.get('pval'))})",
-        ),
-        ("95% prediction interval (r)", _interval(r.get("pi.lb"), r.get("pi.ub"))),
-        (
-            f"tau2 (Fisher z, {method}) [95% CI, Q-profile]",
-            f"{_apa(het.get('tau2'), 4)}"
-            + (f" {_interval(tau2_ci.get('ci.lb'), tau2_ci.get('ci.ub'), 4)}" if tau2_ci else ""),
-        ),
-        ("tau", _apa(het.get("tau"), 3)),
-        (
-            "I2 [95% CI]",
-            _pct(het.get("I2"))
-            + (f" [{_pct(i2_ci.get('ci.lb'))}, {_pct(i2_ci.get('ci.ub'))}]" if i2_ci else ""),
-        ),
+    info = meta.get("meta") or {}
+    method = info.get("method", "REML")
+    three_level = info.get("model") == "three-level"
+    is_r = "pooled_r" in meta
+    scale = "Fisher z" if is_r else "effect-size scale"
+    rows = [("k (datasets and published studies)", _fmt(meta.get("k")))]
+    if is_r:
+        r = meta.get("pooled_r") or {}
+        z = meta.get("pooled_z") or {}
+        rows += [
+            (
+                "Pooled r [95% CI]",
+                f"{_apa(r.get('estimate'), 3)} {_interval(r.get('ci.lb'), r.get('ci.ub'))} "
+                f"(z = {_fmt(z.get('zval'))}, p {_p(z.get('pval'))})",
+            ),
+            ("95% prediction interval (r)", _interval(r.get("pi.lb"), r.get("pi.ub"))),
+        ]
+    else:
+        e = meta.get("pooled") or {}
+        rows += [
+            (
+                "Pooled effect [95% CI]",
+                f"{_fmt(e.get('estimate'), 3)} "
+                f"{_interval(e.get('ci.lb'), e.get('ci.ub'), apa=False)} "
+                f"(z = {_fmt(e.get('zval'))}, p {_p(e.get('pval'))})",
+            ),
+            ("95% prediction interval", _interval(e.get("pi.lb"), e.get("pi.ub"), apa=False)),
+        ]
+    if three_level:
+        rows.append(
+            (
+                "Model",
+                f"three-level REML, effects in studies in {_fmt(het.get('n_clusters'))} "
+                f"clusters ({info.get('cluster')}); metafor rma.mv",
+            )
+        )
+        level_ci = {c.get("level"): c for c in ci.get("sigma2") or []}
+        names = het.get("levels") or []
+        for j, (name, label) in enumerate(
+            zip(names, ("between clusters", "within clusters"), strict=False)
+        ):
+            c = level_ci.get(name) or {}
+            bounds = f" {_interval(c.get('ci.lb'), c.get('ci.ub'), 4)}" if c else ""
+            rows.append(
+                (
+                    f"sigma2 {label} ({scale}) [95% CI, profile likelihood]",
+                    f"{_apa((het.get('sigma2') or [None, None])[j], 4)}{bounds}",
+                )
+            )
+        i2 = het.get("I2") or [None, None]
+        rows.append(
+            (
+                "I2 between clusters, within clusters (total)",
+                f"{_pct(i2[0])}, {_pct(i2[1])} ({_pct(het.get('I2_total'))})",
+            )
+        )
+    else:
+        tau2_ci = ci.get("tau2") or {}
+        i2_ci = ci.get("I2") or {}
+        rows += [
+            (
+                f"tau2 ({scale}, {method}) [95% CI, Q-profile]",
+                f"{_apa(het.get('tau2'), 4)}"
+                + (
+                    f" {_interval(tau2_ci.get('ci.lb'), tau2_ci.get('ci.ub'), 4)}"
+                    if tau2_ci
+                    else ""
+                ),
+            ),
+            ("tau", _apa(het.get("tau"), 3)),
+            (
+                "I2 [95% CI]",
+                _pct(het.get("I2"))
+                + (f" [{_pct(i2_ci.get('ci.lb'))}, {_pct(i2_ci.get('ci.ub'))}]" if i2_ci else ""),
+            ),
+        ]
+    rows.append(
         (
             "Cochran's Q",
             f"Q({_fmt(het.get('Q_df'))}) = {_fmt(het.get('Q'))}, p {_p(het.get('Q_pval'))}",
-        ),
-    ]
+        )
+    )
+    robust = meta.get("robust")
+    if robust:
+        rows.append(
+            (
+                f"Cluster-robust test (CR2, Satterthwaite df; {_fmt(robust.get('clusters'))} "
+                f"clusters by {robust.get('cluster_by')})",
+                f"SE = {_fmt(robust.get('se'), 4)}, t({_fmt(robust.get('df'), 1)}) = "
+                f"{_fmt(robust.get('statistic'))}, p {_p(robust.get('pvalue'))}",
+            )
+        )
     egger = meta.get("egger") or {}
+    two = "two-level, " if three_level else ""
     for key, label, stat in (
-        ("rma", "Egger's test (mixed-effects, SE as predictor; metafor regtest)", "z"),
-        ("lm", "Egger's test (classic weighted regression)", "t"),
+        ("rma", f"Egger's test ({two}mixed-effects, SE as predictor; metafor regtest)", "z"),
+        ("lm", f"Egger's test ({two}classic weighted regression)", "t"),
     ):
         e = egger.get(key)
         if not e:
@@ -824,12 +975,14 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
             (
                 label,
                 f"{stat}{df} = {_fmt(e.get('statistic'))}, p {_p(e.get('pval'))}; limit "
-                f"estimate (Fisher z at SE 0) {_fmt(e.get('limit_estimate'), 3)} "
+                f"estimate ({scale} at SE 0) {_fmt(e.get('limit_estimate'), 3)} "
                 f"{_interval(e.get('limit_ci.lb'), e.get('limit_ci.ub'), apa=False)}",
             )
         )
     if not egger:
         rows.append(("Egger's test", "not run (fewer than 3 effects)"))
+    rows += _bias_rows(meta.get("bias") or {}, scale, three_level)
+    rows += _moderator_rows(meta.get("moderators"))
     bayes = meta.get("bayes") or {}
     if bayes.get("pooled_r"):
         br, bt = bayes["pooled_r"], bayes.get("tau") or {}
@@ -848,10 +1001,18 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
                 + "; ".join((bayes.get("diagnostics") or {}).get("problems") or [status])
             )
     table = pd.DataFrame(rows, columns=["Quantity", "Value"])
+    model = (
+        "Three-level random-effects model (effects in studies in clusters; Cheung 2014) "
+        f"by REML on the {scale}"
+        if three_level
+        else f"Random-effects model on the {scale} ({method})"
+    )
     note = (
-        f"Random-effects model on Fisher's z ({method}), back-transformed to r; the prediction "
-        "interval is where the effect of a new study is expected (Riley et al. 2011). Egger's "
-        "test of funnel-plot asymmetry (Egger et al. 1997) has little power with few studies. "
+        f"{model}{', back-transformed to r' if is_r else ''}; the prediction interval is where "
+        "the effect of a new study is expected (Riley et al. 2011). Egger's test of "
+        "funnel-plot asymmetry (Egger et al. 1997) has little power with few studies; PET, "
+        "PEESE (Stanley & Doucouliagos 2014), trim-and-fill (Duval & Tweedie 2000) and "
+        "selection models (Vevea & Hedges 1995) are sensitivity analyses, not corrections. "
         "Studies, weights and leave-one-out: results/meta/studies.csv, leave_one_out.csv; "
         "figures forest.png and funnel.png."
     )

@@ -82,6 +82,8 @@ IDENTITY_FIELDS = (
     "model",
     "step",
     "study",
+    "cluster",
+    "term",
     "scale",
     "factor",
     "item",

@@ -50,6 +50,25 @@ if _unknown:
 PROCESS_BAYES = config["process_bayes"]["enabled"]
 PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
+_meta_columns = {
+    col
+    for n in EFFECT_DATASETS
+    for col in [
+        CODEBOOKS[n].effects.get("cluster"),
+        *CODEBOOKS[n].effects.get("moderators", []),
+    ]
+    if col
+}
+for _key, _cols in (
+    ("cluster", [config["meta"].get("cluster")]),
+    ("moderators", config["meta"].get("moderators", [])),
+):
+    for _col in _cols:
+        if META and _col and _col not in _meta_columns:
+            raise ValueError(
+                f"config/config.yaml: meta.{_key} names {_col!r}, which no effects codebook "
+                f"maps (effects.cluster or effects.moderators; mapped: {sorted(_meta_columns)})"
+            )
 
 
 def alternation(names):
