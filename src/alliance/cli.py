@@ -666,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--draws",
         type=int,
         default=None,
-        help="draws per chain for every model (default: 2000; growth 4000)",
+        help="draws per chain for every model (default: 2000; growth 6000)",
     )
     p.add_argument(
         "--tune",
