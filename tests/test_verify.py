@@ -233,15 +233,21 @@ def test_monte_carlo_check_is_calibrated(tmp_path, reference_manifest):
     assert caught8 == runs
 
 
-def test_diagnostics_compared_by_verdict(tmp_path, reference_manifest):
+def test_diagnostics_checked_against_their_thresholds(tmp_path, reference_manifest):
+    """The reference's ESS (5x the draws) is not a rerun's expectation: the rerun's own R-hat,
+    ESS and divergences must pass the thresholds (R-hat 1.01 at two decimals, ESS 400)."""
     rerun = posterior_run(np.random.default_rng(4), draws=2000)
-    rerun.loc[0, "ess_bulk"] = 401.0  # a value, not a verdict: still passes
+    rerun.loc[0, "ess_bulk"] = 400.4  # 400 in whole draws: passes
+    rerun.loc[1, "r_hat"] = 1.0149  # 1.01 at two decimals: passes
     write_run(tmp_path, rerun)
     assert (verify(tmp_path, reference_manifest)["status"] == "match").all()
     rerun.loc[0, "r_hat"] = 1.02
+    rerun.loc[2, "ess_tail"] = 399.0
     write_run(tmp_path, rerun)
     checked = verify(tmp_path, reference_manifest).set_index("key")
     assert checked.loc["b0/r_hat", "status"] == "mismatch"
+    assert checked.loc["b2/ess_tail", "status"] == "mismatch"
+    assert (checked["status"] == "mismatch").sum() == 2
 
 
 def test_bayesian_numbers_without_mcse_are_refused(tmp_path):

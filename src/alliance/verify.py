@@ -16,7 +16,8 @@ of a vector such as per-therapist effects) form a family, tested with ``sum(z**2
 a family fails when its p-value is below ``family_alpha / number of families`` (Bonferroni), so
 that a rerun on another machine, which draws other chains, fails the whole check with
 probability at most ``family_alpha`` (1%), while a shift of a few MCSE in one posterior mean
-fails. R-hat, ESS and divergences are checked against their pass thresholds, not as values.
+fails. R-hat, ESS and divergences are checked against their pass thresholds (R-hat <= 1.01,
+ESS >= 400, no divergences), not as values: a rerun must converge as the reference did.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ IGNORED_KEYS = {
 MCSE_PREFIX = "mcse_"
 
 #: Pass thresholds of the sampler diagnostics, as :data:`alliance.bayes.diagnostics.THRESHOLDS`
-#: judges them (R-hat at two decimals, ESS in whole draws); verify compares the verdicts.
+#: judges them (R-hat at two decimals, ESS in whole draws); a rerun's values must pass them.
 DIAGNOSTIC_KEYS = {
     "r_hat": "r_hat",
     "max_r_hat": "r_hat",
@@ -516,8 +517,9 @@ def verify(results_dir: str | Path, manifest: dict) -> pd.DataFrame:
             row["se"] = se
             families[mc_family(full_key)].append(full_key)
         elif kind in ("r_hat", "ess", "divergences"):
-            same = _verdict(kind, spec["value"]) == _verdict(kind, got["value"])
-            row["status"] = "match" if same else "mismatch"
+            # the rerun's own fit must pass: the reference has 5x the draws (ESS), so its
+            # values are not the rerun's expectation, only its verdict (always pass) is
+            row["status"] = "match" if _verdict(kind, got["value"]) else "mismatch"
         else:
             tol = tolerances[kind]
             row["tolerance"] = tol.absolute
