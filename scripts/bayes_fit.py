@@ -1,5 +1,6 @@
-"""Snakemake adapter: one Bayesian model of one dataset (fit, diagnostics, figures); a model
-the data cannot support is skipped with its reason, an unexpected error becomes its status."""
+"""Snakemake adapter: one Bayesian model of one dataset (fit, diagnostics, figures), or its
+prior-sensitivity refit (summary and diagnostics); a model the data cannot support is skipped
+with its reason, an unexpected error becomes its status."""
 
 from pathlib import Path
 
@@ -11,13 +12,14 @@ log = log_to(snakemake.log[0])
 result = fit_model_or_error(
     Path(snakemake.input.item_table).parent.parent,
     snakemake.wildcards.model,
-    priors=scale_priors(snakemake.params.priors, float(snakemake.wildcards.scale)),
+    priors=scale_priors(snakemake.params.priors, snakemake.params.scale),
     # chains in parallel up to the cores Snakemake granted this job
     sampler={**snakemake.params.sampler, "cores": snakemake.threads},
     out_dir=Path(snakemake.output.summary).parent,
     alliance_session=snakemake.params.alliance_session,
     measure=snakemake.params.measure,
-    figures=False,
+    figures=not snakemake.params.refit,
+    refit=snakemake.params.refit,
 )
 log.info("status %s; effects %s", result["status"], result.get("effects"))
 if result.get("reason"):

@@ -50,6 +50,24 @@ def test_same_seed_same_summary(demo_tables, tmp_path):
     assert a["effects"] == b["effects"]
 
 
+def test_sensitivity_refit_is_the_same_posterior_without_the_extras(demo_tables, tmp_path):
+    """A prior-sensitivity refit samples the same posterior (same seed, same summary bytes)
+    and writes only what the sensitivity table reads: no comparison model, predictive
+    checks, LOO, idata.nc or figures."""
+    full = fit_model(demo_tables("site_c"), "outcome", sampler=SMALL, out_dir=tmp_path / "full")
+    refit = fit_model(
+        demo_tables("site_c"), "outcome", sampler=SMALL, out_dir=tmp_path / "refit", refit=True
+    )
+    assert (tmp_path / "refit" / "summary.csv").read_bytes() == (
+        tmp_path / "full" / "summary.csv"
+    ).read_bytes()
+    assert refit["status"] == full["status"] and refit["effects"] == full["effects"]
+    assert {"loo", "loo_comparison", "prior_predictive"} & set(refit) == set()
+    written = {p.name for p in (tmp_path / "refit").iterdir()}
+    assert written == {"summary.csv", "summary.md", "diagnostics.json"}
+    assert (tmp_path / "full" / "figures").is_dir() and (tmp_path / "full" / "idata.nc").is_file()
+
+
 def test_pathological_fit_is_flagged(demo_tables):
     # an absurd prior (SD 1e-4 on intercept and slopes: scales 10,000x apart from sigma) with
     # tuning too short to adapt step size and mass matrix to it

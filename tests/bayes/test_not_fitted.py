@@ -41,6 +41,8 @@ def test_session_model_on_sessions_1_3_6_is_skipped_with_files(rng, tmp_path):
     tables = irregular_tables(rng)
     result = fit_model(tables, "session", out_dir=tmp_path)  # no sampling happens
     assert result["status"] == "skipped"
+    # the fit's figures folder holds one figure stating the reason
+    assert (tmp_path / "figures" / "not_estimated.png").stat().st_size > 1000
     assert "fewer than 20 lagged session rows" in result["reason"]
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS and summary.empty
@@ -51,7 +53,7 @@ def test_session_model_on_sessions_1_3_6_is_skipped_with_files(rng, tmp_path):
     idata = az.from_netcdf(tmp_path / "idata.nc")
     assert "posterior" not in idata.groups()
     assert idata.attrs["status"] == "skipped"
-    # the figures rule draws one figure stating the reason
+    # so does drawing the figures of the saved fit
     paths = plot_saved_fit(tables, tmp_path / "idata.nc", "session", tmp_path / "figures")
     assert [p.name for p in paths] == ["not_estimated.png", "not_estimated.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -1,6 +1,7 @@
-# Bayesian alliance-outcome models per dataset (outcome, therapist, session), with diagnostics,
-# LOO and figures; the prior-sensitivity refits (prior scales halved and doubled) are the same
-# rule with another {scale}.
+# Bayesian alliance-outcome models per dataset (outcome, therapist, session, latent), with
+# diagnostics, LOO and figures in one job per model (one interpreter, PyMC/nutpie imported and
+# the model compiled once); the prior-sensitivity refits (prior scales halved and doubled) are
+# rule bayes_refit.
 
 
 rule bayes_fit:
@@ -11,45 +12,18 @@ rule bayes_fit:
         scores="results/{item_dataset}/scores/scores.parquet",
     output:
         summary=report(
-            "results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
+            "results/{item_dataset}/bayes/{model}_x1/summary.csv",
             caption="../report/bayes_summary.rst",
             category="Outcome models",
             subcategory="{item_dataset}",
             labels={
                 "dataset": "{item_dataset}",
                 "model": "{model}",
-                "table": "posterior summary, prior scale x{scale}",
+                "table": "posterior summary, prior scale x1",
             },
         ),
-        diagnostics="results/{item_dataset}/bayes/{model}_x{scale}/diagnostics.json",
-        idata="results/{item_dataset}/bayes/{model}_x{scale}/idata.nc",
-    log:
-        "results/{item_dataset}/logs/bayes_{model}_x{scale}.log",
-    benchmark:
-        "results/{item_dataset}/benchmarks/bayes_{model}_x{scale}.tsv"
-    conda:
-        ENV
-    threads: bayes_threads
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        priors=config["bayes"]["priors"],
-        sampler=bayes_sampler,
-        alliance_session=config["bayes"]["alliance_session"],
-        measure=config["bayes"]["measure"],
-    script:
-        "../../scripts/bayes_fit.py"
-
-
-rule bayes_figures:
-    input:
+        diagnostics="results/{item_dataset}/bayes/{model}_x1/diagnostics.json",
         idata="results/{item_dataset}/bayes/{model}_x1/idata.nc",
-        item_table="results/{item_dataset}/ingest/items.parquet",
-        outcomes="results/{item_dataset}/ingest/outcomes.parquet",
-        patients="results/{item_dataset}/ingest/patients.parquet",  # therapists
-        scores="results/{item_dataset}/scores/scores.parquet",
-    output:
         figures=report(
             directory("results/{item_dataset}/bayes/{model}_x1/figures"),
             patterns=["{name}.png"],
@@ -63,20 +37,58 @@ rule bayes_figures:
             },
         ),
     log:
-        "results/{item_dataset}/logs/bayes_figures_{model}.log",
+        "results/{item_dataset}/logs/bayes_{model}_x1.log",
     benchmark:
-        "results/{item_dataset}/benchmarks/bayes_figures_{model}.tsv"
+        "results/{item_dataset}/benchmarks/bayes_{model}_x1.tsv"
     conda:
         ENV
-    threads: 1
+    threads: bayes_threads
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=30,
     params:
+        priors=config["bayes"]["priors"],
+        sampler=bayes_sampler,
         alliance_session=config["bayes"]["alliance_session"],
         measure=config["bayes"]["measure"],
+        scale=1.0,
+        refit=False,
     script:
-        "../../scripts/bayes_figures.py"
+        "../../scripts/bayes_fit.py"
+
+
+# The prior-sensitivity refits: the same model with every prior scale multiplied by {scale}
+# (not 1); only the posterior summary and diagnostics, which the sensitivity table compares.
+rule bayes_refit:
+    input:
+        item_table="results/{item_dataset}/ingest/items.parquet",
+        outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+        patients="results/{item_dataset}/ingest/patients.parquet",  # therapists
+        scores="results/{item_dataset}/scores/scores.parquet",
+    output:
+        summary="results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
+        diagnostics="results/{item_dataset}/bayes/{model}_x{scale}/diagnostics.json",
+    log:
+        "results/{item_dataset}/logs/bayes_refit_{model}_x{scale}.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/bayes_refit_{model}_x{scale}.tsv"
+    wildcard_constraints:
+        scale=SENSITIVITY_SCALE,
+    conda:
+        ENV
+    threads: bayes_threads
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        priors=config["bayes"]["priors"],
+        sampler=bayes_sampler,
+        alliance_session=config["bayes"]["alliance_session"],
+        measure=config["bayes"]["measure"],
+        scale=sensitivity_scale,
+        refit=True,
+    script:
+        "../../scripts/bayes_fit.py"
 
 
 rule bayes_sensitivity:

@@ -249,9 +249,9 @@ def bayes_benchmarks(name):
     scales = config["bayes"]["sensitivity_scales"]
     out = []
     for model in bayes_models(name):
-        out += [f"{base}/bayes_{model}_x1.tsv", f"{base}/bayes_figures_{model}.tsv"]
+        out.append(f"{base}/bayes_{model}_x1.tsv")
         if len(scales) > 1 and model in config["bayes"]["sensitivity_models"]:
-            out += [f"{base}/bayes_{model}_x{s:g}.tsv" for s in scales if s != 1]
+            out += [f"{base}/bayes_refit_{model}_x{s:g}.tsv" for s in scales if s != 1]
             out.append(f"{base}/bayes_sensitivity_{model}.tsv")
     return list(dict.fromkeys(out))
 
@@ -324,6 +324,15 @@ def bayes_threads(wildcards):
     if wildcards.model == "outcome":
         return 1
     return int(config["bayes"]["sampler"]["cores"])
+
+
+#: A prior-sensitivity scale other than the default 1 (rule bayes_refit's {scale}).
+SENSITIVITY_SCALE = r"(?!1(?![0-9.]))[0-9]+(\.[0-9]+)?"
+
+
+def sensitivity_scale(wildcards):
+    """The prior scale factor of a refit, as a number."""
+    return float(wildcards.scale)
 
 
 def bayes_sensitivity_inputs(wildcards):

@@ -157,6 +157,7 @@ def fit_model(
     lower_is_better: bool = True,
     thresholds: Mapping[str, float] | None = None,
     figures: bool = True,
+    refit: bool = False,
 ) -> dict[str, Any]:
     """Fit one Bayesian alliance-outcome model to one dataset and write its outputs.
 
@@ -187,7 +188,12 @@ def fit_model(
     thresholds
         Overrides of :data:`alliance.bayes.diagnostics.THRESHOLDS`.
     figures
-        Draw the figures (needs ``out_dir``).
+        Draw the figures (needs ``out_dir``; a model that was not fitted gets one figure that
+        says why).
+    refit
+        A prior-sensitivity refit: only the posterior, its summary and diagnostics (the
+        sensitivity table compares summaries). No comparison model, predictive checks, LOO,
+        ``idata.nc`` or figures.
 
     Returns
     -------
@@ -220,12 +226,12 @@ def fit_model(
         )
         pm_model = build_model(model, data, priors)
     except InsufficientData as exc:
-        return not_fitted(model, "skipped", str(exc), out_dir)
+        return not_fitted(model, "skipped", str(exc), out_dir, figures=figures and not refit)
     idata, timing = sample(pm_model, settings)
-    add_predictive(idata, pm_model, settings["seed"])
-    prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
-    idata.extend(prior, join="left")
-    observed = next(iter(idata.observed_data.data_vars))
+    if not refit:
+        add_predictive(idata, pm_model, settings["seed"])
+        prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
+        idata.extend(prior, join="left")
     table = summarize(idata)
     diagnostics = check(idata, thresholds=thresholds, table=table)
     result: dict[str, Any] = {
@@ -233,18 +239,22 @@ def fit_model(
         "status": diagnostics["status"],
         "diagnostics": diagnostics,
         "effects": effects(idata, KEY_PARAMETERS[model], lower_is_better),
-        "loo": loo(idata),
-        "prior_predictive": prior_predictive_check(
-            idata, idata.observed_data[observed].to_numpy(), observed
-        ),
         "data": data.info,
         "scales": data.scales,
         "priors": {**DEFAULT_PRIORS, **(dict(priors) if priors else {})},
         "sampler": settings,
         "timing": {model: timing},
     }
+    if not refit:
+        observed = next(iter(idata.observed_data.data_vars))
+        result["loo"] = loo(idata)
+        result["prior_predictive"] = prior_predictive_check(
+            idata, idata.observed_data[observed].to_numpy(), observed
+        )
     comparison = None
-    if model == "outcome":
+    if refit:
+        pass
+    elif model == "outcome":
         null_idata, null_timing = sample(build_model("outcome_null", data, priors), settings)
         null_check = check(null_idata, thresholds=thresholds)
         comparison = compare_loo({"outcome": idata, "outcome_null": null_idata})
@@ -253,7 +263,7 @@ def fit_model(
         result["timing"]["outcome_null"] = null_timing
         if null_check["status"] == "fail":
             result["status"] = "fail"
-    if model == "latent":
+    if model == "latent" and not refit:
         # side by side with the plug-in score model on the same patients and outcome
         from alliance.bayes.latent import attenuation
 
@@ -270,7 +280,8 @@ def fit_model(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        idata.to_netcdf(str(out / "idata.nc"))
+        if not refit:
+            idata.to_netcdf(str(out / "idata.nc"))
         from alliance.tables import write_csv, write_csv_and_markdown
 
         write_csv_and_markdown(
@@ -285,7 +296,7 @@ def fit_model(
         )
         if comparison is not None:
             write_csv(comparison, out / "loo_compare.csv", index=False)
-        if model == "latent":
+        if "attenuation" in result:
             write_csv_and_markdown(
                 pd.DataFrame(result["attenuation"]),
                 out / "attenuation.csv",
@@ -293,7 +304,7 @@ def fit_model(
                 note="The same patients and outcome; plug-in = item-mean score in the outcome "
                 "model, latent = the items' common factor in one model.",
             )
-        if figures:
+        if figures and not refit:
             from alliance.bayes.plots import plot_fit
 
             result["figures"] = [
@@ -311,6 +322,7 @@ def not_fitted(
     reason: str,
     out_dir: str | Path | None = None,
     detail: str | None = None,
+    figures: bool = False,
 ) -> dict[str, Any]:
     """The result of a model that was not fitted, written as :func:`fit_model`'s files.
 
@@ -320,7 +332,8 @@ def not_fitted(
     (the columns, no rows) and ``summary.md`` (with the reason), ``diagnostics.json`` (the
     returned dict) and ``idata.nc`` (an InferenceData without groups whose attributes hold the
     status and the reason), so that every file the workflow expects exists and the summary
-    shows the status per dataset.
+    shows the status per dataset. With ``figures``, ``figures/not_estimated.png`` (and
+    ``.pdf``) states the status and the reason.
 
     Returns
     -------
@@ -357,6 +370,12 @@ def not_fitted(
         az.InferenceData(attrs={"status": status, "reason": reason}).to_netcdf(
             str(out / "idata.nc")
         )
+        if figures:
+            from alliance.process.plots import placeholder_figure
+
+            stem = out / "figures" / "not_estimated"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            placeholder_figure(f"Bayesian {model} model", f"{status}: {reason}", stem)
     return result
 
 
@@ -378,7 +397,10 @@ def fit_model_or_error(
         return fit_model(source, model, out_dir=out_dir, **options)
     except Exception as exc:  # noqa: BLE001 - recorded as the fit's status, the run goes on
         reason = f"{type(exc).__name__}: {exc}"
-        return not_fitted(model, "error", reason, out_dir, traceback.format_exc(limit=8))
+        figures = bool(options.get("figures", True)) and not options.get("refit", False)
+        return not_fitted(
+            model, "error", reason, out_dir, traceback.format_exc(limit=8), figures=figures
+        )
 
 
 def plot_saved_fit(
