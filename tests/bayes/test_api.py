@@ -1,6 +1,7 @@
 import json
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,3 +93,30 @@ def test_nutpie_tune5_is_flagged_and_reproducible(demo_tables):
 def test_invalid_model(demo_tables):
     with pytest.raises(ValueError, match="model must be one of"):
         fit_model(demo_tables("site_c"), "outcome_null")
+
+
+def test_small_pymc_model_samples_its_chains_in_process_with_the_same_draws(demo_tables):
+    """Chains in turn in-process (no child processes for a 4-parameter model) give the draws
+    PyMC's parallel chain processes give: each chain has its own seed."""
+    import pymc as pm
+
+    from alliance.bayes.sampling import _pymc_cores
+
+    data = build_data(demo_tables("site_c"), "outcome")
+    model = build_model("outcome", data)
+    assert _pymc_cores(model, {"cores": 2}) == 1
+    settings = {"backend": "pymc", "draws": 200, "tune": 200, "seed": 3, "cores": 2}
+    ours, _ = sample(model, settings)
+    theirs = pm.sample(
+        draws=200,
+        tune=200,
+        chains=2,
+        cores=2,
+        random_seed=3,
+        model=model,
+        progressbar=False,
+        target_accept=0.95,
+        compute_convergence_checks=False,
+    )
+    for name in ours.posterior.data_vars:
+        np.testing.assert_array_equal(ours.posterior[name], theirs.posterior[name])
