@@ -17,7 +17,8 @@ a family fails when its p-value is below ``family_alpha / number of families`` (
 that a rerun on another machine, which draws other chains, fails the whole check with
 probability at most ``family_alpha`` (1%), while a shift of a few MCSE in one posterior mean
 fails. R-hat, ESS and divergences are checked against their pass thresholds (R-hat <= 1.01,
-ESS >= 400, no divergences), not as values: a rerun must converge as the reference did.
+ESS >= 400, no divergences), not as values: a rerun must pass them wherever the manifest's
+run passed them.
 """
 
 from __future__ import annotations
@@ -517,9 +518,10 @@ def verify(results_dir: str | Path, manifest: dict) -> pd.DataFrame:
             row["se"] = se
             families[mc_family(full_key)].append(full_key)
         elif kind in ("r_hat", "ess", "divergences"):
-            # the rerun's own fit must pass: the reference has 5x the draws (ESS), so its
-            # values are not the rerun's expectation, only its verdict (always pass) is
-            row["status"] = "match" if _verdict(kind, got["value"]) else "mismatch"
+            # a rerun must converge by the thresholds wherever the manifest's run did; its
+            # values are no expectation (the reference has 5x the draws, so 5x the ESS)
+            ok = _verdict(kind, got["value"]) or not _verdict(kind, spec["value"])
+            row["status"] = "match" if ok else "mismatch"
         else:
             tol = tolerances[kind]
             row["tolerance"] = tol.absolute
