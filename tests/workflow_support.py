@@ -1,0 +1,108 @@
+"""Helpers of the workflow tests: run Snakemake on a project, write a small project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
+    return subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+
+
+def clinic_export(
+    rng: np.random.Generator,
+    patients: int = 60,
+    sessions: tuple[int, ...] = (1, 2, 3),
+    patient_id: str = "p{}",
+) -> pd.DataFrame:
+    """A long export: 3-factor WAI-SR items and PHQ-9 per patient x session, 6 therapists."""
+    loadings = np.array([0.8] * 12)
+    factor_of = [0, 0, 2, 1, 2, 1, 2, 1, 2, 0, 1, 0]  # task, goal, bond per item (WAI-SR key)
+    corr = np.array([[1, 0.9, 0.7], [0.9, 1, 0.7], [0.7, 0.7, 1]])
+    rows = []
+    for p in range(patients):
+        eta = rng.multivariate_normal(np.zeros(3), corr)
+        for s in sessions:
+            latent = loadings * eta[factor_of] + rng.normal(0, 0.6, 12)
+            answers = np.clip(np.round(3 + latent), 1, 5).astype(int)
+            row = {"pid": patient_id.format(p), "tid": f"t{p % 6}", "session": s, "site": "X"}
+            row |= {f"item{k + 1}": int(a) for k, a in enumerate(answers)}
+            row["phq"] = int(rng.integers(0, 28))
+            rows.append(row)
+    return pd.DataFrame(rows).astype(object)
+
+
+def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A config with one long CSV dataset (60 patients, 3 sessions, 3-factor items) and effects."""
+    (tmp_path / "config" / "codebooks").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    frame = clinic_export(rng)
+    frame.loc[4, "item2"] = 6  # planted: out of range
+    frame.loc[7, "item9"] = -99  # planted: missing code
+    frame.to_csv(tmp_path / "data" / "clinic.csv", index=False)
+    pd.DataFrame({"study": ["a", "b", "c"], "r": [0.2, 0.3, 0.25], "n": [50, 80, 120]}).to_csv(
+        tmp_path / "data" / "published.csv", index=False
+    )
+    codebooks = {
+        "clinic": {
+            "dataset": "clinic",
+            "file": "../../data/clinic.csv",
+            "format": "csv",
+            "ids": {"patient": "pid", "therapist": "tid", "session": "session"},
+            "groups": ["site"],
+            "instrument": "wai_sr",
+            "items": {"pattern": "item{number}"},
+            "missing_codes": [-99],
+            "outcomes": [{"measure": "phq9", "column": "phq", "min": 0, "max": 27}],
+        },
+        "published": {
+            "dataset": "published",
+            "kind": "effects",
+            "file": "../../data/published.csv",
+            "format": "csv",
+            "effects": {"study": "study", "r": "r", "n": "n"},
+        },
+    }
+    for name, doc in codebooks.items():
+        (tmp_path / "config" / "codebooks" / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    config = {
+        "datasets": {n: {"codebook": f"config/codebooks/{n}.yaml"} for n in codebooks},
+        "seed": 7,
+        "describe": {"session": 2, "rater": "client", "parallel_iterations": 20},
+        "meta": {"alliance_session": 2, "bayes": {"chains": 2, "draws": 500, "tune": 500}},
+        "cfa": {
+            "models": ["one_factor", "correlated"],
+            "estimators": ["MLR"],
+            "session": 2,
+            "invariance": {"groups": {}},
+        },
+        "bayes": {
+            "models": ["outcome"],
+            "alliance_session": 2,
+            "sensitivity_scales": [1],
+            "sampler": {"chains": 2, "draws": 500, "tune": 500},
+        },
+        # no dropout and no second rater in this project: both models are skipped with a
+        # reason (no sampling), which is what the end-to-end test checks
+        "process_bayes": {"models": ["dropout", "rater_outcome"]},
+    }
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
