@@ -114,7 +114,8 @@ def yuan_bentler_mplus(result: FitResult) -> dict[str, float]:
     information of the model (both per observation). ``B0_g`` is nonzero only on group
     ``g``'s parameters, so ``tr(B0_g E^-1)`` needs only that block of ``E^-1``. lavaan's
     ``scaling.factor.h1`` is the first sum over the number of sample statistics and
-    ``scaling.factor.h0`` the second over the number of free parameters.
+    ``scaling.factor.h0`` the second over the number of free parameters before equality
+    constraints (each constrained row counted, as lavaan's ``nx.free``).
 
     Returns
     -------
@@ -165,7 +166,8 @@ def yuan_bentler_mplus(result: FitResult) -> dict[str, float]:
         "chisq.scaled": chisq_s,
         "pvalue.scaled": chisq_pvalue(chisq_s, df),
         "scaling.factor.h1": trace_h1 / ndat,
-        "scaling.factor.h0": trace_h0 / result.npar,
+        # lavaan divides by its free parameters before equality constraints (nx.free)
+        "scaling.factor.h0": trace_h0 / sum(1 for r in result.spec.table if r.free),
     }
 
 
