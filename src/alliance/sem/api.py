@@ -1,4 +1,7 @@
-"""Public entry points: fit_cfa() and invariance_ladder(), returning lavaan-layout JSON dicts."""
+"""Public entry points: fit_cfa() and invariance_ladder(), returning lavaan-layout JSON dicts.
+
+:func:`invariance_ladder` is :func:`alliance.sem.invariance.ladder`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from alliance.sem.categories import COLLAPSE_NOTE, merges_text
 from alliance.sem.estimate import ESTIMATORS
 from alliance.sem.fitmeasures import FIT_NAMES, ROBUST_NAMES
 from alliance.sem.fitting import check_args, collapse, fit_model
-from alliance.sem.invariance import ladder
+from alliance.sem.invariance import ladder as invariance_ladder
 from alliance.sem.output import fit_meta, result_dict
 
 __all__ = [
@@ -135,31 +138,3 @@ def fit_cfa(
     if est == "WLSMV":
         out["collapsed_categories"] = collapsed
     return out
-
-
-def invariance_ladder(
-    data: pd.DataFrame,
-    model: str,
-    group: str,
-    estimator: str = "ML",
-    missing: str = "listwise",
-    steps: Sequence[str] = ("configural", "metric", "scalar", "strict"),
-    parameterization: str = "delta",
-    collapse_empty_categories: bool = False,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Measurement-invariance ladder across ``group``; see :func:`alliance.sem.invariance.ladder`.
-
-    Returns ``{"configural": ..., "metric": ..., "scalar": ..., "strict": ..., "lrt": ...,
-    "deltas": ..., "decisions": ..., "partial": ..., "criteria": ..., "notes": ...}`` (the
-    reference ``invariance`` layout plus decisions and partial-invariance candidates). For
-    WLSMV with ordered items ``parameterization`` (``"theta"`` fits the strict step;
-    ``"delta"`` leaves it out with a note) and ``collapse_empty_categories`` (merge a category
-    without responses in some group with an adjacent one in every group, recorded in
-    ``collapsed_categories``; otherwise such a category raises ``ValueError``, as in lavaan);
-    ML/MLR ignore both. ``kwargs``: ``std_lv``, ``n_release``, ``ordered``, ``level``.
-    """
-    return ladder(
-        data, model, group, estimator, missing, steps=steps, parameterization=parameterization,
-        collapse_empty_categories=collapse_empty_categories, **kwargs,
-    )  # fmt: skip

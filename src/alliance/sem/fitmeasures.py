@@ -14,7 +14,7 @@ import numpy as np
 from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
-from alliance.sem.estimate import FitResult, evaluate
+from alliance.sem.estimate import FitResult, evaluate, ndat
 from alliance.sem.information import wls_implied
 from alliance.sem.model import ModelSpec
 from alliance.sem.mvnorm import expected_information, saturated_jacobian
@@ -502,7 +502,7 @@ def _fit_measures(result: FitResult) -> dict[str, Any]:
     out.update(srmr(result))
     # ---- other
     out["gfi"] = gfi(result)
-    nel = sum(len(_wls_vectors(result, k + 1)[0]) for k in range(g))
+    nel = ndat(result.spec, result.sample if dwls else None)
     out["agfi"] = 1 - nel / df * (1 - out["gfi"]) if df > 0 else 1.0
     out["pgfi"] = df / nel * out["gfi"] if nel else float("nan")
     out["cn_05"] = _cn(x2, df, n, 0.05)
