@@ -35,6 +35,8 @@ wai_lab <- gsub("task =~ wai_01 \\+ wai_02", "task =~ wai_01 + t2*wai_02", wai_m
 wai_lab <- paste(wai_lab, "half := t2 / 2", sep = "\n")
 wai_group <- gsub("task =~ wai_01 \\+ wai_02", "task =~ wai_01 + c(a, b)*wai_02", wai_model)
 wai_group <- paste(wai_group, "diff := a - b", sep = "\n")
+wai_ineq <- gsub("task =~ wai_01 \\+ wai_02", "task =~ wai_01 + t2*wai_02", wai_model)
+wai_ineq <- paste(wai_ineq, "t2 > 1.2", sep = "\n")
 
 out <- list(
   meta = list(lavaan = as.character(packageVersion("lavaan"))),
@@ -58,6 +60,9 @@ out <- list(
                                       std.lv = TRUE), estimator = "WLSMV", std.lv = TRUE),
   defined_wlsmv = block(wai_lab, cfa(wai_lab, wai, ordered = TRUE, estimator = "WLSMV"),
                         estimator = "WLSMV"),
+  inequality_wlsmv = block(wai_ineq, cfa(wai_ineq, wai, ordered = TRUE, estimator = "WLSMV"),
+                           estimator = "WLSMV"),
+  inequality_mlr = block(wai_ineq, cfa(wai_ineq, wai, estimator = "MLR"), estimator = "MLR"),
   group_labels_wlsmv = block(wai_group, cfa(wai_group, wai, ordered = TRUE, estimator = "WLSMV",
                                             group = "site"), estimator = "WLSMV", group = "site"))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", dataframe = "rows",
