@@ -93,7 +93,7 @@ def test_sem_imports_nothing_outside_sem():
 
 def test_sem_has_no_import_cycle():
     graph = _graph()
-    assert len(graph) > 15
+    assert len(graph) > 10  # the files were read
     assert _cycle(graph) is None
 
 
