@@ -236,7 +236,8 @@ def rmsea_pvalue(
 def _wls_vectors(result: FitResult, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample statistics, implied statistics and weights of group ``g``.
 
-    lavaan's WLS.obs, WLS.est and the diagonal or full WLS.V behind ``gfi``.
+    lavaan's WLS.obs, WLS.est and the diagonal or full WLS.V behind ``gfi``; with missing data
+    (FIML) the available-case moments and the pattern-weighted expected information.
     """
     spec, group = result.spec, result.sample.groups[g - 1]
     if group.wls is not None:
@@ -244,13 +245,43 @@ def _wls_vectors(result: FitResult, g: int) -> tuple[np.ndarray, np.ndarray, np.
     imp = spec.implied(result.x, g)[0]
     p = spec.p
     rows, cols = np.tril_indices(p)
-    obs, est = group.cov[rows, cols], imp.sigma[rows, cols]
+    mean, cov = (group.mean, group.cov) if group.complete else _available_moments(group.X)
+    obs, est = cov[rows, cols], imp.sigma[rows, cols]
     if spec.meanstructure:
-        obs, est = np.concatenate([group.mean, obs]), np.concatenate([imp.mu, est])
+        obs, est = np.concatenate([mean, obs]), np.concatenate([imp.mu, est])
     dsig, dmu = saturated_jacobian(p, spec.meanstructure)
-    # normal-theory weight: the expected h1 information at the implied moments (structured)
-    weight = expected_information(imp.sigma, dsig, dmu if spec.meanstructure else None)
+    dmu_used = dmu if spec.meanstructure else None
+    # normal-theory weight: the expected h1 information at the implied moments (structured);
+    # with missing data summed over the patterns, each on its observed variables (lavaan)
+    if group.complete:
+        return obs, est, expected_information(imp.sigma, dsig, dmu_used)
+    weight = np.zeros((len(obs), len(obs)))
+    for seen, idx in group.patterns:
+        o = np.flatnonzero(seen)
+        if len(o):
+            part = expected_information(
+                imp.sigma[np.ix_(o, o)],
+                dsig[:, o][:, :, o],
+                None if dmu_used is None else dmu[:, o],
+            )
+            weight += len(idx) / group.n * part
     return obs, est, weight
+
+
+def _available_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Available-case means and pairwise covariances of incomplete data (lavaan's ``WLS.obs``).
+
+    The covariances are R's ``cov(use = "pairwise")`` times ``(N - 1) / N``.
+    """
+    n, p = x.shape
+    seen = ~np.isnan(x)
+    cov = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i + 1):
+            both = seen[:, i] & seen[:, j]
+            a, b = x[both, i], x[both, j]
+            cov[i, j] = cov[j, i] = np.sum((a - a.mean()) * (b - b.mean())) / (both.sum() - 1)
+    return np.nanmean(x, axis=0), cov * (n - 1) / n
 
 
 def gfi(result: FitResult) -> float:
