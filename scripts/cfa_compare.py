@@ -13,6 +13,7 @@ result = compare(
     missing=snakemake.params.missing,
     session=snakemake.params.session,
     rater=snakemake.params.rater,
+    std_lv=snakemake.params.std_lv,
 )
 write_json(result, snakemake.output.comparison)
 log.info("compared %s models, %s nested tests", len(result["results"]), len(result["tests"]))

@@ -13,6 +13,7 @@ result = run_cfa(
     missing=snakemake.params.missing,
     session=snakemake.params.session,
     rater=snakemake.params.rater,
+    std_lv=snakemake.params.std_lv,
 )
 write_json(result, snakemake.output.fit)
 log.info("converged: %s; %s s", result.get("converged"), result.get("elapsed_s"))

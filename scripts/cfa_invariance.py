@@ -16,6 +16,7 @@ ladder = run_invariance(
     rater=snakemake.params.rater,
     parameterization=snakemake.params.parameterization,
     collapse_empty_categories=snakemake.params.collapse_empty_categories,
+    std_lv=snakemake.params.std_lv,
 )
 write_json(ladder, snakemake.output.invariance)
 log.info("invariance across %s: %s", snakemake.wildcards.group, ladder["status"])

@@ -70,8 +70,9 @@ def not_converged_fit(
     bifactor fit that showed a robust TLI of 415089431232.889.
     """
     from alliance.sem.api import result_dict
-    from alliance.sem.estimate import estimate, prepare_sample
+    from alliance.sem.estimate import estimate
     from alliance.sem.model import ModelSpec
+    from alliance.sem.samplestats import prepare_sample
 
     spec = ModelSpec.from_syntax(syntax(model), meanstructure=missing == "fiml")
     sample = prepare_sample(data, spec.ov, missing=missing)

@@ -30,7 +30,7 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     ValueError
         If ``model`` is neither a built-in model of the instrument nor an existing file.
     """
-    from alliance.sem.model import builtin_models
+    from alliance.sem.syntax import builtin_models
 
     builtins = builtin_models(instrument)
     if model in builtins:
@@ -176,8 +176,12 @@ def run_cfa(
     session: int | None = 3,
     rater: str | None = "client",
     group: str | None = None,
+    std_lv: bool = False,
 ) -> dict[str, Any]:
     """Fit one CFA; any failure becomes ``status: error`` in the result instead of an exception.
+
+    ``std_lv`` (config ``cfa.std.lv``) identifies the factors by unit variances instead of
+    marker indicators (lavaan's ``std.lv``).
 
     Returns
     -------
@@ -198,6 +202,7 @@ def run_cfa(
         else:
             syntax, name = model_syntax(model, instrument)
         kwargs: dict[str, Any] = {"estimator": estimator, "missing": missing, "group": group}
+        kwargs["std_lv"] = std_lv
         if estimator == "WLSMV":
             kwargs["ordered"] = True
         result = fit_cfa(data, syntax, **kwargs)
@@ -240,15 +245,14 @@ NESTED_PAIRS = (
 )
 
 
-def _raw_fit(data: pd.DataFrame, syntax: str, estimator: str, missing: str) -> Any:
+def _raw_fit(
+    data: pd.DataFrame, syntax: str, estimator: str, missing: str, std_lv: bool = False
+) -> Any:
     """The internal fit object a difference test needs."""
-    if estimator == "WLSMV":
-        from alliance.sem.wlsmv import fit_wlsmv_model
-
-        return fit_wlsmv_model(data, syntax, ordered=True, missing=missing)
     from alliance.sem.api import fit_model
 
-    return fit_model(data, syntax, estimator, missing)
+    ordered = True if estimator == "WLSMV" else None
+    return fit_model(data, syntax, estimator, missing, std_lv=std_lv, ordered=ordered)
 
 
 def nested_tests(
@@ -259,6 +263,7 @@ def nested_tests(
     session: int | None = 3,
     rater: str | None = "client",
     pairs: tuple[tuple[str, str], ...] = NESTED_PAIRS,
+    std_lv: bool = False,
 ) -> list[dict[str, Any]]:
     """Chi-square difference tests of the nested pairs among ``models``.
 
@@ -268,7 +273,7 @@ def nested_tests(
     converge ``not_tested``, instead of a test. Callers pass only admissible models
     (:func:`compare` does).
     """
-    from alliance.sem.compare import lrt_table
+    from alliance.sem.teststats import lrt_table
 
     missing = missing or DEFAULT_MISSING[estimator]
     data, instrument, _ = read_cfa_data(source, session=session, rater=rater)
@@ -281,37 +286,28 @@ def nested_tests(
         try:
             for name in (restricted, general):
                 if name not in fits:
-                    fits[name] = _raw_fit(
-                        data, model_syntax(name, instrument)[0], estimator, missing
-                    )
+                    syntax = model_syntax(name, instrument)[0]
+                    fits[name] = _raw_fit(data, syntax, estimator, missing, std_lv)
             r0, r1 = fits[restricted], fits[general]
             stuck = [n for n, r in ((restricted, r0), (general, r1)) if not r.converged]
             if stuck:
                 row["not_tested"] = "; ".join(f"{n} did not converge" for n in stuck)
                 tests.append(row)
                 continue
-            if estimator == "WLSMV":
-                from alliance.sem.wlsmv import lrt_scaled_shifted
-
-                test = lrt_scaled_shifted(r1, r0)
-                row |= {
-                    "chisq_diff": test["chisq_diff"],
-                    "df_diff": test["df_diff"],
-                    "pvalue": test["pvalue"],
-                    "method": "scaled-shifted difference (Satorra 2000)",
-                }
-            else:
-                lrt = lrt_table([r1, r0], [general, restricted])["table"][1]
-                row |= {
-                    "chisq_diff": lrt["Chisq_diff"],
-                    "df_diff": lrt["Df_diff"],
-                    "pvalue": lrt["Pr_gt_Chisq"],
-                    "method": "Satorra-Bentler (2001) scaled difference"
-                    if estimator == "MLR"
-                    else "likelihood-ratio difference",
-                }
-                if lrt.get("note"):
-                    row["note"] = lrt["note"]
+            lrt = lrt_table([r1, r0], [general, restricted])["table"][1]
+            methods = {
+                "ML": "likelihood-ratio difference",
+                "MLR": "Satorra-Bentler (2001) scaled difference",
+                "WLSMV": "scaled-shifted difference (Satorra 2000)",
+            }
+            row |= {
+                "chisq_diff": lrt["Chisq_diff"],
+                "df_diff": lrt["Df_diff"],
+                "pvalue": lrt["Pr_gt_Chisq"],
+                "method": methods[estimator],
+            }
+            if lrt.get("note"):
+                row["note"] = lrt["note"]
         except Exception as exc:  # noqa: BLE001 - a failed pair must not stop the table
             row["error"] = f"{type(exc).__name__}: {exc}"
         tests.append(row)
@@ -325,6 +321,7 @@ def compare(
     missing: str | None = None,
     session: int | None = 3,
     rater: str | None = "client",
+    std_lv: bool = False,
 ) -> dict[str, Any]:
     """Model comparison of one dataset and estimator from its per-model fit files.
 
@@ -345,7 +342,7 @@ def compare(
     usable = [m for m in results if status[m][0]]
     done = {
         (t["restricted"], t["general"]): t
-        for t in nested_tests(source, usable, estimator, missing, session, rater)
+        for t in nested_tests(source, usable, estimator, missing, session, rater, std_lv=std_lv)
     }
     tests = []
     for restricted, general in NESTED_PAIRS:
@@ -383,6 +380,7 @@ def run_invariance(
     rater: str | None = "client",
     parameterization: str = "delta",
     collapse_empty_categories: bool = True,
+    std_lv: bool = False,
 ) -> dict[str, Any]:
     """The invariance ladder of ``model`` across ``group``; a failure becomes a status.
 
@@ -415,6 +413,7 @@ def run_invariance(
             raise ValueError(f"grouping column {group!r} is not in the data ({list(data.columns)})")
         syntax, name = model_syntax(model, instrument)
         kwargs: dict[str, Any] = {"ordered": True} if estimator == "WLSMV" else {}
+        kwargs["std_lv"] = std_lv
         if estimator == "WLSMV":
             kwargs["parameterization"] = parameterization
             kwargs["collapse_empty_categories"] = collapse_empty_categories

@@ -101,11 +101,17 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--model {args.model!r} is not a file (built-in names need an ingested dataset)"
         )
-    missing = args.missing or {"ML": "fiml", "MLR": "fiml", "WLSMV": "pairwise"}[args.estimator]
+    default = {"ML": "fiml", "MLR": "fiml", "WLSMV": "pairwise"}[args.estimator]
+    missing = args.missing or ("listwise" if args.continuous else default)
     if args.estimator == "WLSMV" and missing == "fiml":
         raise ValueError("WLSMV takes --missing pairwise or listwise, got fiml")
+    if args.continuous and (args.ordered or args.estimator != "WLSMV"):
+        raise ValueError("--continuous is for WLSMV on continuous items, without --ordered")
     ordered = True if (args.ordered or args.estimator == "WLSMV") else None
-    kwargs = {"ordered": ordered} if ordered else {}
+    kwargs: dict = {"ordered": ordered} if ordered else {}
+    if args.continuous:
+        kwargs["ordered"] = False
+    kwargs["std_lv"] = args.std_lv
     if args.estimator == "WLSMV":
         kwargs["parameterization"] = args.parameterization
         kwargs["collapse_empty_categories"] = args.collapse_empty_categories
@@ -513,6 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--ordered",
         action="store_true",
         help="treat every model item as ordered (implied by WLSMV)",
+    )
+    p.add_argument(
+        "--continuous",
+        action="store_true",
+        help="WLSMV on continuous items (DWLS on the covariances with robust SEs and the "
+        "scaled-shifted test, listwise deletion; lavaan's WLSMV without ordered)",
+    )
+    p.add_argument(
+        "--std-lv",
+        action="store_true",
+        help="identify each factor by a unit variance instead of its first loading "
+        "(lavaan's std.lv; the same fit)",
     )
     p.add_argument(
         "--missing",

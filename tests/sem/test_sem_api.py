@@ -91,7 +91,7 @@ def test_bad_input_raises_clear_errors(kwargs, match):
 
 
 def test_empty_group_raises():
-    from alliance.sem.estimate import prepare_sample
+    from alliance.sem.samplestats import prepare_sample
 
     data = dataset("holzinger_ml")
     with pytest.raises(ValueError, match="no usable rows"):

@@ -10,19 +10,19 @@ from conftest import LAVAAN
 import alliance.sem.blocks as blocks_mod
 from alliance.sem.api import fit_model
 from alliance.sem.blocks import GroupSum, Layout, condition_number
-from alliance.sem.estimate import (
-    expected_information,
+from alliance.sem.estimate import fmin_gradient
+from alliance.sem.fitmeasures import baseline_fit
+from alliance.sem.information import (
     model_expected_information,
     model_scores,
     observed_information,
-    saturated_jacobian,
+    observed_information_blocks,
 )
-from alliance.sem.fiml import _complete_chisq, fiml_corrected
-from alliance.sem.fit import baseline_fit
-from alliance.sem.invariance import release_tests, unconstrained_copy
 from alliance.sem.model import ModelSpec
-from alliance.sem.robust import h1_information, yuan_bentler_mplus
-from alliance.sem.validity import _fmin_gradient
+from alliance.sem.modindices import release_tests, unconstrained_copy
+from alliance.sem.mvnorm import expected_information, saturated_jacobian
+from alliance.sem.samplestats import h1_information
+from alliance.sem.teststats import complete_chisq, fiml_corrected, yuan_bentler_mplus
 
 MODEL = (LAVAAN / "wai_sr_sim" / "wai_sr.lav").read_text()
 
@@ -150,23 +150,28 @@ def test_yuan_bentler_trace_equals_dense(which, request):
     scores = model_scores(res.spec, res.x, res.sample)
     trace = 0.0
     for gi, (g, s) in enumerate(zip(res.sample.groups, scores, strict=True)):
-        a1, b1 = h1_information(res, gi + 1)
+        a1, b1 = h1_information(res.sample, gi + 1, res.spec.meanstructure)
         trace += np.sum(b1 * np.linalg.inv(a1).T) - (g.n / n) * np.sum((s.T @ s / g.n) * e_inv.T)
-    assert yuan_bentler_mplus(res)["trace_ugamma"] == pytest.approx(trace, rel=1e-9)
+    assert yuan_bentler_mplus(res)["trace.UGamma"] == pytest.approx(trace, rel=1e-9)
+
+
+def _moment_jacobian(spec, x, group):
+    """d(mu, vech Sigma) / dx of one group, all parameters, means first (np.tril_indices)."""
+    dsig, dmu, _ = spec.jacobian(x, group)
+    rows, cols = np.tril_indices(spec.p)
+    return np.vstack([dmu.T, dsig[:, rows, cols].T])
 
 
 def _dense_fiml_corrected(result, baseline):
     """The dense formula of Zhang & Savalei (2023) as lavaan writes it (stacked groups)."""
     from scipy.linalg import block_diag
 
-    from alliance.sem.fiml import _delta
-
     sample = result.sample
     n = sample.ntotal
     fg = [g.n / n for g in sample.groups]
     wm, jm, wc, wmi = [], [], [], []
     for gi, g in enumerate(sample.groups):
-        a1, b1 = h1_information(result, gi + 1)
+        a1, b1 = h1_information(sample, gi + 1, result.spec.meanstructure)
         dsig, dmu = saturated_jacobian(g.cov.shape[0], True)
         wm.append(a1)
         jm.append(b1)
@@ -179,7 +184,7 @@ def _dense_fiml_corrected(result, baseline):
     core = wmi_all @ wc_all @ wmi_all
     out = []
     for fit in (result, baseline):
-        delta = np.vstack([_delta(fit.spec, fit.x, gi + 1) for gi in range(len(fg))])
+        delta = np.vstack([_moment_jacobian(fit.spec, fit.x, gi + 1) for gi in range(len(fg))])
         e = delta.T @ wm_all @ delta
         u = wm_all - wm_all @ delta @ np.linalg.solve(e, delta.T @ wm_all)
         out.append(float(np.trace(u @ core @ u @ gamma)) / fit.df)
@@ -192,7 +197,7 @@ def test_fiml_corrected_equals_dense_formula(metric_fiml):
     c3, c3b = _dense_fiml_corrected(metric_fiml, base)
     assert got["c_hat3"] == pytest.approx(c3, rel=1e-9)
     assert got["c_hat3_null"] == pytest.approx(c3b, rel=1e-9)
-    assert got["XX3"] == pytest.approx(_complete_chisq(metric_fiml, metric_fiml.sample))
+    assert got["XX3"] == pytest.approx(complete_chisq(metric_fiml))
 
 
 def _bordered_score_tests(result):
@@ -200,7 +205,7 @@ def _bordered_score_tests(result):
     spec = result.spec
     free_rows = [r for r in spec.table if r.free]
     ext, x_un, constraints = unconstrained_copy(spec, result.x)
-    score = -_fmin_gradient(ext, x_un, result)
+    score = -fmin_gradient(ext, x_un, result)
     info = model_expected_information(ext, x_un, result.sample)
     q = len(x_un)
     rmat = np.zeros((len(constraints), q))
@@ -239,8 +244,6 @@ def test_observed_information_touches_each_parameter_once_per_group(metric_fiml,
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ModelSpec, "chain", counting)
-    from alliance.sem.estimate import observed_information_blocks
-
     res = metric_fiml
     observed_information_blocks(res.spec, res.x, res.sample)
     per_group = sum(len(res.spec.group_free(g)) for g in range(1, res.spec.ngroups + 1))

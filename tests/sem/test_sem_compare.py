@@ -6,7 +6,8 @@ import pytest
 from conftest import dataset, extra
 
 from alliance.sem.api import fit_model
-from alliance.sem.compare import compare_models, lrt_table, sb2001_difference
+from alliance.sem.compare import compare_models
+from alliance.sem.teststats import lrt_table, sb2001_difference
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import CASES, fitted, reference
 
-from alliance.sem.estimate import estimate, prepare_sample
+from alliance.sem.estimate import estimate
 from alliance.sem.model import ModelSpec
+from alliance.sem.samplestats import prepare_sample
 
 TOL = 1e-3
 

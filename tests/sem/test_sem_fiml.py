@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 from conftest import dataset, fitted, reference
 
-from alliance.sem.estimate import _patterns, prepare_sample
-from alliance.sem.fiml import FIMLObjective, em_saturated, fill_h1
+from alliance.sem.estimate import FIMLObjective
 from alliance.sem.model import ModelSpec, start_values
+from alliance.sem.mvnorm import em_saturated
+from alliance.sem.mvnorm import missing_patterns as _patterns
+from alliance.sem.samplestats import fill_h1, prepare_sample
 
 
 def test_em_on_complete_data_gives_sample_moments(rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import CASES, fitted, reference
 
-from alliance.sem.fit import cfi, rmsea, rmsea_ci, tli
+from alliance.sem.fitmeasures import cfi, rmsea, rmsea_ci, tli
 
 CHISQ_LIKE = {"chisq", "chisq.scaled", "baseline.chisq", "baseline.chisq.scaled", "logl",
               "unrestricted.logl", "aic", "bic", "bic2"}  # fmt: skip

@@ -8,8 +8,8 @@ import pytest
 from conftest import dataset, fitted, reference
 
 from alliance.sem.api import fit_model
-from alliance.sem.fit import fit_measures
-from alliance.sem.robust import yuan_bentler_mplus
+from alliance.sem.fitmeasures import fit_measures
+from alliance.sem.teststats import yuan_bentler_mplus
 
 
 @pytest.mark.parametrize("case", ["holzinger_mlr", "wai_mlr", "wai_mlr_fiml"])
@@ -37,8 +37,8 @@ def test_scaling_close_to_one_for_normal_data(rng):
     data = pd.DataFrame(y, columns=["a", "b", "c", "d"])
     res = fit_model(data, "f =~ a + b + c + d", "MLR")
     yb = yuan_bentler_mplus(res)
-    assert yb["scaling_factor"] == pytest.approx(1.0, abs=0.25)
-    assert yb["trace_ugamma"] == pytest.approx(yb["scaling_factor"] * res.df)
+    assert yb["chisq.scaling.factor"] == pytest.approx(1.0, abs=0.25)
+    assert yb["trace.UGamma"] == pytest.approx(yb["chisq.scaling.factor"] * res.df)
 
 
 def test_ml_has_no_robust_measures():

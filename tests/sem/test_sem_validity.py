@@ -8,7 +8,8 @@ import pytest
 from conftest import CASES, dataset, extra, fitted, ladder_fitted, reference
 
 from alliance.sem.api import fit_model
-from alliance.sem.validity import admissibility, htmt, modification_indices
+from alliance.sem.modindices import modification_indices
+from alliance.sem.validity import admissibility, htmt
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -10,13 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.sem.wlsmv import (
-    fit_wlsmv,
-    fit_wlsmv_invariance,
-    fit_wlsmv_model,
-    invariance_ladder,
-    lrt_scaled_shifted,
-)
+from alliance.sem.api import fit_cfa, fit_model, invariance_ladder
+from alliance.sem.teststats import satorra2000_difference
 
 DATA = Path(__file__).parent.parent / "data" / "lavaan" / "wai_sr_sim"
 MODEL = (DATA / "wai_sr.lav").read_text()
@@ -71,17 +66,18 @@ def wai() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def single(wai: pd.DataFrame) -> dict:
-    return fit_wlsmv(wai, MODEL)
+    return fit_cfa(wai, MODEL, estimator="WLSMV")
 
 
 @pytest.fixture(scope="module")
 def pairwise() -> dict:
-    return fit_wlsmv(pd.read_csv(DATA / "wai_sr_sim_missing.csv"), MODEL, missing="pairwise")
+    data = pd.read_csv(DATA / "wai_sr_sim_missing.csv")
+    return fit_cfa(data, MODEL, estimator="WLSMV", missing="pairwise")
 
 
 @pytest.fixture(scope="module")
 def invariance(wai: pd.DataFrame) -> dict:
-    return fit_wlsmv_invariance(wai, MODEL, group="site")
+    return invariance_ladder(wai, MODEL, "site", estimator="WLSMV", steps=LEVELS)
 
 
 # ------------------------------------------------------------------ single group
@@ -214,13 +210,13 @@ def test_invariance_deltas(invariance: dict, pair: str, name: str) -> None:
 
 
 def test_lrt_needs_nested_order(wai: pd.DataFrame) -> None:
-    m1 = fit_wlsmv_model(wai, MODEL, group="site")
-    m0 = fit_wlsmv_model(wai, MODEL, group="site", group_equal=("loadings",))
-    test = lrt_scaled_shifted(m1, m0)
+    m1 = fit_model(wai, MODEL, "WLSMV", group="site")
+    m0 = fit_model(wai, MODEL, "WLSMV", group="site", group_equal=("loadings",))
+    test = satorra2000_difference(m1, m0)
     assert test["df_diff"] == 9
     assert math.isfinite(test["chisq_diff"])
     with pytest.raises(ValueError, match="more degrees of freedom"):
-        lrt_scaled_shifted(m0, m1)
+        satorra2000_difference(m0, m1)
 
 
 # ------------------------------------------------------------------ bad input
@@ -232,7 +228,7 @@ def test_lrt_needs_nested_order(wai: pd.DataFrame) -> None:
         ({"model": "f =~ wai_01 + wai_02 + nope"}, "not in the data"),
         ({"ordered": ["wai_01"]}, "every observed indicator ordered"),
         ({"ordered": ["zzz"]}, "ordered variables not in the model"),
-        ({"missing": "ml"}, "missing must be"),
+        ({"missing": "everything"}, "missing must be"),
         ({"ordered": "wai_01"}, "ordered must be None, True or a list"),
         ({"group": "nogroup"}, "group column not in the data"),
         ({"group": "one"}, "at least two groups"),
@@ -242,12 +238,12 @@ def test_bad_input(wai: pd.DataFrame, kwargs: dict, message: str) -> None:
     data = wai.assign(one="x")
     args = {"model": MODEL} | kwargs
     with pytest.raises(ValueError, match=message):
-        fit_wlsmv(data, **args)
+        fit_cfa(data, estimator="WLSMV", **args)
 
 
 def test_constant_item_is_an_error(wai: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="at least two categories"):
-        fit_wlsmv(wai.assign(wai_01=3), MODEL)
+        fit_cfa(wai.assign(wai_01=3), MODEL, estimator="WLSMV")
 
 
 def test_empty_category_in_a_group_is_named(wai: pd.DataFrame) -> None:
@@ -256,20 +252,21 @@ def test_empty_category_in_a_group_is_named(wai: pd.DataFrame) -> None:
     if not ((data["site"] == "A") & (data["wai_03"] == 1)).any():
         pytest.skip("category 1 of wai_03 absent in both groups")
     with pytest.raises(ValueError, match="empty categories .* in group 'B'"):
-        fit_wlsmv(data, MODEL, group="site")
+        fit_cfa(data, MODEL, estimator="WLSMV", group="site")
 
 
 def test_ordered_true_means_all_items(wai: pd.DataFrame, single: dict) -> None:
-    out = fit_wlsmv(wai, MODEL, ordered=True)
+    out = fit_cfa(wai, MODEL, estimator="WLSMV", ordered=True)
     assert out["fit"]["chisq"] == pytest.approx(single["fit"]["chisq"], rel=1e-10)
 
 
 def test_invariance_ladder_drops_strict_with_a_note(wai: pd.DataFrame) -> None:
-    out = invariance_ladder(wai, MODEL, "site", steps=("configural", "metric", "strict"))
+    steps = ("configural", "metric", "strict")
+    out = invariance_ladder(wai, MODEL, "site", estimator="WLSMV", steps=steps)
     assert "strict" not in out
     assert out["notes"]
     assert out["lrt"]["table"][1]["Chisq_diff"] == pytest.approx(
         REF_INV["lrt"]["table"][1]["Chisq_diff"], rel=REL_TOL
     )
-    with pytest.raises(ValueError, match="invariance levels must be among"):
-        fit_wlsmv_invariance(wai, MODEL, "site", levels=("configural", "partial"))
+    with pytest.raises(ValueError, match="unknown invariance steps"):
+        invariance_ladder(wai, MODEL, "site", estimator="WLSMV", steps=("configural", "partial"))

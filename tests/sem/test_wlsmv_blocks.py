@@ -8,15 +8,19 @@ import pytest
 from conftest import LAVAAN
 from scipy import optimize
 
-from alliance.sem import wlsmv
+from alliance.sem import teststats
+from alliance.sem.api import fit_model
 from alliance.sem.blocks import GroupSum, Layout
+from alliance.sem.estimate import FitResult, _dwls_start
+from alliance.sem.information import wls_implied, wls_jacobian
+from alliance.sem.invariance import step_constraints
 
 MODEL = (LAVAAN / "wai_sr_sim" / "wai_sr.lav").read_text()
 COLLAPSED = LAVAAN / "collapse" / "sites5_empty_collapsed.csv"
 
 
 @pytest.fixture(scope="module")
-def ladders() -> dict[tuple[str, str], dict[str, wlsmv.WlsmvFit]]:
+def ladders() -> dict[tuple[str, str], dict[str, FitResult]]:
     """Ladder fits across 2 sites (wai_sr_sim) and 5 simulated sites, delta and theta."""
     data = {
         "wai": (pd.read_csv(LAVAAN / "wai_sr_sim" / "wai_sr_sim.csv"), "site", "listwise"),
@@ -27,12 +31,13 @@ def ladders() -> dict[tuple[str, str], dict[str, wlsmv.WlsmvFit]]:
         for par in ("delta", "theta"):
             steps = ["configural", "metric", "scalar"] + (["strict"] if par == "theta" else [])
             out[(name, par)] = {
-                s: wlsmv.fit_wlsmv_model(
+                s: fit_model(
                     frame,
                     MODEL,
-                    missing=missing,
+                    "WLSMV",
+                    missing,
                     group=group,
-                    group_equal=wlsmv._LEVELS[s],
+                    group_equal=step_constraints(s, ordered=True),
                     parameterization=par,
                 )  # fmt: skip
                 for s in steps
@@ -61,45 +66,48 @@ def test_difference_test_traces_equal_lavaans_dense_algorithm(ladders, name, par
     fits = ladders[(name, par)]
     steps = list(fits)
     for a, b in zip(steps, steps[1:], strict=False):
-        blocks = wlsmv._satorra2000_traces_blocks(fits[a], fits[b])
-        dense = wlsmv._satorra2000_traces_dense(fits[a], fits[b])
+        blocks = teststats._satorra2000_traces_blocks(fits[a], fits[b])
+        dense = teststats._satorra2000_traces_dense(fits[a], fits[b])
         np.testing.assert_allclose(blocks, dense, rtol=1e-9)
-        assert wlsmv.lrt_scaled_shifted(fits[a], fits[b])["method"] == "blocks"
+        assert teststats.satorra2000_difference(fits[a], fits[b])["method"] == "blocks"
 
 
 def test_difference_test_falls_back_to_dense(ladders, monkeypatch):
     fits = ladders[("wai", "delta")]
-    want = wlsmv.lrt_scaled_shifted(fits["metric"], fits["scalar"])
+    want = teststats.satorra2000_difference(fits["metric"], fits["scalar"])
 
     def singular(*_args):
         raise np.linalg.LinAlgError("S is (nearly) singular")
 
-    monkeypatch.setattr(wlsmv, "_satorra2000_traces_blocks", singular)
-    got = wlsmv.lrt_scaled_shifted(fits["metric"], fits["scalar"])
+    monkeypatch.setattr(teststats, "_satorra2000_traces_blocks", singular)
+    got = teststats.satorra2000_difference(fits["metric"], fits["scalar"])
     assert got["method"] == "dense"
     assert got["chisq_diff"] == pytest.approx(want["chisq_diff"], rel=1e-9)
 
 
 def test_covariance_and_traces_equal_dense_formulas(ladders):
     fit = ladders[("sites5", "delta")]["metric"]
-    fg = fit.fg
-    deltas = fit.deltas  # all npar columns
-    e = sum(f * d.T @ (w[:, None] * d) for f, d, w in zip(fg, deltas, fit.weights, strict=True))
+    fg = fit.sample.fg
+    deltas = teststats._full_deltas(fit)  # all npar columns
+    weights = [g.wls.v_diag for g in fit.sample.groups]
+    gammas = [g.wls.gamma for g in fit.sample.groups]
+    e = sum(f * d.T @ (w[:, None] * d) for f, d, w in zip(fg, deltas, weights, strict=True))
     meat = sum(
-        f * (d.T * w) @ s.gamma @ (w[:, None] * d)
-        for f, d, w, s in zip(fg, deltas, fit.weights, fit.stats, strict=True)
+        f * (d.T * w) @ gm @ (w[:, None] * d)
+        for f, d, w, gm in zip(fg, deltas, weights, gammas, strict=True)
     )
     e_inv = np.linalg.inv(e)
-    np.testing.assert_allclose(fit.information, e, atol=1e-12)
+    np.testing.assert_allclose(fit.information.dense(), e, atol=1e-12)
     want = e_inv @ meat @ e_inv / (fit.ntotal - fit.spec.ngroups)
     np.testing.assert_allclose(fit.vcov, want, rtol=1e-8, atol=1e-14)
     # tr(U Gamma), tr((U Gamma)^2) with the stacked matrices
-    v = np.concatenate([f * w for f, w in zip(fg, fit.weights, strict=True)])
+    v = np.concatenate([f * w for f, w in zip(fg, weights, strict=True)])
     d = np.vstack(deltas)
-    gamma = wlsmv._bdiag([s.gamma / f for f, s in zip(fg, fit.stats, strict=True)])
+    gamma = teststats._bdiag([gm / f for f, gm in zip(fg, gammas, strict=True)])
     ug = (np.diag(v) - (v[:, None] * d) @ e_inv @ (v[:, None] * d).T) @ gamma
-    assert fit.tests["trace.UGamma"] == pytest.approx(np.trace(ug), rel=1e-10)
-    assert fit.tests["trace.UGamma2"] == pytest.approx(np.sum(ug * ug.T), rel=1e-10)
+    test = teststats.model_test(fit)
+    assert test["trace.UGamma"] == pytest.approx(np.trace(ug), rel=1e-10)
+    assert test["trace.UGamma2"] == pytest.approx(np.sum(ug * ug.T), rel=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -107,20 +115,27 @@ def test_covariance_and_traces_equal_dense_formulas(ladders):
 )
 def test_levenberg_marquardt_reaches_minpacks_minimum(ladders, name, par, step):
     fit = ladders[(name, par)][step]
-    spec, sts = fit.spec, fit.stats
-    obs = [s.wls_obs for s in sts]
-    sw = [np.sqrt((s.nobs - 1.0) * s.wls_v_diag) for s in sts]
+    spec, groups = fit.spec, fit.sample.groups
+    wls = [g.wls for g in groups]
+    sw = [np.sqrt((g.n - 1.0) * g.wls.v_diag) for g in groups]
 
     def resid(x):
-        imp = wlsmv._implied(spec, sts, x)
-        return np.concatenate([w * (o - i) for w, o, i in zip(sw, obs, imp, strict=True)])
+        parts = [
+            w * (s.obs - wls_implied(spec, x, k + 1, s))
+            for k, (w, s) in enumerate(zip(sw, wls, strict=True))
+        ]
+        return np.concatenate(parts)
 
     def jac(x):
-        deltas = wlsmv._delta(spec, sts, x)
-        return -np.vstack([w[:, None] * d for w, d in zip(sw, deltas, strict=True)])
+        return -np.vstack(
+            [
+                w[:, None] * wls_jacobian(spec, x, k + 1, s, local=False)
+                for k, (w, s) in enumerate(zip(sw, wls, strict=True))
+            ]
+        )
 
     ref = optimize.least_squares(
-        resid, wlsmv._start(spec, sts), jac=jac, method="lm", xtol=1e-12, ftol=1e-12,
+        resid, _dwls_start(spec, fit.sample), jac=jac, method="lm", xtol=1e-12, ftol=1e-12,
         gtol=1e-12, max_nfev=2000,
     )  # fmt: skip
     assert fit.converged and ref.success

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.sem import wlsmv
-from alliance.sem.api import fit_cfa, invariance_ladder
-from alliance.sem.validity import htmt
+from alliance.sem.api import fit_cfa, fit_model, invariance_ladder
+from alliance.sem.estimate import FitResult
+from alliance.sem.modindices import modification_indices
+from alliance.sem.validity import admissibility, htmt, omega_categorical, reliability
 
 DATA = Path(__file__).parent.parent / "data" / "lavaan" / "wai_sr_sim"
 MODEL = (DATA / "wai_sr.lav").read_text()
@@ -67,8 +68,8 @@ def wai() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def fit(wai: pd.DataFrame) -> wlsmv.WlsmvFit:
-    return wlsmv.fit_wlsmv_model(wai, MODEL)
+def fit(wai: pd.DataFrame) -> FitResult:
+    return fit_model(wai, MODEL, "WLSMV")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_pairwise_alpha_uses_complete_cases_of_the_factor() -> None:
     items = ["wai_03", "wai_05", "wai_07", "wai_09"]
     cov = np.cov(data[items].dropna().to_numpy(dtype=float), rowvar=False)
     want = 4 / 3 * (1 - np.trace(cov) / cov.sum())
-    got = wlsmv.reliability(wlsmv.fit_wlsmv_model(data, MODEL, missing="pairwise"), data)
+    got = reliability(fit_model(data, MODEL, "WLSMV", "pairwise"))
     assert got["alpha"]["bond"] == pytest.approx(want, rel=1e-12)
 
 
@@ -157,21 +158,21 @@ def test_omega_categorical_reduces_to_known_values() -> None:
     truevar = np.array([[0.5, 0.5], [0.5, 0.5]])
     total = np.array([[1.0, 0.5], [0.5, 1.0]])
     ths = [np.array([0.0]), np.array([0.0])]
-    assert wlsmv.omega_categorical(total, ths, np.ones(2), total) == pytest.approx(1.0)
-    assert 0 < wlsmv.omega_categorical(truevar, ths, np.ones(2), total) < 1
+    assert omega_categorical(total, ths, np.ones(2), total) == pytest.approx(1.0)
+    assert 0 < omega_categorical(truevar, ths, np.ones(2), total) < 1
 
 
 # ------------------------------------------------------------------ validity
 
 
-def test_htmt_on_polychoric_matches_semtools(out: dict, fit: wlsmv.WlsmvFit) -> None:
+def test_htmt_on_polychoric_matches_semtools(out: dict, fit: FitResult) -> None:
     want = {r["_row"]: r for r in DETAILS["complete"]["htmt"]}
     for a in FACTORS:
         for b in FACTORS:
             assert out["htmt"][a][b] == pytest.approx(want[a][b], abs=EST_TOL)
     arith = {r["_row"]: r for r in DETAILS["complete"]["htmt_arithmetic"]}
     fo = {f: fit.spec.indicators(f) for f in FACTORS}
-    mine = htmt(fit.stats[0].cor, list(fit.stats[0].names), fo, htmt2=False)
+    mine = htmt(fit.sample.groups[0].cov, fit.spec.ov, fo, htmt2=False)
     assert mine["task"]["goal"] == pytest.approx(arith["task"]["goal"], abs=EST_TOL)
 
 
@@ -209,8 +210,8 @@ def test_top_modindices_match_lavaan(out: dict) -> None:
         assert row["mi"] == pytest.approx(want["mi"], rel=REL_TOL)
 
 
-def test_all_modindices_match_lavaan(fit: wlsmv.WlsmvFit) -> None:
-    rows = wlsmv.modification_indices(fit, top=None)
+def test_all_modindices_match_lavaan(fit: FitResult) -> None:
+    rows = modification_indices(fit, top=None)
     ref = DETAILS["complete"]["modindices"]
     assert len(rows) == len(ref)
     table = {(r["lhs"], r["op"], r["rhs"], None): r for r in ref}
@@ -219,8 +220,8 @@ def test_all_modindices_match_lavaan(fit: wlsmv.WlsmvFit) -> None:
 
 
 def test_multigroup_modindices_match_lavaan(wai: pd.DataFrame) -> None:
-    fit2 = wlsmv.fit_wlsmv_model(wai, MODEL, group="site")
-    rows = wlsmv.modification_indices(fit2, top=None)
+    fit2 = fit_model(wai, MODEL, "WLSMV", group="site")
+    rows = modification_indices(fit2, top=None)
     ref = DETAILS["invariance"]["modindices_configural"]
     assert len(rows) == len(ref)
     table = {(r["lhs"], r["op"], r["rhs"], r["group"]): r for r in ref}
@@ -239,13 +240,12 @@ def test_admissible_status(out: dict) -> None:
     assert st["negative_variances"] == [] and st["std_loadings_above_1"] == []
 
 
-def test_heywood_case_is_reported_not_raised(fit: wlsmv.WlsmvFit, wai: pd.DataFrame) -> None:
+def test_heywood_case_is_reported_not_raised(fit: FitResult, wai: pd.DataFrame) -> None:
     x = fit.x.copy()
     row = fit.spec.find("bond", "=~", "wai_05")
     x[row.free - 1] = 1.6  # implied residual variance of wai_05* below zero
     bad = dataclasses.replace(fit, x=x, converged=False, warnings=["test warning"])
-    det = wlsmv.details(bad, wai)
-    st = det["status"]
+    st = admissibility(bad)
     assert st["admissible"] is False
     assert st["converged"] is False
     assert "wai_05~~wai_05" in st["negative_variances"]
@@ -253,11 +253,11 @@ def test_heywood_case_is_reported_not_raised(fit: wlsmv.WlsmvFit, wai: pd.DataFr
     assert st["warnings"] == ["test warning"]
 
 
-def test_status_never_raises(fit: wlsmv.WlsmvFit) -> None:
+def test_status_never_raises(fit: FitResult) -> None:
     broken = dataclasses.replace(fit, x=np.full_like(fit.x, np.nan))
-    det = wlsmv.details(broken)
-    assert det["status"]["admissible"] is False
-    assert det["status"]["issues"]
+    st = admissibility(broken)
+    assert st["admissible"] is False
+    assert st["issues"]
 
 
 # ------------------------------------------------------------------ invariance

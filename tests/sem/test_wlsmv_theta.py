@@ -25,18 +25,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.sem.api import invariance_ladder
+from alliance.sem.api import fit_cfa, fit_model, invariance_ladder
+from alliance.sem.fitmeasures import fit_measures
+from alliance.sem.invariance import step_constraints
 from alliance.sem.model import ModelSpec
-from alliance.sem.wlsmv import (
-    _LEVELS,
-    fit_wlsmv_invariance,
-    fit_wlsmv_model,
-    residual_release_tests,
-)
+from alliance.sem.modindices import residual_release_tests
 
 LAVAAN = Path(__file__).parent.parent / "data" / "lavaan"
 MODEL = (LAVAAN / "wai_sr_sim" / "wai_sr.lav").read_text()
 STEPS = ("configural", "metric", "scalar", "strict")
+LEVELS = {s: step_constraints(s, ordered=True) for s in STEPS}
 EST_TOL = 2e-3
 REL_TOL = 0.01
 FIT_KEYS = ("cfi.scaled", "tli.scaled", "rmsea.scaled", "srmr", "cfi.robust", "rmsea.robust")
@@ -104,9 +102,8 @@ def assert_rows(ours: list[dict], theirs: list[dict], est: str) -> None:
 
 def test_single_group_theta_matches_lavaan() -> None:
     ref = reference("site")["single"]
-    fit = fit_wlsmv_model(data("site"), MODEL, parameterization="theta")
-    out = fit.to_dict()
-    assert fit.converged and out["meta"]["parameterization"] == "theta"
+    out = fit_cfa(data("site"), MODEL, estimator="WLSMV", parameterization="theta")
+    assert out["converged"] and out["meta"]["parameterization"] == "theta"
     assert_fit(out["fit"], ref["fit"])
     assert_rows(out["parameters"], ref["parameters"], "est")
     assert_rows(out["standardized"], ref["standardized"], "est.std")
@@ -114,15 +111,16 @@ def test_single_group_theta_matches_lavaan() -> None:
 
 def test_single_group_theta_equals_delta_fit() -> None:
     # one group: the two parameterizations are the same model
-    theta = fit_wlsmv_model(data("site"), MODEL, parameterization="theta")
-    delta = fit_wlsmv_model(data("site"), MODEL)
+    theta = fit_model(data("site"), MODEL, "WLSMV", parameterization="theta")
+    delta = fit_model(data("site"), MODEL, "WLSMV")
     assert theta.chisq == pytest.approx(delta.chisq, rel=1e-7)
-    assert theta.fit["chisq.scaled"] == pytest.approx(delta.fit["chisq.scaled"], rel=1e-7)
+    scaled = [fit_measures(f)["chisq.scaled"] for f in (theta, delta)]
+    assert scaled[0] == pytest.approx(scaled[1], rel=1e-7)
 
 
 def test_theta_jacobian_matches_finite_differences() -> None:
-    spec = fit_wlsmv_model(
-        data("site"), MODEL, group="site", group_equal=_LEVELS["scalar"],
+    spec = fit_model(
+        data("site"), MODEL, "WLSMV", group="site", group_equal=LEVELS["scalar"],
         parameterization="theta",
     ).spec  # fmt: skip
     rng = np.random.default_rng(1)
@@ -145,7 +143,7 @@ def test_theta_parameter_table() -> None:
         return ModelSpec.from_syntax(
             MODEL, ordered=[f"wai_{i:02d}" for i in range(1, 13)],
             n_thresholds=dict.fromkeys([f"wai_{i:02d}" for i in range(1, 13)], 4),
-            group_labels=["a", "b"], group_equal=_LEVELS[step], parameterization="theta",
+            group_labels=["a", "b"], group_equal=LEVELS[step], parameterization="theta",
         )  # fmt: skip
 
     def rows(s: ModelSpec, op: str, g: int) -> list:
@@ -170,7 +168,7 @@ def test_theta_parameter_table() -> None:
 def test_ladder_step_matches_lavaan(case, step: str) -> None:
     _, ladder, ref = case
     assert ladder[step]["meta"]["parameterization"] == "theta"
-    assert ladder[step]["group.equal"] == list(_LEVELS[step])
+    assert ladder[step]["group.equal"] == list(LEVELS[step])
     assert ladder[step]["nobs"] == ref[step]["nobs"]
     assert_fit(ladder[step]["fit"], ref[step]["fit"])
     assert_rows(ladder[step]["parameters"], ref[step]["parameters"], "est")
@@ -205,18 +203,18 @@ def test_strict_release_candidates_match_lavaan(case) -> None:
 @pytest.mark.parametrize("group", list(CASES))
 def test_residual_release_tests_match_modindices(group: str) -> None:
     ref = reference(group)["invariance"]["mi_strict_residuals"]
-    fit = fit_wlsmv_model(
-        data(group), MODEL, group=group, missing=CASES[group][2],
-        group_equal=_LEVELS["strict"], parameterization="theta",
+    fit = fit_model(
+        data(group), MODEL, "WLSMV", CASES[group][2], group=group,
+        group_equal=LEVELS["strict"], parameterization="theta",
     )  # fmt: skip
     got = {key(r): r for r in residual_release_tests(fit, top=None)}
     assert len(got) == len(ref) == 12
     for row in ref:
         assert got[key(row)]["X2"] == pytest.approx(row["mi"], rel=REL_TOL, abs=1e-3)
         assert got[key(row)]["epc"] == pytest.approx(row["epc"], abs=EST_TOL)
-    scalar = fit_wlsmv_model(
-        data(group), MODEL, group=group, missing=CASES[group][2],
-        group_equal=_LEVELS["scalar"], parameterization="theta",
+    scalar = fit_model(
+        data(group), MODEL, "WLSMV", CASES[group][2], group=group,
+        group_equal=LEVELS["scalar"], parameterization="theta",
     )  # fmt: skip
     assert residual_release_tests(scalar) == []
 
@@ -247,8 +245,6 @@ def test_configural_and_scalar_equal_the_delta_ladder() -> None:
 
 
 def test_strict_needs_theta() -> None:
-    with pytest.raises(ValueError, match=r"needs parameterization='theta'.*got 'delta'"):
-        fit_wlsmv_invariance(data("site"), MODEL, "site", levels=STEPS)
     ladder = invariance_ladder(data("site"), MODEL, "site", estimator="WLSMV", steps=STEPS)
     assert "strict" not in ladder
     assert any("parameterization='theta'" in n for n in ladder["notes"])

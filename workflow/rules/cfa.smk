@@ -24,6 +24,7 @@ rule cfa_fit:
         missing=cfa_missing,
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
+        std_lv=config["cfa"].get("std.lv", False),
     script:
         "../../scripts/cfa_fit.py"
 
@@ -51,6 +52,7 @@ rule cfa_compare:
         missing=cfa_missing,
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
+        std_lv=config["cfa"].get("std.lv", False),
     script:
         "../../scripts/cfa_compare.py"
 
@@ -81,6 +83,7 @@ rule cfa_invariance:
         collapse_empty_categories=config["cfa"]["invariance"][
             "collapse_empty_categories"
         ],
+        std_lv=config["cfa"].get("std.lv", False),
     script:
         "../../scripts/cfa_invariance.py"
 

@@ -267,6 +267,16 @@ class BlockLowRank:
     lr: np.ndarray
     core: np.ndarray
 
+    @classmethod
+    def from_dense(cls, layout: Layout, matrix: np.ndarray) -> BlockLowRank:
+        """A dense symmetric ``q x q`` matrix in this form (``L = I``, ``K`` the matrix)."""
+        q = layout.q
+        matrix = np.asarray(matrix, dtype=float)
+        if matrix.shape != (q, q):
+            raise ValueError(f"matrix must be {q} x {q}, got shape {matrix.shape}")
+        own = [np.zeros((len(ix), len(ix))) for ix in layout.own]
+        return cls(layout, own, np.eye(q), matrix)
+
     @property
     def q(self) -> int:
         """Size of the matrix."""

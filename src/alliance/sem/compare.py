@@ -1,111 +1,19 @@
-"""Model comparison: chi-square difference tests (plain and Satorra-Bentler 2001), deltas, ICs."""
+"""Model comparison: fit side by side, deltas of fit indices, tests of nested pairs, ICs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from scipy import special
-
 from alliance.sem.estimate import FitResult
-from alliance.sem.fit import fit_measures
+from alliance.sem.fitmeasures import fit_measures
+from alliance.sem.teststats import lrt_table
+from alliance.sem.validity import admissibility
 
-__all__ = ["compare_models", "delta_fit", "lrt_table", "sb2001_difference"]
+__all__ = ["DELTA_NAMES", "ROBUST_DELTA_NAMES", "compare_models", "delta_fit"]
 
 DELTA_NAMES = ("cfi", "tli", "rmsea", "srmr")
 ROBUST_DELTA_NAMES = ("cfi.scaled", "rmsea.scaled", "cfi.robust", "rmsea.robust")
-
-
-def sb2001_difference(
-    t0: float, df0: int, c0: float, t1: float, df1: int, c1: float
-) -> tuple[float, float]:
-    """Satorra-Bentler (2001) scaled difference of two nested scaled tests.
-
-    ``cd = (df0 c0 - df1 c1) / (df0 - df1)``, ``T = (T0 - T1) / cd`` with the unscaled
-    statistics ``T`` and scaling factors ``c`` (model 0 is the more restricted).
-
-    Returns
-    -------
-    (statistic, cd)
-
-    References
-    ----------
-    Satorra, A., & Bentler, P. M. (2001). A scaled difference chi-square test statistic for
-    moment structure analysis. Psychometrika, 66(4), 507-514.
-    """
-    cd = (df0 * c0 - df1 * c1) / (df0 - df1)
-    return (t0 - t1) / cd, cd
-
-
-def lrt_table(
-    results: Sequence[FitResult], names: Sequence[str], measures: Sequence[dict] | None = None
-) -> dict[str, Any]:
-    """Chi-square difference tests as lavaan ``lavTestLRT()``, models sorted by df.
-
-    Each model is tested against the previous (less restricted) one.
-
-    ML: ``Chisq_diff = chisq_1 - chisq_0``; MLR: the Satorra-Bentler (2001) scaled difference
-    (lavaan's default ``method = "satorra.bentler.2001"``). ``RMSEA`` is the RMSEA of the
-    difference test, ``sqrt(max(0, (Chisq_diff - Df_diff) / (N Df_diff))) sqrt(G)``.
-
-    Returns
-    -------
-    dict
-        ``{"table": [rows with model, Df, AIC, BIC, Chisq, Chisq_diff, RMSEA, Df_diff,
-        Pr_gt_Chisq], "method": ...}``; for MLR rows also carry ``scaling_factor_diff``.
-    """
-    if len(results) != len(names):
-        raise ValueError(f"got {len(results)} results for {len(names)} names")
-    if measures is None:
-        measures = [fit_measures(r) for r in results]
-    order = sorted(range(len(results)), key=lambda i: (results[i].df, i))
-    scaled = all(r.estimator == "MLR" for r in results)
-    rows = []
-    prev = None
-    for i in order:
-        r, fm = results[i], measures[i]
-        row: dict[str, Any] = {
-            "model": names[i],
-            "Df": r.df,
-            "AIC": fm.get("aic"),
-            "BIC": fm.get("bic"),
-            "Chisq": r.chisq,
-            "Chisq_diff": None,
-            "RMSEA": None,
-            "Df_diff": None,
-            "Pr_gt_Chisq": None,
-        }
-        if prev is not None:
-            p, pfm = results[prev], measures[prev]
-            ddf = r.df - p.df
-            if ddf <= 0:
-                row["note"] = "models have the same df: no test"
-            else:
-                if scaled:
-                    diff, cd = sb2001_difference(
-                        r.chisq, r.df, fm["chisq.scaling.factor"],
-                        p.chisq, p.df, pfm["chisq.scaling.factor"],
-                    )  # fmt: skip
-                    row["scaling_factor_diff"] = cd
-                    if cd < 0:
-                        row["note"] = "negative scaling factor of the difference"
-                else:
-                    diff = r.chisq - p.chisq
-                n = r.ntotal
-                g = r.spec.ngroups
-                row["Chisq_diff"] = diff
-                row["Df_diff"] = ddf
-                row["RMSEA"] = float(np.sqrt(max(0.0, (diff - ddf) / (n * ddf))) * np.sqrt(g))
-                row["Pr_gt_Chisq"] = float(special.chdtrc(ddf, diff))
-        rows.append(row)
-        prev = i
-    method = (
-        "Scaled Chi-Squared Difference Test (method = satorra.bentler.2001)"
-        if scaled
-        else "Chi-Squared Difference Test"
-    )
-    return {"table": rows, "method": method}
 
 
 def delta_fit(
@@ -136,8 +44,6 @@ def compare_models(results: dict[str, FitResult]) -> dict[str, Any]:
         ``{"fit": {name: {npar, df, chisq, ..., aic, bic, converged, admissible}},
         "tests": [...]}``.
     """
-    from alliance.sem.validity import admissibility
-
     names = list(results)
     status = {k: admissibility(v) for k, v in results.items()}
     measures = {k: fit_measures(v) for k, v in results.items()}
@@ -165,7 +71,7 @@ def compare_models(results: dict[str, FitResult]) -> dict[str, Any]:
             lrt = lrt_table([results[general], results[restricted]], [general, restricted],
                             [measures[general], measures[restricted]])  # fmt: skip
             row = lrt["table"][1]
-            names_d = DELTA_NAMES + (ROBUST_DELTA_NAMES if ra.estimator == "MLR" else ())
+            names_d = DELTA_NAMES + (ROBUST_DELTA_NAMES if ra.estimator != "ML" else ())
             tests.append(
                 {
                     "general": general,
@@ -175,8 +81,8 @@ def compare_models(results: dict[str, FitResult]) -> dict[str, Any]:
                     "pvalue": row["Pr_gt_Chisq"],
                     "method": lrt["method"],
                     "deltas": delta_fit(measures[general], measures[restricted], names_d),
-                    "aic_diff": measures[restricted]["aic"] - measures[general]["aic"],
-                    "bic_diff": measures[restricted]["bic"] - measures[general]["bic"],
+                    "aic_diff": delta_fit(measures[general], measures[restricted], ("aic",))["aic"],
+                    "bic_diff": delta_fit(measures[general], measures[restricted], ("bic",))["bic"],
                 }
             )
     return {"fit": table, "tests": tests}

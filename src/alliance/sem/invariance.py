@@ -1,4 +1,9 @@
-"""Measurement-invariance ladder (configural to strict), Chen (2007) decisions, partial release."""
+"""Measurement-invariance ladder (configural to strict), Chen (2007) decisions, partial release.
+
+One ladder for every estimator: ML and MLR (continuous items) and WLSMV (ordered items, where
+the scalar step also holds thresholds equal and the strict step needs the theta
+parameterization; or continuous items).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 from threadpoolctl import threadpool_limits
 
-from alliance.sem.blocks import GroupSum, Layout
-from alliance.sem.compare import DELTA_NAMES, ROBUST_DELTA_NAMES, delta_fit, lrt_table
-from alliance.sem.estimate import (
-    FitResult,
-    expected_information_blocks,
-    parameter_rows,
-    standardized_rows,
-)
-from alliance.sem.fit import fit_measures
-from alliance.sem.model import ModelSpec
-from alliance.sem.validity import _fmin_gradient, reliability
+from alliance.sem.categories import COLLAPSE_NOTE, merges_text
+from alliance.sem.compare import DELTA_NAMES, ROBUST_DELTA_NAMES, delta_fit
+from alliance.sem.estimate import FitResult
+from alliance.sem.fitmeasures import fit_measures
+from alliance.sem.fitting import check_args, collapse, fit_model, ordered_items
+from alliance.sem.modindices import release_tests, residual_release_tests
+from alliance.sem.output import clean, step_block
+from alliance.sem.teststats import lrt_table
 
-__all__ = ["STEPS", "chen_decision", "ladder", "release_tests"]
+__all__ = ["CHEN_2007", "STEPS", "chen_decision", "ladder", "step_constraints"]
 
-#: group.equal of each step (lavaan names).
+#: group.equal of each step (lavaan names) for continuous items.
 STEPS: dict[str, tuple[str, ...]] = {
     "configural": (),
     "metric": ("loadings",),
@@ -37,6 +38,49 @@ CHEN_2007 = (
     "or delta SRMR >= 0.030 (metric) / >= 0.010 (scalar, strict); deltas are the more "
     "constrained model minus the previous step"
 )
+
+CRITERIA_WLSMV = (
+    "WLSMV: Chen (2007) applied to the deltas of the scaled (mean-and-variance adjusted) CFI "
+    "and RMSEA and of the SRMR of the polychoric correlations; the robust (Savalei 2021) "
+    "CFI/RMSEA deltas are reported in `deltas` where lavaan 0.6-14 defines them (not once "
+    "thresholds are held equal, so not for scalar) and are not used for the decision. Chen's "
+    "cutoffs were derived for ML with continuous items."
+)
+
+THETA_NOTE = (
+    "theta parameterization (lavaan parameterization = 'theta'): the residual variances of "
+    "the latent responses are fixed to 1 in every group until thresholds are held equal, then "
+    "free in groups 2+ (scalar) and equal again (fixed to 1) in the strict step. Configural "
+    "and scalar fits equal the delta parameterization's; the metric step does not (lavaan's "
+    "metric identification fixes residual variances, not scale factors, at 1). Release "
+    "candidates of the strict step include freeing one group's residual variance "
+    "(modification index, lavaan modindices())"
+)
+
+SCORE_NOTE = (
+    "partial invariance: univariate score tests for releasing each equality constraint, as "
+    "lavaan's lavTestScore() with WLSMV (which falls back to the ordinary, non-robust score "
+    "test with the DWLS information); largest X2 first"
+)
+
+DELTA_STRICT_NOTE = (
+    "strict invariance is not fitted for ordered items in the delta parameterization "
+    "(residual variances are not parameters there); use parameterization='theta'"
+)
+
+
+def step_constraints(step: str, ordered: bool) -> tuple[str, ...]:
+    """The ``group.equal`` of a step (lavaan's names).
+
+    For ordered items the scalar and strict steps also hold the thresholds equal (Wu &
+    Estabrook 2016; lavaan's convention).
+    """
+    if step not in STEPS:
+        raise ValueError(f"unknown invariance steps {[step]}; use {list(STEPS)}")
+    base = STEPS[step]
+    if ordered and step in ("scalar", "strict"):
+        base = ("loadings", "intercepts", "thresholds", *base[2:])
+    return base
 
 
 def chen_decision(step: str, deltas: dict[str, float | None], robust: bool = False) -> dict:
@@ -83,183 +127,6 @@ def chen_decision(step: str, deltas: dict[str, float | None], robust: bool = Fal
     }
 
 
-def release_tests(result: FitResult, top: int | None = 10) -> list[dict[str, Any]]:
-    """Score tests for releasing each across-group equality constraint (partial invariance).
-
-    lavaan's ``lavTestScore()`` univariate tests: in the unconstrained parameter space
-    (every group's parameter its own) with score ``s`` (gradient of ``logl / N``) and
-    expected information ``I`` (weighted by ``n_g / N``) at the constrained estimates,
-    releasing constraint ``r`` gives ``X2_r = N s' P_r s`` with ``P_r`` the upper-left block
-    of the (generalized) inverse of the bordered matrix ``[[I, R_-r'], [R_-r, 0]]`` (all
-    other constraints kept); computed group by group by :func:`univariate_score_tests`.
-    Largest first.
-
-    References
-    ----------
-    Byrne, B. M., Shavelson, R. J., & Muthen, B. (1989). Testing for the equivalence of
-    factor covariance and mean structures: The issue of partial measurement invariance.
-    Psychological Bulletin, 105(3), 456-466.
-    Bentler, P. M., & Chou, C.-P. (1992). Some new covariance structure model improvement
-    statistics. Sociological Methods & Research, 21(2), 259-282.
-    """
-    spec = result.spec
-    if result.cov is None:
-        return []
-    free_rows = [r for r in spec.table if r.free]
-    if len({r.free for r in free_rows}) == len(free_rows):
-        return []
-    ext, x_un, constraints = unconstrained_copy(spec, result.x)
-    score = -_fmin_gradient(ext, x_un, result)
-    info = expected_information_blocks(ext, x_un, result.sample)
-    return univariate_score_tests(score, info, constraints, free_rows, spec, result.ntotal, top)
-
-
-def unconstrained_copy(
-    spec: ModelSpec, x: np.ndarray
-) -> tuple[ModelSpec, np.ndarray, list[tuple[int, int]]]:
-    """The model with every free row its own parameter, its values, and the constraints.
-
-    Returns ``(ext, x_un, constraints)``: parameter ``k`` of ``ext`` is the ``k``-th free row
-    of ``spec.table``; ``constraints`` lists ``(a, b)`` for rows ``a`` and ``b`` that share a
-    free index in ``spec`` (``a`` the first row of the set).
-    """
-    free_rows = [r for r in spec.table if r.free]
-    ext = spec.copy()
-    ext_free = [r for r in ext.table if r.free]
-    x_un = np.array([x[r.free - 1] for r in free_rows])
-    by_index: dict[int, list[int]] = {}
-    for k, (orig, new) in enumerate(zip(free_rows, ext_free, strict=True)):
-        by_index.setdefault(orig.free, []).append(k)
-        new.free = k + 1
-        new.label = ""
-    ext.invalidate()
-    constraints = [(idx[0], other) for idx in by_index.values() for other in idx[1:]]
-    return ext, x_un, constraints
-
-
-def univariate_score_tests(
-    score: np.ndarray,
-    info: GroupSum,
-    constraints: list[tuple[int, int]],
-    free_rows: list[Any],
-    spec: ModelSpec,
-    n: int,
-    top: int | None,
-) -> list[dict[str, Any]]:
-    """Score test for releasing each cross-group equality constraint on its own.
-
-    Parameters
-    ----------
-    score, info
-        Gradient and information (:class:`alliance.sem.blocks.GroupSum`, one block per
-        group) of any estimator in the unconstrained space, whose parameter ``k`` is the
-        ``k``-th free row of ``spec`` (``free_rows[k]``).
-    constraints
-        ``(a, b)`` pairs of unconstrained parameters held equal (see
-        :func:`unconstrained_copy`); only those whose ``b`` is a ``group.equal`` (``.pN.``)
-        row of groups 2+ are tested.
-    free_rows, spec
-        The constrained model's free rows (table order) and the model.
-    n
-        Total sample size.
-    top
-        How many of the largest tests to return (``None``: all).
-
-    Notes
-    -----
-    lavaan's ``lavTestScore()`` univariate test is ``X2_r = n s' P_r s`` with ``P_r`` the
-    upper-left block of the inverse of the bordered matrix ``[[I, R_-r'], [R_-r, 0]]``. That
-    block is ``N (N' I N)^-1 N'`` for any basis ``N`` of the null space of ``R_-r``; with
-    ``K`` the map from the constrained parameters to the unconstrained ones (``x_un = K x``)
-    and ``e_b`` the released parameter, ``N = [K, e_b]``. By the block inverse, with
-    ``J = K' I K`` (the constrained model's information), ``u = K' s``, ``c = K' I e_b`` and
-    ``d = I_bb``: ``X2_r = n [u' J^-1 u + (s_b - c' J^-1 u)^2 / (d - c' J^-1 c)]``. ``J`` is a
-    sum of group blocks and ``c`` lives on one group's parameters, so every test costs one
-    group's block of ``J^-1`` (:mod:`alliance.sem.blocks`) instead of a solve of the whole
-    bordered system: linear rather than quartic in the number of groups. A release that
-    leaves the model unidentified (``d - c' J^-1 c`` not positive) gets ``X2 = None``.
-    """
-    layout_c = Layout.of(spec)
-    q = spec.npar
-    spec_index = np.array([r.free - 1 for r in free_rows], dtype=int)
-    blocks = []
-    maps = []
-    for g, ext_idx in enumerate(info.layout.local):
-        pos = np.searchsorted(layout_c.local[g], spec_index[ext_idx])
-        size = len(layout_c.local[g])
-        jb = np.zeros((size, size))
-        np.add.at(jb, (pos[:, None], pos[None, :]), info.blocks[g])
-        blocks.append(jb)
-        maps.append(pos)
-    j_mat = GroupSum(layout_c, blocks)
-    f_inv = j_mat.inverse()
-    u = np.zeros(q)
-    np.add.at(u, spec_index, score)
-    ju = f_inv.matvec(u)
-    uju = float(u @ ju)
-    owner_ext = np.full(len(score), -1, dtype=int)
-    loc_ext = np.zeros(len(score), dtype=int)
-    for g, ext_idx in enumerate(info.layout.local):
-        owner_ext[ext_idx] = g
-        loc_ext[ext_idx] = np.arange(len(ext_idx))
-    f_local: dict[int, np.ndarray] = {}
-    rows = []
-    for _, b in constraints:
-        row_b = free_rows[b]
-        if row_b.group == 1 or not row_b.label.startswith(".p"):
-            continue
-        g = int(owner_ext[b])
-        if g not in f_local:
-            f_local[g] = f_inv.local(g)
-        col = info.blocks[g][:, loc_ext[b]]
-        c_loc = np.zeros(len(layout_c.local[g]))
-        np.add.at(c_loc, maps[g], col)
-        d = float(col[loc_ext[b]])
-        schur = d - float(c_loc @ f_local[g] @ c_loc)
-        if schur > 1e-12 * max(abs(d), 1e-300):
-            resid = float(score[b] - c_loc @ ju[layout_c.local[g]])
-            x2 = float(n * (uju + resid**2 / schur))
-        else:
-            x2 = float("nan")
-        rows.append(
-            {
-                "lhs": row_b.lhs,
-                "op": row_b.op,
-                "rhs": row_b.rhs,
-                "group": row_b.group,
-                "group_label": spec.group_labels[row_b.group - 1],
-                "parameter": row_b.name(),
-                "label": row_b.label,
-                "X2": x2,
-                "df": 1,
-                "pvalue": float(special.chdtrc(1, x2)) if np.isfinite(x2) else float("nan"),
-            }
-        )
-    rows.sort(key=lambda r: (not np.isfinite(r["X2"]), -r["X2"] if np.isfinite(r["X2"]) else 0))
-    return rows[:top] if top else rows
-
-
-def _step_block(name: str, result: FitResult, fm: dict, with_rel: bool) -> dict[str, Any]:
-    from alliance.sem.api import FIT_NAMES, ROBUST_NAMES
-
-    names = FIT_NAMES + (ROBUST_NAMES if result.estimator != "ML" else ())
-    block: dict[str, Any] = {
-        "group.equal": list(STEPS[name]),
-        "warnings": list(result.warnings),
-        "converged": result.converged,
-        "nobs": [g.n for g in result.sample.groups],
-        "ntotal": result.ntotal,
-        "fit": {k: fm.get(k) for k in names},
-        "fit_all": fm,
-        "parameters": parameter_rows(result),
-        "standardized": standardized_rows(result),
-        "group_labels": list(result.spec.group_labels),
-    }
-    if with_rel:
-        block["reliability"] = reliability(result)
-    return block
-
-
 def ladder(
     data: pd.DataFrame,
     model: str,
@@ -269,30 +136,98 @@ def ladder(
     steps: Sequence[str] = ("configural", "metric", "scalar", "strict"),
     std_lv: bool = False,
     n_release: int = 10,
+    ordered: Sequence[str] | bool | None = None,
+    parameterization: str = "delta",
+    collapse_empty_categories: bool = False,
+    level: float = 0.95,
 ) -> dict[str, Any]:
     """Fit the invariance ladder across ``group`` and judge each step.
 
     Steps (lavaan ``group.equal``): configural (same pattern), metric (loadings), scalar
-    (loadings and intercepts; latent means free in groups 2+), strict (plus residual
-    variances). Each step reports its fit and parameters; then the chi-square difference
-    tests (Satorra-Bentler 2001 scaled for MLR, as ``lavTestLRT``), the deltas of CFI, TLI,
-    RMSEA and SRMR (plus scaled/robust for MLR), a decision per step by Chen (2007), and,
-    for every constrained step, the constraints whose release improves fit most (score
-    tests; partial invariance).
+    (loadings and intercepts, for ordered items also thresholds; latent means free in groups
+    2+, and for ordered items the scale factors (delta) or residual variances (theta)), strict
+    (plus residual variances; for ordered items only in the theta parameterization, where
+    they are fixed to group 1's value 1 in every group: in the delta parameterization the step
+    is left out with a note). Each step reports its fit and parameters; then the chi-square
+    difference tests (``lavTestLRT``: plain for ML, Satorra-Bentler 2001 scaled for MLR,
+    Satorra 2000 scaled-shifted for WLSMV), the deltas of CFI, TLI, RMSEA and SRMR (plus
+    scaled/robust for MLR and WLSMV), a decision per step by Chen (2007) (MLR: on the robust
+    CFI/RMSEA; WLSMV: on the scaled ones), and, for every constrained step, the constraints
+    whose release improves fit most (score tests; partial invariance; under theta-strict also
+    freeing a group's residual variance).
+
+    Parameters
+    ----------
+    data, model, group
+        Data, lavaan syntax and the grouping column.
+    estimator, missing
+        As :func:`alliance.sem.api.fit_cfa` (FIML with WLSMV falls back to pairwise, noted).
+    steps
+        Steps to fit, from :data:`STEPS`.
+    std_lv
+        Identify factors by unit variances.
+    n_release
+        How many partial-invariance candidates (largest score tests) to report per step.
+    ordered, parameterization
+        WLSMV: the ordered items (default all) and lavaan's parameterization.
+    collapse_empty_categories
+        WLSMV with ordered items: merge a category without responses in some group with an
+        adjacent category of that item in every group first (Rutkowski, Svetina & Liaw 2019),
+        recorded in ``collapsed_categories`` and ``notes``; otherwise such a category raises
+        ``ValueError``, as in lavaan.
+    level
+        Confidence level of the intervals.
 
     Returns
     -------
     dict
-        ``configural, metric, scalar, strict, lrt, deltas, decisions, partial``; a step that
+        ``configural, metric, scalar, strict, lrt, deltas, decisions, partial, criteria,
+        notes``; WLSMV also ``parameterization`` and ``collapsed_categories``. A step that
         fails to fit holds ``{"error": message}`` and the others go on.
+
+    References
+    ----------
+    Millsap, R. E., & Yun-Tein, J. (2004). Assessing factorial invariance in ordered-categorical
+    measures. Multivariate Behavioral Research, 39(3), 479-515.
+    Wu, H., & Estabrook, R. (2016). Identification of confirmatory factor analysis models of
+    different levels of invariance for ordered categorical outcomes. Psychometrika, 81(4),
+    1014-1045.
     """
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown invariance steps {unknown}; use {list(STEPS)}")
     if group not in data.columns:
         raise ValueError(f"group column {group!r} not in the data")
+    est, miss = check_args(estimator, missing)
+    notes: list[str] = []
+    if est == "WLSMV" and miss == "fiml":  # as fit_cfa: no FIML with WLSMV
+        miss = "pairwise"
+        notes.append("FIML is not available with WLSMV; used missing='pairwise' instead.")
+    items = ordered_items(model, ordered) if est == "WLSMV" else []
+    kept = list(steps)
+    if items and "strict" in kept and parameterization != "theta":
+        notes.insert(0, DELTA_STRICT_NOTE)
+        kept = [s for s in kept if s != "strict"]
+    collapsed: list[dict[str, Any]] = []
+    if items and collapse_empty_categories:
+        data, collapsed = collapse(data, model, ordered, group, miss)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _ladder(data, model, group, estimator, missing, steps, std_lv, n_release)
+        out = _ladder(
+            data, model, group, est, miss, kept, std_lv, n_release, ordered if items else False,
+            parameterization, level,
+        )  # fmt: skip
+    if est == "WLSMV":
+        out["criteria"] = f"{CHEN_2007}. {CRITERIA_WLSMV}"
+        out["parameterization"] = parameterization
+        if out["partial"]:
+            notes.append(SCORE_NOTE)
+        if parameterization == "theta" and len(kept) > 1 and items:
+            notes.append(THETA_NOTE)
+        if collapsed:
+            notes.append(COLLAPSE_NOTE.format(merges=merges_text(collapsed)))
+        out["collapsed_categories"] = collapsed
+    out["notes"] = notes
+    return clean(out)
 
 
 def _ladder(
@@ -304,43 +239,62 @@ def _ladder(
     steps: Sequence[str],
     std_lv: bool,
     n_release: int,
+    ordered: Sequence[str] | bool | None,
+    parameterization: str,
+    level: float,
 ) -> dict[str, Any]:
-    from alliance.sem.api import fit_model
-
     out: dict[str, Any] = {}
     fits: dict[str, FitResult] = {}
     measures: dict[str, dict] = {}
     sample = None  # prepared once: every step fits the same data
+    is_ordered = bool(ordered is None or ordered is True or (ordered and len(ordered)))
     for name in steps:
+        constraints = step_constraints(name, estimator == "WLSMV" and is_ordered)
         try:
             res = fit_model(
                 data, model, estimator, missing, group=group, std_lv=std_lv,
-                group_equal=STEPS[name], sample=sample,
+                group_equal=constraints, sample=sample, ordered=ordered,
+                parameterization=parameterization,
             )  # fmt: skip
             sample = res.sample
         except (ValueError, np.linalg.LinAlgError) as err:
             if name == steps[0]:
                 raise
-            out[name] = {"group.equal": list(STEPS[name]), "error": str(err)}
+            out[name] = {"group.equal": list(constraints), "error": str(err)}
             continue
         fits[name] = res
         measures[name] = fit_measures(res)
-        out[name] = _step_block(name, res, measures[name], with_rel=name == "configural")
+        out[name] = step_block(name, constraints, res, measures[name], name == "configural", level)
     done = [s for s in steps if s in fits]
     if len(done) >= 2:
         out["lrt"] = lrt_table([fits[s] for s in done], done, [measures[s] for s in done])
-        robust = all(f.estimator == "MLR" for f in fits.values())
+        robust = estimator != "ML"
         names = DELTA_NAMES + (ROBUST_DELTA_NAMES if robust else ())
         out["deltas"] = {}
         out["decisions"] = {}
         for prev, cur in zip(done, done[1:], strict=False):
-            key = f"{cur}_vs_{prev}"
             d = delta_fit(measures[prev], measures[cur], names)
-            out["deltas"][key] = d
-            dec = chen_decision(cur, d, robust=robust)
+            out["deltas"][f"{cur}_vs_{prev}"] = d
+            if estimator == "WLSMV":
+                scaled = {"cfi": d["cfi.scaled"], "rmsea": d["rmsea.scaled"], "srmr": d["srmr"]}
+                dec = chen_decision(cur, scaled)
+                dec["indices"] = {"cfi": "cfi.scaled", "rmsea": "rmsea.scaled", "srmr": "srmr"}
+            else:
+                dec = chen_decision(cur, d, robust=robust)
             lrt_row = next(r for r in out["lrt"]["table"] if r["model"] == cur)
             dec["chisq_diff_pvalue"] = lrt_row["Pr_gt_Chisq"]
             out["decisions"][cur] = dec
-    out["partial"] = {s: release_tests(fits[s], top=n_release) for s in done if s != "configural"}
+    out["partial"] = {}
+    for s in done:
+        if s == "configural":
+            continue
+        rows = release_tests(fits[s], top=None if s == "strict" else n_release)
+        if s == "strict":  # theta: the residual variances are fixed, not constrained
+            rows = rows + residual_release_tests(fits[s], None)
+            rows.sort(
+                key=lambda r: (not np.isfinite(r["X2"]), -r["X2"] if np.isfinite(r["X2"]) else 0)
+            )
+            rows = rows[:n_release] if n_release else rows
+        out["partial"][s] = rows
     out["criteria"] = CHEN_2007
     return out

@@ -1,14 +1,32 @@
-"""lavaan model syntax, parameter tables, LISREL matrices, implied moments and their Jacobian."""
+"""The matrix representation of a model: LISREL matrices, implied moments, Jacobian (lav_model).
+
+The third layer of :mod:`alliance.sem`: :class:`ModelSpec` holds the parameter table
+(:mod:`alliance.sem.partable`, built from the syntax of :mod:`alliance.sem.syntax`) and maps the
+free-parameter vector to the all-y LISREL matrices, the model-implied moments and their
+derivatives; it also evaluates the defined parameters (``:=``) and knows the bounds of the
+inequality constraints. :func:`start_values` gives lavaan-like starting values.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 from typing import Any
 
 import numpy as np
+
+from alliance.sem.partable import (
+    GROUP_EQUAL_OPTIONS,
+    PARAMETERIZATIONS,
+    Bound,
+    Definition,
+    Par,
+    build_rows,
+    constraints,
+    independence_rows,
+    normalise_partial,
+)
+from alliance.sem.syntax import SyntaxError_, builtin_models, model_variables, parse_syntax
 
 __all__ = [
     "GROUP_EQUAL_OPTIONS",
@@ -21,278 +39,6 @@ __all__ = [
     "parse_syntax",
     "start_values",
 ]
-
-#: Values accepted in ``group_equal`` (lavaan's ``group.equal``).
-#: How the latent responses of ordered indicators are scaled (lavaan's ``parameterization``).
-PARAMETERIZATIONS = ("delta", "theta")
-
-GROUP_EQUAL_OPTIONS = (
-    "loadings",
-    "intercepts",
-    "thresholds",
-    "residuals",
-    "residual.covariances",
-    "lv.variances",
-    "lv.covariances",
-    "means",
-    "regressions",
-)
-
-_OPERATORS = ("=~", "~~", "~*~", "==", "|", "~")
-_NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
-
-
-class SyntaxError_(ValueError):  # noqa: N801 - avoid shadowing the builtin SyntaxError
-    """A lavaan model string that cannot be parsed (a :class:`ValueError`)."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-@dataclass(frozen=True)
-class Modifier:
-    """What ``value*name`` put in front of a right-hand-side term.
-
-    ``fixed`` holds a number (fixed value), ``None`` (no fixed value) or ``nan`` (``NA``: free),
-    one entry per group when given with ``c(...)`` (else a 1-tuple broadcast to all groups);
-    ``label`` likewise; ``start`` holds ``start(v)`` values.
-    """
-
-    fixed: tuple[float | None, ...] = (None,)
-    label: tuple[str, ...] = ("",)
-    start: tuple[float | None, ...] = (None,)
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One parsed formula: ``lhs op rhs`` with the modifier of that term."""
-
-    lhs: str
-    op: str
-    rhs: str
-    modifier: Modifier = Modifier()
-    line: int = 0
-
-
-def _strip_comments(text: str) -> str:
-    out = []
-    for line in text.splitlines():
-        cut = len(line)
-        for ch in ("#", "!"):
-            pos = line.find(ch)
-            if pos >= 0:
-                cut = min(cut, pos)
-        out.append(line[:cut])
-    return "\n".join(out)
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Join physical lines into formulas (a line ending in an operator or ``+`` continues)."""
-    pieces: list[tuple[int, str]] = []
-    for number, raw in enumerate(_strip_comments(text).splitlines(), start=1):
-        for part in raw.split(";"):
-            part = part.strip()
-            if part:
-                pieces.append((number, part))
-    joined: list[tuple[int, str]] = []
-    for number, part in pieces:
-        if joined:
-            prev_no, prev = joined[-1]
-            ends_open = prev.endswith(("+", "*", "=~", "~~", "~", ",", "("))
-            starts_cont = part.startswith(("+", "*"))
-            no_operator = not any(op in part for op in ("=~", "~", "==", "|", ":="))
-            if ends_open or starts_cont or no_operator:
-                joined[-1] = (prev_no, f"{prev} {part}")
-                continue
-        joined.append((number, part))
-    return joined
-
-
-def _parse_value(token: str, line: int) -> tuple[str, Any]:
-    """Classify a single modifier token: ('fixed', float|nan) or ('label', str)."""
-    token = token.strip()
-    if token.upper() == "NA":
-        return "fixed", float("nan")
-    try:
-        return "fixed", float(token)
-    except ValueError:
-        pass
-    if re.fullmatch(r"[\"']?" + _NAME + r"[\"']?", token):
-        return "label", token.strip("\"'")
-    raise SyntaxError_(f"line {line}: cannot read modifier {token!r}")
-
-
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split at ``sep`` outside parentheses."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
-
-
-def _parse_modifier(chunks: list[str], line: int) -> Modifier:
-    fixed: tuple[float | None, ...] = (None,)
-    label: tuple[str, ...] = ("",)
-    start: tuple[float | None, ...] = (None,)
-    for chunk in chunks:
-        chunk = chunk.strip()
-        m = re.fullmatch(r"(start|label|equal)\((.*)\)", chunk)
-        kind = m.group(1) if m else None
-        inner = m.group(2) if m else chunk
-        cm = re.fullmatch(r"c\((.*)\)", inner.strip())
-        tokens = [t for t in (cm.group(1) if cm else inner).split(",")]
-        if not tokens or any(not t.strip() for t in tokens):
-            raise SyntaxError_(f"line {line}: empty modifier in {chunk!r}")
-        parsed = [_parse_value(t, line) for t in tokens]
-        if kind == "start":
-            if any(k != "fixed" for k, _ in parsed):
-                raise SyntaxError_(f"line {line}: start() needs numbers, got {chunk!r}")
-            start = tuple(None if np.isnan(v) else float(v) for _, v in parsed)
-        elif kind in ("label", "equal"):
-            label = tuple(str(v) for _, v in parsed)
-        elif all(k == "fixed" for k, _ in parsed):
-            fixed = tuple(float(v) for _, v in parsed)
-        elif all(k == "label" for k, _ in parsed):
-            label = tuple(str(v) for _, v in parsed)
-        else:
-            raise SyntaxError_(f"line {line}: mixed numbers and labels in {chunk!r}")
-    return Modifier(fixed=fixed, label=label, start=start)
-
-
-def parse_syntax(model: str) -> list[Statement]:
-    """Parse lavaan model syntax into statements.
-
-    Supported: ``=~`` (loadings; a latent variable on the right makes a higher-order factor),
-    ``~~`` (variances and covariances, including correlated residuals), ``~`` (latent
-    regressions) and ``~ 1`` (intercepts/means), ``|`` (thresholds ``x | t1 + t2``), ``==``
-    (equality of two labels), modifiers ``1*x`` (fixed), ``NA*x`` (free), ``a*x`` (label),
-    ``start(.5)*x``, ``c(a, b)*x`` (one per group), several modifiers ``NA*a*x``; ``#``/``!``
-    comments; ``;`` separators; formulas continued over lines.
-
-    Parameters
-    ----------
-    model
-        The model text.
-
-    Returns
-    -------
-    list of Statement
-        One per term, in the order written.
-
-    Raises
-    ------
-    ValueError
-        (:class:`SyntaxError_`) on anything it cannot read, naming the line.
-
-    References
-    ----------
-    Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
-    Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
-    """
-    if not isinstance(model, str):
-        raise SyntaxError_(f"model syntax must be a string, got {type(model).__name__}")
-    statements: list[Statement] = []
-    for line, text in _logical_lines(model):
-        if ":=" in text or "<" in text or ">" in text:
-            raise SyntaxError_(f"line {line}: operator not supported in CFA models: {text!r}")
-        op = next((o for o in _OPERATORS if o in text), None)
-        if op is None:
-            raise SyntaxError_(f"line {line}: no operator (=~, ~~, ~, |, ==) in {text!r}")
-        lhs, rhs_text = (s.strip() for s in text.split(op, 1))
-        if not re.fullmatch(_NAME, lhs):
-            raise SyntaxError_(f"line {line}: invalid left-hand side {lhs!r} in {text!r}")
-        if op == "==":
-            if not re.fullmatch(_NAME, rhs_text):
-                raise SyntaxError_(f"line {line}: '==' needs two labels, got {text!r}")
-            statements.append(Statement(lhs, "==", rhs_text, Modifier(), line))
-            continue
-        if not rhs_text:
-            raise SyntaxError_(f"line {line}: nothing on the right of {op!r} in {text!r}")
-        for term in _split_top(rhs_text, "+"):
-            term = term.strip()
-            if not term:
-                raise SyntaxError_(f"line {line}: empty term in {text!r}")
-            chunks = _split_top(term, "*")
-            name = chunks[-1].strip()
-            modifier = _parse_modifier(chunks[:-1], line) if len(chunks) > 1 else Modifier()
-            if op == "~" and name == "1":
-                statements.append(Statement(lhs, "~1", "", modifier, line))
-                continue
-            if not re.fullmatch(_NAME, name):
-                raise SyntaxError_(f"line {line}: invalid variable name {name!r} in {text!r}")
-            if op == "|" and not re.fullmatch(r"t[0-9]+", name):
-                raise SyntaxError_(f"line {line}: thresholds are named t1, t2, ..., got {name!r}")
-            statements.append(Statement(lhs, op, name, modifier, line))
-    if not statements:
-        raise SyntaxError_("the model syntax holds no formulas")
-    return statements
-
-
-# --------------------------------------------------------------------------- parameter table
-
-
-@dataclass
-class Par:
-    """One row of the parameter table (lavaan's ``parTable``).
-
-    Attributes
-    ----------
-    id
-        Row number (1-based, lavaan's ``id``).
-    lhs, op, rhs
-        The parameter, e.g. ``("visual", "=~", "x2")``; intercepts are ``(x1, "~1", "")``,
-        thresholds ``(x1, "|", "t1")``, ordinal scale factors ``(x1, "~*~", x1)``.
-    group
-        1-based group number (lavaan's ``group``/``block``).
-    free
-        0 if fixed (or computed), else the 1-based index of the parameter in the free vector
-        ``x``; rows constrained equal (same label) share one index.
-    value
-        The fixed value (for fixed rows) or the starting value (free rows; ``nan`` = not set).
-    label
-        User label, or lavaan's ``.pN.`` label made for ``group_equal`` constraints.
-    user
-        1 if written in the syntax, 0 if added by the defaults.
-    mat, row, col
-        Location in the LISREL matrices: ``lambda`` (p x m), ``theta`` (p x p), ``psi``
-        (m x m), ``beta`` (m x m), ``nu`` (p), ``alpha`` (m), ``tau`` (thresholds, in
-        ``ModelSpec.threshold_index`` order), ``delta`` (p, ordinal scale factors).
-    computed
-        True for rows whose value follows from others (residual variances of ordered
-        indicators in the delta parameterization).
-    """
-
-    id: int
-    lhs: str
-    op: str
-    rhs: str
-    group: int
-    free: int
-    value: float
-    label: str = ""
-    user: int = 0
-    mat: str = ""
-    row: int = 0
-    col: int = 0
-    computed: bool = False
-    start: float = float("nan")
-
-    def key(self) -> tuple[str, str, str, int]:
-        """``(lhs, op, rhs, group)``: the identity of the row."""
-        return (self.lhs, self.op, self.rhs, self.group)
-
-    def name(self) -> str:
-        """Lavaan's way of writing the row, e.g. ``"visual=~x2"``."""
-        return f"{self.lhs}{self.op}{self.rhs}"
 
 
 @dataclass
@@ -313,6 +59,11 @@ class Matrices:
     alpha: np.ndarray
     tau: np.ndarray
     delta: np.ndarray
+
+    def value(self, row: Par) -> float:
+        """The entry of a table row of this group (free, fixed or computed)."""
+        m = getattr(self, _ATTR[row.mat])
+        return float(m[row.row, row.col] if m.ndim == 2 else m[row.row])
 
 
 @dataclass
@@ -357,6 +108,11 @@ class ModelSpec:
         Scaling of the ordered indicators' latent responses y*: ``"delta"`` (var(y*) = 1 via
         the scale factors ``~*~``; residual variances computed) or ``"theta"`` (residual
         variances are parameters, fixed to 1 unless freed; scale factors computed).
+    defined
+        Defined parameters (``name := expression``; lavaan's ``:=`` rows), evaluated by
+        :meth:`defined_values`.
+    bounds
+        Simple inequality constraints (``label > value``); :meth:`bound_arrays`.
     """
 
     syntax: str
@@ -372,6 +128,8 @@ class ModelSpec:
     group_partial: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     parameterization: str = "delta"
+    defined: list[Definition] = field(default_factory=list)
+    bounds: list[Bound] = field(default_factory=list)
 
     # ------------------------------------------------------------------ building
 
@@ -463,27 +221,7 @@ class ModelSpec:
             meanstructure = True
 
         # ---- variables
-        lv: list[str] = []
-        for s in statements:
-            if s.op == "=~" and s.lhs not in lv:
-                lv.append(s.lhs)
-        if not lv:
-            raise SyntaxError_("a CFA model needs at least one factor defined with '=~'")
-        ov: list[str] = []
-
-        def add_ov(name: str) -> None:
-            if name not in lv and name not in ov:
-                ov.append(name)
-
-        for s in statements:
-            if s.op == "=~":
-                add_ov(s.rhs)
-        for s in statements:
-            if s.op in ("~~", "~"):
-                add_ov(s.lhs)
-                add_ov(s.rhs)
-            elif s.op in ("~1", "|", "~*~"):
-                add_ov(s.lhs)
+        ov, lv = model_variables(statements)
         for s in statements:
             if s.op == "~" and not (s.lhs in lv and s.rhs in lv):
                 raise SyntaxError_(
@@ -529,20 +267,11 @@ class ModelSpec:
             std_lv=std_lv,
             threshold_index=threshold_index,
             group_equal=tuple(group_equal),
-            group_partial=tuple(_normalise_partial(p) for p in group_partial),
+            group_partial=tuple(normalise_partial(p) for p in group_partial),
             parameterization=parameterization,
         )
-        rows: list[Par] = []
-        for g in range(1, ngroups + 1):
-            rows.extend(
-                _group_rows(spec, statements, g, ngroups, lv_exo, lv_endo, orthogonal, std_lv)
-            )
-        for i, r in enumerate(rows, start=1):
-            r.id = i
-        _apply_group_equal(rows, spec)
-        _apply_equality_statements(rows, statements)
-        _number_free(rows)
-        spec.table = rows
+        spec.table = build_rows(spec, statements, lv_exo, orthogonal, std_lv)
+        spec.defined, spec.bounds = constraints(statements, spec.table)
         spec._check()
         return spec
 
@@ -558,28 +287,16 @@ class ModelSpec:
         Used for the baseline chi-square behind CFI/TLI (lavaan's ``lav_object_independence``).
         """
         groups = [str(g) for g in (group_labels if group_labels is not None else ["1"])]
-        spec = cls(
+        return cls(
             syntax="",
             ov=list(ov),
             lv=[],
             ordered=[],
             group_labels=groups,
-            table=[],
+            table=independence_rows(ov, len(groups), meanstructure),
             meanstructure=meanstructure,
             std_lv=False,
         )
-        rows: list[Par] = []
-        for g in range(1, len(groups) + 1):
-            for i, v in enumerate(ov):
-                rows.append(Par(0, v, "~~", v, g, 1, float("nan"), "", 0, "theta", i, i))
-            if meanstructure:
-                for i, v in enumerate(ov):
-                    rows.append(Par(0, v, "~1", "", g, 1, float("nan"), "", 0, "nu", i, 0))
-        for i, r in enumerate(rows, start=1):
-            r.id = i
-        _number_free(rows)
-        spec.table = rows
-        return spec
 
     def _check(self) -> None:
         for name in self.lv:
@@ -663,20 +380,28 @@ class ModelSpec:
 
     def copy(self) -> ModelSpec:
         """A deep copy (rows are mutable)."""
-        return replace(self, table=[replace(r) for r in self.table], notes=list(self.notes))
+        return replace(
+            self,
+            table=[replace(r) for r in self.table],
+            notes=list(self.notes),
+            defined=list(self.defined),
+            bounds=list(self.bounds),
+        )
+
+    def row_values(self, x: np.ndarray) -> np.ndarray:
+        """The value of every table row at ``x``: free, fixed and computed rows (``est``)."""
+        x = np.asarray(x, dtype=float)
+        out = np.zeros(len(self.table))
+        mats = {g: self.matrices(x, g) for g in range(1, self.ngroups + 1)}
+        for k, r in enumerate(self.table):
+            out[k] = x[r.free - 1] if r.free else mats[r.group].value(r)
+        return out
 
     def with_values(self, x: np.ndarray) -> ModelSpec:
-        """A copy whose free rows hold ``x`` (and computed rows their implied values)."""
+        """A copy whose rows hold their values at ``x`` (free, fixed and computed rows)."""
         out = self.copy()
-        x = np.asarray(x, dtype=float)
-        for r in out.table:
-            if r.free:
-                r.value = float(x[r.free - 1])
-        for g in range(1, self.ngroups + 1):
-            mats = self.matrices(x, g)
-            for r in out.rows(g):
-                if r.computed:
-                    r.value = float(getattr(mats, _ATTR[r.mat])[r.row, r.col])
+        for r, v in zip(out.table, self.row_values(x), strict=True):
+            r.value = float(v)
         return out
 
     def x_from_table(self) -> np.ndarray:
@@ -686,6 +411,38 @@ class ModelSpec:
             if r.free and np.isnan(x[r.free - 1]):
                 x[r.free - 1] = r.value
         return x
+
+    # ------------------------------------------------------------------ constraints
+
+    def label_values(self, x: np.ndarray) -> dict[str, float]:
+        """The value of every labelled parameter at ``x`` (lavaan's labels, ``.pN.`` too)."""
+        x = np.asarray(x, dtype=float)
+        out: dict[str, float] = {}
+        for r in self.table:
+            if r.label and r.label not in out:
+                out[r.label] = float(x[r.free - 1]) if r.free else float(r.value)
+        return out
+
+    def defined_values(self, x: np.ndarray) -> np.ndarray:
+        """The defined parameters (``:=``) at ``x``, in the order written."""
+        values = self.label_values(x)
+        out = np.zeros(len(self.defined))
+        for k, d in enumerate(self.defined):
+            out[k] = values[d.name] = d.expression(values)
+        return out
+
+    def bound_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the free vector from the inequality constraints."""
+        lower = np.full(self.npar, -np.inf)
+        upper = np.full(self.npar, np.inf)
+        index = {r.label: r.free - 1 for r in self.table if r.label and r.free}
+        for b in self.bounds:
+            k = index[b.label]
+            if b.op == ">":
+                lower[k] = max(lower[k], b.value)
+            else:
+                upper[k] = min(upper[k], b.value)
+        return lower, upper
 
     # ------------------------------------------------------------------ matrices
 
@@ -1030,238 +787,7 @@ _ATTR = {
 }
 
 
-def _normalise_partial(text: str) -> str:
-    t = re.sub(r"\s+", "", str(text))
-    if t.endswith("~1"):
-        return t
-    if not any(op in t for op in ("=~", "~~", "~", "|")):
-        raise ValueError(f"group_partial entries look like 'f=~x2' or 'x1~1', got {text!r}")
-    return t
-
-
-def _pick(values: tuple[Any, ...], g: int, ngroups: int, what: str, line: int) -> Any:
-    if len(values) == 1:
-        return values[0]
-    if len(values) != ngroups:
-        raise SyntaxError_(
-            f"line {line}: c(...) {what} has {len(values)} values for {ngroups} groups"
-        )
-    return values[g - 1]
-
-
-def _group_rows(
-    spec: ModelSpec,
-    statements: list[Statement],
-    g: int,
-    ngroups: int,
-    lv_exo: list[str],
-    lv_endo: list[str],
-    orthogonal: bool,
-    std_lv: bool,
-) -> list[Par]:
-    """The rows of one group, in lavaan's order."""
-    ov, lv = spec.ov, spec.lv
-    oi = {v: i for i, v in enumerate(ov)}
-    li = {v: i for i, v in enumerate(lv)}
-    rows: list[Par] = []
-    seen: dict[tuple[str, str, str], Par] = {}
-
-    def add(lhs: str, op: str, rhs: str, *, free: bool, value: float, user: int = 0) -> Par:
-        key = (lhs, op, rhs)
-        if op == "~~" and (rhs, op, lhs) in seen:
-            key = (rhs, op, lhs)
-        if key in seen:
-            return seen[key]
-        if op == "=~":
-            mat, i, j = ("lambda", oi[rhs], li[lhs]) if rhs in oi else ("beta", li[rhs], li[lhs])
-        elif op == "~":
-            mat, i, j = "beta", li[lhs], li[rhs]
-        elif op == "~~":
-            if lhs in oi and rhs in oi:
-                mat, i, j = "theta", oi[lhs], oi[rhs]
-            elif lhs in li and rhs in li:
-                mat, i, j = "psi", li[lhs], li[rhs]
-            else:
-                raise SyntaxError_(f"covariance between observed and latent {lhs} ~~ {rhs}")
-            if i < j:
-                i, j = j, i
-        elif op == "~1":
-            mat, i, j = ("nu", oi[lhs], 0) if lhs in oi else ("alpha", li[lhs], 0)
-        elif op == "|":
-            mat, i, j = "tau", spec.threshold_index.index((lhs, int(rhs[1:]))), 0
-        elif op == "~*~":
-            mat, i, j = "delta", oi[lhs], 0
-        else:  # pragma: no cover - parse_syntax limits the operators
-            raise SyntaxError_(f"unsupported operator {op!r}")
-        r = Par(0, lhs, op, rhs, g, 1 if free else 0, value, "", user, mat, i, j)
-        seen[key] = r
-        rows.append(r)
-        return r
-
-    def apply_modifier(r: Par, s: Statement) -> None:
-        fixed = _pick(s.modifier.fixed, g, ngroups, "value", s.line)
-        label = _pick(s.modifier.label, g, ngroups, "label", s.line)
-        start = _pick(s.modifier.start, g, ngroups, "start", s.line)
-        r.user = 1
-        if fixed is not None:
-            if np.isnan(fixed):
-                r.free, r.value = 1, float("nan")
-            else:
-                r.free, r.value = 0, float(fixed)
-        if label:
-            r.label = label
-        if start is not None:
-            r.start = float(start)
-            if r.free:
-                r.value = float(start)
-
-    # 1. loadings and latent regressions in the order written (marker: first loading = 1)
-    first_done: set[str] = set()
-    for s in statements:
-        if s.op == "=~":
-            is_first = s.lhs not in first_done
-            first_done.add(s.lhs)
-            fix_marker = is_first and not std_lv
-            r = add(s.lhs, "=~", s.rhs, free=not fix_marker, value=1.0 if fix_marker else np.nan)
-            apply_modifier(r, s)
-        elif s.op == "~":
-            apply_modifier(add(s.lhs, "~", s.rhs, free=True, value=np.nan), s)
-    # 2. thresholds
-    for v in spec.ordered:
-        for k in range(1, sum(1 for t in spec.threshold_index if t[0] == v) + 1):
-            add(v, "|", f"t{k}", free=True, value=np.nan)
-    for s in statements:
-        if s.op == "|":
-            key = (s.lhs, "|", s.rhs)
-            if key not in seen:
-                raise SyntaxError_(f"line {s.line}: {s.lhs} has fewer thresholds than {s.rhs}")
-            apply_modifier(seen[key], s)
-    # 3. user (co)variances
-    for s in statements:
-        if s.op == "~~":
-            apply_modifier(add(s.lhs, "~~", s.rhs, free=True, value=np.nan), s)
-    # 4. residual variances of observed variables
-    theta = spec.parameterization == "theta"
-    free_scale = g > 1 and "thresholds" in spec.group_equal
-    for v in ov:
-        if v in spec.ordered and theta:
-            add(v, "~~", v, free=free_scale, value=np.nan if free_scale else 1.0)
-        elif v in spec.ordered:
-            r = add(v, "~~", v, free=False, value=np.nan)
-            if r.user == 0:
-                r.computed = True
-        else:
-            add(v, "~~", v, free=True, value=np.nan)
-    # 5. latent variances, then covariances among exogenous factors
-    for f in lv:
-        add(f, "~~", f, free=not std_lv, value=1.0 if std_lv else np.nan)
-    for f1, f2 in combinations(lv_exo, 2):
-        add(f1, "~~", f2, free=not orthogonal, value=0.0 if orthogonal else np.nan)
-    # 6. ordinal scale factors (computed from var(y*) in the theta parameterization)
-    for v in spec.ordered:
-        if theta:
-            r = add(v, "~*~", v, free=False, value=1.0)
-            if r.user == 0:
-                r.computed = True
-        else:
-            add(v, "~*~", v, free=free_scale, value=np.nan if free_scale else 1.0)
-    # 7. intercepts and latent means
-    if spec.meanstructure:
-        for v in ov:
-            if v in spec.ordered:
-                add(v, "~1", "", free=False, value=0.0)
-            else:
-                add(v, "~1", "", free=True, value=np.nan)
-        free_means = g > 1 and (
-            ("intercepts" in spec.group_equal or "thresholds" in spec.group_equal)
-            and "means" not in spec.group_equal
-        )
-        for f in lv:
-            add(f, "~1", "", free=free_means, value=np.nan if free_means else 0.0)
-        for s in statements:
-            if s.op == "~1":
-                apply_modifier(add(s.lhs, "~1", "", free=True, value=np.nan), s)
-    # ordinal: residual variances of ordered indicators and ov intercepts follow lavaan
-    for r in rows:
-        if r.user and r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.ordered:
-            r.computed = False
-    return rows
-
-
-def _equal_type(r: Par, spec: ModelSpec) -> str | None:
-    if r.op == "=~":
-        return "loadings"
-    if r.op == "|":
-        return "thresholds"
-    if r.op == "~1":
-        return "intercepts" if r.lhs in spec.ov else "means"
-    if r.op == "~":
-        return "regressions"
-    if r.op == "~~":
-        if r.lhs in spec.ov:
-            return "residuals" if r.lhs == r.rhs else "residual.covariances"
-        return "lv.variances" if r.lhs == r.rhs else "lv.covariances"
-    return None
-
-
-def _apply_group_equal(rows: list[Par], spec: ModelSpec) -> None:
-    """Label rows held equal across groups with lavaan's ``.pN.`` (N = the group-1 row id)."""
-    if spec.ngroups < 2 or not spec.group_equal:
-        return
-    partial = set(spec.group_partial)
-    user_labelled = {id(r) for r in rows if r.label}
-    g1 = {(r.lhs, r.op, r.rhs): r for r in rows if r.group == 1}
-    for r in rows:
-        if r.group == 1 or id(r) in user_labelled:
-            continue
-        kind = _equal_type(r, spec)
-        if kind not in spec.group_equal or not r.free or r.computed:
-            continue
-        if r.name() in partial or (r.op == "~~" and f"{r.rhs}{r.op}{r.lhs}" in partial):
-            continue
-        base = g1.get((r.lhs, r.op, r.rhs))
-        if base is None or base.computed or id(base) in user_labelled:
-            continue
-        if not base.free:
-            # lavaan: an equality set holding a fixed parameter fixes them all to its value
-            # (theta parameterization, strict: residual variances 1 in every group)
-            r.free, r.value = 0, base.value
-            continue
-        label = f".p{base.id}."
-        r.label = label
-        base.label = label
-
-
-def _apply_equality_statements(rows: list[Par], statements: list[Statement]) -> None:
-    """``a == b``: give every row labelled ``b`` the label ``a``."""
-    for s in statements:
-        if s.op != "==":
-            continue
-        labels = {r.label for r in rows}
-        for name in (s.lhs, s.rhs):
-            if name not in labels:
-                raise SyntaxError_(f"line {s.line}: '==' names an unknown label {name!r}")
-        for r in rows:
-            if r.label == s.rhs:
-                r.label = s.lhs
-
-
-def _number_free(rows: list[Par]) -> None:
-    """Assign free indices; rows sharing a non-empty label share one index."""
-    by_label: dict[str, int] = {}
-    k = 0
-    for r in rows:
-        if not r.free:
-            r.free = 0
-            continue
-        if r.label and r.label in by_label:
-            r.free = by_label[r.label]
-            continue
-        k += 1
-        r.free = k
-        if r.label:
-            by_label[r.label] = k
-    # fixed rows that share a label with free rows stay fixed (lavaan warns); nothing to do
+# --------------------------------------------------------------------------- starting values
 
 
 # --------------------------------------------------------------------------- starting values
@@ -1348,61 +874,3 @@ def start_values(
                 v = 1.0
             x[r.free - 1] = v
     return np.nan_to_num(x, nan=0.0)
-
-
-# --------------------------------------------------------------------------- built-in models
-
-
-def builtin_models(instrument: Any) -> dict[str, str]:
-    """Lavaan syntax of the competing models for an instrument with factors.
-
-    Parameters
-    ----------
-    instrument
-        An :class:`alliance.instruments.Instrument` (uses ``items`` and ``factors``). The
-        names ``bond``, ``goal`` and ``task`` select the alliance-specific models.
-
-    Returns
-    -------
-    dict
-        ``one_factor`` (all items on one factor); ``correlated`` (the instrument's factors,
-        correlated: Bordin's three factors for the WAI); for the WAI also
-        ``two_factor`` (Bond vs Goal+Task; Falkenstrom, Hatcher & Holmqvist 2015);
-        ``bifactor`` (a general factor plus the specific factors, all orthogonal; fit with
-        ``orthogonal=True`` semantics written out as ``0*`` covariances); and
-        ``second_order`` (a general factor measured by the first-order factors) when there
-        are at least three first-order factors. With exactly three first-order factors the
-        second-order model is just-identified at the structural level (3 factor variances and
-        3 covariances against 2 free second-order loadings, 1 second-order variance and 3
-        disturbance variances), so its fit equals that of the correlated-factors model.
-
-    References
-    ----------
-    Bordin, E. S. (1979). The generalizability of the psychoanalytic concept of the working
-    alliance. Psychotherapy: Theory, Research & Practice, 16(3), 252-260.
-    Falkenstrom, F., Hatcher, R. L., & Holmqvist, R. (2015). Confirmatory factor analysis of
-    the patient version of the Working Alliance Inventory-Short Form Revised. Assessment,
-    22(5), 581-593.
-    """
-    factors: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in instrument.factors.items()}
-    items = [i for f in factors.values() for i in f]
-    models: dict[str, str] = {"one_factor": "general =~ " + " + ".join(items)}
-    if len(factors) >= 2:
-        models["correlated"] = "\n".join(f"{f} =~ " + " + ".join(v) for f, v in factors.items())
-    names = set(factors)
-    if {"bond", "goal", "task"} <= names:
-        gt = list(factors["goal"]) + list(factors["task"])
-        models["two_factor"] = "\n".join(
-            ["bond =~ " + " + ".join(factors["bond"]), "goal_task =~ " + " + ".join(gt)]
-        )
-    if len(factors) >= 2:
-        lines = ["general =~ " + " + ".join(items)]
-        lines += [f"{f} =~ " + " + ".join(v) for f, v in factors.items()]
-        allf = ["general", *factors]
-        lines += [f"{a} ~~ 0*{b}" for a, b in combinations(allf, 2)]
-        models["bifactor"] = "\n".join(lines)
-    if len(factors) >= 3:
-        lines = [f"{f} =~ " + " + ".join(v) for f, v in factors.items()]
-        lines.append("general =~ " + " + ".join(factors))
-        models["second_order"] = "\n".join(lines)
-    return models

@@ -1,25 +1,34 @@
-"""Reliability (omega, alpha), AVE, HTMT, factor correlations, residuals, MIs and admissibility."""
+"""Validity and reliability of a fitted model, whatever the estimator.
+
+Reliability (omega, alpha, AVE; for ordered items semTools' categorical omega), HTMT, factor
+and residual correlations, and the admissibility status of a solution (convergence, Heywood
+cases, standardized loadings above 1, a latent covariance matrix that is not positive
+definite, no standard errors, a model that is not identified).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from alliance.sem.estimate import FitResult, model_expected_information, standardized_rows
-from alliance.sem.model import ModelSpec, Par
+from alliance.sem.estimate import FitResult, not_identified
+from alliance.sem.model import ModelSpec
+from alliance.sem.polychoric import bivariate_normal_cdf
+from alliance.sem.standardize import standardized_rows
 
 __all__ = [
     "admissibility",
     "factor_correlations",
     "htmt",
+    "htmt_block",
     "mark_not_identified",
-    "modification_indices",
     "not_identified",
+    "omega_categorical",
     "reliability",
     "residual_correlations",
-    "score_tests",
 ]
 
 RELIABILITY_NOTE = (
@@ -28,6 +37,22 @@ RELIABILITY_NOTE = (
     "compRelSEM(obs.var=FALSE)); omega_obs_var divides by the observed variance of the sum "
     "score (compRelSEM default); alpha = Cronbach's alpha from the (saturated) sample "
     "covariance matrix; avevar = sum lambda^2 psi / sum of model-implied item variances."
+)
+
+
+RELIABILITY_NOTE_ORDERED = (
+    "Ordered items (semTools 0.5-6 reliability() for categorical indicators): omega = "
+    "Green & Yang (2009) categorical omega, the reliability of the sum of the observed item "
+    "scores computed from the thresholds, with the model-implied item correlations as the "
+    "total (= semTools omega = omega2, compRelSEM(ord.scale = TRUE)); omega2 the same with "
+    "the fitted latent-response correlation matrix as total; omega_obs_var the same with the "
+    "sample polychoric matrix as total (= semTools omega3); omega_latent = (sum lambda)^2 psi "
+    "/ ((sum lambda)^2 psi + sum theta) on the latent-response (y*) scale, not the scale of the "
+    "item scores; alpha = Cronbach's alpha of the raw item scores treated as numeric (complete "
+    "cases of the factor's items; semTools gives NA with missing answers); alpha_ordinal = "
+    "Zumbo et al. (2007) ordinal alpha from the sample polychoric correlations (semTools "
+    "alpha.ord); avevar = sum lambda^2 psi / sum of latent-response variances (AVE on the "
+    "polychoric scale)."
 )
 
 
@@ -61,11 +86,113 @@ def _group_reliability(spec: ModelSpec, x: np.ndarray, group: int, cov: np.ndarr
     return out
 
 
-def reliability(result: FitResult) -> dict[str, Any]:
-    """Reliability per first-order factor: omega, omega_obs_var, alpha and AVE (avevar).
+def _alpha(cov: np.ndarray) -> float:
+    """Cronbach's alpha of a covariance (or correlation) matrix (semTools computeAlpha)."""
+    k = cov.shape[0]
+    if k < 2:
+        return float("nan")
+    return float(k / (k - 1) * (1.0 - np.trace(cov) / np.sum(cov)))
 
-    Layout as the reference files: ``{"omega": {factor: value}, ...}`` for one group and a
-    list of ``{"group": label, factor: value}`` rows per measure for several groups.
+
+def omega_categorical(
+    truevar: np.ndarray,
+    thresholds: Sequence[np.ndarray],
+    scales: np.ndarray,
+    denom: np.ndarray,
+) -> float:
+    """Green & Yang (2009) reliability of a sum of ordered item scores (semTools omegaCat).
+
+    Parameters
+    ----------
+    truevar : numpy.ndarray
+        Common-factor part of the latent-response covariance, ``lambda psi lambda'`` (k x k).
+    thresholds : sequence of numpy.ndarray
+        The items' threshold parameters.
+    scales : numpy.ndarray
+        The items' scale factors (delta parameterization; 1 in a single group).
+    denom : numpy.ndarray
+        Total latent-response covariance (k x k); converted to correlations.
+
+    Returns
+    -------
+    float
+        ``sum_jj' sum_cc' [Phi2(t_jc, t_j'c', R_jj') - Phi(t_jc) Phi(t_j'c')]`` over the same
+        sum with the correlations of ``denom``, ``R = D truevar D`` and thresholds ``t * D``.
+
+    References
+    ----------
+    Green, S. B., & Yang, Y. (2009). Reliability of summed item scores using structural
+    equation modeling: An alternative to coefficient alpha. Psychometrika, 74(1), 155-167.
+    """
+    r = truevar * np.outer(scales, scales)
+    sd = np.sqrt(np.diag(denom))
+    den = denom / np.outer(sd, sd)
+    ts = [np.asarray(t, dtype=float) * s for t, s in zip(thresholds, scales, strict=True)]
+    # all (item, threshold) x (item, threshold) cells at once
+    tt = np.concatenate(ts)
+    item = np.repeat(np.arange(len(ts)), [len(t) for t in ts])
+    a, b = np.meshgrid(tt, tt, indexing="ij")
+    pairs = np.ix_(item, item)
+    prod = float(np.sum(special.ndtr(tt)) ** 2)
+    num = float(np.sum(bivariate_normal_cdf(a, b, np.clip(r[pairs], -1, 1)))) - prod
+    tot = float(np.sum(bivariate_normal_cdf(a, b, np.clip(den[pairs], -1, 1)))) - prod
+    return num / tot
+
+
+def _ordered_reliability(result: FitResult, g: int) -> dict[str, dict]:
+    spec = result.spec
+    group = result.sample.groups[g - 1]
+    mt = spec.matrices(result.x, g)
+    ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
+    a = ib @ mt.psi @ ib.T
+    lam_all = mt.lambda_ @ ib
+    truevar = lam_all @ mt.psi @ lam_all.T
+    sigma_hat = spec.implied(result.x, g)[0].sigma
+    names = ("omega", "omega2", "omega_obs_var", "omega_latent", "alpha", "alpha_ordinal")
+    out: dict[str, dict[str, float]] = {k: {} for k in (*names, "avevar")}
+    for f in spec.first_order():
+        items = spec.indicators(f)
+        idx = [spec.ov.index(v) for v in items]
+        ix = np.ix_(idx, idx)
+        j = spec.lv.index(f)
+        lam = mt.lambda_[:, j]
+        fac = np.outer(lam, lam) * a[j, j]
+        ths = [
+            np.array([mt.tau[t] for t, (v, _) in enumerate(spec.threshold_index) if v == item])
+            for item in items
+        ]
+        scales = mt.delta[idx]
+        theta = mt.theta[ix]
+        try:
+            out["omega"][f] = omega_categorical(fac[ix], ths, scales, fac[ix] + theta)
+            out["omega2"][f] = omega_categorical(fac[ix], ths, scales, sigma_hat[ix])
+            out["omega_obs_var"][f] = omega_categorical(fac[ix], ths, scales, group.cov[ix])
+        except (ValueError, FloatingPointError, ZeroDivisionError):
+            for k in ("omega", "omega2", "omega_obs_var"):
+                out[k][f] = float("nan")
+        common = lam[idx].sum() ** 2 * a[j, j]
+        out["omega_latent"][f] = float(common / (common + theta.sum()))
+        out["alpha_ordinal"][f] = _alpha(group.cov[ix])
+        sub = group.X[:, idx]
+        sub = sub[~np.isnan(sub).any(axis=1)]
+        out["alpha"][f] = _alpha(np.cov(sub, rowvar=False)) if len(sub) > 1 else float("nan")
+        trueitem = np.diag(truevar)[idx]
+        if np.sum(np.abs(trueitem - np.diag(fac)[idx])) < 1e-5:
+            out["avevar"][f] = float(np.sum(trueitem) / np.sum(trueitem + np.diag(theta)))
+        else:  # cross-loadings: semTools gives NA
+            out["avevar"][f] = float("nan")
+    return out
+
+
+def reliability(result: FitResult) -> dict[str, Any]:
+    """Reliability per first-order factor, layout as the reference files.
+
+    Continuous items: ``omega``, ``omega_obs_var``, ``alpha`` and ``avevar`` (AVE); ordered
+    items (semTools 0.5-6 ``reliability()`` for categorical indicators): ``omega``
+    (categorical, Green & Yang 2009), ``omega2``, ``omega_obs_var``, ``omega_latent``,
+    ``alpha`` (raw scores), ``alpha_ordinal``, ``avevar``. Each is ``{factor: value}`` for one
+    group and a list of ``{"group": label, factor: value}`` rows for several groups; plus
+    ``reliability_note``.
 
     References
     ----------
@@ -75,19 +202,29 @@ def reliability(result: FitResult) -> dict[str, Any]:
     39-50.
     Cronbach, L. J. (1951). Coefficient alpha and the internal structure of tests.
     Psychometrika, 16(3), 297-334.
+    Green, S. B., & Yang, Y. (2009). Reliability of summed item scores using structural
+    equation modeling: An alternative to coefficient alpha. Psychometrika, 74(1), 155-167.
+    Zumbo, B. D., Gadermann, A. M., & Zeisser, C. (2007). Ordinal versions of coefficients
+    alpha and theta for Likert rating scales. Journal of Modern Applied Statistical
+    Methods, 6(1), 21-29.
     """
     spec = result.spec
-    per = [
-        _group_reliability(spec, result.x, g + 1, result.sample.groups[g].cov)
-        for g in range(spec.ngroups)
-    ]
+    if result.categorical:
+        per = [_ordered_reliability(result, g + 1) for g in range(spec.ngroups)]
+        note = RELIABILITY_NOTE_ORDERED
+    else:
+        per = [
+            _group_reliability(spec, result.x, g + 1, result.sample.groups[g].cov)
+            for g in range(spec.ngroups)
+        ]
+        note = RELIABILITY_NOTE
     out: dict[str, Any] = {}
     if spec.ngroups == 1:
         out.update(per[0])
     else:
-        for key in ("omega", "omega_obs_var", "alpha", "avevar"):
+        for key in per[0]:
             out[key] = [{"group": lab, **per[g][key]} for g, lab in enumerate(spec.group_labels)]
-    out["reliability_note"] = RELIABILITY_NOTE
+    out["reliability_note"] = note
     return out
 
 
@@ -135,12 +272,22 @@ def htmt(
     return out
 
 
+def htmt_block(result: FitResult) -> dict[str, Any] | list[dict[str, Any]]:
+    """HTMT2 of the first-order factors from the sample (polychoric) correlations, per group."""
+    spec = result.spec
+    fo = {f: spec.indicators(f) for f in spec.first_order()}
+    per = [htmt(g.cov, spec.ov, fo) for g in result.sample.groups]
+    if spec.ngroups == 1:
+        return per[0]
+    return [{"group": lab, **h} for lab, h in zip(spec.group_labels, per, strict=True)]
+
+
 def factor_correlations(result: FitResult, std_rows: list[dict] | None = None) -> list[dict]:
     """Correlations between latent variables (std.all of ``~~`` rows) with SEs and 95% CIs."""
     spec = result.spec
     rows = std_rows if std_rows is not None else standardized_rows(result)
     out = []
-    for r, s in zip(spec.table, rows, strict=True):
+    for r, s in zip(spec.table, rows[: len(spec.table)], strict=True):
         if r.op == "~~" and r.lhs != r.rhs and r.lhs in spec.lv and r.rhs in spec.lv:
             item = {
                 "lhs": r.lhs,
@@ -160,168 +307,30 @@ def residual_correlations(result: FitResult) -> list[dict[str, Any]]:
     """Observed minus implied correlations per group (lavaan ``residuals(type = "cor")``).
 
     Returns one ``{"group": label, "variables": [...], "matrix": [[...]]}`` per group; under
-    FIML the observed moments are the EM estimates.
+    FIML the observed moments are the EM estimates; for ordered items the observed are the
+    polychoric correlations, and ``thresholds`` holds the sample minus the implied
+    (standardized) thresholds (lavaan's ``$th``).
     """
     out = []
+    spec = result.spec
     for g, imp, lab in zip(
-        result.sample.groups, result.spec.implied(result.x), result.spec.group_labels, strict=True
+        result.sample.groups, spec.implied(result.x), spec.group_labels, strict=True
     ):
         sd = np.sqrt(np.diag(g.cov))
         sdi = np.sqrt(np.abs(np.diag(imp.sigma)))
         res = g.cov / np.outer(sd, sd) - imp.sigma / np.outer(sdi, sdi)
-        out.append(
-            {
-                "group": lab,
-                "variables": list(result.spec.ov),
-                "matrix": [[float(v) for v in row] for row in res],
-            }
-        )
-    return out
-
-
-def _candidates(spec: ModelSpec) -> list[Par]:
-    """Parameters lavaan's ``modindices`` considers: fixed rows and absent loadings/covariances."""
-    cands: list[Par] = []
-    for g in range(1, spec.ngroups + 1):
-        have = {(r.lhs, r.op, r.rhs) for r in spec.rows(g)}
-        have |= {(r.rhs, r.op, r.lhs) for r in spec.rows(g) if r.op == "~~"}
-        first_order = spec.first_order()
-        for f in spec.lv:
-            for v in spec.ov:
-                if (f, "=~", v) not in have and f in first_order:
-                    cands.append(Par(0, f, "=~", v, g, 0, 0.0, mat="lambda",
-                                     row=spec.ov.index(v), col=spec.lv.index(f)))  # fmt: skip
-        for i, v in enumerate(spec.ov):
-            for w in spec.ov[i + 1 :]:
-                if (v, "~~", w) not in have:
-                    r, c = sorted((spec.ov.index(v), spec.ov.index(w)), reverse=True)
-                    cands.append(Par(0, v, "~~", w, g, 0, 0.0, mat="theta", row=r, col=c))
-        for r in spec.rows(g):
-            # fixed, non-identifying rows: zero covariances between factors (e.g. bifactor)
-            if (
-                not r.free
-                and r.op == "~~"
-                and r.lhs != r.rhs
-                and r.lhs in spec.lv
-                and not r.computed
-            ):
-                cands.append(Par(0, r.lhs, "~~", r.rhs, g, 0, r.value, mat="psi",
-                                 row=r.row, col=r.col))  # fmt: skip
-    return cands
-
-
-def modification_indices(result: FitResult, top: int | None = 10) -> list[dict[str, Any]]:
-    """Score tests (modification indices) for fixed parameters, largest first.
-
-    For each candidate parameter ``j`` added to the model at value 0 (or its fixed value):
-    ``mi = N g_j^2 / V_j`` with ``g_j`` the derivative of lavaan's ``fmin`` by the parameter
-    and ``V_j = I_jj - I_jF I_FF^-1 I_Fj`` from the expected information of the extended
-    model; ``epc = -g_j / V_j`` (the expected parameter change) and ``sepc.all`` its
-    standardized value. Candidates: cross-loadings, residual covariances and fixed
-    factor covariances (as lavaan's ``modindices``, without equality constraints). For
-    models with equality constraints, see :func:`alliance.sem.invariance.release_tests`.
-
-    References
-    ----------
-    Sorbom, D. (1989). Model modification. Psychometrika, 54(3), 371-384.
-    Saris, W. E., Satorra, A., & Sorbom, D. (1987). The detection and correction of
-    specification errors in structural equation models. Sociological Methodology, 17,
-    105-129.
-    """
-    spec = result.spec
-    cands = _candidates(spec)
-    if not cands or result.vcov is None:
-        return []
-    ext = spec.copy()
-    q = spec.npar
-    for k, c in enumerate(cands):
-        c.free = q + k + 1
-        c.id = len(ext.table) + 1
-        ext.table.append(c)
-    ext.invalidate()
-    x_ext = np.concatenate([result.x, np.array([c.value for c in cands])])
-    rows = score_tests(result, ext, x_ext, cands)
-    rows = [r for r in rows if r["mi"] is not None and np.isfinite(r["mi"])]
-    rows.sort(key=lambda r: -r["mi"])
-    return rows[:top] if top else rows
-
-
-def score_tests(
-    result: FitResult, ext: ModelSpec, x_ext: np.ndarray, cands: list[Par]
-) -> list[dict[str, Any]]:
-    """Univariate score tests for the parameters ``x_ext[q:]`` of an extended model.
-
-    ``ext`` is the fitted model with the candidates appended as free parameters
-    ``q+1, ..., q+k`` (in the order of ``cands``); ``x_ext`` holds the estimates followed by
-    the candidates' current values. Returns one row per candidate with ``mi``, ``epc``,
-    ``sepc.all`` and the chi-square(1) ``pvalue``.
-    """
-    spec = result.spec
-    q = spec.npar
-    grad = _fmin_gradient(ext, x_ext, result)
-    info = model_expected_information(ext, x_ext, result.sample)
-    i_ff = info[:q, :q]
-    i_fe = info[:q, q:]
-    try:
-        v = np.diag(info[q:, q:]) - np.einsum("ij,ij->j", i_fe, np.linalg.solve(i_ff, i_fe))
-    except np.linalg.LinAlgError:
-        return []
-    n = result.ntotal
-    g = grad[q:]
-    ok = v > 1e-10 * np.maximum(1.0, np.abs(np.diag(info[q:, q:])))
-    safe_v = np.where(ok, v, 1.0)
-    mi = np.where(ok, n * g**2 / safe_v, np.nan)
-    epc = np.where(ok, -g / safe_v, np.nan)
-    sds = {}
-    for gi in range(1, spec.ngroups + 1):
-        mt = spec.matrices(result.x, gi)
-        ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
-        a = ib @ mt.psi @ ib.T
-        c = mt.lambda_ @ ib
-        sig = c @ mt.psi @ c.T + mt.theta
-        sds[gi] = (np.sqrt(np.abs(np.diag(a))), np.sqrt(np.abs(np.diag(sig))), mt)
-    rows = []
-    for k, c in enumerate(cands):
-        sd_lv, sd_ov, mt = sds[c.group]
-        if c.mat == "lambda":
-            scale = sd_lv[c.col] / sd_ov[c.row]
-        elif c.mat == "theta" and c.row != c.col:
-            t1, t2 = mt.theta[c.row, c.row], mt.theta[c.col, c.col]
-            scale = 1 / np.sqrt(t1 * t2) if t1 > 0 and t2 > 0 else np.nan
-        elif c.mat == "theta":
-            scale = 1 / sd_ov[c.row] ** 2
-        elif c.mat == "psi":
-            scale = 1 / (sd_lv[c.row] * sd_lv[c.col])
-        elif c.mat == "nu":
-            scale = 1 / sd_ov[c.row]
-        elif c.mat == "alpha":
-            scale = 1 / sd_lv[c.row]
-        else:
-            scale = np.nan
-        row = {
-            "lhs": c.lhs,
-            "op": c.op,
-            "rhs": c.rhs,
-            "mi": float(mi[k]),
-            "epc": float(epc[k]),
-            "sepc.all": float(epc[k] * scale),
-            "pvalue": float(special.chdtrc(1, mi[k])) if np.isfinite(mi[k]) else None,
+        item: dict[str, Any] = {
+            "group": lab,
+            "variables": list(spec.ov),
+            "matrix": [[float(v) for v in row] for row in res],
         }
-        if spec.ngroups > 1:
-            row["group"] = c.group
-        rows.append(row)
-    return rows
-
-
-def _fmin_gradient(spec: ModelSpec, x: np.ndarray, result: FitResult) -> np.ndarray:
-    """Gradient of lavaan's ``fmin`` (``-logl/N`` up to a constant) by ``x``."""
-    if result.missing == "fiml":
-        from alliance.sem.fiml import FIMLObjective
-
-        return 0.5 * FIMLObjective(spec, result.sample)(x)[1]
-    from alliance.sem.estimate import MLObjective
-
-    return 0.5 * MLObjective(spec, result.sample)(x)[1]
+        if g.ordinal is not None:
+            st = g.ordinal
+            item["thresholds"] = {
+                n: float(v) for n, v in zip(st.th_names, st.th_vector - imp.tau, strict=True)
+            }
+        out.append(item)
+    return out
 
 
 def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict[str, Any]:
@@ -363,7 +372,7 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
                 if np.min(np.linalg.eigvalsh(0.5 * (a + a.T))) <= 0:
                     not_pd.append(spec.group_labels[g - 1])
         out["lv_cov_not_pd"] = not_pd
-        out["se_available"] = result.vcov is not None
+        out["se_available"] = result.cov is not None
         if not result.converged:
             issues.append("did not converge")
         if neg:
@@ -372,7 +381,7 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
             issues.append(f"standardized loadings above 1: {', '.join(big)}")
         if not_pd:
             issues.append(f"latent covariance matrix not positive definite in {not_pd}")
-        if result.vcov is None:
+        if result.cov is None and not result.not_identified:
             issues.append("standard errors unavailable (singular information matrix)")
     except Exception as err:  # noqa: BLE001 - the status must never raise
         issues.append(f"admissibility checks failed: {err}")
@@ -382,87 +391,10 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
     return out
 
 
-def not_identified(npar: int, df: float) -> str:
-    """The status issue of a model with more free parameters than sample statistics.
-
-    With ``df < 0`` the parameters cannot all be determined from the data: the estimates are
-    one of many solutions, without standard errors, test or fit indices (lavaan fits such a
-    model and warns that the information matrix cannot be inverted).
-    """
-    return (
-        f"not identified: {npar} free parameters for {npar + df:g} sample statistics "
-        f"(df = {df:g}); no fit indices"
-    )
-
-
 def mark_not_identified(status: dict[str, Any], issue: str) -> dict[str, Any]:
     """Put ``issue`` first in an :func:`admissibility` status; not identified, inadmissible."""
     status["issues"].insert(0, issue)
     status["admissible"] = False
     status["identified"] = False
+    status["se_available"] = False
     return status
-
-
-def score_rows(
-    spec: ModelSpec,
-    x: np.ndarray,
-    cands: list[Par],
-    grad: np.ndarray,
-    info: np.ndarray,
-    n: int,
-) -> list[dict[str, Any]]:
-    """Univariate score tests from a gradient and an information matrix (any estimator).
-
-    The estimator-free core of :func:`score_tests`: ``grad`` and ``info`` belong to the
-    extended model whose last ``len(cands)`` free parameters are the candidates (the first
-    ``spec.npar`` are the fitted model's, at ``x``). ``mi = n g_j^2 / V_j`` with
-    ``V_j = I_jj - I_jF I_FF^-1 I_Fj``; ``epc = -g_j / V_j``; ``sepc.all`` scales the EPC by
-    the model-implied standard deviations (latent-response ones for ordered items). Used by
-    :mod:`alliance.sem.wlsmv` with the DWLS gradient and information.
-    """
-    q = spec.npar
-    i_ff = info[:q, :q]
-    i_fe = info[:q, q:]
-    try:
-        v = np.diag(info[q:, q:]) - np.einsum("ij,ij->j", i_fe, np.linalg.solve(i_ff, i_fe))
-    except np.linalg.LinAlgError:
-        return []
-    g = grad[q:]
-    # lavaan: V below .Machine$double.eps^(1/3) gives NA
-    ok = v > np.finfo(float).eps ** (1 / 3)
-    safe_v = np.where(ok, v, 1.0)
-    mi = np.where(ok, n * g**2 / safe_v, np.nan)
-    epc = np.where(ok, -g / safe_v, np.nan)
-    sds = {}
-    for gi in range(1, spec.ngroups + 1):
-        mt = spec.matrices(x, gi)
-        ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
-        a = ib @ mt.psi @ ib.T
-        c = mt.lambda_ @ ib
-        sig = c @ mt.psi @ c.T + mt.theta
-        sds[gi] = (np.sqrt(np.abs(np.diag(a))), np.sqrt(np.abs(np.diag(sig))), mt)
-    rows = []
-    for k, c in enumerate(cands):
-        sd_lv, sd_ov, mt = sds[c.group]
-        if c.mat == "lambda":
-            scale = sd_lv[c.col] / sd_ov[c.row]
-        elif c.mat == "theta" and c.row != c.col:
-            t1, t2 = mt.theta[c.row, c.row], mt.theta[c.col, c.col]
-            scale = 1 / np.sqrt(t1 * t2) if t1 > 0 and t2 > 0 else np.nan
-        elif c.mat == "psi" and c.row != c.col:
-            scale = 1 / (sd_lv[c.row] * sd_lv[c.col])
-        else:
-            scale = np.nan
-        row = {
-            "lhs": c.lhs,
-            "op": c.op,
-            "rhs": c.rhs,
-            "mi": float(mi[k]),
-            "epc": float(epc[k]),
-            "sepc.all": float(epc[k] * scale),
-            "pvalue": float(special.chdtrc(1, mi[k])) if np.isfinite(mi[k]) else None,
-        }
-        if spec.ngroups > 1:
-            row["group"] = c.group
-        rows.append(row)
-    return rows
