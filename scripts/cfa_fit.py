@@ -14,6 +14,7 @@ result = run_cfa(
     session=snakemake.params.session,
     rater=snakemake.params.rater,
     std_lv=snakemake.params.std_lv,
+    esem=snakemake.params.esem,
 )
 write_json(result, snakemake.output.fit)
 log.info("converged: %s; %s s", result.get("converged"), result.get("elapsed_s"))

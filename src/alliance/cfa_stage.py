@@ -44,6 +44,30 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     )
 
 
+def esem_rotation(
+    name: str,
+    syntax: str,
+    instrument: Instrument | None,
+    esem: dict[str, Any] | None = None,
+) -> Any:
+    """The rotation of a model's ``efa()`` blocks (``None`` for a model without them).
+
+    ``esem`` is the config's ``cfa.esem`` (``rotation``: geomin, oblimin or target; ``starts``,
+    ``seed``, ``se``); the target comes from the instrument's key, and the built-in
+    ``bifactor_esem`` is always rotated orthogonally to it
+    (:func:`alliance.sem.esem.model_rotation`).
+    """
+    from alliance.sem.esem import model_rotation
+    from alliance.sem.syntax import efa_sets, parse_syntax
+
+    if not efa_sets(parse_syntax(syntax)):
+        return None
+    esem = dict(esem or {})
+    key = {} if instrument is None else {f: list(v) for f, v in instrument.factors.items()}
+    options = {k: esem[k] for k in ("seed", "starts", "se") if k in esem}
+    return model_rotation(name, key, esem.get("rotation", "geomin"), **options)
+
+
 def read_cfa_data(
     source: str | Path, session: int | None = 3, rater: str | None = "client"
 ) -> tuple[pd.DataFrame, Instrument | None, dict[str, Any]]:
@@ -177,11 +201,13 @@ def run_cfa(
     rater: str | None = "client",
     group: str | None = None,
     std_lv: bool = False,
+    esem: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit one CFA; any failure becomes ``status: error`` in the result instead of an exception.
 
     ``std_lv`` (config ``cfa.std.lv``) identifies the factors by unit variances instead of
-    marker indicators (lavaan's ``std.lv``).
+    marker indicators (lavaan's ``std.lv``); ``esem`` (config ``cfa.esem``) the rotation of a
+    model with ``efa()`` blocks (:func:`esem_rotation`).
 
     Returns
     -------
@@ -205,6 +231,7 @@ def run_cfa(
         kwargs["std_lv"] = std_lv
         if estimator == "WLSMV":
             kwargs["ordered"] = True
+        kwargs["rotation"] = esem_rotation(name, syntax, instrument, esem)
         result = fit_cfa(data, syntax, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one failed model must not stop the others
         log.error("CFA %s / %s failed: %s", model, estimator, exc)

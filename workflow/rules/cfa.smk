@@ -25,6 +25,7 @@ rule cfa_fit:
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
         std_lv=config["cfa"].get("std.lv", False),
+        esem=config["cfa"].get("esem", {}),
     script:
         "../../scripts/cfa_fit.py"
 

@@ -36,6 +36,7 @@ from alliance.sem.rotation import Rotation, RotationResult, criterion, rotate, s
 __all__ = [
     "ESEM_NOTE",
     "BlockRotation",
+    "model_rotation",
     "rotate_fit",
     "rotated_spec",
     "target_from_key",
@@ -119,6 +120,45 @@ def target_from_key(key: dict[str, list[str]], factors: list[str]) -> dict[str, 
             own = set(key[f])
             out[f] = {i: float("nan") if i in own else 0.0 for i in items}
     return out
+
+
+def model_rotation(
+    name: str,
+    key: dict[str, list[str]],
+    method: str = "geomin",
+    *,
+    seed: int = Rotation.seed,
+    starts: int = Rotation.starts,
+    se: str = Rotation.se,
+) -> Rotation:
+    """The rotation of a model's exploratory blocks, given the instrument's key.
+
+    ``bifactor_esem`` (the built-in bifactor-ESEM) is always rotated orthogonally to the
+    key's partially specified target (:func:`target_from_key`: each specific factor free on
+    its own items and 0 elsewhere, the general factor free; Morin, Arens & Marsh 2016); any
+    other model by ``method``, with the key as target for ``"target"``.
+
+    Raises
+    ------
+    ValueError
+        For a target rotation without a key.
+    """
+    if name == "bifactor_esem" or method == "target":
+        if not key:
+            raise ValueError(
+                f"the target rotation of {name!r} needs the instrument's key (an ingested "
+                "dataset), got none"
+            )
+        factors = ["general", *key]
+        return Rotation(
+            method="target",
+            orthogonal=name == "bifactor_esem",
+            target=target_from_key(key, factors),
+            seed=seed,
+            starts=starts,
+            se=se,
+        )
+    return Rotation(method=method, seed=seed, starts=starts, se=se)
 
 
 def _blocks(spec: ModelSpec) -> list[tuple[str, list[int], list[int], list[str], list[str]]]:
@@ -345,9 +385,21 @@ def _describe(rotation: Rotation, rotations: list[BlockRotation]) -> dict[str, A
             "starts_at_optimum": b.result.same_optimum,
             "starts": len(b.result.values),
             "converged": b.result.converged,
+            **({"target_free": _target_free(b)} if b.target is not None else {}),
         }
         for b in rotations
     ]
+    return out
+
+
+def _target_free(block: BlockRotation) -> dict[str, list[str]]:
+    """Per factor with a target, the items its target leaves free (its own items)."""
+    assert block.target is not None
+    out = {}
+    for j, f in enumerate(block.factors):
+        free = np.isnan(block.target[:, j])
+        if not free.all():
+            out[f] = [item for item, k in zip(block.items, free, strict=True) if k]
     return out
 
 

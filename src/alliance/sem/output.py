@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from alliance.sem.bifactor import bifactor_indices
 from alliance.sem.esem import ESEM_NOTE
 from alliance.sem.estimate import FitResult
 from alliance.sem.fitmeasures import fit_block, fit_measures
@@ -167,7 +168,7 @@ def _result_dict(
                 out[key] = empty
                 notes.append(f"{key} unavailable: {err}")
 
-        attempt("reliability", lambda: reliability(result), {})
+        attempt("reliability", lambda: {**reliability(result), **bifactor_indices(result)}, {})
         attempt("factor_correlations", lambda: factor_correlations(result, std), [])
         if result.spec.efa:
             out["htmt"] = {}

@@ -536,9 +536,12 @@ def builtin_models(instrument: Any) -> dict[str, str]:
         correlated: Bordin's three factors for the WAI); for the WAI also
         ``two_factor`` (Bond vs Goal+Task; Falkenstrom, Hatcher & Holmqvist 2015);
         ``bifactor`` (a general factor plus the specific factors, all orthogonal; fit with
-        ``orthogonal=True`` semantics written out as ``0*`` covariances); and
+        ``orthogonal=True`` semantics written out as ``0*`` covariances);
         ``second_order`` (a general factor measured by the first-order factors) when there
-        are at least three first-order factors. With exactly three first-order factors the
+        are at least three first-order factors; and the exploratory SEM models ``esem``
+        (the instrument's factors as one ``efa("esem")`` block on all items, rotated) and
+        ``bifactor_esem`` (the same block with a general factor, rotated orthogonally to the
+        key as target; Morin, Arens & Marsh 2016). With exactly three first-order factors the
         second-order model is just-identified at the structural level (3 factor variances and
         3 covariances against 2 free second-order loadings, 1 second-order variance and 3
         disturbance variances), so its fit equals that of the correlated-factors model.
@@ -550,6 +553,10 @@ def builtin_models(instrument: Any) -> dict[str, str]:
     Falkenstrom, F., Hatcher, R. L., & Holmqvist, R. (2015). Confirmatory factor analysis of
     the patient version of the Working Alliance Inventory-Short Form Revised. Assessment,
     22(5), 581-593.
+    Morin, A. J. S., Arens, A. K., & Marsh, H. W. (2016). A bifactor exploratory structural
+    equation modeling framework for the identification of distinct sources of
+    construct-relevant psychometric multidimensionality. Structural Equation Modeling,
+    23(1), 116-139.
     """
     factors: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in instrument.factors.items()}
     items = [i for f in factors.values() for i in f]
@@ -572,4 +579,8 @@ def builtin_models(instrument: Any) -> dict[str, str]:
         lines = [f"{f} =~ " + " + ".join(v) for f, v in factors.items()]
         lines.append("general =~ " + " + ".join(factors))
         models["second_order"] = "\n".join(lines)
+    if len(factors) >= 2:
+        block = " + ".join(f'efa("esem")*{f}' for f in factors)
+        models["esem"] = f"{block} =~ " + " + ".join(items)
+        models["bifactor_esem"] = f'efa("esem")*general + {block} =~ ' + " + ".join(items)
     return models

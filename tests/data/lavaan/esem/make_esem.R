@@ -2,7 +2,8 @@
 # lavaan 0.6-14 references for ESEM (efa() blocks with rotation); the tests never call R.
 # Usage (from the repository root): Rscript tests/data/lavaan/esem/make_esem.R
 # Writes tests/data/lavaan/esem/lavaan_esem.json next to this script. Data: the Holzinger &
-# Swineford (1939) file and the simulated WAI-SR file of the sibling folders.
+# Swineford (1939) file and the simulated WAI-SR file of the sibling folders, and the simulated
+# bifactor data of this folder (make_data.py).
 # Defaults as lavaan: geomin (epsilon 0.001), oblique, std.ov, 30 random starts, GPA with
 # gpa.tol 1e-5, factors ordered by the Asparouhov & Muthen (2009) index, SEs "bordered".
 # Target rotations: NA where the key puts an item on a factor (a partially specified target,
@@ -13,6 +14,7 @@ here <- "tests/data/lavaan"
 out_file <- file.path(here, "esem", "lavaan_esem.json")
 hz <- read.csv(file.path(here, "holzinger1939", "holzinger1939.csv"), stringsAsFactors = FALSE)
 wai <- read.csv(file.path(here, "wai_sr_sim", "wai_sr_sim.csv"), stringsAsFactors = FALSE)
+bif <- read.csv(file.path(here, "esem", "bifactor_sim.csv"))
 set.seed(20240517)
 
 pe <- function(fit) {
@@ -56,12 +58,16 @@ out <- list(
   hz_geomin_orthogonal_ml = case(hz_esem, hz, args = list(orthogonal = TRUE)),
   hz_mixed_ml = case(hz_mixed, hz),
   wai_geomin_ml = case(wai_esem, wai),
+  wai_geomin_ml_tight = case(wai_esem, wai, args = list(gpa.tol = 1e-7)),
   wai_target_ml = case(wai_esem, wai, rotation = "target",
                        args = list(target = target, order.lv.by = "none")),
   wai_geomin_wlsmv = case(wai_esem, wai, estimator = "WLSMV", ordered = items),
-  wai_bifactor_target_ml = case(wai_bif, wai, rotation = "target",
-                                args = list(target = bif_target, orthogonal = TRUE,
-                                            order.lv.by = "none"))
+  bifactor_esem_target_ml = case(wai_bif, bif, rotation = "target",
+                                 args = list(target = bif_target, orthogonal = TRUE,
+                                             order.lv.by = "none")),
+  bifactor_esem_target_mlr = case(wai_bif, bif, estimator = "MLR", rotation = "target",
+                                  args = list(target = bif_target, orthogonal = TRUE,
+                                              order.lv.by = "none"))
 )
 out$software <- sprintf("lavaan %s, R %s", packageVersion("lavaan"), getRversion())
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", dataframe = "rows",
