@@ -469,11 +469,13 @@ def write_cfa_report(
 ) -> dict[str, Any]:
     """Tables (CSV + Markdown) and figures of one dataset's CFA under one estimator.
 
-    Writes ``fit_{estimator}``, ``loadings_{estimator}`` and ``reliability_{estimator}`` tables
+    Writes ``fit_{estimator}``, ``loadings_{estimator}``, ``reliability_{estimator}`` and
+    ``bifactor_{estimator}`` (bifactor indices) tables
     and the ``cfa_loadings``, ``cfa_fit`` and ``cfa_path`` figures (``_{estimator}``).
     """
     from alliance.cfa_plots import fit_comparison_plot, loading_heatmap, path_diagram
     from alliance.cfa_tables import (
+        bifactor_table,
         fit_comparison_table,
         loadings_long,
         loadings_table,
@@ -490,12 +492,15 @@ def write_cfa_report(
     write_table(fit_comparison_table(results, estimator), tables / f"fit_{estimator}")
     write_table(loadings_table(fitted), tables / f"loadings_{estimator}")
     write_table(reliability_table(fitted), tables / f"reliability_{estimator}")
+    write_table(bifactor_table(fitted), tables / f"bifactor_{estimator}")
     write_csv(
         pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore"),
         tables / f"nested_tests_{estimator}.csv",
         index=False,
     )
-    loading_heatmap(loadings_long(fitted), instrument, figures / f"cfa_loadings_{estimator}")
+    loading_heatmap(
+        loadings_long(fitted, instrument.factors), instrument, figures / f"cfa_loadings_{estimator}"
+    )
     fit_comparison_plot(results, estimator, figures / f"cfa_fit_{estimator}")
     diagram = path_diagram(
         results.get(diagram_model, {}), figures / f"cfa_path_{estimator}", title=None
