@@ -126,7 +126,7 @@ def test_efa_blocks_parse_as_lavaan_writes_them():
         ('efa("b")*f1 =~ x1 + x2 + x3', "two or more factors"),
         ('start(1)*f1 + efa("b")*f2 =~ x1 + x2 + x3', r"only efa\(\"set\"\)"),
         ('efa("b")*f1 + efa("b")*f2 =~ x1 + x2\nf1 =~ x3', "factor 'f1' is in"),
-        ('f1 + f2 =~ x1 + x2 + x3', "efa"),
+        ("f1 + f2 =~ x1 + x2 + x3", "efa"),
     ],
 )
 def test_bad_efa_blocks_name_the_problem(model, match):

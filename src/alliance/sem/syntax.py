@@ -401,7 +401,7 @@ def _left_terms(lhs: str, op: str, line: int, text: str) -> list[tuple[str, str]
     """
     if re.fullmatch(NAME, lhs):
         return [(lhs, "")]
-    if op != "=~" or "efa" not in lhs:
+    if op != "=~" or ("+" not in lhs and "efa" not in lhs):
         raise SyntaxError_(f"line {line}: invalid left-hand side {lhs!r} in {text!r}")
     out: list[tuple[str, str]] = []
     for term in _split_top(lhs, "+"):
@@ -409,8 +409,8 @@ def _left_terms(lhs: str, op: str, line: int, text: str) -> list[tuple[str, str]
         name, mods = chunks[-1], chunks[:-1]
         if not re.fullmatch(NAME, name) or len(mods) != 1:
             raise SyntaxError_(
-                f"line {line}: the left of '=~' holds factors written efa(\"set\")*name, "
-                f"got {term.strip()!r} in {text!r}"
+                f"line {line}: several factors on the left of '=~' form an exploratory "
+                f'block, each written efa("set")*name; got {term.strip()!r} in {text!r}'
             )
         m = _EFA_RE.fullmatch(mods[0])
         if m is None:
