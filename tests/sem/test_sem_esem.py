@@ -260,3 +260,21 @@ def test_esem_output_blocks():
     ref = by_key(REF["hz_geomin_ml"]["parameters"])
     assert corr[("f1", "f2")] == pytest.approx(ref[("f1", "~~", "f2")]["est"], abs=2e-4)
     assert out["status"]["admissible"]
+
+
+def test_cfa_command_fits_an_esem_model(tmp_path, capsys):
+    from alliance.cli import main
+
+    (tmp_path / "m.lav").write_text(HZ_ESEM + "\n")
+    args = ["cfa", str(DATA["hz"]), "--model", str(tmp_path / "m.lav"), "--estimator", "ML"]
+    args += ["--missing", "listwise", "--out", str(tmp_path / "f.json")]
+    assert main([*args, "--rotation", "oblimin"]) == 0
+    out = json.loads((tmp_path / "f.json").read_text())
+    assert out["meta"]["rotation"]["method"] == "oblimin"
+    ours = by_key(out["parameters"])
+    for p in REF["hz_oblimin_ml"]["parameters"]:
+        assert ours[(p["lhs"], p["op"], p["rhs"])]["est"] == pytest.approx(p["est"], abs=2e-4)
+    # a target rotation takes its target from an instrument's key: not from a data file
+    capsys.readouterr()
+    assert main([*args, "--rotation", "target"]) == 2
+    assert "needs the instrument's key" in capsys.readouterr().err
