@@ -998,9 +998,12 @@ def bifactor_table(results: Mapping[str, dict[str, Any]], numeric: bool = False)
     """
     rows = []
     note = ""
+    unavailable = []
     for m in _model_order(list(results)):
         rel = results[m].get("reliability") or {}
         g = rel.get("general_factor")
+        if rel.get("bifactor_unavailable"):
+            unavailable.append(f"{model_label(m)} ({rel['bifactor_unavailable']})")
         if not g:
             continue
         note = rel.get("bifactor_note", note)
@@ -1023,7 +1026,8 @@ def bifactor_table(results: Mapping[str, dict[str, Any]], numeric: bool = False)
     attrs = {
         "title": "Bifactor indices",
         "note": "ωH of a specific factor is ωHS (omega hierarchical subscale). "
-        + (note or "No bifactor model was fitted."),
+        + (note or "No admissible bifactor fit.")
+        + ("" if not unavailable else " Not available: " + "; ".join(unavailable) + "."),
     }
     if numeric:
         numbers.attrs.update(attrs)

@@ -125,3 +125,13 @@ def test_indices_match_semtools_and_lavaan(case):
     assert rel["ecv"] == pytest.approx(ref["ecv"], abs=tol)
     assert rel["puc"] == pytest.approx(ref["puc"], abs=1e-12)
     assert not math.isnan(rel["omega_h"])
+
+
+def test_a_fit_that_did_not_converge_gets_a_reason_not_indices():
+    from dataclasses import replace
+
+    data = pd.read_csv(LAVAAN / "esem" / "bifactor_sim.csv")
+    fit = fit_model(data, BIFACTOR)
+    assert bifactor_indices(fit)["omega_h"] > 0.5
+    out = bifactor_indices(replace(fit, converged=False))
+    assert out == {"bifactor_unavailable": "no bifactor indices: the fit did not converge"}

@@ -79,13 +79,27 @@ def bifactor_structure(result: FitResult) -> tuple[str, dict[str, list[str]]] | 
     return g, groups
 
 
+def _inadmissible(result: FitResult, mt: Any, sigma: np.ndarray) -> str:
+    """Why a solution cannot give indices (``""`` if it can).
+
+    As fit indices: none for a fit that did not converge or has a negative variance.
+    """
+    if not result.converged:
+        return "the fit did not converge"
+    if np.any(np.diag(mt.psi) <= 0) or np.any(np.diag(mt.theta) < 0) or np.any(np.diag(sigma) <= 0):
+        return "a negative or zero variance (Heywood case)"
+    return ""
+
+
 def bifactor_indices(result: FitResult) -> dict[str, Any]:
     """Bifactor indices of a fit with a bifactor structure (else ``{}``).
 
     Returns
     -------
     dict
-        ``omega_total``, ``omega_h`` (floats), ``omega_hs`` ``{specific factor: value}``,
+        For a fit that did not converge or has a negative variance only
+        ``bifactor_unavailable`` (the reason). Else ``omega_total``, ``omega_h`` (floats),
+        ``omega_hs`` ``{specific factor: value}``,
         ``ecv``, ``puc`` (floats), ``h`` ``{factor: value}``, ``general_factor`` and
         ``bifactor_note``. With ``L`` the standardized loadings, ``R`` the model-implied
         correlation matrix and ``1_s`` the indicator of subscale ``s``:
@@ -112,6 +126,9 @@ def bifactor_indices(result: FitResult) -> dict[str, Any]:
     spec = result.spec
     mt = spec.matrices(result.x, 1)
     sigma = mt.lambda_ @ mt.psi @ mt.lambda_.T + mt.theta
+    problem = _inadmissible(result, mt, sigma)
+    if problem:
+        return {"bifactor_unavailable": f"no bifactor indices: {problem}"}
     sd = np.sqrt(np.diag(sigma))
     lam = mt.lambda_ * np.sqrt(np.diag(mt.psi))[None, :] / sd[:, None]
     corr = sigma / np.outer(sd, sd)
