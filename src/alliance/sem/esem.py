@@ -15,9 +15,13 @@ its stationarity conditions ``F(x, T) = 0`` (:func:`alliance.sem.rotation.statio
 ``dT/dx = -F_T^-1 F_x`` (implicit function theorem) and the Jacobian of the rotated parameters
 is their total derivative along it; ``V_rot = J V J'``. lavaan's default (``rotation.se =
 "bordered"``) inverts the information matrix bordered by the Jacobian of the same conditions,
-which gives the same covariance matrix (both are the first-order covariance of the same
-constrained estimator); lavaan's ``rotation.se = "delta"`` takes ``J`` by forward differences
-with step 0.005 and is less accurate.
+which is the same covariance matrix, except that lavaan 0.6-14 standardizes the loadings in
+its constraints by ``diag(A A' + Theta)`` with the rotated ``A`` (leaving out the factor
+correlations): under an oblique rotation with ``std.ov`` its constraints are not the ones its
+rotation solved, and its SEs differ (``Rotation(se="bordered")`` reproduces them; they agree
+with the delta method for orthogonal rotations and without ``std.ov``). lavaan's
+``rotation.se = "delta"`` takes ``J`` by forward differences with step 0.005 from a rotation
+stopped at gpa.tol 1e-5, which is too coarse to agree with either.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
 # gpa.tol 1e-5, factors ordered by the Asparouhov & Muthen (2009) index, SEs "bordered".
 # Target rotations: NA where the key puts an item on a factor (a partially specified target,
 # lavaan's "pst"), 0 elsewhere; order.lv.by = "none" so that the factors keep the target's
-# order. "tight" cases repeat a fit with gpa.tol 1e-7 (lavaan's own rotation error removed).
+# order. "tight" cases repeat a fit with gpa.tol 1e-7 (lavaan's own rotation error removed);
+# "nostd" rotates the raw loadings (std.ov = FALSE).
 suppressPackageStartupMessages({ library(lavaan); library(jsonlite) })
 here <- "tests/data/lavaan"
 out_file <- file.path(here, "esem", "lavaan_esem.json")
@@ -56,6 +57,7 @@ out <- list(
   hz_oblimin_ml = case(hz_esem, hz, rotation = "oblimin"),
   hz_geomin_mlr = case(hz_esem, hz, estimator = "MLR"),
   hz_geomin_orthogonal_ml = case(hz_esem, hz, args = list(orthogonal = TRUE)),
+  hz_geomin_nostd_ml = case(hz_esem, hz, args = list(std.ov = FALSE)),
   hz_mixed_ml = case(hz_mixed, hz),
   wai_geomin_ml = case(wai_esem, wai),
   wai_geomin_ml_tight = case(wai_esem, wai, args = list(gpa.tol = 1e-7)),
