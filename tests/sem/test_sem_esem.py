@@ -284,3 +284,60 @@ def test_cfa_command_fits_an_esem_model(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--rotation", "target"]) == 2
     assert "needs the instrument's key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["bifactor_esem_target_ml", "bifactor_esem_target_mlr"])
+def test_bifactor_esem_indices_from_lavaan_standardized_loadings(case):
+    """Rodriguez, Reise & Haviland (2016) by hand from lavaan's rotated std.all loadings."""
+    std = [r for r in REF[case]["standardized"] if r["op"] == "=~"]
+    factors = list(dict.fromkeys(r["lhs"] for r in std))
+    items = list(dict.fromkeys(r["rhs"] for r in std))
+    lam = np.zeros((len(items), len(factors)))
+    for r in std:
+        lam[items.index(r["rhs"]), factors.index(r["lhs"])] = r["est.std"]
+    resid = 1.0 - np.sum(lam**2, axis=1)
+    corr = lam @ lam.T + np.diag(resid)
+    groups = {f: [i for i in items if i in Key.factors[f]] for f in factors[1:]}
+    rel = fitted(case)["reliability"]
+    assert rel["general_factor"] == "general"
+    assert rel["omega_h"] == pytest.approx(lam[:, 0].sum() ** 2 / corr.sum(), abs=2e-4)
+    common = corr.sum() - resid.sum()
+    assert rel["omega_total"] == pytest.approx(common / corr.sum(), abs=2e-4)
+    assert rel["ecv"] == pytest.approx(np.sum(lam[:, 0] ** 2) / np.sum(lam**2), abs=2e-4)
+    for j, f in enumerate(factors[1:], start=1):
+        idx = [items.index(i) for i in groups[f]]
+        hs = lam[idx, j].sum() ** 2 / corr[np.ix_(idx, idx)].sum()
+        assert rel["omega_hs"][f] == pytest.approx(hs, abs=2e-4), f
+        l2 = lam[:, j] ** 2
+        assert rel["h"][f] == pytest.approx(1 / (1 + 1 / np.sum(l2 / (1 - l2))), abs=2e-4), f
+    assert rel["puc"] == pytest.approx(1 - 36 / 132, abs=1e-12)
+
+
+class Key:
+    """The WAI-SR key of the simulated bifactor data (make_data.py)."""
+
+    factors = {
+        "bond": ["wai_03", "wai_05", "wai_07", "wai_09"],
+        "task": ["wai_01", "wai_02", "wai_10", "wai_12"],
+        "goal": ["wai_04", "wai_06", "wai_08", "wai_11"],
+    }
+
+
+def test_builtin_bifactor_esem_is_lavaans_orthogonal_target_rotation():
+    from alliance.sem.esem import model_rotation
+    from alliance.sem.syntax import builtin_models
+
+    class Instrument(Key):
+        items = [i for v in Key.factors.values() for i in v]
+
+    models = builtin_models(Instrument())
+    assert ModelSpec.from_syntax(models["esem"]).efa == {"esem": ["bond", "task", "goal"]}
+    rotation = model_rotation("bifactor_esem", Key.factors, "geomin")
+    assert rotation.method == "target" and rotation.orthogonal
+    assert model_rotation("esem", Key.factors, "oblimin").method == "oblimin"
+    out = fit_cfa(data("bifactor"), models["bifactor_esem"], rotation=rotation)
+    ours = by_key(out["parameters"])
+    for p in REF["bifactor_esem_target_ml"]["parameters"]:
+        assert ours[(p["lhs"], p["op"], p["rhs"])]["est"] == pytest.approx(p["est"], abs=2e-4)
+    with pytest.raises(ValueError, match="needs the instrument's key"):
+        model_rotation("bifactor_esem", {}, "geomin")
