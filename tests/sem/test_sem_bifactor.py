@@ -112,6 +112,7 @@ def test_indices_match_semtools_and_lavaan(case):
         estimator=ref["estimator"],
         missing="listwise",
         ordered=True if wlsmv else None,
+        orthogonal=ref["orthogonal"],
     )
     assert out["fit"]["chisq"] == pytest.approx(ref["fit"]["chisq"], rel=1e-3)
     rel, tol = out["reliability"], (2e-3 if wlsmv else 1e-4)
