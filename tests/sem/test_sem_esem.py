@@ -341,3 +341,9 @@ def test_builtin_bifactor_esem_is_lavaans_orthogonal_target_rotation():
         assert ours[(p["lhs"], p["op"], p["rhs"])]["est"] == pytest.approx(p["est"], abs=2e-4)
     with pytest.raises(ValueError, match="needs the instrument's key"):
         model_rotation("bifactor_esem", {}, "geomin")
+
+
+def test_labelled_loadings_of_an_efa_block_are_refused():
+    model = HZ_ESEM.replace("x4 +", "a*x4 +")
+    with pytest.raises(ValueError, match="cannot carry labels or fixed values"):
+        fit_cfa(data("hz"), model)

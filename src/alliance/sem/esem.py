@@ -238,7 +238,8 @@ def rotate_fit(result: FitResult, rotation: Rotation) -> FitResult:
     Raises
     ------
     ValueError
-        For a model with several groups, or a target that does not fit the blocks.
+        For a model with several groups, labelled or fixed loadings in a block, or a target
+        that does not fit the blocks.
 
     References
     ----------
@@ -258,6 +259,16 @@ def _rotate_fit(result: FitResult, rotation: Rotation) -> FitResult:
         raise ValueError("the model has no efa() block to rotate")
     if spec.ngroups > 1:
         raise ValueError(f"exploratory SEM is fitted in one group here, got {spec.ngroups} groups")
+    bound = [
+        r.name()
+        for r in spec.table
+        if r.op == "=~" and r.efa and r.user != 7 and (r.label or not r.free)
+    ]
+    if bound:
+        raise ValueError(
+            "loadings of an efa() block are rotated and cannot carry labels or fixed values, "
+            f"got {bound}"
+        )
     blocks = _blocks(spec)
     mt = spec.matrices(result.x, 1)
     rotations: list[BlockRotation] = []
