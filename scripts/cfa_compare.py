@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import compare, write_json
+from alliance.cfa.stage import compare, write_json
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import run_cfa, write_json
+from alliance.cfa.stage import run_cfa, write_json
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

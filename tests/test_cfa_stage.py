@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.cfa_stage import compare, model_syntax, run_cfa, run_invariance, write_json
+from alliance.cfa.stage import compare, model_syntax, run_cfa, run_invariance, write_json
 from alliance.cli import main
-from alliance.instruments import load_instrument
+from alliance.data.instruments import load_instrument
 
 LAVAAN = Path(__file__).parent / "data" / "lavaan"
 
@@ -111,7 +111,7 @@ def test_comparison_tests_only_nested_pairs(tmp_path, rng):
 def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
     from small_samples import not_converged_fit
 
-    from alliance.cfa_stage import read_cfa_data
+    from alliance.cfa.stage import read_cfa_data
 
     folder = write_ingested(tmp_path, rng, factor_corr=0.6)
     files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "second_order"))

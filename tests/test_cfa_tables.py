@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alliance import cfa_tables as t
+from alliance.cfa import tables as t
 
 DATA = Path(__file__).parent / "data" / "cfa_examples"
 MODELS = ("one_factor", "two_factor", "correlated", "bifactor", "second_order")

@@ -86,7 +86,7 @@ def test_input_errors_are_one_line_exit_2(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback_of_an_input_error(tmp_path, monkeypatch):
-    from alliance.ingest import IngestError
+    from alliance.data.ingest import IngestError
 
     (tmp_path / "empty.csv").write_text("")
     codebook = _tiny_export(tmp_path)
@@ -99,12 +99,12 @@ def test_debug_shows_the_traceback_of_an_input_error(tmp_path, monkeypatch):
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    import alliance.ingest
+    import alliance.data.ingest
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not bad input")
 
-    monkeypatch.setattr(alliance.ingest, "ingest_to", broken)
+    monkeypatch.setattr(alliance.data.ingest, "ingest_to", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["ingest", str(_tiny_export(tmp_path)), "--out", str(tmp_path / "o")])
 

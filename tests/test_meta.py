@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
+from alliance.meta import pooling as meta
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 # metafor and this module run the same algorithms (Fisher scoring with metafor's threshold,

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_bayes
+from alliance.meta import bayes as meta_bayes
+from alliance.meta import pooling as meta
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 # Small runs keep the file well under a minute (nutpie compiles the model once, ~10 s).

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
-from alliance.meta_moderators import moderator_analysis
-from alliance.meta_multilevel import Blocks, profile_ci, rma_mv
-from alliance.meta_robust import robust_rma, robust_rma_mv
+from alliance.meta import pooling as meta
+from alliance.meta.moderators import moderator_analysis
+from alliance.meta.multilevel import Blocks, profile_ci, rma_mv
+from alliance.meta.robust import robust_rma, robust_rma_mv
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 EST = 1e-6
@@ -267,7 +267,7 @@ def test_cli_meta_three_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_report_meta_section_three_level(k11: pd.DataFrame, ref: dict, tmp_path: Path) -> None:
     """The summary's rows hold the three-level, robust, bias and moderator numbers (checked
     against metafor / clubSandwich above), formatted."""
-    from alliance.report import meta_section
+    from alliance.report.summary import meta_section
 
     effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district", "year"]]
     result = meta.pool_effects(
@@ -313,7 +313,7 @@ def test_pool_effects_rejects_bad_selection(molloy: pd.DataFrame) -> None:
 
 
 def test_pooling_table_gives_each_dataset_its_own_cluster() -> None:
-    from alliance.meta_stage import pooling_table
+    from alliance.meta.stage import pooling_table
 
     effects = pd.DataFrame(
         {

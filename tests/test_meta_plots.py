@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_plots
-from alliance.plots import DPI, SINGLE_COLUMN
+from alliance.describe.plots import DPI, SINGLE_COLUMN
+from alliance.meta import plots as meta_plots
+from alliance.meta import pooling as meta
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 BAYES = {"pooled_r": {"median": 0.149, "eti.lb": 0.077, "eti.ub": 0.213}}

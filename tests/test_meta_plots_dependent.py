@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_plots
+from alliance.meta import plots as meta_plots
+from alliance.meta import pooling as meta
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 

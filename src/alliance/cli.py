@@ -13,7 +13,7 @@ from alliance import __version__
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.sites is not None:
-        from alliance.simulate_sites import simulate_sites
+        from alliance.simulate.sites import simulate_sites
 
         out = simulate_sites(
             args.sites,
@@ -29,7 +29,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"--directory {out} --cores 2"
         )
         return 0
-    from alliance.simulate import simulate_demo
+    from alliance.simulate.demo import simulate_demo
 
     truth = simulate_demo(args.data_dir, args.codebook_dir, seed=args.seed)
     print(f"wrote demo data to {args.data_dir} and codebooks to {args.codebook_dir}")
@@ -40,7 +40,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from alliance.ingest import ingest_to
+    from alliance.data.ingest import ingest_to
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out!r} names an existing file; give a folder")
@@ -61,7 +61,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from alliance.pipeline import score_dataset
+    from alliance.describe.stage import score_dataset
 
     summary = score_dataset(args.ingested, args.out, min_answered_share=args.min_answered_share)
     print(json.dumps(summary, indent=2))
@@ -69,7 +69,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from alliance.pipeline import describe_dataset_dir
+    from alliance.describe.stage import describe_dataset_dir
 
     describe_dataset_dir(
         args.ingested,
@@ -86,7 +86,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_cfa(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from alliance.cfa_stage import invariance_sample, read_cfa_data, write_json
+    from alliance.cfa.stage import invariance_sample, read_cfa_data, write_json
     from alliance.sem.api import fit_cfa, invariance_ladder
 
     data, instrument, sample = read_cfa_data(args.data, session=args.session, rater=args.rater)
@@ -94,7 +94,7 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
     if model_path.is_file():
         syntax = model_path.read_text()
     elif instrument is not None:
-        from alliance.cfa_stage import model_syntax
+        from alliance.cfa.stage import model_syntax
 
         syntax, _ = model_syntax(args.model, instrument)
     else:
@@ -276,7 +276,7 @@ def _cmd_meta(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from alliance.meta import effect_measure, jsonable, pool_effects
+    from alliance.meta.pooling import effect_measure, jsonable, pool_effects
 
     path = Path(args.effects)
     effects = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
@@ -294,7 +294,7 @@ def _cmd_meta(args: argparse.Namespace) -> int:
     )
     if not args.no_bayes:
         if effect_measure(effects) == "ZCOR":
-            from alliance.meta_bayes import pool_effects_bayes
+            from alliance.meta.bayes import pool_effects_bayes
 
             result["bayes"] = pool_effects_bayes(
                 effects[["study", "r", "n"]], seed=args.seed, draws=args.draws, tune=args.draws

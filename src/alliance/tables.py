@@ -139,7 +139,7 @@ def md_text(value: Any) -> str:
     Line breaks become spaces, a backslash that would escape the next character is doubled
     and a ``<`` that could open an HTML tag or autolink is escaped (``\<``), so that any
     CommonMark renderer shows ``<script>`` as text; other characters are left as they are, so
-    the Markdown stays readable (``P(OR < 1)``). :func:`alliance.report.markdown_to_html`
+    the Markdown stays readable (``P(OR < 1)``). :func:`alliance.report.summary.markdown_to_html`
     escapes all HTML as well.
     """
     text = " ".join(str(value).splitlines())
@@ -165,7 +165,7 @@ def write_csv_and_markdown(
     The CSV keeps full precision (it is what `alliance verify` checks) and is formula-safe
     (:func:`write_csv`); the Markdown rounds numbers to ``digits`` decimals for reading.
     """
-    from alliance.cfa_tables import to_markdown
+    from alliance.cfa.tables import to_markdown
 
     path = Path(path)
     write_csv(table, path, index=index)

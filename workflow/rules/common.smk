@@ -11,8 +11,8 @@ SRC = str(Path(workflow.basedir, "src").resolve())
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from alliance.codebook import load_codebook
-from alliance.instruments import is_builtin
+from alliance.data.codebook import load_codebook
+from alliance.data.instruments import is_builtin
 
 validate(config, schema="../schemas/config.schema.yaml")
 

@@ -62,7 +62,7 @@ def latent_data(
     alliance_session, rater, score, measure, lower_is_better
         As in :func:`alliance.bayes.data.patient_data`.
     instrument
-        The instrument whose items measure the alliance (``alliance.instruments``).
+        The instrument whose items measure the alliance (``alliance.data.instruments``).
 
     Returns
     -------
@@ -78,7 +78,7 @@ def latent_data(
         Without an ``items`` table, or when answers are not on the instrument's scale.
 
     """
-    from alliance.instruments import load_instrument
+    from alliance.data.instruments import load_instrument
 
     tables = load_tables(source)
     if "items" not in tables:

@@ -127,7 +127,7 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def _alpha(items: pd.DataFrame | None, columns: list[str], session: int | None) -> dict[str, Any]:
     """Cronbach's alpha and the SD of the row means (client rows; one session or all)."""
-    from alliance.reliability import cronbach_alpha
+    from alliance.describe.reliability import cronbach_alpha
 
     if items is None or not columns or not set(columns) <= set(items.columns):
         return {"alpha": None, "sd": None, "n": 0, "session": session}
@@ -191,7 +191,7 @@ def run_process_analyses(
         If a setting is unknown or invalid, or the scores table is missing.
 
     """
-    from alliance.instruments import load_instrument
+    from alliance.data.instruments import load_instrument
     from alliance.process.plots import (
         bland_altman_figure,
         placeholder_figure,

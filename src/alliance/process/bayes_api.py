@@ -157,7 +157,7 @@ def _survival_figure(curves: pd.DataFrame, path_stem: Path) -> list[Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from alliance.plots import SINGLE_COLUMN, save, style
+    from alliance.describe.plots import SINGLE_COLUMN, save, style
 
     with mpl.rc_context(style()):
         fig = Figure(figsize=(SINGLE_COLUMN, 2.6), layout="constrained")

@@ -72,7 +72,7 @@ def moderator_analysis(
     meta-analysis* (2nd ed., pp. 295-315). Russell Sage Foundation.
 
     """
-    from alliance.meta import moderator_design, rma
+    from alliance.meta.pooling import moderator_design, rma
 
     missing = [m for m in moderators if m not in data.columns]
     if missing:
@@ -102,7 +102,7 @@ def moderator_analysis(
         total0, total1 = f0.tau2, f.tau2
         out.update(model=f"rma.uni ({method})", test="knha")
     else:
-        from alliance.meta_multilevel import rma_mv
+        from alliance.meta.multilevel import rma_mv
 
         f = rma_mv(y, v, cluster, study, mods=x_mods, coef_names=coef_names, test="t", level=level)
         f0 = rma_mv(y, v, cluster, study, test="t", level=level)
@@ -144,7 +144,7 @@ def moderator_analysis(
         R2=0.0 if total0 <= 0 else max(0.0, 100 * (total0 - total1) / total0),
     )
     if robust:
-        from alliance.meta_robust import robust_rma, robust_rma_mv
+        from alliance.meta.robust import robust_rma, robust_rma_mv
 
         out["robust"] = robust_rma_mv(f) if cluster is not None else robust_rma(f, robust_cluster)
     return out

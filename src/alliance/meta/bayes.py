@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.meta import fisher_z, fisher_z_variance, jsonable, validate_effects
+from alliance.meta.pooling import fisher_z, fisher_z_variance, jsonable, validate_effects
 
 #: Priors for the between-study standard deviation tau.
 TAU_PRIORS = ("halfnormal", "halfcauchy")
@@ -297,7 +297,7 @@ def pool_effects_bayes(effects: pd.DataFrame, **settings: Any) -> dict[str, Any]
 
     ``settings`` are passed to :func:`fit_bayes_meta` (priors and sampler settings from the
     config). Correlations become Fisher z with variance ``1 / (n - 3)`` as in
-    :func:`alliance.meta.pool_effects`.
+    :func:`alliance.meta.pooling.pool_effects`.
     """
     data = validate_effects(effects)
     summary, _ = fit_bayes_meta(

@@ -866,7 +866,7 @@ def pool_effects(
         Confidence level for every interval.
     cluster, robust, selection, steps, moderators
         The three-level model, cluster-robust tests, selection model and multi-moderator
-        meta-regression of :func:`alliance.meta_extended.extend_pooling` (which documents
+        meta-regression of :func:`alliance.meta.analysis.extend_pooling` (which documents
         the blocks they add: ``three_level`` layout of ``heterogeneity``, ``robust``,
         ``bias``, ``moderators``). ``bias`` is always there.
 
@@ -963,7 +963,7 @@ def pool_effects(
     }
     if measure != "ZCOR":
         _to_own_scale(out)
-    from alliance.meta_extended import extend_pooling
+    from alliance.meta.analysis import extend_pooling
 
     extend_pooling(
         out,

@@ -1,7 +1,7 @@
 """CFA figures: loading heatmap, fit against the cutoffs, invariance deltas, path diagram.
 
-The matplotlib figures use the project style of :mod:`alliance.plots` (PNG at 300 dpi and PDF,
-journal-column widths, colour-blind-safe colours); the path diagram is laid out by Graphviz
+The matplotlib figures use the project style of :mod:`alliance.describe.plots` (PNG at 300 dpi
+and PDF, journal-column widths, colour-blind-safe colours); the path diagram is laid out by Graphviz
 ``dot`` and written as PNG (300 dpi), PDF and its DOT source.
 """
 
@@ -23,8 +23,8 @@ from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from alliance import cfa_tables as tables
-from alliance.plots import (
+from alliance.cfa import tables
+from alliance.describe.plots import (
     DOUBLE_COLUMN,
     SINGLE_COLUMN,
     _item_rows,
@@ -99,11 +99,11 @@ def loading_heatmap(
     Parameters
     ----------
     loadings_df
-        The long table of :func:`alliance.cfa_tables.loadings_long` (``model``, ``item``,
+        The long table of :func:`alliance.cfa.tables.loadings_long` (``model``, ``item``,
         ``role``, ``est.std``; second-order rows are left out), or a wide numeric table of
         items (index) x columns (the column names are the heads).
     instrument_or_factor_map
-        An :class:`alliance.instruments.Instrument` or a mapping factor -> items.
+        An :class:`alliance.data.instruments.Instrument` or a mapping factor -> items.
     path_stem
         Output path without extension; ``.png`` and ``.pdf`` are written.
     size
@@ -220,8 +220,8 @@ def fit_comparison_plot(
     """Dot plots of CFI, TLI, RMSEA (with its 90% CI) and SRMR per model against the cutoffs.
 
     One panel per index, one row per model (top to bottom in the order of
-    :data:`alliance.cfa_tables.MODEL_LABELS`). Dashed lines mark the conventional cutoffs of Hu &
-    Bentler (1999) (:data:`alliance.cfa_tables.CUTOFFS`), labelled with their value; the side
+    :data:`alliance.cfa.tables.MODEL_LABELS`). Dashed lines mark the conventional cutoffs of Hu &
+    Bentler (1999) (:data:`alliance.cfa.tables.CUTOFFS`), labelled with their value; the side
     that misses a cutoff is shaded, and a value that misses it is drawn as a vermillion
     triangle instead of a black dot (shape and colour, for colour-blind and grey-scale
     readers). For MLR and WLSMV the robust indices are shown and the axis labels
@@ -229,7 +229,7 @@ def fit_comparison_plot(
     ML. A model that failed, did not converge or is inadmissible keeps its row, labelled "not
     estimated", "not converged" or "inadmissible", but gets no point and does not set the axis
     limits (its indices do not describe a proper solution); the footnote gives its status
-    (:func:`alliance.cfa_tables.fit_status`) in full.
+    (:func:`alliance.cfa.tables.fit_status`) in full.
 
     Parameters
     ----------
@@ -409,7 +409,7 @@ def invariance_deltas_plot(
     metric, strict vs scalar). Dashed segments mark the Chen (2007) thresholds of each step
     (delta CFI -.010; delta RMSEA .015; delta SRMR .030 for metric, .010 for scalar and
     strict), with the non-invariance side shaded; the row label carries the decision. The
-    deltas use the same index variant as :func:`alliance.cfa_tables.invariance_table`.
+    deltas use the same index variant as :func:`alliance.cfa.tables.invariance_table`.
 
     Returns
     -------

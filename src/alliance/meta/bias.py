@@ -5,7 +5,7 @@ missing (unpublished, small, non-significant) studies were there? Egger's test a
 effects grow with their standard error; PET and PEESE extrapolate the effect to a study of
 infinite size (standard error 0) along a line in the standard error or the sampling variance;
 trim-and-fill mirrors the asymmetric part of the funnel; selection models (in
-:mod:`alliance.meta_selection`) model the probability of publication given the p value.
+:mod:`alliance.meta.selection`) model the probability of publication given the p value.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from alliance.meta import egger_test, rma
+from alliance.meta.pooling import egger_test, rma
 
 
 def _intercept_model(
@@ -31,7 +31,7 @@ def _intercept_model(
         f = rma(y, v, mods=mod, method=method, coef_names=["intrcpt", name])
         tau = {"tau2": f.tau2}
     else:
-        from alliance.meta_multilevel import rma_mv
+        from alliance.meta.multilevel import rma_mv
 
         f = rma_mv(y, v, cluster, study, mods=mod, coef_names=["intrcpt", name])
         tau = {"sigma2": [float(s) for s in f.sigma2]}
@@ -209,7 +209,7 @@ def bias_block(
     26(2), 141-160.
 
     """
-    from alliance.meta_selection import selection_model
+    from alliance.meta.selection import selection_model
 
     y = np.asarray(yi, dtype=float)
     v = np.asarray(vi, dtype=float)

@@ -351,7 +351,7 @@ def rma_mv(
     of Statistical Software*, 36(3), 1-48.
 
     """
-    from alliance.meta import _check_inputs, _proj, _zcrit
+    from alliance.meta.pooling import _check_inputs, _proj, _zcrit
 
     if test not in ("z", "t"):
         raise ValueError(f"test must be 'z' or 't', got {test!r}")

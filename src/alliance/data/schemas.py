@@ -17,8 +17,8 @@ class SchemaError(ValueError):
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    """Return the schema ``name`` (for example ``"codebook"``) shipped in ``alliance/schemas``."""
-    text = resources.files("alliance").joinpath("schemas", f"{name}.schema.yaml").read_text()
+    """Return the schema ``name`` (for example ``"codebook"``) of ``alliance/data/schemas``."""
+    text = resources.files("alliance.data").joinpath("schemas", f"{name}.schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -35,7 +35,7 @@ def validate_document(document: Any, schema_name: str, source: str | Path) -> No
     document
         The parsed YAML/JSON document.
     schema_name
-        Name of a schema in ``alliance/schemas`` without the ``.schema.yaml`` suffix.
+        Name of a schema in ``alliance/data/schemas`` without the ``.schema.yaml`` suffix.
     source
         The file the document came from, named in the error.
 

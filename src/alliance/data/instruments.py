@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from alliance.schemas import SchemaError, read_yaml, validate_document
+from alliance.data.schemas import SchemaError, read_yaml, validate_document
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,13 @@ class Instrument:
 
 def is_builtin(instrument: Instrument) -> bool:
     """Whether ``instrument`` was loaded from the package's own files (not a user's YAML)."""
-    folder = Path(str(resources.files("alliance").joinpath("instruments"))).resolve()
+    folder = Path(str(resources.files("alliance.data").joinpath("instruments"))).resolve()
     return bool(instrument.path) and Path(instrument.path).resolve().parent == folder
 
 
 def builtin_instruments() -> list[str]:
     """Names of the instruments shipped with the package."""
-    folder = resources.files("alliance").joinpath("instruments")
+    folder = resources.files("alliance.data").joinpath("instruments")
     return sorted(
         p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
     )
@@ -85,7 +85,7 @@ def load_instrument(name_or_path: str | Path) -> Instrument:
     """
     text = str(name_or_path)
     if text in builtin_instruments():
-        path = Path(str(resources.files("alliance").joinpath("instruments", f"{text}.yaml")))
+        path = Path(str(resources.files("alliance.data").joinpath("instruments", f"{text}.yaml")))
     elif text.endswith((".yaml", ".yml")) and Path(text).is_file():
         path = Path(text)
     else:

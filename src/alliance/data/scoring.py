@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from alliance.instruments import Instrument
+from alliance.data.instruments import Instrument
 
 TOTAL = "total"
 
@@ -112,7 +112,7 @@ def score_items(
         instrument item, NaN for item non-response, values on the instrument's scale and not
         reverse-keyed.
     instrument
-        The scoring key (:func:`alliance.instruments.load_instrument`).
+        The scoring key (:func:`alliance.data.instruments.load_instrument`).
     min_answered_share
         Smallest share of a factor's items that must be answered for a score, in (0, 1].
 

@@ -1,7 +1,7 @@
 """The pooling result's dependent-effects, robust, bias and moderator blocks.
 
-:func:`alliance.meta.pool_effects` fits the two-level model; :func:`extend_pooling` adds what
-a meta-analysis of dependent effects reports today (Flückiger et al. 2018; Pustejovsky &
+:func:`alliance.meta.pooling.pool_effects` fits the two-level model; :func:`extend_pooling` adds
+what a meta-analysis of dependent effects reports today (Flückiger et al. 2018; Pustejovsky &
 Tipton 2022): the three-level model when effects are clustered, cluster-robust (CR2) tests,
 every small-study and selection method, and a meta-regression on several moderators.
 """
@@ -29,7 +29,7 @@ def _three_level_blocks(
     fit: Any, level: float
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Pooled estimate, heterogeneity and profile CIs of a three-level fit."""
-    from alliance.meta_multilevel import LEVELS, profile_ci
+    from alliance.meta.multilevel import LEVELS, profile_ci
 
     crit = float(stats.norm.ppf(1 - (1 - level) / 2))
     b, se = float(fit.beta[0]), float(fit.se[0])
@@ -88,8 +88,8 @@ def extend_pooling(
     ``robust`` (with ``robust=True``): CR2 test of the pooled effect with Satterthwaite df
     (clubSandwich ``coef_test(fit, vcov = "CR2")``), clustered by ``cluster``, or by study
     label without one: {``estimate``, ``se``, ``statistic``, ``df``, ``pvalue``,
-    ``clusters``, ``cluster_by``}. ``bias``: :func:`alliance.meta_bias.bias_block`.
-    ``moderators``: :func:`alliance.meta_moderators.moderator_analysis` on all the named
+    ``clusters``, ``cluster_by``}. ``bias``: :func:`alliance.meta.bias.bias_block`.
+    ``moderators``: :func:`alliance.meta.moderators.moderator_analysis` on all the named
     columns at once (with CR2 tests when ``robust``).
 
     Returns
@@ -105,9 +105,9 @@ def extend_pooling(
     Expanding the range of working models. *Prevention Science*, 23(3), 425-438.
 
     """
-    from alliance.meta import rma
-    from alliance.meta_bias import bias_block
-    from alliance.meta_robust import robust_rma, robust_rma_mv
+    from alliance.meta.bias import bias_block
+    from alliance.meta.pooling import rma
+    from alliance.meta.robust import robust_rma, robust_rma_mv
 
     if selection not in (None, "step", "beta"):
         raise ValueError(f"selection must be 'step', 'beta' or None, got {selection!r}")
@@ -120,7 +120,7 @@ def extend_pooling(
     st = data["study"].to_numpy()
     fit3 = None
     if cluster is not None:
-        from alliance.meta_multilevel import rma_mv
+        from alliance.meta.multilevel import rma_mv
 
         fit3 = rma_mv(yi, vi, cl, st, level=level)
         out["two_level"] = {
@@ -168,7 +168,7 @@ def extend_pooling(
         steps=steps,
     )
     if moderators:
-        from alliance.meta_moderators import moderator_analysis
+        from alliance.meta.moderators import moderator_analysis
 
         out["moderators"] = moderator_analysis(
             yi,

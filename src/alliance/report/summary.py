@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.ingest import CELL_REASONS
+from alliance.data.ingest import CELL_REASONS
 from alliance.library_warnings import plain_warnings
 from alliance.tables import md_cell, md_text
 
@@ -186,7 +186,7 @@ MODEL_LABELS = {
 
 def _nested_test_text(test: dict[str, Any]) -> str:
     """One nested test: the difference test, or why the pair was not tested."""
-    from alliance.cfa_tables import model_label
+    from alliance.cfa.tables import model_label
 
     pair = f"{model_label(test['restricted'])} vs {model_label(test['general'])}"
     if "not_tested" in test:
@@ -202,13 +202,13 @@ def _nested_test_text(test: dict[str, Any]) -> str:
 def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
     """Model fit per dataset and estimator, nested tests, and the invariance decisions.
 
-    The fit table is :func:`alliance.cfa_tables.fit_comparison_table` of the comparison's
+    The fit table is :func:`alliance.cfa.tables.fit_comparison_table` of the comparison's
     results, the table of ``cfa/tables/fit_{estimator}.md``, with its note: robust
     CFI/TLI/RMSEA for MLR and WLSMV (a dash, with the reason, where one is not defined), a
     status column, no fit statistics for a fit that did not converge or is inadmissible,
     and notes on small samples and on the RMSEA.
     """
-    from alliance.cfa_tables import fit_comparison_table, fit_status, model_label
+    from alliance.cfa.tables import fit_comparison_table, fit_status, model_label
 
     parts, warnings = [], []
     for name in datasets:
@@ -848,8 +848,8 @@ def _moderator_rows(mods: dict[str, Any] | None) -> list[tuple[str, str]]:
 def meta_section(results: Path) -> tuple[str, list[str]]:
     """The meta-analysis of ``results/meta/meta.json``: pooled r, heterogeneity, Egger's test.
 
-    One row per quantity, as :func:`alliance.meta.pool_effects` (metafor's ``rma``,
-    ``confint`` and ``regtest``) and :func:`alliance.meta_bayes.pool_effects_bayes` wrote
+    One row per quantity, as :func:`alliance.meta.pooling.pool_effects` (metafor's ``rma``,
+    ``confint`` and ``regtest``) and :func:`alliance.meta.bayes.pool_effects_bayes` wrote
     it: k; the pooled r with its 95% CI and the 95% prediction interval for a new study
     (Fisher z back-transformed); tau2 with its Q-profile 95% CI, tau; I2 with its CI; Cochran's
     Q; Egger's regression test (metafor's default mixed-effects version and the classic

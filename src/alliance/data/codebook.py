@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alliance.instruments import Instrument, load_instrument
-from alliance.schemas import read_yaml, validate_document
+from alliance.data.instruments import Instrument, load_instrument
+from alliance.data.schemas import read_yaml, validate_document
 
 RATERS = ("client", "therapist", "observer")
 
@@ -45,7 +45,7 @@ class Codebook:
     """A validated codebook with its paths resolved and its instrument loaded.
 
     Attributes mirror ``codebook.schema.yaml``; ``file`` is absolute, ``instrument`` is an
-    :class:`~alliance.instruments.Instrument` (``None`` for ``kind: effects``).
+    :class:`~alliance.data.instruments.Instrument` (``None`` for ``kind: effects``).
     """
 
     path: Path
@@ -171,7 +171,7 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
 
     Raises
     ------
-    alliance.schemas.SchemaError
+    alliance.data.schemas.SchemaError
         If the YAML does not fit ``codebook.schema.yaml`` (every violation listed with its key).
     CodebookError
         If it fits the schema but cannot be applied: unknown instrument, items that are not the

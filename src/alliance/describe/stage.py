@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.instruments import Instrument, load_instrument
+from alliance.data.instruments import Instrument, load_instrument
 from alliance.tables import write_csv
 
 
@@ -47,7 +47,7 @@ def score_dataset(
     dict
         The summary: rows scored, and per score the number of non-missing values, mean and SD.
     """
-    from alliance.scoring import score_items
+    from alliance.data.scoring import score_items
 
     items, instrument, report = read_ingested(ingest_dir)
     scores = score_items(items, instrument, min_answered_share=min_answered_share)
@@ -85,8 +85,8 @@ def describe_dataset_dir(
     """Describe an ingested dataset and write its tables, ``summary.json`` and figures.
 
     Item distributions, missingness, item-total correlations and reliability come from
-    :func:`alliance.describe.describe_items`; KMO, Bartlett's test, parallel analysis and the
-    EFA from :func:`alliance.describe.describe_dataset`, both on one row per patient (the
+    :func:`alliance.describe.items.describe_items`; KMO, Bartlett's test, parallel analysis and the
+    EFA from :func:`alliance.describe.items.describe_dataset`, both on one row per patient (the
     ratings of ``rater`` at ``session``).
 
     Returns
@@ -94,8 +94,8 @@ def describe_dataset_dir(
     dict
         The JSON summary (sample selection, factorability, dimensionality, EFA, reliability).
     """
-    from alliance.describe import describe_dataset, describe_items
-    from alliance.plots import diverging_item_bars, missingness_plot
+    from alliance.describe.items import describe_dataset, describe_items
+    from alliance.describe.plots import diverging_item_bars, missingness_plot
 
     items, instrument, report = read_ingested(ingest_dir)
     out = Path(out_dir)
@@ -145,6 +145,6 @@ def describe_dataset_dir(
 
 
 def _jsonable(value: Any) -> Any:
-    from alliance.describe import _jsonable as convert
+    from alliance.describe.items import _jsonable as convert
 
     return convert(value)

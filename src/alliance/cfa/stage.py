@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.describe import one_row_per_patient
-from alliance.instruments import Instrument
-from alliance.pipeline import read_ingested
+from alliance.data.instruments import Instrument
+from alliance.describe.items import one_row_per_patient
+from alliance.describe.stage import read_ingested
 from alliance.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def invariance_sample(
     ``language``) this is :func:`read_cfa_data`: one row per patient, ``rater``'s ratings at
     ``session``. For a column that varies within a patient (:data:`WITHIN_PATIENT_GROUPS`,
     i.e. ``rater``) in an ingested dataset, each level gets its own one-row-per-patient
-    selection (:func:`alliance.describe.one_row_per_patient` with that rater at ``session``),
+    selection (:func:`alliance.describe.items.one_row_per_patient` with that rater at ``session``),
     and the selections are stacked: one row per patient x rater. ``rater`` (the configured
     rater) comes first and is the reference group, the other levels follow in sorted order.
 
@@ -227,7 +227,7 @@ def run_cfa(
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:
     """Write a result dict as JSON (NaN as null)."""
-    from alliance.describe import _jsonable
+    from alliance.describe.items import _jsonable
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ def compare(
 ) -> dict[str, Any]:
     """Model comparison of one dataset and estimator from its per-model fit files.
 
-    Only fits that converged and are admissible (:func:`alliance.cfa_tables.fit_status`)
+    Only fits that converged and are admissible (:func:`alliance.cfa.tables.fit_status`)
     are tested; a nested pair with another fit gets ``not_tested`` with the reason instead
     of a test.
 
@@ -335,7 +335,7 @@ def compare(
         ``results`` (model -> fit result), ``tests`` (nested-pair difference tests with delta
         CFI / RMSEA / SRMR, or ``not_tested``), ``estimator``.
     """
-    from alliance.cfa_tables import fit_status, model_label
+    from alliance.cfa.tables import fit_status, model_label
 
     results = {name: json.loads(Path(p).read_text()) for name, p in fit_files.items()}
     status = {m: fit_status(r) for m, r in results.items()}
@@ -445,8 +445,8 @@ def write_cfa_report(
     Writes ``fit_{estimator}``, ``loadings_{estimator}`` and ``reliability_{estimator}`` tables
     and the ``cfa_loadings``, ``cfa_fit`` and ``cfa_path`` figures (``_{estimator}``).
     """
-    from alliance.cfa_plots import fit_comparison_plot, loading_heatmap, path_diagram
-    from alliance.cfa_tables import (
+    from alliance.cfa.plots import fit_comparison_plot, loading_heatmap, path_diagram
+    from alliance.cfa.tables import (
         fit_comparison_table,
         loadings_long,
         loadings_table,
@@ -480,8 +480,8 @@ def write_invariance_report(
     ladder_file: str | Path, estimator: str, tables_dir: str | Path, figures_dir: str | Path
 ) -> None:
     """The invariance table (CSV + Markdown) and the deltas figure of one ladder."""
-    from alliance.cfa_plots import invariance_deltas_plot
-    from alliance.cfa_tables import invariance_table, write_table
+    from alliance.cfa.plots import invariance_deltas_plot
+    from alliance.cfa.tables import invariance_table, write_table
 
     ladder = json.loads(Path(ladder_file).read_text())
     stem = Path(ladder_file).stem
@@ -493,7 +493,7 @@ def write_invariance_report(
             Path(tables_dir) / f"{stem}.csv",
             index=False,
         )
-        from alliance.cfa_plots import _placeholder
+        from alliance.cfa.plots import _placeholder
 
         _placeholder(Path(figures_dir) / stem, f"invariance failed: {ladder['status']}")
         return

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.codebook import RATERS, Codebook, load_codebook
-from alliance.readers import (
+from alliance.data.codebook import RATERS, Codebook, load_codebook
+from alliance.data.readers import (
     EXACT_FLOAT_INT,
     QUARANTINE_COLUMNS,  # noqa: F401 - re-exported: the columns of quarantine.csv
     DeclaredMissing,
@@ -99,7 +99,7 @@ def read_raw(codebook: Codebook) -> RawTable:
         The well-formed records as text with their source rows (``row`` N starts on line or
         sheet row N + 1; case N of a ``.sav`` or Parquet file), the records rejected as
         malformed, the user-missing values each column declares and the formula cells
-        without a value (see :mod:`alliance.readers`).
+        without a value (see :mod:`alliance.data.readers`).
 
     Raises
     ------
@@ -986,7 +986,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
     Parameters
     ----------
     codebook
-        A :class:`~alliance.codebook.Codebook` or the path of a codebook YAML.
+        A :class:`~alliance.data.codebook.Codebook` or the path of a codebook YAML.
     strict
         Stop at the first quarantined row (default: the codebook's ``strict``).
 
@@ -1105,7 +1105,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
 
 
 def _where(codebook: Codebook, row: int) -> str:
-    """Where row ``row`` is in the source file (see :mod:`alliance.readers`)."""
+    """Where row ``row`` is in the source file (see :mod:`alliance.data.readers`)."""
     if codebook.format == "csv":
         return f"line {row + 1} of the file"
     if codebook.format == "xlsx":

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import fontManager
 from matplotlib.patches import Patch
 
-from alliance.instruments import Instrument
+from alliance.data.instruments import Instrument
 
 #: Figure widths in inches for a single and a double journal column.
 SINGLE_COLUMN = 3.5

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from alliance.reliability import cov_to_cor, pairwise_cov, smc
-from alliance.scoring import item_matrix
+from alliance.data.scoring import item_matrix
+from alliance.describe.reliability import cov_to_cor, pairwise_cov, smc
 
 USES = ("complete", "pairwise")
 ROTATIONS = ("oblimin", "quartimin", "geomin_obl", "promax", "varimax", "quartimax", None)
@@ -378,7 +378,7 @@ def exploratory_factor_analysis(
         raise ValueError(f"n_factors must lie in [1, {p - 1}] for {p} items, got {n_factors}")
 
     # imported here: factor_analyzer pulls in scikit-learn (~0.5 s), which the CFA jobs that
-    # import this module through alliance.describe never need
+    # import this module through alliance.describe.items never need
     from factor_analyzer import FactorAnalyzer, Rotator
 
     notes: list[str] = []

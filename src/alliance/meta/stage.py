@@ -76,14 +76,14 @@ def run_meta(
     ``settings`` is the config's ``meta`` block: ``method``, ``moderator`` (one, z tests),
     ``moderators`` (several at once, Knapp-Hartung), ``cluster`` (a column of the published
     effects: three-level model; each dataset's own effect is its own cluster), ``robust``,
-    ``selection`` and ``steps`` (:func:`alliance.meta.pool_effects`).
+    ``selection`` and ``steps`` (:func:`alliance.meta.pooling.pool_effects`).
 
     Writes ``meta.json`` (``pooled_z``, ``pooled_r``, ``heterogeneity``, ..., ``bayes``),
     ``studies.csv``, ``leave_one_out.csv`` and the forest and funnel plots (PNG and PDF).
     """
-    from alliance.meta import jsonable, pool_effects
-    from alliance.meta_bayes import pool_effects_bayes
-    from alliance.meta_plots import forest_plot, funnel_plot
+    from alliance.meta.bayes import pool_effects_bayes
+    from alliance.meta.plots import forest_plot, funnel_plot
+    from alliance.meta.pooling import jsonable, pool_effects
 
     effects, notes = gather_effects(dataset_effects, published)
     out = Path(out_dir)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.ingest import ID_COLUMNS
-from alliance.pipeline import read_ingested
+from alliance.data.ingest import ID_COLUMNS
+from alliance.describe.stage import read_ingested
 
 
 def pool_items(ingest_dirs: dict[str, str | Path]) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -119,7 +119,7 @@ def cr2_coef_test(
 
 
 def robust_rma(fit: Any, cluster: Sequence[Any]) -> list[dict[str, Any]]:
-    """CR2 tests for a two-level fit (:class:`alliance.meta.RmaFit`), effects clustered by label.
+    """CR2 tests for a two-level fit (:class:`~alliance.meta.pooling.RmaFit`), clustered by label.
 
     The working model is ``diag(v_i + tau^2)`` (clubSandwich ``coef_test(fit, vcov = "CR2",
     cluster = cluster)``).
@@ -139,6 +139,6 @@ def robust_rma_mv(fit: Any) -> list[dict[str, Any]]:
     """CR2 tests for a three-level fit, clustered by its outer level.
 
     clubSandwich's ``coef_test(fit, vcov = "CR2")`` of an ``rma.mv`` fit
-    (:class:`alliance.meta_multilevel.MultilevelFit`).
+    (:class:`alliance.meta.multilevel.MultilevelFit`).
     """
     return cr2_coef_test(fit.x, fit.yi, fit.beta, fit.marginal_blocks(), fit.coef_names)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance import efa
-from alliance.instruments import Instrument
-from alliance.reliability import alpha_by_factor, alpha_table
-from alliance.scoring import check_on_scale, item_matrix
+from alliance.data.instruments import Instrument
+from alliance.data.scoring import check_on_scale, item_matrix
+from alliance.describe import efa
+from alliance.describe.reliability import alpha_by_factor, alpha_table
 
 ID_COLUMNS = ("patient_id", "session", "rater")
 
@@ -126,7 +126,7 @@ def describe_items(
             the sum of the other items of its factor, after reverse keying), ``r_cor``,
             ``alpha_if_dropped`` and ``n``; pairwise-complete covariances as ``psych::alpha``.
         ``reliability``
-            :func:`alliance.reliability.alpha_table` of every factor and the total.
+            :func:`alliance.describe.reliability.alpha_table` of every factor and the total.
 
     Raises
     ------
@@ -323,9 +323,10 @@ def describe_dataset(
     answered session), one per patient (:func:`one_row_per_patient`), then complete cases
     (``use="complete"``, listwise deletion) or pairwise-complete correlations
     (``use="pairwise"``; tests then use the smallest pairwise n). On that sample the
-    function runs :func:`alliance.efa.kmo`, :func:`alliance.efa.bartlett_sphericity`,
-    :func:`alliance.efa.parallel_analysis` (Horn 1965) and
-    :func:`alliance.efa.exploratory_factor_analysis` with as many factors as the instrument
+    function runs :func:`alliance.describe.efa.kmo`,
+    :func:`alliance.describe.efa.bartlett_sphericity`,
+    :func:`alliance.describe.efa.parallel_analysis` (Horn 1965) and
+    :func:`alliance.describe.efa.exploratory_factor_analysis` with as many factors as the instrument
     has (minres, oblimin); when parallel analysis suggests another number of factors,
     ``efa.warnings`` says both. A step that fails (a singular correlation matrix, too few
     rows) records ``{"error": message}`` instead of stopping the others.

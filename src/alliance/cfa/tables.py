@@ -1,11 +1,11 @@
 """APA-style tables of CFA results: model fit, loadings, reliability, measurement invariance.
 
-Every table builder takes the result dicts of :func:`alliance.cfa_stage.run_cfa` (or
+Every table builder takes the result dicts of :func:`alliance.cfa.stage.run_cfa` (or
 :func:`alliance.sem.api.fit_cfa`) or an invariance ladder and returns a
 :class:`pandas.DataFrame`. By default the cells are display strings in APA style (no leading
 zero for values bounded by 1, a true minus sign, ``< .001`` for small p values, an em dash for
 values that are not defined); with ``numeric=True`` the same rows hold the unrounded numbers,
-for CSV files and for the figures of :mod:`alliance.cfa_plots`. The table's title and note
+for CSV files and for the figures of :mod:`alliance.cfa.plots`. The table's title and note
 (which variant of an index is shown, the cutoffs, abbreviations) travel in ``df.attrs``
 (``"title"``, ``"note"``) and are written by :func:`to_markdown` / :func:`write_table`.
 """

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from alliance.instruments import Instrument
-from alliance.scoring import TOTAL, item_matrix, reverse_key
+from alliance.data.instruments import Instrument
+from alliance.data.scoring import TOTAL, item_matrix, reverse_key
 
 USES = ("pairwise", "complete")
 

@@ -1,0 +1,1 @@
+"""Confirmatory factor analysis stage: fits through the sem engine, tables and figures."""

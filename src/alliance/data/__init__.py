@@ -1,0 +1,1 @@
+"""Data in: instruments, codebooks, their schemas, raw-export readers, ingest, scoring, pooling."""

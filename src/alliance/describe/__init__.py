@@ -1,0 +1,1 @@
+"""Item description: distributions, missingness, reliability, exploratory factor analysis."""

@@ -1,0 +1,1 @@
+"""Meta-analysis: random-effects pooling (matching metafor), its extensions, Bayesian pooling."""

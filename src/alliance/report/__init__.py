@@ -1,0 +1,1 @@
+"""The results summary of a run (Markdown and HTML)."""

@@ -1,0 +1,1 @@
+"""Seeded generators of the demo data and of simulated multi-site projects."""
