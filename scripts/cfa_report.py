@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from alliance.cfa.stage import write_cfa_report, write_invariance_report
-from alliance.describe.stage import read_ingested
+from alliance.data.tidy import read_ingested
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -14,7 +14,7 @@ import pytest
 from alliance.cfa import plots as p
 from alliance.cfa import tables as t
 from alliance.data.instruments import load_instrument
-from alliance.describe.plots import DOUBLE_COLUMN, DPI, SINGLE_COLUMN
+from alliance.figures import DOUBLE_COLUMN, DPI, SINGLE_COLUMN
 
 DATA = Path(__file__).parent / "data" / "cfa_examples"
 MODELS = ("one_factor", "two_factor", "correlated", "bifactor", "second_order")

@@ -269,7 +269,7 @@ def test_meta_section_reports_what_meta_json_holds(tmp_path):
     import json
     from pathlib import Path
 
-    from alliance.meta.pooling import pool_effects
+    from alliance.meta.analysis import pool_effects
     from alliance.report.summary import meta_section
 
     folder = Path(__file__).parent / "data" / "metafor"

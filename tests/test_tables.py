@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.cfa.tables import write_table
 from alliance.data.ingest import ingest_to
 from alliance.tables import (
     formula_safe,
@@ -17,6 +16,7 @@ from alliance.tables import (
     unquote,
     write_csv,
     write_csv_and_markdown,
+    write_table,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

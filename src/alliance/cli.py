@@ -86,7 +86,8 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_cfa(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from alliance.cfa.stage import invariance_sample, read_cfa_data, write_json
+    from alliance.cfa.stage import invariance_sample, read_cfa_data
+    from alliance.jsonio import write_json
     from alliance.sem.api import fit_cfa, invariance_ladder
 
     data, instrument, sample = read_cfa_data(args.data, session=args.session, rater=args.rater)
@@ -128,7 +129,7 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
             result["invariance"]["sample"] = group_sample
             result["invariance"].setdefault("notes", []).append(group_sample["note"])
     result["sample"] = sample
-    write_json(result, args.out)
+    write_json(args.out, result)
     fit = result.get("fit", {})
 
     def shown(key: str) -> str:
@@ -276,7 +277,9 @@ def _cmd_meta(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from alliance.meta.pooling import effect_measure, jsonable, pool_effects
+    from alliance.jsonio import write_json
+    from alliance.meta.analysis import pool_effects
+    from alliance.meta.pooling import effect_measure
 
     path = Path(args.effects)
     effects = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
@@ -304,9 +307,7 @@ def _cmd_meta(args: argparse.Namespace) -> int:
                 "status": "skipped",
                 "reason": "the Bayesian model pools correlations (study, r, n); effects are yi, vi",
             }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(jsonable(result), indent=1, sort_keys=True, allow_nan=False))
+    out = write_json(args.out, result)
     het = result["heterogeneity"]
     if "pooled_r" in result:
         pooled = result["pooled_r"]

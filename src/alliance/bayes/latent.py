@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.bayes.data import InsufficientData, ModelData, load_tables, patient_data
+from alliance.bayes.priors import prior_scale
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -217,8 +218,6 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
     import pymc as pm
     import pytensor.tensor as pt
 
-    from alliance.bayes.models import prior_scale
-
     settings = {**LATENT_PRIORS, **{k: v for k, v in (priors or {}).items() if k in LATENT_PRIORS}}
     f = data.frame
     items = data.info["items"]
@@ -369,8 +368,6 @@ def latent_probit_model(data: ModelData, priors: Mapping[str, float] | None = No
     import pymc as pm
     import pytensor.tensor as pt
     from pymc.distributions.dist_math import log_diff_normal_cdf
-
-    from alliance.bayes.models import prior_scale
 
     settings = {**LATENT_PRIORS, **{k: v for k, v in (priors or {}).items() if k in LATENT_PRIORS}}
     f = data.frame

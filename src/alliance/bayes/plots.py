@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from alliance.bayes.data import ModelData
-from alliance.describe.plots import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
+from alliance.figures import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -187,7 +187,7 @@ def plot_fit(
 ) -> list[Path]:
     """Write every figure of a fit to ``out_dir``.
 
-    PNG and PDF via :func:`alliance.describe.plots.save`.
+    PNG and PDF via :func:`alliance.figures.save`.
 
     Files: ``posteriors``, ``ppc``, ``prior_predictive`` (when ``idata`` has the group),
     ``rank`` and, for the therapist model, ``within_between``.

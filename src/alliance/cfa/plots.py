@@ -1,6 +1,6 @@
 """CFA figures: loading heatmap, fit against the cutoffs, invariance deltas, path diagram.
 
-The matplotlib figures use the project style of :mod:`alliance.describe.plots` (PNG at 300 dpi
+The matplotlib figures use the project style of :mod:`alliance.figures` (PNG at 300 dpi
 and PDF, journal-column widths, colour-blind-safe colours); the path diagram is laid out by Graphviz
 ``dot`` and written as PNG (300 dpi), PDF and its DOT source.
 """
@@ -24,7 +24,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from alliance.cfa import tables
-from alliance.describe.plots import (
+from alliance.figures import (
     DOUBLE_COLUMN,
     SINGLE_COLUMN,
     _item_rows,

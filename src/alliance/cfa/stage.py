@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from alliance.data.instruments import Instrument
+from alliance.data.tidy import read_ingested
 from alliance.describe.items import one_row_per_patient
-from alliance.describe.stage import read_ingested
 from alliance.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -223,15 +223,6 @@ def run_cfa(
     result["sample"] = sample
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     return result
-
-
-def write_json(result: dict[str, Any], path: str | Path) -> None:
-    """Write a result dict as JSON (NaN as null)."""
-    from alliance.describe.items import _jsonable
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
 
 
 # (restricted, general) pairs of the built-in models that are nested. With three first-order
@@ -451,8 +442,8 @@ def write_cfa_report(
         loadings_long,
         loadings_table,
         reliability_table,
-        write_table,
     )
+    from alliance.tables import write_table
 
     results = {name: json.loads(Path(p).read_text()) for name, p in fit_files.items()}
     comparison = json.loads(Path(comparison_file).read_text())
@@ -481,7 +472,8 @@ def write_invariance_report(
 ) -> None:
     """The invariance table (CSV + Markdown) and the deltas figure of one ladder."""
     from alliance.cfa.plots import invariance_deltas_plot
-    from alliance.cfa.tables import invariance_table, write_table
+    from alliance.cfa.tables import invariance_table
+    from alliance.tables import write_table
 
     ladder = json.loads(Path(ladder_file).read_text())
     stem = Path(ladder_file).stem

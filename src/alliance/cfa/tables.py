@@ -7,19 +7,16 @@ zero for values bounded by 1, a true minus sign, ``< .001`` for small p values, 
 values that are not defined); with ``numeric=True`` the same rows hold the unrounded numbers,
 for CSV files and for the figures of :mod:`alliance.cfa.plots`. The table's title and note
 (which variant of an index is shown, the cutoffs, abbreviations) travel in ``df.attrs``
-(``"title"``, ``"note"``) and are written by :func:`to_markdown` / :func:`write_table`.
+(``"title"``, ``"note"``) and are written by :func:`alliance.tables.write_table`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from alliance.tables import md_cell, write_csv
 
 MINUS = "\u2212"
 DASH = "\u2014"
@@ -1253,57 +1250,3 @@ def invariance_table(
         out["Release candidates"] = numbers["candidates"].map(lambda v: v or DASH)
     out.attrs.update(attrs)
     return out
-
-
-# --------------------------------------------------------------------------- writers
-
-
-def _md_cell(value: Any) -> str:
-    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return md_cell(text)
-
-
-def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
-    """A GitHub/pandoc pipe table with the title above and ``*Note.* ...`` below.
-
-    ``title`` and ``note`` default to ``df.attrs["title"]`` / ``df.attrs["note"]``. Text
-    columns are left-aligned, the others right-aligned.
-    """
-    title = df.attrs.get("title") if title is None else title
-    note = df.attrs.get("note") if note is None else note
-    header = [_md_cell(c) for c in df.columns]
-    left = [
-        c in ("Model", "Step", "Factor", "Item", "Decision", "Criterion", "Status")
-        or str(c).startswith(("Release", "Misses"))
-        for c in df.columns
-    ]
-    align = [":--" if lf else "--:" for lf in left]
-    lines = []
-    if title:
-        lines += [f"**{title}**", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("| " + " | ".join(align) + " |")
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
-    if note:
-        lines += ["", f"*Note.* {note}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_table(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
-    """Write ``{path_stem}.csv`` (the cells as they are) and ``{path_stem}.md`` (with note).
-
-    The CSV is UTF-8 without the index; the title and note go to the Markdown file only.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The two files written.
-    """
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv = stem.with_name(stem.name + ".csv")
-    md = stem.with_name(stem.name + ".md")
-    write_csv(df, csv, index=False, lineterminator="\n")
-    md.write_text(to_markdown(df), encoding="utf-8")
-    return [csv, md]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from alliance.data.readers import (
     empty_quarantine,
     read_export,
 )
+from alliance.jsonio import write_json
 from alliance.tables import write_csv
 
 ID_COLUMNS = ["patient_id", "therapist_id", "session", "rater"]
@@ -75,7 +75,7 @@ class IngestResult:
             if self.attendance is not None:
                 self.attendance.to_parquet(out / "attendance.parquet", index=False)
         write_csv(self.quarantine, out / "quarantine.csv", index=False)
-        (out / "ingest_report.json").write_text(json.dumps(self.report, indent=2, sort_keys=True))
+        write_json(out / "ingest_report.json", self.report)
 
 
 # --------------------------------------------------------------------------- reading

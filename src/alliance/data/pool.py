@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from alliance.data.ingest import ID_COLUMNS
-from alliance.describe.stage import read_ingested
+from alliance.data.tidy import read_ingested
+from alliance.jsonio import write_json
 
 
 def pool_items(ingest_dirs: dict[str, str | Path]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -77,5 +77,5 @@ def pool_to(ingest_dirs: dict[str, str | Path], out_dir: str | Path) -> dict[str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items.to_parquet(out / "items.parquet", index=False)
-    (out / "ingest_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    write_json(out / "ingest_report.json", report)
     return report

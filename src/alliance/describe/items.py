@@ -12,6 +12,7 @@ from alliance.data.instruments import Instrument
 from alliance.data.scoring import check_on_scale, item_matrix
 from alliance.describe import efa
 from alliance.describe.reliability import alpha_by_factor, alpha_table
+from alliance.jsonio import jsonable
 
 ID_COLUMNS = ("patient_id", "session", "rater")
 
@@ -288,25 +289,6 @@ def one_row_per_patient(
     return chosen, sample
 
 
-def _jsonable(value: Any) -> Any:
-    """Convert results (DataFrames, Series, numpy scalars, NaN) to JSON-ready Python objects."""
-    if isinstance(value, pd.DataFrame):
-        return {str(k): _jsonable(v) for k, v in value.to_dict(orient="index").items()}
-    if isinstance(value, pd.Series):
-        return {str(k): _jsonable(v) for k, v in value.to_dict().items()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
-
-
 def describe_dataset(
     items: pd.DataFrame,
     instrument: Instrument,
@@ -414,4 +396,4 @@ def describe_dataset(
                     else "the data may hold more factors than the instrument has"
                 )
             )
-    return _jsonable(out)
+    return jsonable(out)

@@ -1,40 +1,19 @@
-"""Run one stage on one ingested dataset folder, as the CLI and the Snakemake scripts do."""
+"""The describe stage on one ingested dataset folder: scores, item description, figures.
+
+The entries of the workflow's ``score`` and ``describe`` rules and of ``alliance score`` and
+``alliance describe``.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from alliance.data.instruments import Instrument, load_instrument
+from alliance.data.tidy import read_ingested
+from alliance.jsonio import write_json
 from alliance.tables import write_csv
-
-
-def read_ingested(ingest_dir: str | Path) -> tuple[pd.DataFrame, Instrument, dict[str, Any]]:
-    """The tidy items table, its instrument and the ingest report of an ingest output folder.
-
-    Raises
-    ------
-    ValueError
-        If the folder holds no ingest output or the dataset is a published-effects table.
-    """
-    folder = Path(ingest_dir)
-    report_path = folder / "ingest_report.json"
-    if not report_path.is_file():
-        raise ValueError(f"{folder}: no ingest_report.json; run `alliance ingest` first")
-    report = json.loads(report_path.read_text())
-    if report.get("kind") != "items":
-        raise ValueError(
-            f"{folder}: dataset kind is {report.get('kind')!r}; only item data are scored"
-        )
-    source = report.get("instrument_file")
-    instrument = load_instrument(
-        source if source and Path(source).is_file() else report["instrument"]
-    )
-    items = pd.read_parquet(folder / "items.parquet")
-    return items, instrument, report
 
 
 def score_dataset(
@@ -69,7 +48,7 @@ def score_dataset(
             "mean": float(values.mean()) if values.notna().any() else None,
             "sd": float(values.std()) if values.notna().sum() > 1 else None,
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -138,13 +117,7 @@ def describe_dataset_dir(
     efa = summary.get("efa", {})
     loadings = efa.get("loadings") if isinstance(efa, dict) else None
     write_csv(pd.DataFrame.from_dict(loadings or {}, orient="index"), out / "efa_loadings.csv")
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True))
+    write_json(out / "summary.json", summary)
     diverging_item_bars(tables["proportions"], instrument, figures / "item_responses")
     missingness_plot(missing, figures / "missingness")
     return summary
-
-
-def _jsonable(value: Any) -> Any:
-    from alliance.describe.items import _jsonable as convert
-
-    return convert(value)

@@ -1,7 +1,7 @@
-"""The pooling result's dependent-effects, robust, bias and moderator blocks.
+"""The meta-analysis of one effects table: the two-level model and every block beside it.
 
-:func:`alliance.meta.pooling.pool_effects` fits the two-level model; :func:`extend_pooling` adds
-what a meta-analysis of dependent effects reports today (Flückiger et al. 2018; Pustejovsky &
+:func:`pool_effects` fits the two-level model (:mod:`alliance.meta.pooling`); :func:`extend_pooling`
+adds what a meta-analysis of dependent effects reports today (Flückiger et al. 2018; Pustejovsky &
 Tipton 2022): the three-level model when effects are clustered, cluster-robust (CR2) tests,
 every small-study and selection method, and a meta-regression on several moderators.
 """
@@ -14,6 +14,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from alliance.jsonio import jsonable
+from alliance.meta.pooling import (
+    METHODS,
+    _summary,
+    _zcrit,
+    effect_measure,
+    egger_test,
+    fisher_z,
+    fisher_z_variance,
+    leave_one_out,
+    meta_regression,
+    rma,
+    tau2_confint,
+    validate_effects,
+)
 
 #: The three-level model in metafor's words.
 THREE_LEVEL = 'rma.mv(yi, vi, random = ~ 1 | cluster/study, method = "REML")'
@@ -106,7 +122,6 @@ def extend_pooling(
 
     """
     from alliance.meta.bias import bias_block
-    from alliance.meta.pooling import rma
     from alliance.meta.robust import robust_rma, robust_rma_mv
 
     if selection not in (None, "step", "beta"):
@@ -183,3 +198,160 @@ def extend_pooling(
             level=level,
         )
     return out
+
+
+def pool_effects(
+    effects: pd.DataFrame,
+    moderator: str | None = None,
+    method: str = "REML",
+    level: float = 0.95,
+    cluster: str | None = None,
+    robust: bool = False,
+    selection: str | None = None,
+    steps: tuple[float, ...] = (0.025,),
+    moderators: list[str] | None = None,
+) -> dict[str, Any]:
+    """Pool study correlations by a random-effects model on Fisher's z.
+
+    Each correlation becomes ``y_i = atanh(r_i)`` with ``v_i = 1 / (n_i - 3)`` (metafor's
+    ``escalc(measure="ZCOR")``), the model is fitted by ``method`` (REML by default) with
+    Wald-type z tests, and the pooled estimate, its confidence interval and the prediction
+    interval for a new study (normal quantile, as metafor) are back-transformed with
+    ``tanh``. The layout of ``pooled_z``, ``pooled_r``, ``heterogeneity``,
+    ``heterogeneity_ci`` and ``fit`` is that of the metafor reference
+    (``tests/data/metafor/metafor_reml.json``).
+
+    Parameters
+    ----------
+    effects
+        One row per study: ``study``, ``r``, ``n`` and optionally moderator columns.
+    moderator
+        A column to regress the effects on (numeric, or categorical with dummy coding).
+    method
+        ``"REML"`` or ``"DL"`` for the main model; the other estimator is reported under
+        ``comparison``.
+    level
+        Confidence level for every interval.
+    cluster, robust, selection, steps, moderators
+        The three-level model, cluster-robust tests, selection model and multi-moderator
+        meta-regression of :func:`extend_pooling` (which documents
+        the blocks they add: ``three_level`` layout of ``heterogeneity``, ``robust``,
+        ``bias``, ``moderators``). ``bias`` is always there.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``meta``, ``k``, ``pooled_z``, ``pooled_r``, ``heterogeneity``,
+        ``heterogeneity_ci`` (Q-profile), ``fit``, ``comparison`` (the other estimator's
+        pooled values), ``studies`` (``study``, ``r``, ``n``, ``yi``, ``vi``, ``ci.lb``,
+        ``ci.ub`` on the r scale, ``weight_pct``), ``leave_one_out``, ``egger`` (``rma``
+        and classic ``lm`` versions; None with fewer than 3 studies) and
+        ``meta_regression`` (None without a moderator).
+
+    Raises
+    ------
+    ValueError
+        For invalid effects, an unknown method or moderator column.
+
+    References
+    ----------
+    Riley, R. D., Higgins, J. P. T., & Deeks, J. J. (2011). Interpretation of random effects
+    meta-analyses. *BMJ*, 342, d549.
+
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if moderator is not None and moderator not in effects.columns:
+        raise ValueError(
+            f"moderator column {moderator!r} not in effects, got columns {list(effects.columns)}"
+        )
+    data = validate_effects(effects, cluster)
+    measure = effect_measure(data)
+    if measure == "ZCOR":
+        yi = fisher_z(data["r"].to_numpy())
+        vi = fisher_z_variance(data["n"].to_numpy())
+    else:
+        yi, vi = data["yi"].to_numpy(), data["vi"].to_numpy()
+    fit = rma(yi, vi, method=method, level=level)
+    other_method = "DL" if method == "REML" else "REML"
+    other = rma(yi, vi, method=other_method, level=level)
+    crit = _zcrit(level)
+
+    back = np.tanh if measure == "ZCOR" else (lambda t: t)
+    studies = pd.DataFrame(
+        {
+            "study": data["study"],
+            **(
+                {
+                    "r": data["r"],
+                    "n": data["n"].astype(int) if (data["n"] % 1 == 0).all() else data["n"],
+                }
+                if measure == "ZCOR"
+                else {}
+            ),
+            "yi": yi,
+            "vi": vi,
+            "ci.lb": back(yi - crit * np.sqrt(vi)),
+            "ci.ub": back(yi + crit * np.sqrt(vi)),
+            "weight_pct": fit.weight_pct,
+        }
+    )
+    k = int(yi.size)
+    out: dict[str, Any] = {
+        "meta": {
+            "software": "alliance.meta",
+            "measure": measure,
+            "method": method,
+            "test": "z",
+            "level": round(1 - level, 10),
+            "pi": "normal",
+        },
+        "k": k,
+        **_summary(fit),
+        "heterogeneity_ci": tau2_confint(fit) if k >= 2 else None,
+        "fit": fit.fitstats(),
+        "comparison": {"method": other_method, **_summary(other)},
+        "studies": studies.to_dict(orient="records"),
+        "leave_one_out": (
+            leave_one_out(yi, vi, data["study"].tolist(), method, level).to_dict(orient="records")
+            if k >= 3
+            else None
+        ),
+        "egger": (
+            {
+                "rma": egger_test(yi, vi, "rma", method, level),
+                "lm": egger_test(yi, vi, "lm", method, level),
+            }
+            if k >= 3
+            else None
+        ),
+        "meta_regression": (
+            meta_regression(yi, vi, data[moderator], method, level) if moderator else None
+        ),
+    }
+    if measure != "ZCOR":
+        _to_own_scale(out)
+    extend_pooling(
+        out,
+        data,
+        yi,
+        vi,
+        method=method,
+        level=level,
+        cluster=cluster,
+        robust=robust,
+        selection=selection,
+        steps=steps,
+        moderators=moderators,
+    )
+    return jsonable(out)
+
+
+def _to_own_scale(out: dict[str, Any]) -> None:
+    """Effects given as ``yi``, ``vi``: pooled on their own scale, no correlation summaries."""
+    for block in (out, out["comparison"]):
+        block["pooled"] = block.pop("pooled_z")
+        block.pop("pooled_r")
+    for row in out["leave_one_out"] or []:
+        for key in ("r", "r.ci.lb", "r.ci.ub"):
+            row.pop(key)

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.meta.pooling import fisher_z, fisher_z_variance, jsonable, validate_effects
+from alliance.jsonio import jsonable
+from alliance.meta.pooling import fisher_z, fisher_z_variance, validate_effects
 
 #: Priors for the between-study standard deviation tau.
 TAU_PRIORS = ("halfnormal", "halfcauchy")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from alliance.jsonio import write_json
 
 
 def partial_correlation(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
@@ -114,6 +115,5 @@ def write_dataset_effect(
 ) -> dict[str, Any]:
     """Compute :func:`dataset_effect` from result files and write it as JSON."""
     effect = dataset_effect(pd.read_parquet(scores_path), pd.read_parquet(outcomes_path), **kwargs)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_path).write_text(json.dumps(effect, indent=2, sort_keys=True))
+    write_json(out_path, effect)
     return effect

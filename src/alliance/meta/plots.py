@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 from matplotlib.textpath import TextToPath
 
-from alliance.describe.plots import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
+from alliance.figures import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
 
 #: Okabe & Ito (2008) colour-blind-safe colours.
 STUDY = "#000000"
@@ -117,7 +117,7 @@ def forest_plot(
     Parameters
     ----------
     result
-        The output of :func:`alliance.meta.pooling.pool_effects`.
+        The output of :func:`alliance.meta.analysis.pool_effects`.
     path_stem
         Output path without extension; ``.png`` (300 dpi) and ``.pdf`` are written.
     bayes
@@ -397,7 +397,7 @@ def funnel_plot(
     heterogeneity about ``level`` of the studies fall inside it and the funnel is
     symmetric. A top axis gives the matching correlations (effects given as r, n), and
     Egger's test (metafor's ``regtest`` default) is printed when ``result`` carries it. With
-    the ``bias`` block of :func:`alliance.meta.pooling.pool_effects`, the effects filled by
+    the ``bias`` block of :func:`alliance.meta.analysis.pool_effects`, the effects filled by
     trim-and-fill are drawn as open circles with the filled model's estimate as a dashed
     line, and the PET line (``b0 + b1 SE``) and the PEESE curve (``b0 + b1 SE^2``) run from
     their limit estimate at SE 0 (Stanley & Doucouliagos 2014).
@@ -405,7 +405,7 @@ def funnel_plot(
     Parameters
     ----------
     result
-        The output of :func:`alliance.meta.pooling.pool_effects`.
+        The output of :func:`alliance.meta.analysis.pool_effects`.
     path_stem
         Output path without extension; ``.png`` (300 dpi) and ``.pdf`` are written.
     size

@@ -76,14 +76,15 @@ def run_meta(
     ``settings`` is the config's ``meta`` block: ``method``, ``moderator`` (one, z tests),
     ``moderators`` (several at once, Knapp-Hartung), ``cluster`` (a column of the published
     effects: three-level model; each dataset's own effect is its own cluster), ``robust``,
-    ``selection`` and ``steps`` (:func:`alliance.meta.pooling.pool_effects`).
+    ``selection`` and ``steps`` (:func:`alliance.meta.analysis.pool_effects`).
 
     Writes ``meta.json`` (``pooled_z``, ``pooled_r``, ``heterogeneity``, ..., ``bayes``),
     ``studies.csv``, ``leave_one_out.csv`` and the forest and funnel plots (PNG and PDF).
     """
+    from alliance.jsonio import jsonable, write_json
+    from alliance.meta.analysis import pool_effects
     from alliance.meta.bayes import pool_effects_bayes
     from alliance.meta.plots import forest_plot, funnel_plot
-    from alliance.meta.pooling import jsonable, pool_effects
 
     effects, notes = gather_effects(dataset_effects, published)
     out = Path(out_dir)
@@ -107,7 +108,7 @@ def run_meta(
     result["notes"] = notes
     result["effects"] = effects.to_dict(orient="records")
     result = jsonable(result)
-    (out / "meta.json").write_text(json.dumps(result, indent=1, sort_keys=True, allow_nan=False))
+    write_json(out / "meta.json", result)
     from alliance.tables import write_csv, write_csv_and_markdown
 
     write_csv_and_markdown(

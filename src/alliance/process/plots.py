@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from alliance.describe.plots import DOUBLE_COLUMN, save, style
+from alliance.figures import DOUBLE_COLUMN, save, style
 
 __all__ = [
     "OKABE_ITO",

@@ -848,7 +848,7 @@ def _moderator_rows(mods: dict[str, Any] | None) -> list[tuple[str, str]]:
 def meta_section(results: Path) -> tuple[str, list[str]]:
     """The meta-analysis of ``results/meta/meta.json``: pooled r, heterogeneity, Egger's test.
 
-    One row per quantity, as :func:`alliance.meta.pooling.pool_effects` (metafor's ``rma``,
+    One row per quantity, as :func:`alliance.meta.analysis.pool_effects` (metafor's ``rma``,
     ``confint`` and ``regtest``) and :func:`alliance.meta.bayes.pool_effects_bayes` wrote
     it: k; the pooled r with its 95% CI and the 95% prediction interval for a new study
     (Fisher z back-transformed); tau2 with its Q-profile 95% CI, tau; I2 with its CI; Cochran's
