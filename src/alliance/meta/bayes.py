@@ -10,6 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.bayes.diagnostics import (
+    THRESHOLDS,
+    check,
+    mcse_mean,
+    mcse_quantile,
+    mcse_sd,
+    summarize,
+)
+from alliance.bayes.sampling import sample
 from alliance.jsonio import jsonable
 from alliance.meta.pooling import fisher_z, fisher_z_variance, validate_effects
 
@@ -17,9 +26,6 @@ from alliance.meta.pooling import fisher_z, fisher_z_variance, validate_effects
 TAU_PRIORS = ("halfnormal", "halfcauchy")
 #: Samplers: nutpie (default; faster here, compiled with numba) or PyMC's own NUTS.
 SAMPLERS = ("nutpie", "pymc")
-#: Convergence criteria of the pass/fail status (Vehtari et al. 2021).
-RHAT_MAX = 1.01
-ESS_MIN = 400
 
 # Benign warnings raised while importing or compiling (the daily ArviZ refactor notice, and
 # PyTensor's note that it found no BLAS, which only slows its C backend).
@@ -45,8 +51,6 @@ def _interval(draws: np.ndarray, prob: float) -> dict[str, float]:
     :func:`alliance.bayes.diagnostics.posterior_statistics`; they let a rerun on another
     machine be compared within its Monte Carlo error (``alliance verify``).
     """
-    from alliance.bayes.diagnostics import mcse_mean, mcse_quantile, mcse_sd
-
     x = np.asarray(draws, dtype=float)
     x = (x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1))[:, :, None]
     flat = x.ravel()
@@ -137,7 +141,9 @@ def fit_bayes_meta(
     half-Cauchy priors for tau). The pooled correlation is ``tanh(mu)``; the predictive
     distribution of a new study's true correlation is ``tanh(theta_new)`` with
     ``theta_new ~ N(mu, tau^2)`` drawn once per posterior draw (seeded), the Bayesian
-    counterpart of the prediction interval.
+    counterpart of the prediction interval. It is sampled and judged as every PyMC model of
+    the package: :func:`alliance.bayes.sampling.sample` and
+    :func:`alliance.bayes.diagnostics.check`.
 
     Parameters
     ----------
@@ -152,7 +158,8 @@ def fit_bayes_meta(
     chains, draws, tune, target_accept
         NUTS settings (draws and tune per chain).
     cores
-        Chains run in parallel (PyMC would otherwise pick 1 on a 2-CPU machine).
+        Chains run in parallel with nutpie; PyMC's NUTS runs this small model's chains in
+        turn in one process (:func:`alliance.bayes.sampling.sample`), with the same draws.
     seed
         Random seed of the sampler and of the predictive draws: the same seed gives the
         same numbers.
@@ -167,9 +174,12 @@ def fit_bayes_meta(
     summary : dict
         JSON-serialisable: ``settings``, ``k``, ``mu`` (z), ``pooled_r``, ``tau``, ``tau2``,
         ``prediction_r`` (a new study's r), ``prior`` (prior 95% intervals of r and tau,
-        for a prior check), and ``diagnostics`` (``rhat_max``, ``ess_bulk_min``,
-        ``ess_tail_min``, ``divergences``, ``status`` "pass" or "fail", ``problems``).
-        Each summary holds ``mean``, ``median``, ``sd`` and the equal-tailed interval
+        for a prior check), ``summary`` (the rows of ``mu`` and ``tau`` with the columns of
+        :data:`alliance.bayes.diagnostics.SUMMARY_COLUMNS`, as every Bayesian model's
+        ``summary.csv``) and ``diagnostics`` (``rhat_max``, ``ess_bulk_min``,
+        ``ess_tail_min``, ``divergences``, ``bfmi``, the ``criteria``, ``status`` "pass" or
+        "fail" and the ``problems``: :func:`alliance.bayes.diagnostics.check` with its BARG
+        thresholds). Each summary holds ``mean``, ``median``, ``sd`` and the equal-tailed interval
         ``eti.lb``/``eti.ub``, each with its Monte Carlo standard error (``mcse_mean``, ...,
         ``mcse_eti.ub``).
     idata : arviz.InferenceData
@@ -205,27 +215,22 @@ def fit_bayes_meta(
         raise ValueError(f"need at least 2 studies with yi and vi, got {y.size} and {v.size}")
 
     model = build_model(y, v, prior_mu_sd, tau_prior, prior_tau_scale)
+    settings = {
+        "backend": sampler,
+        "chains": int(chains),
+        "draws": int(draws),
+        "tune": int(tune),
+        "target_accept": float(target_accept),
+        "seed": int(seed),
+        "cores": int(cores),
+    }
     with _quiet():
-        import arviz as az
-        import pymc as pm
-
-        with model:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                target_accept=target_accept,
-                random_seed=seed,
-                nuts_sampler=sampler,
-                progressbar=False,
-                compute_convergence_checks=False,
-            )
-        post = idata.posterior
-        mu = post["mu"].to_numpy()
-        tau = post["tau"].to_numpy()
-        summ = az.summary(idata, var_names=["mu", "tau"], kind="diagnostics")
-    divergences = int(idata.sample_stats["diverging"].to_numpy().sum())
+        idata, _ = sample(model, settings)
+        table = summarize(idata, ["mu", "tau"])
+        diagnostics = check(idata, ["mu", "tau"], table=table)
+    post = idata.posterior
+    mu = post["mu"].to_numpy()
+    tau = post["tau"].to_numpy()
 
     rng = np.random.default_rng(seed)
     theta_new = rng.normal(mu, tau)
@@ -235,19 +240,6 @@ def fit_bayes_meta(
         if tau_prior == "halfnormal"
         else prior_tau_scale * rng.standard_cauchy(20_000)
     )
-
-    rhat_max = float(summ["r_hat"].max())
-    ess_bulk = float(summ["ess_bulk"].min())
-    ess_tail = float(summ["ess_tail"].min())
-    problems = []
-    if not rhat_max <= RHAT_MAX:
-        problems.append(f"R-hat {rhat_max:.3f} exceeds {RHAT_MAX}")
-    if not ess_bulk >= ESS_MIN:
-        problems.append(f"bulk ESS {ess_bulk:.0f} is below {ESS_MIN}")
-    if not ess_tail >= ESS_MIN:
-        problems.append(f"tail ESS {ess_tail:.0f} is below {ESS_MIN}")
-    if divergences:
-        problems.append(f"{divergences} divergent transitions")
 
     summary = {
         "settings": {
@@ -280,14 +272,22 @@ def fit_bayes_meta(
             "pooled_r": _interval(np.tanh(prior_mu), 0.95),
             "tau": _interval(prior_tau, 0.95),
         },
+        "summary": table.to_dict(orient="records"),
         "diagnostics": {
-            "rhat_max": rhat_max,
-            "ess_bulk_min": ess_bulk,
-            "ess_tail_min": ess_tail,
-            "divergences": divergences,
-            "criteria": {"rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "divergences": 0},
-            "status": "pass" if not problems else "fail",
-            "problems": problems,
+            "rhat_max": diagnostics["max_r_hat"],
+            "ess_bulk_min": diagnostics["min_ess_bulk"],
+            "ess_tail_min": diagnostics["min_ess_tail"],
+            "divergences": diagnostics["divergences"],
+            "bfmi": diagnostics["bfmi"],
+            "criteria": {
+                "rhat_max": THRESHOLDS["r_hat"],
+                "ess_min": THRESHOLDS["ess_bulk"],
+                "ess_tail_min": THRESHOLDS["ess_tail"],
+                "divergences": THRESHOLDS["divergences"],
+                "bfmi_min": THRESHOLDS["bfmi"],
+            },
+            "status": diagnostics["status"],
+            "problems": diagnostics["failures"],
         },
     }
     return jsonable(summary), idata
@@ -298,7 +298,7 @@ def pool_effects_bayes(effects: pd.DataFrame, **settings: Any) -> dict[str, Any]
 
     ``settings`` are passed to :func:`fit_bayes_meta` (priors and sampler settings from the
     config). Correlations become Fisher z with variance ``1 / (n - 3)`` as in
-    :func:`alliance.meta.pooling.pool_effects`.
+    :func:`alliance.meta.analysis.pool_effects`.
     """
     data = validate_effects(effects)
     summary, _ = fit_bayes_meta(
