@@ -17,6 +17,26 @@ def test_every_subcommand_documents_every_option():
                 assert action.help, f"{name} {action.dest} has no help"
 
 
+def test_each_stage_builds_its_own_subcommands():
+    """One small parser builder per stage (alliance.cli.<stage>), in the order of the workflow."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    builders = {name: p.get_default("func").__module__ for name, p in sub.choices.items()}
+    assert builders == {
+        "simulate": "alliance.cli.simulate",
+        "ingest": "alliance.cli.data",
+        "score": "alliance.cli.describe",
+        "describe": "alliance.cli.describe",
+        "cfa": "alliance.cli.cfa",
+        "bayes": "alliance.cli.bayes",
+        "process": "alliance.cli.process",
+        "process-bayes": "alliance.cli.process",
+        "meta": "alliance.cli.meta",
+        "verify": "alliance.cli.verify",
+    }
+    assert list(builders) == list(sub.choices)
+
+
 def test_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ingest", "--help"])
