@@ -3,7 +3,8 @@
 Every figure of the project is drawn at a journal column's width (:data:`SINGLE_COLUMN`,
 :data:`DOUBLE_COLUMN`) in :func:`style`, on an Agg canvas outside pyplot (:func:`_new_figure`),
 and written by :func:`save` as a 300-dpi PNG and a PDF without a creation date, so reruns give
-identical files. The stages' ``plots`` modules draw with these; no statistics module does.
+identical files; :func:`placeholder_figure` states why an analysis was skipped. The stages'
+``plots`` modules draw with these; no statistics module does.
 """
 
 from __future__ import annotations
@@ -156,3 +157,18 @@ def _item_rows(index: pd.Index, instrument: Instrument) -> list[tuple[str, str]]
         rows.append(("factor", "other items"))
         rows += [("item", i) for i in rest]
     return rows
+
+
+def placeholder_figure(title: str, reason: str, path_stem: str | Path | None = None) -> Figure:
+    """A small figure that states why an analysis was skipped (keeps declared outputs)."""
+    with _styled():
+        fig = _new_figure(DOUBLE_COLUMN / 2, 1.2)
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.0, 0.75, title, fontsize=8, fontweight="bold", transform=ax.transAxes)
+        ax.text(
+            0.0, 0.45, f"Not run: {reason}", fontsize=7, wrap=True, transform=ax.transAxes, va="top"
+        )
+        if path_stem is not None:
+            save(fig, path_stem)
+    return fig

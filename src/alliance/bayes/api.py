@@ -361,7 +361,7 @@ def not_fitted(
             str(out / "idata.nc")
         )
         if figures:
-            from alliance.process.plots import placeholder_figure
+            from alliance.figures import placeholder_figure
 
             stem = out / "figures" / "not_estimated"
             stem.parent.mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def plot_saved_fit(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if "posterior" not in idata.groups():  # skipped or error (:func:`not_fitted`)
-        from alliance.process.plots import placeholder_figure
+        from alliance.figures import placeholder_figure
 
         attrs = getattr(idata, "attrs", None) or {}
         reason = f"{attrs.get('status', 'not fitted')}: {attrs.get('reason', 'no posterior')}"

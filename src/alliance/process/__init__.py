@@ -182,11 +182,8 @@ def run_process_analyses(
 
     """
     from alliance.data.instruments import load_instrument
-    from alliance.process.plots import (
-        bland_altman_figure,
-        placeholder_figure,
-        rupture_trajectories_figure,
-    )
+    from alliance.figures import placeholder_figure
+    from alliance.process.plots import bland_altman_figure, rupture_trajectories_figure
 
     cfg = _merge(DEFAULTS, config)
     ingest_dir, scores_dir, out_dir = Path(ingest_dir), Path(scores_dir), Path(out_dir)

@@ -464,7 +464,7 @@ def run_process_bayes(
             else:
                 import textwrap
 
-                from alliance.process.plots import placeholder_figure
+                from alliance.figures import placeholder_figure
 
                 reason = textwrap.shorten(f"{fit.status}: {fit.reason}", 160)
                 placeholder_figure(
