@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.bayes.data import ModelData
-from alliance.bayes.models import prior_scale
+from alliance.bayes.priors import prior_scale
 
 __all__ = ["SBC_PARAMETERS", "draw_prior", "rank_uniformity", "run_sbc", "simulate_therapist_data"]
 
