@@ -347,3 +347,13 @@ def test_labelled_loadings_of_an_efa_block_are_refused():
     model = HZ_ESEM.replace("x4 +", "a*x4 +")
     with pytest.raises(ValueError, match="cannot carry labels or fixed values"):
         fit_cfa(data("hz"), model)
+
+
+def test_esem_with_groups_stops_with_an_error():
+    from alliance.sem.api import invariance_ladder
+
+    hz = data("hz")
+    with pytest.raises(ValueError, match="fitted in one group here"):
+        fit_cfa(hz, HZ_ESEM, group="school")
+    with pytest.raises(ValueError, match="needs a confirmatory model"):
+        invariance_ladder(hz, HZ_ESEM, "school")
