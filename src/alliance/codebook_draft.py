@@ -358,9 +358,15 @@ def _flow(value: Any) -> str:
     return text.strip().removesuffix("...").strip()
 
 
+#: Control characters (a line break in a column name must not end a comment line).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
 def _comment(lines: list[str], indent: str = "", prefix: str = "") -> list[str]:
+    """Comment lines, wrapped; control characters in ``lines`` are written escaped."""
     out = []
     for line in lines:
+        line = _CONTROL.sub(lambda m: repr(m.group())[1:-1], line)
         wrapped = textwrap.wrap(
             prefix + line, width=98 - len(indent), break_long_words=False, break_on_hyphens=False
         )
@@ -1373,6 +1379,10 @@ def _draft_items(
         )
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -1619,7 +1629,7 @@ def _missing_codes(
         if not (_is_sentinel(value) or labelled):
             draft.note(
                 "missing_codes",
-                f"{_num_text(value)} occurs {_count(count, 'time')} beyond the valid range in "
+                f"{_num_text(value)} occurs {_times(count)} beyond the valid range in "
                 f"{_column_list(cols)}: no missing code; ingest quarantines it as out of range",
             )
             continue
