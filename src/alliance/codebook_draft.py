@@ -1393,7 +1393,7 @@ def _kind(prof: Profile) -> str:
     if prof.numeric_share >= 0.95:
         nums = sorted(prof.numbers)
         return f"numbers {nums[0]:g}-{nums[-1]:g}" if nums else "numbers"
-    return f"text, {prof.distinct} distinct values"
+    return f"text, {_count(prof.distinct, 'distinct value')}"
 
 
 def _num_text(value: float) -> str:

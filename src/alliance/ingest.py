@@ -1106,7 +1106,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
 
 def _where(codebook: Codebook, row: int) -> str:
     """Where row ``row`` is in the source file (see :mod:`alliance.readers`)."""
-    if codebook.format == "csv":
+    if codebook.format in ("csv", "redcap", "qualtrics"):
         return f"line {row + 1} of the file"
     if codebook.format == "xlsx":
         return f"sheet row {row + 1}"

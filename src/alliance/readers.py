@@ -540,7 +540,10 @@ def read_xlsx(path: Path, used: dict[str, str], sheet: str | int = 0) -> RawTabl
 
 
 def read_export(fmt: str, path: Path, opts: dict[str, Any], used: dict[str, str]) -> RawTable:
-    """Read ``path`` as ``fmt`` (csv, sav, xlsx, parquet); see the module docstring.
+    """Read ``path`` as ``fmt`` (csv, sav, xlsx, parquet, redcap, qualtrics).
+
+    See the module docstring; REDCap and Qualtrics exports: :mod:`alliance.readers_redcap`,
+    :mod:`alliance.readers_qualtrics`.
 
     Parameters
     ----------
@@ -566,4 +569,12 @@ def read_export(fmt: str, path: Path, opts: dict[str, Any], used: dict[str, str]
         return read_xlsx(path, used, sheet=opts.get("sheet", 0))
     if fmt == "parquet":
         return read_parquet(path, used)
+    if fmt == "redcap":
+        from alliance.readers_redcap import read_redcap
+
+        return read_redcap(path, used, opts)
+    if fmt == "qualtrics":
+        from alliance.readers_qualtrics import read_qualtrics
+
+        return read_qualtrics(path, used, opts)
     raise ReadError(f"key 'format': unsupported format {fmt!r}")
