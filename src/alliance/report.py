@@ -1146,8 +1146,10 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
 
 
 def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str | Path) -> str:
-    """Write ``summary.md`` (and beside it ``summary.html`` and, every table in APA layout,
-    ``summary_tables.docx``) for every dataset in ``config``.
+    """Write ``summary.md``, ``summary.html`` and ``summary_tables.docx`` for every dataset.
+
+    ``summary_tables.docx`` holds every table of the summary in APA layout
+    (:mod:`alliance.tables_docx`).
 
     Returns
     -------

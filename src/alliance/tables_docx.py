@@ -45,7 +45,7 @@ def _unescape(text: str) -> str:
 
 
 def _cells(line: str) -> list[str]:
-    """The cells of a pipe-table line (``\\|`` is a bar inside a cell)."""
+    r"""The cells of a pipe-table line (``\|`` is a bar inside a cell)."""
     body = line.strip()
     body = body[1:] if body.startswith("|") else body
     body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
