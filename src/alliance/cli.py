@@ -473,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="draft a codebook from an export (alliance codebook draft EXPORT)",
         description="Codebook tools. `alliance codebook draft EXPORT` writes a first codebook.",
     )
-    csub = p.add_subparsers(dest="codebook_command", required=True, metavar="ACTION")
+    csub = p.add_subparsers(
+        dest="codebook_command", required=True, metavar="ACTION", help="draft: a first codebook"
+    )
     d = csub.add_parser(
         "draft",
         help="write a commented codebook guessed from an export",
