@@ -1,5 +1,7 @@
 """Outcome measures as data (issue 21): ranges and directions against their publications."""
 
+from importlib import resources
+
 import pytest
 
 from alliance.measures import builtin_measures, load_measure, lower_is_better
@@ -25,7 +27,7 @@ def test_range_direction_and_source(name):
     low, high, better = PUBLISHED[name]
     assert (measure.min, measure.max, measure.better) == (low, high, better)
     assert measure.source
-    doc = read_yaml(__import__("alliance.measures").measures._folder() / f"{name}.yaml")
+    doc = read_yaml(str(resources.files("alliance").joinpath("measures", f"{name}.yaml")))
     # the total is the sum of its items: items x the item scale
     assert measure.items * doc["item_scale"]["max"] == measure.max
     assert lower_is_better(name) == (better == "lower")
