@@ -25,6 +25,7 @@ def test_each_stage_builds_its_own_subcommands():
     assert builders == {
         "simulate": "alliance.cli.simulate",
         "ingest": "alliance.cli.data",
+        "codebook": "alliance.cli.codebook",
         "score": "alliance.cli.describe",
         "describe": "alliance.cli.describe",
         "cfa": "alliance.cli.cfa",

@@ -84,9 +84,15 @@ def codebook_path(wildcards):
 
 
 def raw_file(wildcards):
-    """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest)."""
+    """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest).
+
+    A REDCap export comes with its data dictionary (``read.dictionary``), an input too.
+    """
     name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
-    return str(Path(os.path.relpath(CODEBOOKS[name].file, Path.cwd())))
+    files = [CODEBOOKS[name].file]
+    if "dictionary" in CODEBOOKS[name].read:
+        files.append(CODEBOOKS[name].read["dictionary"])
+    return [str(Path(os.path.relpath(f, Path.cwd()))) for f in files]
 
 
 def instrument_files(wildcards):

@@ -19,7 +19,17 @@ import sys
 from collections.abc import Sequence
 
 from alliance import __version__
-from alliance.cli import bayes, cfa, data, describe, meta, process, simulate, verify
+from alliance.cli import (
+    bayes,
+    cfa,
+    codebook,
+    data,
+    describe,
+    meta,
+    process,
+    simulate,
+    verify,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for stage in (simulate, data, describe, cfa, bayes, process, meta, verify):
+    for stage in (simulate, data, codebook, describe, cfa, bayes, process, meta, verify):
         stage.add_parsers(sub)
     return parser
 

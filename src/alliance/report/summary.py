@@ -1146,7 +1146,10 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
 
 
 def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str | Path) -> str:
-    """Write ``summary.md`` (and ``summary.html`` beside it) for every dataset in ``config``.
+    """Write ``summary.md``, ``summary.html`` and ``summary_tables.docx`` for every dataset.
+
+    ``summary_tables.docx`` holds every table of the summary in APA layout
+    (:mod:`alliance.report.docx`).
 
     Returns
     -------
@@ -1207,6 +1210,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     out.with_suffix(".html").write_text(markdown_to_html(text, title="Results summary"))
+    from alliance.report.docx import write_summary_docx
+
+    write_summary_docx(text, out.with_name("summary_tables.docx"))  # for the manuscript
     return text
 
 
