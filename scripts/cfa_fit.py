@@ -15,6 +15,7 @@ result = run_cfa(
     session=snakemake.params.session,
     rater=snakemake.params.rater,
     std_lv=snakemake.params.std_lv,
+    esem=snakemake.params.esem,
 )
 write_json(snakemake.output.fit, result)
 log.info("converged: %s; %s s", result.get("converged"), result.get("elapsed_s"))

@@ -69,6 +69,7 @@ ROW_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("*/cfa/tables/loadings_*.csv", ("Factor", "Item")),
     ("*/cfa/tables/nested_tests_*.csv", ("restricted", "general")),
     ("*/cfa/tables/reliability_*.csv", ("Model", "Factor")),
+    ("*/cfa/tables/bifactor_*.csv", ("Model", "Factor")),
     ("*/describe/item_categories.csv", ("item",)),
     ("*/describe/item_total.csv", ("item",)),
     ("*/describe/reliability.csv", ("scale",)),

@@ -25,6 +25,7 @@ rule cfa_fit:
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],
         std_lv=config["cfa"].get("std.lv", False),
+        esem=config["cfa"].get("esem", {}),
     script:
         "../../scripts/cfa_fit.py"
 
@@ -106,6 +107,7 @@ rule cfa_report:
         ),
         loadings_table="results/{analysis_dataset}/cfa/tables/loadings_{estimator}.csv",
         reliability_table="results/{analysis_dataset}/cfa/tables/reliability_{estimator}.csv",
+        bifactor_table="results/{analysis_dataset}/cfa/tables/bifactor_{estimator}.csv",
         fit_figure=report(
             "results/{analysis_dataset}/figures/cfa_fit_{estimator}.png",
             caption="../report/cfa_fit_figure.rst",

@@ -44,6 +44,30 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     )
 
 
+def esem_rotation(
+    name: str,
+    syntax: str,
+    instrument: Instrument | None,
+    esem: dict[str, Any] | None = None,
+) -> Any:
+    """The rotation of a model's ``efa()`` blocks (``None`` for a model without them).
+
+    ``esem`` is the config's ``cfa.esem`` (``rotation``: geomin, oblimin or target; ``starts``,
+    ``seed``, ``se``); the target comes from the instrument's key, and the built-in
+    ``bifactor_esem`` is always rotated orthogonally to it
+    (:func:`alliance.sem.esem.model_rotation`).
+    """
+    from alliance.sem.esem import model_rotation
+    from alliance.sem.syntax import efa_sets, parse_syntax
+
+    if not efa_sets(parse_syntax(syntax)):
+        return None
+    esem = dict(esem or {})
+    key = {} if instrument is None else {f: list(v) for f, v in instrument.factors.items()}
+    options = {k: esem[k] for k in ("seed", "starts", "se") if k in esem}
+    return model_rotation(name, key, esem.get("rotation", "geomin"), **options)
+
+
 def read_cfa_data(
     source: str | Path, session: int | None = 3, rater: str | None = "client"
 ) -> tuple[pd.DataFrame, Instrument | None, dict[str, Any]]:
@@ -177,11 +201,13 @@ def run_cfa(
     rater: str | None = "client",
     group: str | None = None,
     std_lv: bool = False,
+    esem: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit one CFA; any failure becomes ``status: error`` in the result instead of an exception.
 
     ``std_lv`` (config ``cfa.std.lv``) identifies the factors by unit variances instead of
-    marker indicators (lavaan's ``std.lv``).
+    marker indicators (lavaan's ``std.lv``); ``esem`` (config ``cfa.esem``) the rotation of a
+    model with ``efa()`` blocks (:func:`esem_rotation`).
 
     Returns
     -------
@@ -205,6 +231,7 @@ def run_cfa(
         kwargs["std_lv"] = std_lv
         if estimator == "WLSMV":
             kwargs["ordered"] = True
+        kwargs["rotation"] = esem_rotation(name, syntax, instrument, esem)
         result = fit_cfa(data, syntax, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one failed model must not stop the others
         log.error("CFA %s / %s failed: %s", model, estimator, exc)
@@ -433,11 +460,13 @@ def write_cfa_report(
 ) -> dict[str, Any]:
     """Tables (CSV + Markdown) and figures of one dataset's CFA under one estimator.
 
-    Writes ``fit_{estimator}``, ``loadings_{estimator}`` and ``reliability_{estimator}`` tables
+    Writes ``fit_{estimator}``, ``loadings_{estimator}``, ``reliability_{estimator}`` and
+    ``bifactor_{estimator}`` (bifactor indices) tables
     and the ``cfa_loadings``, ``cfa_fit`` and ``cfa_path`` figures (``_{estimator}``).
     """
     from alliance.cfa.plots import fit_comparison_plot, loading_heatmap, path_diagram
     from alliance.cfa.tables import (
+        bifactor_table,
         fit_comparison_table,
         loadings_long,
         loadings_table,
@@ -454,12 +483,15 @@ def write_cfa_report(
     write_table(fit_comparison_table(results, estimator), tables / f"fit_{estimator}")
     write_table(loadings_table(fitted), tables / f"loadings_{estimator}")
     write_table(reliability_table(fitted), tables / f"reliability_{estimator}")
+    write_table(bifactor_table(fitted), tables / f"bifactor_{estimator}")
     write_csv(
         pd.DataFrame(comparison["tests"]).drop(columns=["deltas"], errors="ignore"),
         tables / f"nested_tests_{estimator}.csv",
         index=False,
     )
-    loading_heatmap(loadings_long(fitted), instrument, figures / f"cfa_loadings_{estimator}")
+    loading_heatmap(
+        loadings_long(fitted, instrument.factors), instrument, figures / f"cfa_loadings_{estimator}"
+    )
     fit_comparison_plot(results, estimator, figures / f"cfa_fit_{estimator}")
     diagram = path_diagram(
         results.get(diagram_model, {}), figures / f"cfa_path_{estimator}", title=None

@@ -30,6 +30,8 @@ MODEL_LABELS: dict[str, str] = {
     "correlated": "Three correlated factors (Bordin)",
     "bifactor": "Bifactor",
     "second_order": "Second order",
+    "esem": "ESEM (three rotated factors)",
+    "bifactor_esem": "Bifactor ESEM",
 }
 
 #: Readable names of the built-in factors.
@@ -690,11 +692,28 @@ def _item_groups(
     return best
 
 
-def _loading_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+def _esem_role(factor: str, item: str, result: dict[str, Any], groups: dict[str, str]) -> str:
+    """Role of an ESEM loading in the loadings table.
+
+    On the general factor, on the item's own (key) factor (``item``, or ``specific`` beside a
+    general factor), or a cross-loading (``cross``).
+    """
+    general = (result.get("reliability") or {}).get("general_factor")
+    if factor == general:
+        return "general"
+    if groups.get(item) == factor:
+        return "specific" if general else "item"
+    return "cross"
+
+
+def _loading_rows(
+    name: str, result: dict[str, Any], groups: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     std = result.get("standardized") or []
     latent = _latent_names(result)
     out = []
     general_bifactor = name == "bifactor" or _is_bifactor(result)
+    esem = bool((result.get("meta") or {}).get("rotation"))
     for r in std:
         if r.get("op") != "=~":
             continue
@@ -703,7 +722,9 @@ def _loading_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
         is_item = r["rhs"] not in latent
         if is_item:
             role = "item"
-            if general_bifactor:
+            if esem:
+                role = _esem_role(r["lhs"], r["rhs"], result, groups or {})
+            elif general_bifactor:
                 role = "general" if r["lhs"] == _general_factor(result) else "specific"
         else:
             role = "second_order"
@@ -745,17 +766,21 @@ def _is_bifactor(result: dict[str, Any]) -> bool:
     return _general_factor(result) is not None
 
 
-def loadings_long(results: Mapping[str, dict[str, Any]]) -> pd.DataFrame:
+def loadings_long(
+    results: Mapping[str, dict[str, Any]], factor_map: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Every standardized loading (std.all) of every model: one row per model, factor, item.
 
     Columns ``model``, ``factor``, ``item``, ``role`` (``item``; ``general``/``specific`` in a
-    bifactor model; ``second_order`` for a factor loading on a higher-order factor),
-    ``est.std``, ``se``, ``ci.lower``, ``ci.upper``, ``pvalue``. For a multi-group result the
-    first group is used.
+    bifactor model; ``second_order`` for a factor loading on a higher-order factor; in an
+    ESEM model ``cross`` for a loading on a factor other than the item's own, by
+    ``factor_map`` or the correlated-factors model), ``est.std``, ``se``, ``ci.lower``,
+    ``ci.upper``, ``pvalue``. For a multi-group result the first group is used.
     """
     rows = []
+    groups = _item_groups(results, factor_map)
     for m in _model_order(list(results)):
-        rows += _loading_rows(m, results[m])
+        rows += _loading_rows(m, results[m], groups)
     cols = ["model", "factor", "item", "role", "est.std", "se", "ci.lower", "ci.upper", "pvalue"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -817,12 +842,17 @@ def loadings_table(
         ``attrs["title"]`` and ``attrs["note"]``.
 
     """
-    long = loadings_long(results)
+    long = loadings_long(results, factor_map)
     title = "Standardized factor loadings of the competing models"
     note = (
         "Standardized loadings (std.all) with standard errors in parentheses. "
         "Bifactor: loadings on the general factor and on the item's specific factor."
     )
+    if any((r.get("meta") or {}).get("rotation") for r in results.values()):
+        note += (
+            " ESEM: rotated loadings on the item's own factor (and the general factor); the "
+            "cross-loadings are in the numeric table (role 'cross')."
+        )
     failed = [model_label(m) for m, r in results.items() if not r.get("standardized")]
     if failed:
         note += " No estimates (did not converge): " + ", ".join(failed) + "."
@@ -944,6 +974,70 @@ def reliability_table(results: Mapping[str, dict[str, Any]], numeric: bool = Fal
             "\u03c9 (observed variance)": numbers["omega_obs_var"].map(fmt_bounded),
             "\u03b1": numbers["alpha"].map(fmt_bounded),
             "AVE": numbers["ave"].map(fmt_bounded),
+        }
+    )
+    out.attrs.update(attrs)
+    return out
+
+
+def bifactor_table(results: Mapping[str, dict[str, Any]], numeric: bool = False) -> pd.DataFrame:
+    """Bifactor indices of the bifactor models (CFA and ESEM): one row per model and factor.
+
+    The general factor's row holds omega_total, omega_h, ECV, PUC and H; each specific
+    factor's row omega_hs and H (Rodriguez, Reise & Haviland 2016). The note says how to read
+    them (``alliance.sem.bifactor.BIFACTOR_NOTE``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``Model``, ``Factor``, ``ωT``, ``ωH / ωHS``, ``ECV``, ``PUC``, ``H`` (``model``,
+        ``factor``, ``omega_total``, ``omega_h``, ``ecv``, ``puc``, ``h`` with ``numeric``).
+    """
+    rows = []
+    note = ""
+    unavailable = []
+    for m in _model_order(list(results)):
+        rel = results[m].get("reliability") or {}
+        g = rel.get("general_factor")
+        if rel.get("bifactor_unavailable"):
+            unavailable.append(f"{model_label(m)} ({rel['bifactor_unavailable']})")
+        if not g:
+            continue
+        note = rel.get("bifactor_note", note)
+        h = rel.get("h") or {}
+        rows.append(
+            {
+                "model": m,
+                "factor": g,
+                "omega_total": rel.get("omega_total"),
+                "omega_h": rel.get("omega_h"),
+                "ecv": rel.get("ecv"),
+                "puc": rel.get("puc"),
+                "h": h.get(g),
+            }
+        )
+        for f, value in (rel.get("omega_hs") or {}).items():
+            rows.append({"model": m, "factor": f, "omega_h": value, "h": h.get(f)})
+    cols = ["model", "factor", "omega_total", "omega_h", "ecv", "puc", "h"]
+    numbers = pd.DataFrame(rows, columns=cols)
+    attrs = {
+        "title": "Bifactor indices",
+        "note": "ωH of a specific factor is ωHS (omega hierarchical subscale). "
+        + (note or "No admissible bifactor fit.")
+        + ("" if not unavailable else " Not available: " + "; ".join(unavailable) + "."),
+    }
+    if numeric:
+        numbers.attrs.update(attrs)
+        return numbers
+    out = pd.DataFrame(
+        {
+            "Model": numbers["model"].map(model_label),
+            "Factor": numbers["factor"].map(factor_label),
+            "\u03c9T": numbers["omega_total"].map(fmt_bounded),
+            "\u03c9H / \u03c9HS": numbers["omega_h"].map(fmt_bounded),
+            "ECV": numbers["ecv"].map(fmt_bounded),
+            "PUC": numbers["puc"].map(fmt_bounded),
+            "H": numbers["h"].map(fmt_bounded),
         }
     )
     out.attrs.update(attrs)

@@ -15,11 +15,11 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
     data, instrument, sample = read_cfa_data(args.data, session=args.session, rater=args.rater)
     model_path = Path(args.model)
     if model_path.is_file():
-        syntax = model_path.read_text()
+        syntax, name = model_path.read_text(), model_path.stem
     elif instrument is not None:
         from alliance.cfa.stage import model_syntax
 
-        syntax, _ = model_syntax(args.model, instrument)
+        syntax, name = model_syntax(args.model, instrument)
     else:
         raise ValueError(
             f"--model {args.model!r} is not a file (built-in names need an ingested dataset)"
@@ -38,6 +38,10 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
     if args.estimator == "WLSMV":
         kwargs["parameterization"] = args.parameterization
         kwargs["collapse_empty_categories"] = args.collapse_empty_categories
+    from alliance.cfa.stage import esem_rotation
+
+    esem = {"rotation": args.rotation, "seed": args.rotation_seed, "se": args.rotation_se}
+    kwargs["rotation"] = esem_rotation(name, syntax, instrument, esem)
     result = fit_cfa(data, syntax, estimator=args.estimator, missing=missing, **kwargs)
     if args.group:
         # across raters: one row per patient x rater (invariance_sample), else the same rows
@@ -89,7 +93,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model",
         required=True,
         help="a .lav file in lavaan syntax, or a built-in model name for an ingest folder "
-        "(one_factor, two_factor, correlated, second_order, bifactor)",
+        "(one_factor, two_factor, correlated, second_order, bifactor, esem, bifactor_esem); "
+        'exploratory blocks as lavaan writes them: efa("b")*f1 + efa("b")*f2 =~ x1 + x2 + ...',
+    )
+    p.add_argument(
+        "--rotation",
+        choices=["geomin", "oblimin", "target"],
+        default="geomin",
+        help="rotation of the efa() blocks (ESEM): geomin (epsilon 0.001, lavaan's default), "
+        "oblimin (quartimin) or target (the instrument's key: each factor free on its own "
+        "items, 0 elsewhere); oblique, from random starts; bifactor_esem is always rotated "
+        "orthogonally to the key (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rotation-seed",
+        type=int,
+        default=20240517,
+        help="seed of the rotation's random starts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rotation-se",
+        choices=["delta", "bordered"],
+        default="delta",
+        help="standard errors of rotated parameters: the delta method through the rotation, or "
+        "lavaan 0.6-14's bordered ones (its default; they differ for oblique rotations of "
+        "standardized loadings, see the README) (default: %(default)s)",
     )
     p.add_argument(
         "--estimator",

@@ -208,7 +208,7 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
     status column, no fit statistics for a fit that did not converge or is inadmissible,
     and notes on small samples and on the RMSEA.
     """
-    from alliance.cfa.tables import fit_comparison_table, fit_status, model_label
+    from alliance.cfa.tables import bifactor_table, fit_comparison_table, fit_status, model_label
 
     parts, warnings = [], []
     for name in datasets:
@@ -240,6 +240,14 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
                 + markdown_table(table)
                 + f"\n\n*Note.* {table.attrs['note']}"
             )
+            admissible = {m: r for m, r in comp["results"].items() if status[m][0]}
+            bifactor = bifactor_table(admissible)
+            if len(bifactor):
+                parts.append(
+                    f"**{name}: {bifactor.attrs['title']} ({est})**\n\n"
+                    + markdown_table(bifactor)
+                    + f"\n\n*Note.* {bifactor.attrs['note']}"
+                )
             tests = []
             for test in comp["tests"]:
                 bad = [m for m in (test["restricted"], test["general"]) if not status[m][0]]
@@ -1089,8 +1097,8 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             "JARS-SEM",
             "Competing models and nested tests",
             bool(comparisons),
-            "one-factor, two-factor, three-factor, second-order and bifactor models with scaled "
-            "difference tests",
+            "one-factor, two-factor, three-factor, second-order, bifactor and (bifactor-)ESEM "
+            "models with scaled difference tests and bifactor indices",
         ),
         check(
             "JARS-SEM",

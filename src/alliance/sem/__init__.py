@@ -1,4 +1,4 @@
-"""Structural equation models: CFA with ML, MLR, FIML, WLSMV and invariance, matching lavaan 0.6-14.
+"""Structural equation models: CFA and ESEM (ML, MLR, FIML, WLSMV), invariance, as lavaan.
 
 The engine is layered as lavaan is; each module imports only those above it, and the package
 imports nothing outside ``alliance.sem`` (a test checks both):
@@ -17,8 +17,11 @@ imports nothing outside ``alliance.sem`` (a test checks both):
    difference tests; :mod:`~alliance.sem.fitmeasures` (lav_fit_*) - every fit measure;
 8. :mod:`~alliance.sem.solution`, :mod:`~alliance.sem.standardize` (lav_standardize) - the
    unstandardized and standardized solutions with defined parameters;
-9. :mod:`~alliance.sem.validity`, :mod:`~alliance.sem.modindices`,
-   :mod:`~alliance.sem.compare` - reliability, HTMT, admissibility, score tests, comparisons;
+9. :mod:`~alliance.sem.validity`, :mod:`~alliance.sem.bifactor`,
+   :mod:`~alliance.sem.modindices`, :mod:`~alliance.sem.compare` - reliability, bifactor
+   indices, HTMT, admissibility, score tests, comparisons; :mod:`~alliance.sem.rotation`
+   (numpy only) and :mod:`~alliance.sem.esem` - the rotated solution of exploratory
+   (``efa()``) blocks with its standard errors;
 10. :mod:`~alliance.sem.fitting`, :mod:`~alliance.sem.output`,
     :mod:`~alliance.sem.invariance`, :mod:`~alliance.sem.api` - one fit from data and syntax,
     its lavaan-layout JSON, the invariance ladder, the public entry points.

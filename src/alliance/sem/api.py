@@ -11,11 +11,13 @@ from typing import Any
 import pandas as pd
 
 from alliance.sem.categories import COLLAPSE_NOTE, merges_text
+from alliance.sem.esem import rotate_fit
 from alliance.sem.estimate import ESTIMATORS
 from alliance.sem.fitmeasures import FIT_NAMES, ROBUST_NAMES
 from alliance.sem.fitting import check_args, collapse, fit_model
 from alliance.sem.invariance import ladder as invariance_ladder
 from alliance.sem.output import fit_meta, result_dict
+from alliance.sem.rotation import Rotation
 
 __all__ = [
     "ESTIMATORS",
@@ -45,6 +47,7 @@ def fit_cfa(
     parameterization: str = "delta",
     collapse_empty_categories: bool = False,
     level: float = 0.95,
+    rotation: Rotation | str | None = None,
 ) -> dict[str, Any]:
     """Fit a CFA and return a JSON-serialisable dict in the layout of the lavaan references.
 
@@ -89,6 +92,12 @@ def fit_cfa(
         :func:`alliance.sem.categories.collapse_empty_categories`).
     level
         Confidence level of the intervals.
+    rotation
+        For models with exploratory blocks (``efa("set")*f1 + efa("set")*f2 =~ ...``,
+        exploratory SEM): a :class:`~alliance.sem.rotation.Rotation` or its method name
+        (``"geomin"``, lavaan's default, or ``"oblimin"``; ``"target"`` needs a
+        ``Rotation`` with its target). ``None``: geomin with lavaan's defaults. Ignored
+        without such blocks.
 
     Returns
     -------
@@ -128,6 +137,10 @@ def fit_cfa(
         ordered=ordered if est == "WLSMV" else None,
         parameterization=parameterization,
     )
+    if result.spec.efa:
+        if not isinstance(rotation, Rotation):
+            rotation = Rotation(method=rotation or "geomin")
+        result = rotate_fit(result, rotation)
     meta = fit_meta(result, model, missing, group)
     if result.sample.n_dropped:
         meta["notes"].append(f"{result.sample.n_dropped} rows dropped ({miss})")

@@ -551,6 +551,8 @@ def _cn(x2: float, df: float, n: int, alpha: float) -> float:
     """Hoelter's critical N ``chi2_{1-alpha}(df) / (X2 / N) + 1`` (lavaan's ``cn_05/cn_01``)."""
     if df == 0 and x2 < np.finfo(float).eps:
         return float("nan")
+    if x2 <= 0:  # a perfect fit: lavaan divides by zero and reports Inf
+        return float("inf")
     return float(special.chdtri(df, alpha) / (x2 / n) + 1)
 
 

@@ -21,6 +21,7 @@ from alliance.sem.fitmeasures import fit_measures
 from alliance.sem.fitting import check_args, collapse, fit_model, ordered_items
 from alliance.sem.modindices import release_tests, residual_release_tests
 from alliance.sem.output import clean, step_block
+from alliance.sem.syntax import efa_sets, parse_syntax
 from alliance.sem.teststats import lrt_table
 
 __all__ = ["CHEN_2007", "STEPS", "chen_decision", "ladder", "step_constraints"]
@@ -196,6 +197,11 @@ def ladder(
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown invariance steps {unknown}; use {list(STEPS)}")
+    if efa_sets(parse_syntax(model)):
+        raise ValueError(
+            "the invariance ladder needs a confirmatory model: efa() blocks (ESEM) are fitted "
+            f"in one group here, got {model!r}"
+        )
     if group not in data.columns:
         raise ValueError(f"group column {group!r} not in the data")
     est, miss = check_args(estimator, missing)

@@ -26,7 +26,13 @@ from alliance.sem.partable import (
     independence_rows,
     normalise_partial,
 )
-from alliance.sem.syntax import SyntaxError_, builtin_models, model_variables, parse_syntax
+from alliance.sem.syntax import (
+    SyntaxError_,
+    builtin_models,
+    efa_sets,
+    model_variables,
+    parse_syntax,
+)
 
 __all__ = [
     "GROUP_EQUAL_OPTIONS",
@@ -113,6 +119,10 @@ class ModelSpec:
         :meth:`defined_values`.
     bounds
         Simple inequality constraints (``label > value``); :meth:`bound_arrays`.
+    efa
+        Exploratory blocks (``efa("set")*f1 + efa("set")*f2 =~ ...``): set -> its factors.
+        The table holds their unrotated solution (see :func:`alliance.sem.partable.build_rows`);
+        :mod:`alliance.sem.esem` rotates it.
     """
 
     syntax: str
@@ -130,6 +140,7 @@ class ModelSpec:
     parameterization: str = "delta"
     defined: list[Definition] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
+    efa: dict[str, list[str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
 
@@ -269,6 +280,7 @@ class ModelSpec:
             group_equal=tuple(group_equal),
             group_partial=tuple(normalise_partial(p) for p in group_partial),
             parameterization=parameterization,
+            efa=efa_sets(statements),
         )
         spec.table = build_rows(spec, statements, lv_exo, orthogonal, std_lv)
         spec.defined, spec.bounds = constraints(statements, spec.table)
@@ -873,4 +885,40 @@ def start_values(
             elif r.op == "~*~":
                 v = 1.0
             x[r.free - 1] = v
+        for factors in spec.efa.values():
+            _efa_start(spec, x, g, factors, s)
     return np.nan_to_num(x, nan=0.0)
+
+
+def _efa_start(spec: ModelSpec, x: np.ndarray, g: int, factors: list[str], s: np.ndarray) -> None:
+    """Starting values of an exploratory block: principal axes turned into the echelon pattern.
+
+    The loadings of the block's ``m`` factors start at the first ``m`` principal axes of the
+    sample covariance of its items (eigenvalues less the mean of the others), rotated so that
+    the first ``m`` items' rows are lower triangular (factor ``k`` loads 0 on the first ``k``
+    items, the fixed zeros of the unrotated solution); residual variances of continuous items
+    at the variance left, at least a tenth of the item's variance.
+    """
+    loadings = [r for r in spec.rows(g, "=~") if r.lhs in factors]
+    items = list(dict.fromkeys(r.rhs for r in loadings if r.rhs in spec.ov))
+    m = len(factors)
+    if len(items) < m:
+        return
+    idx = [spec.ov.index(v) for v in items]
+    sub = s[np.ix_(idx, idx)]
+    values, vectors = np.linalg.eigh(0.5 * (sub + sub.T))
+    values, vectors = values[::-1], vectors[:, ::-1]
+    rest = float(np.mean(values[m:])) if len(items) > m else 0.0
+    floor = 1e-3 * max(float(np.trace(sub)) / len(items), 1e-8)
+    a = vectors[:, :m] * np.sqrt(np.maximum(values[:m] - rest, floor))
+    q, r = np.linalg.qr(a[:m].T)
+    a = a @ q
+    a = a * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
+    pos = {v: i for i, v in enumerate(items)}
+    for row in loadings:
+        if row.free and row.rhs in pos and np.isnan(row.start):
+            x[row.free - 1] = a[pos[row.rhs], factors.index(row.lhs)]
+    for row in spec.rows(g, "~~"):
+        if row.free and row.lhs == row.rhs and row.lhs in pos and row.lhs not in spec.ordered:
+            i = pos[row.lhs]
+            x[row.free - 1] = max(sub[i, i] - float(a[i] @ a[i]), 0.1 * sub[i, i])

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from alliance.sem.bifactor import bifactor_indices
+from alliance.sem.esem import ESEM_NOTE
 from alliance.sem.estimate import FitResult
 from alliance.sem.fitmeasures import fit_block, fit_measures
 from alliance.sem.modindices import MODINDICES_NOTE, modification_indices
@@ -104,6 +106,9 @@ def fit_meta(
     if est == "WLSMV":
         meta["parameterization"] = spec.parameterization
         meta["missing_note"] = MISSING_NOTE
+    if "rotation" in result.extra:
+        meta["rotation"] = result.extra["rotation"]
+        meta["notes"].append(ESEM_NOTE)
     if len(result.active_bounds):
         names = [
             spec.free_rows()[k].label or spec.free_rows()[k].name() for k in result.active_bounds
@@ -135,7 +140,9 @@ def result_dict(
 def _result_dict(
     result: FitResult, meta: dict[str, Any] | None, details: bool, n_modindices: int, level: float
 ) -> dict[str, Any]:
-    fm = fit_measures(result)
+    # a rotated (ESEM) solution: fit statistics and score tests of the unrotated fit
+    base = result.extra.get("unrotated", result)
+    fm = fit_measures(base)
     std = standardized_rows(result, level)
     meta = dict(meta or {})
     notes = list(meta.get("notes", []))
@@ -145,7 +152,7 @@ def _result_dict(
         "converged": result.converged,
         "nobs": result.nobs,
         "ntotal": result.ntotal,
-        "fit": fit_block(result, fm),
+        "fit": fit_block(base, fm),
         "fit_all": fm,
         "parameters": parameter_rows(result, level),
         "standardized": std,
@@ -161,15 +168,18 @@ def _result_dict(
                 out[key] = empty
                 notes.append(f"{key} unavailable: {err}")
 
-        attempt("reliability", lambda: reliability(result), {})
+        attempt("reliability", lambda: {**reliability(result), **bifactor_indices(result)}, {})
         attempt("factor_correlations", lambda: factor_correlations(result, std), [])
-        attempt("htmt", lambda: htmt_block(result), {})
+        if result.spec.efa:
+            out["htmt"] = {}
+        else:
+            attempt("htmt", lambda: htmt_block(result), {})
         attempt("residual_correlations", lambda: residual_correlations(result), [])
         if result.not_identified:
             out["modindices"] = []
             notes.append("modification indices unavailable: the model is not identified")
         else:
-            attempt("modindices", lambda: modification_indices(result, top=n_modindices), [])
+            attempt("modindices", lambda: _modindices(base, n_modindices), [])
         if out["modindices"] and result.estimator == "WLSMV":
             notes.append(MODINDICES_NOTE)
         out["status"] = admissibility(result, std)
@@ -177,6 +187,24 @@ def _result_dict(
             mark_not_identified(out["status"], result.not_identified)
     meta["notes"] = notes
     return clean(out)
+
+
+def _modindices(result: FitResult, top: int) -> list[dict[str, Any]]:
+    """Modification indices; of an ESEM fit, none that involve its rotated blocks' factors.
+
+    Their value depends on how the unrotated solution is identified.
+    """
+    efa = {f for factors in result.spec.efa.values() for f in factors}
+    if not efa:
+        return modification_indices(result, top=top)
+    rows = modification_indices(result, top=None)
+    rows = [
+        r
+        for r in rows
+        if not (r["op"] == "=~" and r["lhs"] in efa)
+        and not (r["op"] == "~~" and (r["lhs"] in efa or r["rhs"] in efa))
+    ]
+    return rows[:top] if top else rows
 
 
 def step_block(

@@ -76,6 +76,9 @@ class Par:
     computed
         True for rows whose value follows from others (residual variances of ordered
         indicators in the delta parameterization).
+    efa
+        The exploratory block (``efa("set")``) of a loading; ``user`` is 7 for the rows fixed
+        to identify the unrotated solution of such a block (lavaan's convention).
     """
 
     id: int
@@ -92,6 +95,7 @@ class Par:
     col: int = 0
     computed: bool = False
     start: float = float("nan")
+    efa: str = ""
 
     def key(self) -> tuple[str, str, str, int]:
         """``(lhs, op, rhs, group)``: the identity of the row."""
@@ -246,8 +250,9 @@ def _group_rows(
         if s.op == "=~":
             is_first = s.lhs not in first_done
             first_done.add(s.lhs)
-            fix_marker = is_first and not std_lv
+            fix_marker = is_first and not std_lv and not s.efa
             r = add(s.lhs, "=~", s.rhs, free=not fix_marker, value=1.0 if fix_marker else np.nan)
+            r.efa = s.efa
             apply_modifier(r, s)
         elif s.op == "~":
             apply_modifier(add(s.lhs, "~", s.rhs, free=True, value=np.nan), s)
@@ -312,7 +317,39 @@ def _group_rows(
     for r in rows:
         if r.user and r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.ordered:
             r.computed = False
+    _efa_constraints(rows, statements)
     return rows
+
+
+def _efa_constraints(rows: list[Par], statements: list[Statement]) -> None:
+    """Identify the unrotated solution of each ``efa("set")`` block (lavaan 0.6-14).
+
+    The set's factors get unit variances and zero covariances among themselves, and factor
+    ``k`` (0-based, in the order written) its first ``k`` loadings fixed to 0 (the echelon
+    pattern of lav_partable_efa_constraints); those fixed rows get ``user = 7``. A factor
+    variance or covariance the user wrote keeps what the user wrote.
+    """
+    sets: dict[str, list[str]] = {}
+    for s in statements:
+        if s.op == "=~" and s.efa and s.lhs not in sets.setdefault(s.efa, []):
+            sets[s.efa].append(s.lhs)
+    for factors in sets.values():
+        for k, f in enumerate(factors):
+            var = next(r for r in rows if r.op == "~~" and r.lhs == f and r.rhs == f)
+            if var.user == 0:
+                var.free, var.value = 0, 1.0
+            loadings = [r for r in rows if r.op == "=~" and r.lhs == f]
+            if len(loadings) < k:
+                raise SyntaxError_(
+                    f"efa factor {f!r} has {len(loadings)} indicators, fewer than the {k} "
+                    "its block's echelon pattern fixes to 0"
+                )
+            for r in loadings[:k]:
+                r.free, r.value, r.user = 0, 0.0, 7
+        members = set(factors)
+        for r in rows:
+            if r.op == "~~" and r.lhs != r.rhs and {r.lhs, r.rhs} <= members and r.user == 0:
+                r.free, r.value, r.user = 0, 0.0, 7
 
 
 def _equal_type(r: Par, spec: _Model) -> str | None:

@@ -95,6 +95,8 @@ def delta_method(
 
 def _row_head(r: Any, multi: bool, block: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"lhs": r.lhs, "op": r.op, "rhs": r.rhs}
+    if getattr(r, "efa", ""):
+        row["efa"] = r.efa  # lavaan's efa column: the exploratory block of a loading
     if multi:
         if block:
             row["block"] = r.group

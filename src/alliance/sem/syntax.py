@@ -22,6 +22,7 @@ __all__ = [
     "Statement",
     "SyntaxError_",
     "builtin_models",
+    "efa_sets",
     "parse_syntax",
 ]
 
@@ -88,7 +89,8 @@ class Statement:
     """One parsed formula: ``lhs op rhs`` with the modifier of that term.
 
     Constraint statements (``op`` in :data:`CONSTRAINT_OPS`) keep the right-hand side as text in
-    ``rhs`` and compiled in ``expression`` (for ``<``/``>`` also ``lhs_expression``).
+    ``rhs`` and compiled in ``expression`` (for ``<``/``>`` also ``lhs_expression``). ``efa``
+    names the exploratory block of a loading written ``efa("set")*factor =~ item``.
     """
 
     lhs: str
@@ -98,6 +100,7 @@ class Statement:
     line: int = 0
     expression: Expression | None = None
     lhs_expression: Expression | None = None
+    efa: str = ""
 
 
 # --------------------------------------------------------------------------- expressions
@@ -378,28 +381,104 @@ def parse_syntax(model: str) -> list[Statement]:
                 raise SyntaxError_(f"line {line}: {op!r} needs two sides, got {text!r}")
             statements.append(_constraint(lhs, op, rhs_text, line, text))
             continue
-        if not re.fullmatch(NAME, lhs):
-            raise SyntaxError_(f"line {line}: invalid left-hand side {lhs!r} in {text!r}")
         if not rhs_text:
             raise SyntaxError_(f"line {line}: nothing on the right of {op!r} in {text!r}")
-        for term in _split_top(rhs_text, "+"):
-            term = term.strip()
-            if not term:
-                raise SyntaxError_(f"line {line}: empty term in {text!r}")
-            chunks = _split_top(term, "*")
-            name = chunks[-1].strip()
-            modifier = _parse_modifier(chunks[:-1], line) if len(chunks) > 1 else Modifier()
-            if op == "~" and name == "1":
-                statements.append(Statement(lhs, "~1", "", modifier, line))
-                continue
-            if not re.fullmatch(NAME, name):
-                raise SyntaxError_(f"line {line}: invalid variable name {name!r} in {text!r}")
-            if op == "|" and not re.fullmatch(r"t[0-9]+", name):
-                raise SyntaxError_(f"line {line}: thresholds are named t1, t2, ..., got {name!r}")
-            statements.append(Statement(lhs, op, name, modifier, line))
+        for factor, efa in _left_terms(lhs, op, line, text):
+            statements += _right_terms(factor, op, rhs_text, line, text, efa)
     if not statements:
         raise SyntaxError_("the model syntax holds no formulas")
     return statements
+
+
+_EFA_RE = re.compile(r"""efa\(\s*["']([^"']+)["']\s*\)""")
+
+
+def _left_terms(lhs: str, op: str, line: int, text: str) -> list[tuple[str, str]]:
+    """The factors on the left of a formula with their ``efa("set")`` block (or ``""``).
+
+    lavaan writes an exploratory block as ``efa("b")*f1 + efa("b")*f2 =~ x1 + ...``: several
+    factors on the left, each with the ``efa`` modifier, and the same indicators for each.
+    """
+    if re.fullmatch(NAME, lhs):
+        return [(lhs, "")]
+    if op != "=~" or ("+" not in lhs and "efa" not in lhs):
+        raise SyntaxError_(f"line {line}: invalid left-hand side {lhs!r} in {text!r}")
+    out: list[tuple[str, str]] = []
+    for term in _split_top(lhs, "+"):
+        chunks = [c.strip() for c in _split_top(term.strip(), "*")]
+        name, mods = chunks[-1], chunks[:-1]
+        if not re.fullmatch(NAME, name) or len(mods) != 1:
+            raise SyntaxError_(
+                f"line {line}: several factors on the left of '=~' form an exploratory "
+                f'block, each written efa("set")*name; got {term.strip()!r} in {text!r}'
+            )
+        m = _EFA_RE.fullmatch(mods[0])
+        if m is None:
+            raise SyntaxError_(
+                f"line {line}: only efa(\"set\") may modify a factor on the left of '=~', "
+                f"got {mods[0]!r} in {text!r}"
+            )
+        out.append((name, m.group(1)))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise SyntaxError_(f"line {line}: a factor is named twice on the left of {text!r}")
+    return out
+
+
+def _right_terms(
+    lhs: str, op: str, rhs_text: str, line: int, text: str, efa: str = ""
+) -> list[Statement]:
+    """The statements of one left-hand side and the terms on the right of its operator."""
+    statements: list[Statement] = []
+    for term in _split_top(rhs_text, "+"):
+        term = term.strip()
+        if not term:
+            raise SyntaxError_(f"line {line}: empty term in {text!r}")
+        chunks = _split_top(term, "*")
+        name = chunks[-1].strip()
+        modifier = _parse_modifier(chunks[:-1], line) if len(chunks) > 1 else Modifier()
+        if op == "~" and name == "1":
+            statements.append(Statement(lhs, "~1", "", modifier, line))
+            continue
+        if not re.fullmatch(NAME, name):
+            raise SyntaxError_(f"line {line}: invalid variable name {name!r} in {text!r}")
+        if op == "|" and not re.fullmatch(r"t[0-9]+", name):
+            raise SyntaxError_(f"line {line}: thresholds are named t1, t2, ..., got {name!r}")
+        statements.append(Statement(lhs, op, name, modifier, line, efa=efa))
+    return statements
+
+
+def efa_sets(statements: list[Statement]) -> dict[str, list[str]]:
+    """The exploratory (``efa("set")``) blocks of a model: set name -> its factors, in order.
+
+    Raises
+    ------
+    SyntaxError_
+        If a factor is in two sets, has loadings both inside and outside its set, or a set
+        holds one factor only (nothing to rotate).
+    """
+    sets: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
+    for s in statements:
+        if s.op != "=~":
+            continue
+        known = owner.get(s.lhs)
+        if known is not None and known != s.efa:
+            where = f"efa({known!r})" if known else "a plain '=~' formula"
+            raise SyntaxError_(
+                f"line {s.line}: factor {s.lhs!r} is in {where} and in "
+                + (f"efa({s.efa!r})" if s.efa else "a plain '=~' formula")
+            )
+        owner[s.lhs] = s.efa
+        if s.efa and s.lhs not in sets.setdefault(s.efa, []):
+            sets[s.efa].append(s.lhs)
+    for name, factors in sets.items():
+        if len(factors) < 2:
+            raise SyntaxError_(
+                f"efa({name!r}) holds one factor ({factors[0]}): an exploratory block needs two "
+                "or more factors to rotate (write a plain '=~' formula for one factor)"
+            )
+    return sets
 
 
 def model_variables(statements: list[Statement]) -> tuple[list[str], list[str]]:
@@ -457,9 +536,12 @@ def builtin_models(instrument: Any) -> dict[str, str]:
         correlated: Bordin's three factors for the WAI); for the WAI also
         ``two_factor`` (Bond vs Goal+Task; Falkenstrom, Hatcher & Holmqvist 2015);
         ``bifactor`` (a general factor plus the specific factors, all orthogonal; fit with
-        ``orthogonal=True`` semantics written out as ``0*`` covariances); and
+        ``orthogonal=True`` semantics written out as ``0*`` covariances);
         ``second_order`` (a general factor measured by the first-order factors) when there
-        are at least three first-order factors. With exactly three first-order factors the
+        are at least three first-order factors; and the exploratory SEM models ``esem``
+        (the instrument's factors as one ``efa("esem")`` block on all items, rotated) and
+        ``bifactor_esem`` (the same block with a general factor, rotated orthogonally to the
+        key as target; Morin, Arens & Marsh 2016). With exactly three first-order factors the
         second-order model is just-identified at the structural level (3 factor variances and
         3 covariances against 2 free second-order loadings, 1 second-order variance and 3
         disturbance variances), so its fit equals that of the correlated-factors model.
@@ -471,6 +553,10 @@ def builtin_models(instrument: Any) -> dict[str, str]:
     Falkenstrom, F., Hatcher, R. L., & Holmqvist, R. (2015). Confirmatory factor analysis of
     the patient version of the Working Alliance Inventory-Short Form Revised. Assessment,
     22(5), 581-593.
+    Morin, A. J. S., Arens, A. K., & Marsh, H. W. (2016). A bifactor exploratory structural
+    equation modeling framework for the identification of distinct sources of
+    construct-relevant psychometric multidimensionality. Structural Equation Modeling,
+    23(1), 116-139.
     """
     factors: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in instrument.factors.items()}
     items = [i for f in factors.values() for i in f]
@@ -493,4 +579,8 @@ def builtin_models(instrument: Any) -> dict[str, str]:
         lines = [f"{f} =~ " + " + ".join(v) for f, v in factors.items()]
         lines.append("general =~ " + " + ".join(factors))
         models["second_order"] = "\n".join(lines)
+    if len(factors) >= 2:
+        block = " + ".join(f'efa("esem")*{f}' for f in factors)
+        models["esem"] = f"{block} =~ " + " + ".join(items)
+        models["bifactor_esem"] = f'efa("esem")*general + {block} =~ ' + " + ".join(items)
     return models

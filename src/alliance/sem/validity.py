@@ -125,7 +125,8 @@ def omega_categorical(
     equation modeling: An alternative to coefficient alpha. Psychometrika, 74(1), 155-167.
     """
     r = truevar * np.outer(scales, scales)
-    sd = np.sqrt(np.diag(denom))
+    with np.errstate(invalid="ignore"):  # a Heywood case: nan, reported as unavailable
+        sd = np.sqrt(np.diag(denom))
     den = denom / np.outer(sd, sd)
     ts = [np.asarray(t, dtype=float) * s for t, s in zip(thresholds, scales, strict=True)]
     # all (item, threshold) x (item, threshold) cells at once
