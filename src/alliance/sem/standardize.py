@@ -36,6 +36,7 @@ def standardize(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@np.errstate(divide="ignore", invalid="ignore")  # a variance fixed to 0: nan/inf, as lavaan
 def standardize_group(spec: ModelSpec, x: np.ndarray, g: int, ks: np.ndarray) -> np.ndarray:
     """``std.all`` values of the table rows ``ks``, all of group ``g``.
 
