@@ -1,4 +1,4 @@
-"""Random-intercept cross-lagged panel models (RI-CLPM) as lavaan model syntax, fitted by the engine.
+"""Random-intercept cross-lagged panel models (RI-CLPM): lavaan model syntax, fitted by the engine.
 
 The RI-CLPM (Hamaker, Kuiper & Grasman 2015) splits each repeated measure into a stable
 between-person part (a random intercept with loadings 1 on every wave) and within-person
@@ -78,7 +78,7 @@ def wave_names(waves: Sequence[int]) -> tuple[list[str], list[str]]:
 def riclpm_syntax(
     waves: Sequence[int], *, constrain_lags: bool = False, detrend: bool = False
 ) -> str:
-    """lavaan syntax of the RI-CLPM for observed scores ``x{wave}`` and ``y{wave}``.
+    """The lavaan syntax of the RI-CLPM for observed scores ``x{wave}`` and ``y{wave}``.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def effect_rows(
     est = {(r["lhs"], r["rhs"]): r for r in parameters if r["op"] == "~"}
     std = {(r["lhs"], r["rhs"]): r for r in standardized if r["op"] == "~"}
     out: dict[str, Any] = {}
-    for name, (stem, lhs_p, rhs_p) in EFFECTS.items():
+    for name, (_, lhs_p, rhs_p) in EFFECTS.items():
         rows = []
         labels = []
         for prev, w in zip(ws[:-1], ws[1:], strict=True):
@@ -370,4 +370,3 @@ def _strip_inference(out: dict[str, Any]) -> None:
     out["equal_lags"]["lrt"] = None
     out["equal_lags"].setdefault("wald_reason", "the reported model is not usable")
     out["equal_lags"].setdefault("lrt_reason", "the reported model is not usable")
-

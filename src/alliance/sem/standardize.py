@@ -105,6 +105,7 @@ def _defined_std(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@np.errstate(invalid="ignore")  # inf - inf in the Jacobian of a variance-0 latent's mean
 def standardized_rows(result: FitResult, level: float = 0.95) -> list[dict[str, Any]]:
     """Lavaan ``standardizedSolution(type = "std.all")`` rows with delta-method SEs.
 

@@ -850,7 +850,9 @@ def wald_test(result: FitResult, constraints: str | Sequence[str]) -> dict[str, 
     54(3), 426-482.
     """
     if result.cov is None:
-        raise ValueError("a Wald test needs the covariance matrix of the estimates; the fit has none")
+        raise ValueError(
+            "a Wald test needs the covariance matrix of the estimates; the fit has none"
+        )
     text = [constraints] if isinstance(constraints, str) else list(constraints)
     statements = [
         part.strip() for chunk in text for line in chunk.splitlines() for part in line.split(";")
