@@ -26,11 +26,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.estimate import FitResult
-from alliance.sem.fitmeasures import fit_measures
+from alliance.sem.fitmeasures import fit_block, fit_measures
 from alliance.sem.fitting import check_args, fit_model
 from alliance.sem.model import ModelSpec
 from alliance.sem.output import clean, fit_meta, result_dict
 from alliance.sem.samplestats import prepare_sample
+from alliance.sem.solution import parameter_rows
+from alliance.sem.standardize import standardized_rows
 from alliance.sem.teststats import lrt_table, wald_test
 from alliance.sem.validity import admissibility
 
@@ -279,9 +281,11 @@ def fit_riclpm(
         ``fit_all``, ``parameters``, ``standardized``, ``status``), ``effects``
         (:func:`effect_rows`), ``equal_lags`` (``wald``: lavTestWald of
         :func:`equal_lag_constraints` on the free model; ``lrt``: lavTestLRT of the free
-        and the constrained model) and ``usable`` (converged and admissible). A fit that is
-        not usable keeps its estimates for diagnosis but gets no fit indices, no tests and
-        no inference on its effects (its reasons are in ``status.issues``).
+        and the constrained model), ``usable`` (converged and admissible) and
+        ``other_model`` (the model not asked for: ``constrain_lags``, ``usable``,
+        ``status``, ``fit`` and ``effects``). A fit that is not usable keeps its estimates
+        for diagnosis but gets no fit indices, no tests and no inference on its effects
+        (its reasons are in ``status.issues``).
 
     Raises
     ------
@@ -322,51 +326,66 @@ def fit_riclpm(
         )
     with threadpool_limits(limits=1, user_api="blas"):
         out = result_dict(main, meta=meta, details=False, level=level)
-        status = {c: admissibility(f) for c, f in fits.items()}
+        status = {c: clean(admissibility(f)) for c, f in fits.items()}
         usable = {c: bool(f.converged and status[c]["admissible"]) for c, f in fits.items()}
-        out["status"] = clean(status[constrain_lags])
+        out["status"] = status[constrain_lags]
         out["usable"] = usable[constrain_lags]
         out["effects"] = clean(effect_rows(main, ws, out["parameters"], out["standardized"]))
-        out["equal_lags"] = _equal_lag_tests(fits, usable, ws)
-    if not out["usable"]:
-        _strip_inference(out)
+        other = fits[not constrain_lags]
+        measures = {constrain_lags: out["fit_all"], not constrain_lags: fit_measures(other)}
+        out["other_model"] = {
+            "constrain_lags": not constrain_lags,
+            "usable": usable[not constrain_lags],
+            "status": status[not constrain_lags],
+            "fit": clean(fit_block(other, measures[not constrain_lags])),
+            "effects": clean(
+                effect_rows(
+                    other, ws, parameter_rows(other, level), standardized_rows(other, level)
+                )
+            ),
+        }
+        out["equal_lags"] = _equal_lag_tests(fits, usable, measures, ws)
+    for block, ok in ((out, out["usable"]), (out["other_model"], out["other_model"]["usable"])):
+        if not ok:
+            _strip_inference(block)
+    if not (usable[False] and usable[True]):
+        out["equal_lags"]["lrt"] = None
+        out["equal_lags"]["lrt_reason"] = "a model of the comparison is not usable (its status)"
+    if not usable[False]:
+        out["equal_lags"]["wald"] = None
+        out["equal_lags"]["wald_reason"] = "the model with free lags is not usable (its status)"
     return out
 
 
 def _equal_lag_tests(
-    fits: dict[bool, FitResult], usable: dict[bool, bool], waves: list[int]
+    fits: dict[bool, FitResult],
+    usable: dict[bool, bool],
+    measures: dict[bool, dict[str, Any]],
+    waves: list[int],
 ) -> dict[str, Any]:
     """Wald test on the free model and LR test free vs constrained (only usable fits)."""
     constraints = equal_lag_constraints(waves)
-    out: dict[str, Any] = {"constraints": constraints}
+    out: dict[str, Any] = {"constraints": constraints, "wald": None, "lrt": None}
     if usable[False] and fits[False].cov is not None:
         out["wald"] = clean(wald_test(fits[False], constraints))
-    else:
-        out["wald"] = None
-        out["wald_reason"] = "the model with free lags is not usable (see its status)"
     if usable[False] and usable[True]:
-        measures = [fit_measures(fits[c]) for c in (False, True)]
-        lrt = lrt_table([fits[False], fits[True]], ["free_lags", "equal_lags"], measures)
+        lrt = lrt_table(
+            [fits[False], fits[True]],
+            ["free_lags", "equal_lags"],
+            [measures[False], measures[True]],
+        )
         out["lrt"] = clean(lrt)
-    else:
-        out["lrt"] = None
-        out["lrt_reason"] = "a model of the comparison is not usable (see the statuses)"
-    out["free_lags_status"] = clean(admissibility(fits[False]))
-    out["equal_lags_status"] = clean(admissibility(fits[True]))
     return out
 
 
-def _strip_inference(out: dict[str, Any]) -> None:
-    """An unusable fit: no fit indices, no tests, no intervals on its effects."""
-    out["fit"] = {}
-    out["fit_all"] = {}
-    for block in out["effects"].values():
-        for row in block["waves"]:
+def _strip_inference(block: dict[str, Any]) -> None:
+    """An unusable fit: no fit indices and no tests or intervals on its effects."""
+    block["fit"] = {}
+    if "fit_all" in block:
+        block["fit_all"] = {}
+    for effect in block["effects"].values():
+        for row in effect["waves"]:
             for key in ("se", "z", "pvalue", "ci.lower", "ci.upper"):
                 row[key] = None
             for key in ("std.se", "std.ci.lower", "std.ci.upper"):
                 row[key] = None
-    out["equal_lags"]["wald"] = None
-    out["equal_lags"]["lrt"] = None
-    out["equal_lags"].setdefault("wald_reason", "the reported model is not usable")
-    out["equal_lags"].setdefault("lrt_reason", "the reported model is not usable")
