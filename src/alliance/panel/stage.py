@@ -181,11 +181,10 @@ def wide_panel(
     Returns
     -------
     (DataFrame, dict)
-        The panel (a plain row index: no identifiers) and ``info``: ``waves``, ``patients`` (
-        with at least one score in the waves), ``patients_without_scores`` (in the table but
-        without a score in the waves: left out),
-        ``rows`` used, ``rows_outside_waves`` and ``observed`` (patients with x and with y,
-        per wave).
+        The panel (a plain row index: no identifiers) and ``info``: ``waves``, ``patients``
+        (with at least one score in the waves), ``patients_without_scores`` (in the table but
+        without a score in the waves: left out), ``rows`` used, ``rows_outside_waves`` and
+        ``observed`` (patients with x and with y, per wave).
 
     Raises
     ------
