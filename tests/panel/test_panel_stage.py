@@ -205,3 +205,49 @@ def test_wave_without_scores_is_refused():
     )
     with pytest.raises(ValueError, match="wave 2 has no x scores"):
         wide_panel(long)
+
+
+def test_summary_section_and_methods(tmp_path):
+    from alliance.panel.summary import panel_methods
+    from alliance.report import panel_section
+
+    tables = _tables(pd.read_csv(PANEL))
+    fitted = run_panel(tables, tmp_path / "sim" / "panel", {"estimator": "ML"})
+    long = pd.read_csv(PANEL)
+    short = long[long["session"] <= 2]
+    run_panel(_tables(short), tmp_path / "short" / "panel", {})
+    text, warnings = panel_section(tmp_path, ["sim", "short", "absent"])
+    assert warnings == []
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(lines) == 3  # header, two datasets
+    r = fitted["effects"]["cross_x_to_y"]["waves"][0]
+    assert f"{r['est']:.2f} [{r['ci.lower']:.2f}, {r['ci.upper']:.2f}]" in lines[1]
+    sd = long["alliance"].std(ddof=1)
+    assert fitted["scales"]["x_sd"] == pytest.approx(sd)
+    assert f"{r['est'] * sd:.2f} [" in lines[1] and "(-)" in lines[1]  # no session model
+    assert "skipped: fewer than 3 consecutive sessions" in lines[2] and "nan" not in lines[2]
+    assert "How this differs from the session model" in text and "Hamaker" in text
+    methods = panel_methods({"panel": {"enabled": True, "settings": {"waves": [1, 2, 3]}}})
+    assert "sessions 1, 2, 3" in methods and "MLR (Huber-White" in methods
+    assert "held equal over the sessions" in methods
+    assert panel_methods({"panel": {"enabled": False}}) == ""
+
+
+def test_unusable_fit_is_a_warning_without_numbers(tmp_path, rng):
+    from alliance.report import panel_section
+
+    e, f = rng.standard_normal((60, 6)), rng.standard_normal((60, 6))
+    x, y = e[:, 1:] - e[:, :-1], f[:, 1:] - 0.9 * f[:, :-1]
+    ids = np.repeat([f"P{i}" for i in range(60)], 5)
+    waves = np.tile(np.arange(1, 6), 60)
+    long = pd.DataFrame(
+        {"patient": ids, "session": waves, "alliance": x.ravel(), "symptoms": y.ravel()}
+    )
+    result = run_panel(_tables(long), tmp_path / "bad" / "panel", {"estimator": "ML"})
+    assert result["state"] == "not_usable"
+    assert "negative variances (Heywood case)" in result["reason"]
+    table = pd.read_csv(tmp_path / "bad" / "panel" / "effects.csv")
+    assert table["se"].isna().all() and not table["usable"].any()
+    text, warnings = panel_section(tmp_path, ["bad"])
+    assert warnings and "not usable: negative variances" in warnings[0]
+    assert "not usable" in text and "chi2" not in text

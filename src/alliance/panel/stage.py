@@ -433,7 +433,10 @@ def run_panel(
         not_estimated_figure(name, str(err), out / "lagged_paths")
         return result
     result = {**head, **result}
-    result["data"] = {"x": f"{s['rater']} {s['score']}", "y": s["measure"], **info}
+    result["data"] = {"x": f"alliance ({s['rater']} {s['score']})", "y": s["measure"], **info}
+    # SDs over all patient-sessions: an effect times x_sd is per SD of the session alliance,
+    # the unit of the session model (alliance.bayes.data.session_data)
+    result["scales"] = {v: float(long[v[0]].std(ddof=1)) for v in ("x_sd", "y_sd")}
     result["state"] = "fitted" if result["usable"] else "not_usable"
     if not result["usable"]:
         result["reason"] = "; ".join(result["status"]["issues"])
