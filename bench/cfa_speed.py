@@ -121,7 +121,7 @@ def load(
     ValueError
         If ``model`` is neither a file nor a built-in model of an ingested dataset.
     """
-    from alliance.cfa_stage import model_syntax, read_cfa_data
+    from alliance.cfa.stage import model_syntax, read_cfa_data
 
     frame, instrument, _ = read_cfa_data(data, session=session, rater=rater)
     path = Path(model)
@@ -164,8 +164,9 @@ def fit_functions(
     ValueError
         For ordered items with ML/MLR (as ``fit_cfa``).
     """
-    from alliance.sem.api import fit_cfa, fit_model
     from alliance.sem.wlsmv import fit_wlsmv_model
+
+    from alliance.sem.api import fit_cfa, fit_model
 
     if estimator == "WLSMV":
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from alliance.simulate_sites import simulate_sites
+from alliance.simulate.sites import simulate_sites
 from bench.common import Context, Row, clean_env, register, run_measured
 
 ROWS_PER_PATIENT = 8.5  # client rows per simulated patient (12 sessions less dropout), about
@@ -39,11 +39,11 @@ def make_input(workdir: Path, n_rows: int, seed: int) -> Path:
 def worker(codebook: Path, out_dir: Path) -> dict[str, float]:
     """Ingest one codebook in this process; return timings (s) and peak RSS (MiB).
 
-    ``read_apply_s`` is :func:`alliance.ingest.ingest` (read, validate, tidy, quarantine);
+    ``read_apply_s`` is :func:`alliance.data.ingest.ingest` (read, validate, tidy, quarantine);
     ``write_s`` writes the Parquet tables; imports are excluded from both. Memory is the
     process's peak resident set (``VmHWM``), the baseline is taken after the imports.
     """
-    from alliance.ingest import ingest
+    from alliance.data.ingest import ingest
 
     baseline = _vm_hwm_mib()
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def _vm_hwm_mib() -> float:
 
 @register("ingest", order=20, description="ingest rows/s and peak memory by rows")
 def ingest_speed(ctx: Context) -> list[Row]:
-    """Time ``alliance.ingest`` on 1k, 10k and 100k rows, each in a fresh process."""
+    """Time ``alliance.data.ingest`` on 1k, 10k and 100k rows, each in a fresh process."""
     rows: list[Row] = []
     for n in sorted(set(ctx.ingest_rows)):
         codebook = make_input(ctx.workdir, n, ctx.seed)

@@ -21,8 +21,8 @@ def demo_site(site: str, workdir: Path) -> Path:
     done = ROOT / "results" / site
     if (done / "scores" / "scores.parquet").is_file():
         return done
-    from alliance.ingest import ingest_to
-    from alliance.pipeline import score_dataset
+    from alliance.data.ingest import ingest_to
+    from alliance.describe.stage import score_dataset
 
     out = workdir / site
     ingest_to(ROOT / "config" / "codebooks" / f"{site}.yaml", out / "ingest")

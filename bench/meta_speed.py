@@ -95,8 +95,8 @@ def time_metafor(data: dict[str, np.ndarray], repeat: int, timeout: int = 1800) 
 
 def benchmark(n_effects: int, n_clusters: int, repeat: int, metafor: str, seed: int) -> dict:
     """Median seconds per three-level fit here (and with metafor), plus the extras."""
-    from alliance.meta_multilevel import profile_ci, rma_mv
-    from alliance.meta_robust import robust_rma_mv
+    from alliance.meta.multilevel import profile_ci, rma_mv
+    from alliance.meta.robust import robust_rma_mv
 
     data = simulate(n_effects, n_clusters, seed)
     args = (data["yi"], data["vi"], data["cluster"], data["study"])

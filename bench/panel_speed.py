@@ -25,11 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.cfa_speed import clock
 from bench.common import Context, Row, package_version, register
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ cat(sprintf("{\"lavaan\": \"%s\", \"core_s\": %.6f, \"full_s\": %.6f}\n",
 
 def wide_panel() -> Any:
     """The reference panel as one row per patient (x: alliance, y: symptoms)."""
-    from alliance.panel.stage import long_panel, read_long_table, wide_panel
+    from alliance.panel.data import long_panel, read_long_table, wide_panel
 
     frame, where = read_long_table(PANEL)
     long = long_panel(
@@ -76,17 +76,6 @@ def wide_panel() -> Any:
         where=where,
     )  # fmt: skip
     return wide_panel(long, WAVES)[0]
-
-
-def clock(function: Callable[[], Any], repeat: int) -> float:
-    """Median seconds of ``repeat`` calls after one untimed warm-up call."""
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_lavaan(wide: Any, repeat: int, timeout: int = 900) -> dict[str, Any]:
@@ -145,8 +134,8 @@ def benchmark(repeat: int, lavaan: str = "auto") -> dict[str, Any]:
     record: dict[str, Any] = {
         "patients": len(wide),
         "waves": len(WAVES),
-        "core_s": clock(core, repeat),
-        "full_s": clock(full, repeat),
+        "core_s": statistics.median(clock(core, repeat)),
+        "full_s": statistics.median(clock(full, repeat)),
     }
     if lavaan != "no":
         lav = time_lavaan(wide, repeat)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alliance.simulate_sites import simulate_sites
+from alliance.simulate.sites import simulate_sites
 from bench.common import (
     ROOT,
     Context,
@@ -115,10 +115,10 @@ def profile_dry_run(project: Path, out_dir: Path) -> str:
     stats = pstats.Stats(str(prof))
     wanted = {
         ("common.smk", "<module>"): "common.smk (config validation, codebook loading)",
-        ("codebook.py", "load_codebook"): "alliance.codebook.load_codebook",
-        ("schemas.py", "read_yaml"): "alliance.schemas.read_yaml (PyYAML)",
-        ("schemas.py", "validate_document"): "alliance.schemas.validate_document (jsonschema)",
-        ("instruments.py", "load_instrument"): "alliance.instruments.load_instrument",
+        ("codebook.py", "load_codebook"): "alliance.data.codebook.load_codebook",
+        ("schemas.py", "read_yaml"): "alliance.data.schemas.read_yaml (PyYAML)",
+        ("schemas.py", "validate_document"): "alliance.data.schemas.validate_document (jsonschema)",
+        ("instruments.py", "load_instrument"): "alliance.data.instruments.load_instrument",
         ("workflow.py", "_build_dag"): "snakemake Workflow._build_dag",
         ("dag.py", "update"): "snakemake DAG.update (job/file matching)",
         ("rules.py", "is_producer"): "snakemake Rule.is_producer (output regex matching)",
@@ -222,7 +222,7 @@ def pipeline_scale(ctx: Context) -> list[Row]:
                 label,
                 wall_s=elapsed,
                 per_unit=f"{1000 * elapsed / n:,.0f} ms/site",
-                notes="alliance.simulate_sites, 100 patients/site, in-process; config "
+                notes="alliance.simulate.sites, 100 patients/site, in-process; config "
                 f"overrides {overrides}",
             )
         )
@@ -420,8 +420,8 @@ def demo_run(ctx: Context) -> list[Row]:
 
 def pooled_project(workdir: Path, n_sites: int, seed: int) -> Path:
     """Simulate, ingest and pool ``n_sites`` sites; return the pooled ingest folder."""
-    from alliance.ingest import ingest_to
-    from alliance.pool import pool_to
+    from alliance.data.ingest import ingest_to
+    from alliance.data.pool import pool_to
 
     project = workdir / f"pooled_{n_sites}"
     if project.exists():
@@ -441,7 +441,7 @@ def pooled_project(workdir: Path, n_sites: int, seed: int) -> Path:
 def pooled_scale(ctx: Context) -> list[Row]:
     """Time the invariance ladder across ``dataset`` on the pooled data of N sites.
 
-    Runs ``alliance.cfa_stage.run_invariance`` (the ``cfa_invariance`` rule's call; the
+    Runs ``alliance.cfa.stage.run_invariance`` (the ``cfa_invariance`` rule's call; the
     correlated three-factor model) in a worker process per size, with a timeout
     (``--option pooled_timeout=900``); sizes from ``--option pooled_sites=10,50,200``;
     estimators from ``--option pooled_estimator=WLSMV,MLR`` (both by default: about 3 min).
@@ -524,7 +524,7 @@ def _invariance_rows(
 
 def _invariance_worker(pooled: Path, estimator: str) -> dict[str, Any]:
     """Run the invariance ladder on a pooled folder; return seconds, rows, status."""
-    from alliance.cfa_stage import read_cfa_data, run_invariance
+    from alliance.cfa.stage import read_cfa_data, run_invariance
 
     data, _instrument, _sample = read_cfa_data(pooled, session=3, rater="client")
     start = time.perf_counter()

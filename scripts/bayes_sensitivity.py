@@ -1,6 +1,6 @@
 """Snakemake adapter: how much each key estimate moves when the prior scales change."""
 
-from alliance.bayes_sensitivity import sensitivity_table
+from alliance.bayes.sensitivity import sensitivity_table
 from alliance.runlog import log_to
 from alliance.tables import write_csv
 

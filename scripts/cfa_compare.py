@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import compare, write_json
+from alliance.cfa.stage import compare
+from alliance.jsonio import write_json
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
@@ -15,5 +16,5 @@ result = compare(
     rater=snakemake.params.rater,
     std_lv=snakemake.params.std_lv,
 )
-write_json(result, snakemake.output.comparison)
+write_json(snakemake.output.comparison, result)
 log.info("compared %s models, %s nested tests", len(result["results"]), len(result["tests"]))

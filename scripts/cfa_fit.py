@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import run_cfa, write_json
+from alliance.cfa.stage import run_cfa
+from alliance.jsonio import write_json
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
@@ -15,5 +16,5 @@ result = run_cfa(
     rater=snakemake.params.rater,
     std_lv=snakemake.params.std_lv,
 )
-write_json(result, snakemake.output.fit)
+write_json(snakemake.output.fit, result)
 log.info("converged: %s; %s s", result.get("converged"), result.get("elapsed_s"))

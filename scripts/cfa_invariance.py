@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import run_invariance, write_json
+from alliance.cfa.stage import run_invariance
+from alliance.jsonio import write_json
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
@@ -18,5 +19,5 @@ ladder = run_invariance(
     collapse_empty_categories=snakemake.params.collapse_empty_categories,
     std_lv=snakemake.params.std_lv,
 )
-write_json(ladder, snakemake.output.invariance)
+write_json(snakemake.output.invariance, ladder)
 log.info("invariance across %s: %s", snakemake.wildcards.group, ladder["status"])

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from alliance.cfa_stage import write_cfa_report, write_invariance_report
-from alliance.pipeline import read_ingested
+from alliance.cfa.stage import write_cfa_report, write_invariance_report
+from alliance.data.tidy import read_ingested
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -1,6 +1,6 @@
 """Snakemake adapter: a dataset's alliance-outcome partial correlation (r, n) for pooling."""
 
-from alliance.effects import write_dataset_effect
+from alliance.meta.effects import write_dataset_effect
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.pipeline import describe_dataset_dir
+from alliance.describe.stage import describe_dataset_dir
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.ingest import ingest_to
+from alliance.data.ingest import ingest_to
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

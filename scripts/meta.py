@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.meta_stage import run_meta
+from alliance.meta.stage import run_meta
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance.panel import run_panel
+from alliance.panel.stage import run_panel
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.pool import pool_to
+from alliance.data.pool import pool_to
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -1,8 +1,8 @@
 """Snakemake adapter: results/provenance.json (input hashes, config, commit, versions, timings)."""
 
-import json
 from pathlib import Path
 
+from alliance.jsonio import write_json
 from alliance.provenance import collect_provenance
 from alliance.runlog import log_to
 
@@ -13,5 +13,5 @@ record = collect_provenance(
     project_root=Path.cwd(),
     benchmarks=snakemake.input.benchmarks,
 )
-Path(snakemake.output.provenance).write_text(json.dumps(record, indent=1, sort_keys=True))
+write_json(snakemake.output.provenance, record)
 log.info("provenance of %s inputs written", len(snakemake.input.inputs))

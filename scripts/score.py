@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.pipeline import score_dataset
+from alliance.describe.stage import score_dataset
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.report import write_summary
+from alliance.report.summary import write_summary
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])

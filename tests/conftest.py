@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.instruments import Instrument, load_instrument
+from alliance.data.instruments import Instrument, load_instrument
 
 SEED = 20261125
 DATA = Path(__file__).parent / "data"
@@ -108,8 +108,8 @@ def demo_results(tmp_path_factory):
     """
     from pathlib import Path
 
-    from alliance.ingest import ingest_to
-    from alliance.pipeline import score_dataset
+    from alliance.data.ingest import ingest_to
+    from alliance.describe.stage import score_dataset
 
     root = Path(__file__).resolve().parents[1]
     built: dict[str, Path] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance.instruments import load_instrument
+from alliance.data.instruments import load_instrument
 from alliance.sem.model import builtin_models
 
 WAI = load_instrument("wai_sr")

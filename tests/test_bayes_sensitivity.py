@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from alliance.bayes_sensitivity import sensitivity_table
+from alliance.bayes.sensitivity import sensitivity_table
 
 
 def write_summary(path, mean, sd=0.1):

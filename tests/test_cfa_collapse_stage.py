@@ -13,8 +13,8 @@ import pandas as pd
 import yaml
 from snakemake.utils import validate
 
-from alliance.cfa_stage import run_invariance, write_invariance_report
-from alliance.report import _cfa_methods, cfa_section
+from alliance.cfa.stage import run_invariance, write_invariance_report
+from alliance.report.summary import _cfa_methods, cfa_section
 
 ROOT = Path(__file__).parents[1]
 RAW = ROOT / "tests" / "data" / "lavaan" / "collapse" / "wai_empty.csv"

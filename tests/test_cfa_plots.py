@@ -11,10 +11,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from alliance import cfa_plots as p
-from alliance import cfa_tables as t
-from alliance.instruments import load_instrument
-from alliance.plots import DOUBLE_COLUMN, DPI, SINGLE_COLUMN
+from alliance.cfa import plots as p
+from alliance.cfa import tables as t
+from alliance.data.instruments import load_instrument
+from alliance.figures import DOUBLE_COLUMN, DPI, SINGLE_COLUMN
 
 DATA = Path(__file__).parent / "data" / "cfa_examples"
 MODELS = ("one_factor", "two_factor", "correlated", "bifactor", "second_order")

@@ -1,7 +1,7 @@
 """Rater invariance in the workflow (issue 3): the client vs therapist ladder of demo site_a.
 
 The sample is built from the committed demo data (``demo_results`` ingests site_a afresh) by
-:func:`alliance.cfa_stage.invariance_sample`: one row per patient x rater at session 3, client
+:func:`alliance.cfa.stage.invariance_sample`: one row per patient x rater at session 3, client
 first. ``tests/data/lavaan/rater_site_a/rater_site_a.csv`` is that sample as lavaan saw it
 (688 rows: since issue 14 a bad answer quarantines its cell, so A0032's session-3 client row,
 source row 487 with wai_10 = 3.5, is kept with wai_10 missing) and
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.cfa_stage import DEPENDENCE_NOTE, invariance_sample, run_invariance
+from alliance.cfa.stage import DEPENDENCE_NOTE, invariance_sample, run_invariance
 
 REF_DIR = Path(__file__).parent / "data" / "lavaan" / "rater_site_a"
 REF = json.loads((REF_DIR / "lavaan_rater_invariance.json").read_text())

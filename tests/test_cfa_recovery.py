@@ -7,7 +7,7 @@ one-row-per-patient sample (client ratings at session 3, :func:`read_cfa_data`) 
 Bordin's three correlated factors (``correlated``). Checked parameters: the 12 standardized
 loadings and the 3 factor correlations per site, 45 in all.
 
-What the truth refers to (``alliance.simulate``): ``wai_sr.loadings`` are standardized
+What the truth refers to (``alliance.simulate.demo``): ``wai_sr.loadings`` are standardized
 loadings of the *latent response variables* y* (before the 1-5 categories), factors with
 variance 1 over all sessions, and ``factor_correlations`` hold at every level. That is the
 scale of WLSMV's ``est.std`` for ordered items (delta parameterization, var(y*) = 1), so
@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alliance.cfa_stage import model_syntax, read_cfa_data
-from alliance.ingest import ingest_to
+from alliance.cfa.stage import model_syntax, read_cfa_data
+from alliance.data.ingest import ingest_to
 from alliance.sem.api import fit_cfa
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.cfa_stage import compare, model_syntax, run_cfa, run_invariance, write_json
+from alliance.cfa.stage import compare, model_syntax, run_cfa, run_invariance
 from alliance.cli import main
-from alliance.instruments import load_instrument
+from alliance.data.instruments import load_instrument
+from alliance.jsonio import write_json
 
 LAVAAN = Path(__file__).parent / "data" / "lavaan"
 
@@ -75,7 +76,7 @@ def test_failures_are_statuses_not_crashes(tmp_path, rng):
     result = run_cfa(folder, str(lav), "MLR")
     assert result["status"]["ok"] is False
     assert "not_an_item" in result["status"]["error"]
-    write_json(result, tmp_path / "bad.json")  # still writable
+    write_json(tmp_path / "bad.json", result)  # still writable
     ladder = run_invariance(folder, "correlated", "no_such_column", "MLR")
     assert ladder["status"]["ok"] is False
     assert "no_such_column" in ladder["status"]["error"]
@@ -91,7 +92,7 @@ def write_ml_fits(tmp_path, folder, models):
     files = {}
     for model in models:
         files[model] = tmp_path / f"{model}.json"
-        write_json(run_cfa(folder, model, "ML", missing="listwise"), files[model])
+        write_json(files[model], run_cfa(folder, model, "ML", missing="listwise"))
     return files
 
 
@@ -111,7 +112,7 @@ def test_comparison_tests_only_nested_pairs(tmp_path, rng):
 def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
     from small_samples import not_converged_fit
 
-    from alliance.cfa_stage import read_cfa_data
+    from alliance.cfa.stage import read_cfa_data
 
     folder = write_ingested(tmp_path, rng, factor_corr=0.6)
     files = write_ml_fits(tmp_path, folder, ("one_factor", "correlated", "second_order"))
@@ -120,7 +121,7 @@ def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
     bifactor = not_converged_fit(rows, "bifactor", estimator="ML", missing="listwise")
     assert bifactor["converged"] is False and bifactor["fit"]["chisq"] is not None
     files["bifactor"] = tmp_path / "bifactor.json"
-    write_json(bifactor, files["bifactor"])
+    write_json(files["bifactor"], bifactor)
     result = compare(files, folder, "ML", missing="listwise")
     tests = {(t["restricted"], t["general"]): t for t in result["tests"]}
     assert set(tests) == {("one_factor", "correlated"), ("second_order", "bifactor")}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alliance import cfa_tables as t
+from alliance.cfa import tables as t
+from alliance.tables import write_table
 
 DATA = Path(__file__).parent / "data" / "cfa_examples"
 MODELS = ("one_factor", "two_factor", "correlated", "bifactor", "second_order")
@@ -226,7 +227,7 @@ def test_chen_decision_flags_non_invariance() -> None:
 def test_writers(site, tmp_path: Path) -> None:
     est, results = site
     df = t.fit_comparison_table(results, est)
-    files = t.write_table(df, tmp_path / "tables" / "fit")
+    files = write_table(df, tmp_path / "tables" / "fit")
     assert [f.name for f in files] == ["fit.csv", "fit.md"]
     md = files[1].read_text()
     assert md.startswith(f"**Fit of the competing CFA models ({est})**")

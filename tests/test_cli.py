@@ -17,6 +17,26 @@ def test_every_subcommand_documents_every_option():
                 assert action.help, f"{name} {action.dest} has no help"
 
 
+def test_each_stage_builds_its_own_subcommands():
+    """One small parser builder per stage (alliance.cli.<stage>), in the order of the workflow."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    builders = {name: p.get_default("func").__module__ for name, p in sub.choices.items()}
+    assert builders == {
+        "simulate": "alliance.cli.simulate",
+        "ingest": "alliance.cli.data",
+        "score": "alliance.cli.describe",
+        "describe": "alliance.cli.describe",
+        "cfa": "alliance.cli.cfa",
+        "bayes": "alliance.cli.bayes",
+        "process": "alliance.cli.process",
+        "process-bayes": "alliance.cli.process",
+        "meta": "alliance.cli.meta",
+        "verify": "alliance.cli.verify",
+    }
+    assert list(builders) == list(sub.choices)
+
+
 def test_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ingest", "--help"])
@@ -86,7 +106,7 @@ def test_input_errors_are_one_line_exit_2(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback_of_an_input_error(tmp_path, monkeypatch):
-    from alliance.ingest import IngestError
+    from alliance.data.ingest import IngestError
 
     (tmp_path / "empty.csv").write_text("")
     codebook = _tiny_export(tmp_path)
@@ -99,12 +119,12 @@ def test_debug_shows_the_traceback_of_an_input_error(tmp_path, monkeypatch):
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    import alliance.ingest
+    import alliance.data.ingest
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not bad input")
 
-    monkeypatch.setattr(alliance.ingest, "ingest_to", broken)
+    monkeypatch.setattr(alliance.data.ingest, "ingest_to", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["ingest", str(_tiny_export(tmp_path)), "--out", str(tmp_path / "o")])
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.describe import describe_dataset, describe_items, one_row_per_patient
+from alliance.describe.items import describe_dataset, describe_items, one_row_per_patient
 
 
 def test_category_counts_and_shares(items_table, wai_sr):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from factor_analyzer.factor_analyzer import calculate_kmo
 
-from alliance.efa import (
+from alliance.describe.efa import (
     bartlett_sphericity,
     correlation_matrix,
     exploratory_factor_analysis,
@@ -271,7 +271,7 @@ def test_heywood_case_is_flagged(rng):
 
 
 def test_heywood_warnings_boundaries():
-    from alliance.efa import heywood_warnings
+    from alliance.describe.efa import heywood_warnings
 
     out = heywood_warnings(pd.Series({"a": 0.999, "b": 1.0, "c": 1.013, "d": np.nan}))
     assert [w.split(":")[0] for w in out] == ["a Heywood case", "an ultra-Heywood case"]

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.effects import dataset_effect, partial_correlation
+from alliance.meta.effects import dataset_effect, partial_correlation
 
 
 def test_partial_correlation_recovers_known_value(rng):

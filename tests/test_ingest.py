@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alliance.codebook import CodebookError, load_codebook
-from alliance.ingest import IngestError, classify, ingest, ingest_to
-from alliance.schemas import SchemaError
+from alliance.data.codebook import CodebookError, load_codebook
+from alliance.data.ingest import IngestError, classify, ingest, ingest_to
+from alliance.data.schemas import SchemaError
 
 ITEMS = [f"Q{i}" for i in range(1, 13)]
 

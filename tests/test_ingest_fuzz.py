@@ -1,6 +1,6 @@
 """Fuzzing the ingest readers (issue 14): never a traceback, never a lost or invented record.
 
-Every generated export must either stop with an :class:`~alliance.ingest.IngestError` (the
+Every generated export must either stop with an :class:`~alliance.data.ingest.IngestError` (the
 CLI's exit 2) or ingest with ``rows_in == physical data records == rows_kept +
 rows_quarantined``, each record kept or quarantined under the number of the line it starts on
 minus one. The physical records are counted by the test from what it wrote, not by the reader.
@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alliance.ingest import IngestError, ingest
-from alliance.readers import EXACT_FLOAT_INT, float_text
+from alliance.data.ingest import IngestError, ingest
+from alliance.data.readers import EXACT_FLOAT_INT, float_text
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "site_a.csv"
 ITEMS = [f"Q{k}" for k in range(1, 13)]

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from alliance.instruments import builtin_instruments, is_builtin, load_instrument
-from alliance.schemas import SchemaError
+from alliance.data.instruments import builtin_instruments, is_builtin, load_instrument
+from alliance.data.schemas import SchemaError
 
 
 def test_wai_sr_key_matches_hatcher_gillaspy_2006():

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
+from alliance.meta import pooling as meta
+from alliance.meta.analysis import pool_effects
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 # metafor and this module run the same algorithms (Fisher scoring with metafor's threshold,
@@ -40,7 +41,7 @@ def molloy_mods() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def pooled(molloy: pd.DataFrame) -> dict:
-    return meta.pool_effects(molloy)
+    return pool_effects(molloy)
 
 
 def assert_close(ours: dict, ref: dict, tol: float = TOL, keys: list[str] | None = None) -> None:
@@ -97,7 +98,7 @@ def test_prediction_interval_uses_normal_quantile(pooled: dict) -> None:
 
 
 def test_dl_matches_metafor(molloy_mods: pd.DataFrame, extra: dict) -> None:
-    out = meta.pool_effects(molloy_mods, method="DL")
+    out = pool_effects(molloy_mods, method="DL")
     ref = extra["dl"]
     assert_close(out["pooled_z"], ref["pooled_z"])
     assert_close(out["heterogeneity"], ref["heterogeneity"])
@@ -148,7 +149,7 @@ def test_classic_egger_equals_snd_on_precision(molloy: pd.DataFrame) -> None:
 def test_meta_regression_matches_metafor(
     molloy_mods: pd.DataFrame, extra: dict, moderator: str
 ) -> None:
-    out = meta.pool_effects(molloy_mods, moderator=moderator)["meta_regression"]
+    out = pool_effects(molloy_mods, moderator=moderator)["meta_regression"]
     ref = extra["meta_regression"][moderator]
     assert_close(out, ref)
     assert out["QM_df"] == ref["QM_df"]
@@ -159,7 +160,7 @@ def test_meta_regression_matches_metafor(
 
 def test_tau2_zero_boundary_matches_metafor(extra: dict) -> None:
     ref = extra["homogeneous"]
-    out = meta.pool_effects(pd.DataFrame(ref["effects"]))
+    out = pool_effects(pd.DataFrame(ref["effects"]))
     assert out["heterogeneity"]["tau2"] == 0
     assert_close(out["pooled_z"], ref["fit"]["pooled_z"])
     assert_close(out["heterogeneity"], ref["fit"]["heterogeneity"])
@@ -181,7 +182,7 @@ def test_tighter_threshold_approaches_the_reml_optimum(molloy: pd.DataFrame) -> 
 
 
 def test_pool_effects_is_json_serialisable(molloy_mods: pd.DataFrame) -> None:
-    out = meta.pool_effects(molloy_mods, moderator="controls")
+    out = pool_effects(molloy_mods, moderator="controls")
     text = json.dumps(out, allow_nan=False)
     assert set(json.loads(text)) >= {
         "pooled_z",
@@ -196,14 +197,14 @@ def test_pool_effects_is_json_serialisable(molloy_mods: pd.DataFrame) -> None:
 
 def test_pool_effects_is_order_invariant(molloy: pd.DataFrame, rng: np.random.Generator) -> None:
     shuffled = molloy.iloc[rng.permutation(len(molloy))]
-    a, b = meta.pool_effects(molloy), meta.pool_effects(shuffled)
+    a, b = pool_effects(molloy), pool_effects(shuffled)
     for section in ("pooled_z", "heterogeneity"):
         for key, value in a[section].items():
             assert b[section][key] == pytest.approx(value, abs=1e-12)
 
 
 def test_two_studies_pool_without_diagnostics() -> None:
-    out = meta.pool_effects(pd.DataFrame({"study": ["a", "b"], "r": [0.1, 0.3], "n": [50, 80]}))
+    out = pool_effects(pd.DataFrame({"study": ["a", "b"], "r": [0.1, 0.3], "n": [50, 80]}))
     assert out["k"] == 2
     assert out["leave_one_out"] is None
     assert out["egger"] is None
@@ -212,19 +213,19 @@ def test_two_studies_pool_without_diagnostics() -> None:
 
 def test_pool_effects_validates_input(molloy: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="missing \\['n'\\]"):
-        meta.pool_effects(molloy.drop(columns="n"))
+        pool_effects(molloy.drop(columns="n"))
     with pytest.raises(ValueError, match="at least 2 studies, got 1"):
-        meta.pool_effects(molloy.head(1))
+        pool_effects(molloy.head(1))
     bad = molloy.assign(r=molloy["r"].where(molloy.index != 2, 1.5))
     with pytest.raises(ValueError, match="strictly between -1 and 1.*Bruce"):
-        meta.pool_effects(bad)
+        pool_effects(bad)
     bad = molloy.assign(n=molloy["n"].where(molloy.index != 0, 2))
     with pytest.raises(ValueError, match="greater than 3.*Axelsson"):
-        meta.pool_effects(bad)
+        pool_effects(bad)
     with pytest.raises(ValueError, match="moderator column 'age' not in effects"):
-        meta.pool_effects(molloy, moderator="age")
+        pool_effects(molloy, moderator="age")
     with pytest.raises(ValueError, match="method must be one of .*, got 'PM'"):
-        meta.pool_effects(molloy, method="PM")
+        pool_effects(molloy, method="PM")
 
 
 def test_moderator_checks(molloy: pd.DataFrame) -> None:

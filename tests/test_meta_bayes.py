@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_bayes
+from alliance.bayes.diagnostics import SUMMARY_COLUMNS, THRESHOLDS
+from alliance.meta import bayes as meta_bayes
+from alliance.meta import pooling as meta
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 # Small runs keep the file well under a minute (nutpie compiles the model once, ~10 s).
@@ -57,6 +59,15 @@ def test_summary_layout_and_diagnostics(molloy_fit: tuple[dict, object]) -> None
     diag = summary["diagnostics"]
     assert diag["status"] == "pass", diag["problems"]
     assert diag["rhat_max"] <= 1.01 and diag["ess_bulk_min"] >= 400 and diag["divergences"] == 0
+    assert diag["ess_tail_min"] >= 400 and min(diag["bfmi"]) >= 0.3
+    # the one diagnostics path of every PyMC model: its thresholds and summary columns
+    assert diag["criteria"]["rhat_max"] == THRESHOLDS["r_hat"]
+    assert diag["criteria"]["ess_tail_min"] == THRESHOLDS["ess_tail"]
+    rows = {row["parameter"]: row for row in summary["summary"]}
+    assert sorted(rows) == ["mu", "tau"] and list(rows["mu"]) == SUMMARY_COLUMNS
+    assert rows["mu"]["mean"] == pytest.approx(summary["mu"]["mean"])
+    assert rows["tau"]["mcse_median"] == pytest.approx(summary["tau"]["mcse_median"])
+    assert "log_likelihood" in idata.groups()  # sampled by alliance.bayes.sampling.sample
     mu = idata.posterior["mu"].to_numpy()
     assert mu.shape == (FAST["chains"], FAST["draws"])
     assert summary["pooled_r"]["mean"] == pytest.approx(float(np.tanh(mu).mean()))
@@ -110,6 +121,15 @@ def test_interval_mcse_matches_independent_draws(rng) -> None:
     phi = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
     assert s["mcse_eti.lb"] == pytest.approx(math.sqrt(p * (1 - p) / n) / phi, rel=0.3)
     assert s["mcse_median"] == pytest.approx(math.sqrt(0.25 / n) * math.sqrt(2 * math.pi), rel=0.3)
+
+
+def test_a_short_run_fails_on_its_tail_ess(molloy: pd.DataFrame) -> None:
+    """50 draws per chain cannot reach 400 effective draws in the tails: the status says so."""
+    out = meta_bayes.pool_effects_bayes(molloy, chains=2, draws=50, tune=200, cores=2, seed=3)
+    diag = out["diagnostics"]
+    assert diag["status"] == "fail"
+    assert diag["ess_tail_min"] < 400
+    assert any(p.startswith("tail ESS") for p in diag["problems"]), diag["problems"]
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
-from alliance.meta_bias import bias_block, pet_peese, trim_and_fill
-from alliance.meta_selection import selection_model
+from alliance.meta import pooling as meta
+from alliance.meta.bias import bias_block, pet_peese, trim_and_fill
+from alliance.meta.selection import selection_model
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 EST = 1e-6

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.codebook import load_codebook
-from alliance.ingest import ingest
+from alliance.data.codebook import load_codebook
+from alliance.data.ingest import ingest
 
 
 def write(tmp_path, table: pd.DataFrame, effects: dict) -> object:

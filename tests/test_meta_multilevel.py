@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
-from alliance.meta_moderators import moderator_analysis
-from alliance.meta_multilevel import Blocks, profile_ci, rma_mv
-from alliance.meta_robust import robust_rma, robust_rma_mv
+from alliance.meta import pooling as meta
+from alliance.meta.analysis import pool_effects
+from alliance.meta.moderators import moderator_analysis
+from alliance.meta.multilevel import Blocks, profile_ci, rma_mv
+from alliance.meta.robust import robust_rma, robust_rma_mv
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 EST = 1e-6
@@ -214,7 +215,7 @@ def test_three_level_recovers_simulated_truth(rng: np.random.Generator) -> None:
 def test_pool_effects_three_level_layout(k11: pd.DataFrame, ref: dict) -> None:
     """yi, vi input with a cluster: the main model is rma.mv, the two-level one is kept."""
     effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district"]]
-    out = meta.pool_effects(effects, cluster="district", robust=True, selection="step")
+    out = pool_effects(effects, cluster="district", robust=True, selection="step")
     r = ref["three_level"]["tight"]
     assert out["meta"]["measure"] == "GEN" and out["meta"]["model"] == "three-level"
     assert "pooled_r" not in out and "pooled_z" not in out
@@ -237,17 +238,17 @@ def test_pool_effects_three_level_layout(k11: pd.DataFrame, ref: dict) -> None:
 def test_pool_effects_rejects_bad_yi_vi_and_cluster(k11: pd.DataFrame) -> None:
     effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district"]]
     with pytest.raises(ValueError, match=r"missing \['vi'\]"):
-        meta.pool_effects(effects.drop(columns="vi"))
+        pool_effects(effects.drop(columns="vi"))
     bad = effects.assign(vi=effects["vi"].where(effects.index != 3, 0.0))
     with pytest.raises(
         ValueError, match=r"vi must be a positive number, got bad values for \['4'\]"
     ):
-        meta.pool_effects(bad)
+        pool_effects(bad)
     with pytest.raises(ValueError, match="cluster column 'site' not in effects"):
-        meta.pool_effects(effects, cluster="site")
+        pool_effects(effects, cluster="site")
     gap = effects.assign(district=effects["district"].where(effects.index != 0))
     with pytest.raises(ValueError, match=r"cluster column 'district' is empty for studies \['1'\]"):
-        meta.pool_effects(gap, cluster="district")
+        pool_effects(gap, cluster="district")
 
 
 def test_cli_meta_three_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -267,10 +268,10 @@ def test_cli_meta_three_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_report_meta_section_three_level(k11: pd.DataFrame, ref: dict, tmp_path: Path) -> None:
     """The summary's rows hold the three-level, robust, bias and moderator numbers (checked
     against metafor / clubSandwich above), formatted."""
-    from alliance.report import meta_section
+    from alliance.report.summary import meta_section
 
     effects = k11.assign(study=k11["school"].astype(str))[["study", "yi", "vi", "district", "year"]]
-    result = meta.pool_effects(
+    result = pool_effects(
         effects, cluster="district", robust=True, selection="step", moderators=["year"]
     )
     (tmp_path / "meta").mkdir()
@@ -307,13 +308,13 @@ def test_report_meta_section_three_level(k11: pd.DataFrame, ref: dict, tmp_path:
 def test_pool_effects_rejects_bad_selection(molloy: pd.DataFrame) -> None:
     effects = molloy[["study", "r", "n"]]
     with pytest.raises(ValueError, match=r"steps must lie in \(0, 1\], got \[1.5\]"):
-        meta.pool_effects(effects, selection="step", steps=(1.5,))
+        pool_effects(effects, selection="step", steps=(1.5,))
     with pytest.raises(ValueError, match="selection must be 'step', 'beta' or None"):
-        meta.pool_effects(effects, selection="logistic")
+        pool_effects(effects, selection="logistic")
 
 
 def test_pooling_table_gives_each_dataset_its_own_cluster() -> None:
-    from alliance.meta_stage import pooling_table
+    from alliance.meta.stage import pooling_table
 
     effects = pd.DataFrame(
         {

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_plots
-from alliance.plots import DPI, SINGLE_COLUMN
+from alliance.figures import DPI, SINGLE_COLUMN
+from alliance.meta import plots as meta_plots
+from alliance.meta.analysis import pool_effects
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 BAYES = {"pooled_r": {"median": 0.149, "eti.lb": 0.077, "eti.ub": 0.213}}
@@ -19,7 +20,7 @@ BAYES = {"pooled_r": {"median": 0.149, "eti.lb": 0.077, "eti.ub": 0.213}}
 
 @pytest.fixture(scope="module")
 def result() -> dict:
-    return meta.pool_effects(pd.read_csv(REF_DIR / "effects.csv"))
+    return pool_effects(pd.read_csv(REF_DIR / "effects.csv"))
 
 
 def by_gid(fig, gid: str):

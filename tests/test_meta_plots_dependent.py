@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta, meta_plots
+from alliance.meta import plots as meta_plots
+from alliance.meta.analysis import pool_effects
 
 REF_DIR = Path(__file__).parent / "data" / "metafor"
 
@@ -28,7 +29,7 @@ def three() -> dict:
         study="school " + k11["school"].astype(str),
         district="district " + k11["district"].astype(str),
     )[["study", "yi", "vi", "district"]]
-    return meta.pool_effects(effects, cluster="district")
+    return pool_effects(effects, cluster="district")
 
 
 def test_forest_plot_groups_studies_by_cluster(three: dict, tmp_path: Path) -> None:

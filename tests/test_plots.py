@@ -5,9 +5,10 @@ import pytest
 from matplotlib.collections import QuadMesh
 from PIL import Image
 
-from alliance.describe import describe_items
-from alliance.instruments import load_instrument
-from alliance.plots import diverging_item_bars, missingness_plot, set_style, style
+from alliance.data.instruments import load_instrument
+from alliance.describe.items import describe_items
+from alliance.describe.plots import diverging_item_bars, missingness_plot
+from alliance.figures import set_style, style
 
 
 @pytest.fixture

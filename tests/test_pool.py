@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from alliance.pool import pool_items, pool_to
+from alliance.data.pool import pool_items, pool_to
 
 
 def write_ingested(folder, instrument="wai_sr", patients=("P1", "P2"), extra_group=None):

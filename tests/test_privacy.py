@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from alliance.report import markdown_table, markdown_to_html, write_summary
+from alliance.report.summary import markdown_table, markdown_to_html, write_summary
 from alliance.tables import md_text
 
 SCRIPT = "<script>alert('x')</script>"

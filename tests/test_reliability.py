@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.instruments import Instrument
-from alliance.reliability import alpha_by_factor, alpha_table, cronbach_alpha, pairwise_cov
+from alliance.data.instruments import Instrument
+from alliance.describe.reliability import alpha_by_factor, alpha_table, cronbach_alpha, pairwise_cov
 
 HOLZ = Path(__file__).parent / "data" / "holzinger1939"
 # Reference files written by psych 2.2.9 (R 4.2.2) with the shared tools/alpha.R (check.keys =

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from alliance.report import _apa, markdown_table, methods_paragraph, versions
+from alliance.report.summary import _apa, markdown_table, methods_paragraph, versions
 
 
 def test_methods_paragraph_follows_config():
@@ -27,7 +27,7 @@ def test_apa_numbers_and_tables():
 def test_bayes_section_shows_attenuation_and_prior_checks(tmp_path):
     import json
 
-    from alliance.report import bayes_section, reporting_checks
+    from alliance.report.summary import bayes_section, reporting_checks
 
     fit = tmp_path / "site_x" / "bayes" / "latent_x1"
     fit.mkdir(parents=True)
@@ -152,7 +152,7 @@ def _process_results(root):
 
 
 def test_process_section_reports_estimates_diagnostics_sources_and_skips(tmp_path):
-    from alliance.report import process_section
+    from alliance.report.summary import process_section
 
     _process_results(tmp_path)
     text, warnings = process_section(tmp_path, ["site_x", "site_without_process"])
@@ -191,7 +191,7 @@ def test_process_section_reports_estimates_diagnostics_sources_and_skips(tmp_pat
 
 
 def test_summary_has_the_process_section_and_methods(tmp_path):
-    from alliance.report import write_summary
+    from alliance.report.summary import write_summary
 
     _process_results(tmp_path)
     config = {
@@ -222,8 +222,8 @@ def _comparison(root, dataset, estimator, results, tests=()):
 def test_cfa_section_shows_the_table_of_cfa_tables(tmp_path, rng):
     from small_samples import not_converged_fit, ordinal_items, syntax
 
-    from alliance.cfa_tables import DASH, fit_comparison_table
-    from alliance.report import cfa_section
+    from alliance.cfa.tables import DASH, fit_comparison_table
+    from alliance.report.summary import cfa_section
     from alliance.sem.api import fit_cfa
 
     # WLSMV, 60 patients, 15% of answers missing: robust indices not defined (non-PD
@@ -269,8 +269,8 @@ def test_meta_section_reports_what_meta_json_holds(tmp_path):
     import json
     from pathlib import Path
 
-    from alliance.meta import pool_effects
-    from alliance.report import meta_section
+    from alliance.meta.analysis import pool_effects
+    from alliance.report.summary import meta_section
 
     folder = Path(__file__).parent / "data" / "metafor"
     effects = pd.read_csv(folder / "effects.csv")
@@ -314,7 +314,7 @@ def test_meta_section_reports_what_meta_json_holds(tmp_path):
 
 
 def test_summary_has_the_meta_analysis(tmp_path):
-    from alliance.report import write_summary
+    from alliance.report.summary import write_summary
 
     text = write_summary(tmp_path, {"datasets": {}, "seed": 1}, tmp_path / "summary.md")
     assert "## Meta-analysis\n\nNo meta-analysis was run." in text
@@ -324,7 +324,7 @@ def test_library_warnings_are_not_pasted_into_the_process_table(tmp_path, rng):
     import json
 
     from alliance.process.trajectories import variance_components
-    from alliance.report import process_section
+    from alliance.report.summary import process_section
 
     # 60 patients of 6 therapists, 4 sessions each, no therapist variance in truth: the REML
     # optimum lies on the boundary, where statsmodels' first optimizer often stops early.
@@ -371,7 +371,7 @@ def test_library_warnings_are_not_pasted_into_the_process_table(tmp_path, rng):
 def test_measurement_section_flags_efa_problems(tmp_path):
     import json
 
-    from alliance.report import measurement_section
+    from alliance.report.summary import measurement_section
 
     folder = tmp_path / "clinic" / "describe"
     folder.mkdir(parents=True)
@@ -416,8 +416,8 @@ def test_data_section_counts_rows_and_cells_apart(tmp_path):
     to Quarantined 0). Counts of two bad-input cases, written by hand in their expected.yaml."""
     from pathlib import Path
 
-    from alliance.ingest import ingest_to
-    from alliance.report import data_section
+    from alliance.data.ingest import ingest_to
+    from alliance.report.summary import data_section
 
     cases = Path(__file__).parent / "data" / "bad_inputs"
     names = {"cell": "bad_cell_keeps_session", "rows": "quarantined_rows_keep_attendance"}

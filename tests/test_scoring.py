@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.instruments import Instrument
-from alliance.scoring import reverse_key, score_items
+from alliance.data.instruments import Instrument
+from alliance.data.scoring import reverse_key, score_items
 
 NAN = np.nan
 

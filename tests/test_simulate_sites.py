@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.codebook import load_codebook
-from alliance.ingest import ingest
-from alliance.schemas import load_schema
-from alliance.simulate_sites import ERROR_PLAN, simulate_sites, site_names
+from alliance.data.codebook import load_codebook
+from alliance.data.ingest import ingest
+from alliance.data.schemas import load_schema
+from alliance.simulate.sites import ERROR_PLAN, simulate_sites, site_names
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -117,7 +117,7 @@ def test_kubernetes_profile_dry_run(tmp_path):
     # inputs come from the bucket, outputs go to it; package sources (instruments) stay local
     assert "s3://alliance-test/run/data/demo/site_a.csv (retrieve from storage)" in result.stdout
     assert "s3://alliance-test/run/results/summary.md (send to storage)" in result.stdout
-    assert "src/alliance/instruments/wai_sr.yaml" in result.stdout
+    assert "src/alliance/data/instruments/wai_sr.yaml" in result.stdout
     assert "s3://alliance-test/run/src/" not in result.stdout
     assert "s3://alliance-test/run//" not in result.stdout  # no absolute path became a key
 

@@ -1,4 +1,19 @@
-"""alliance: therapeutic-alliance research pipeline, from raw items to pooled results."""
+"""alliance: therapeutic-alliance research pipeline, from raw items to pooled results.
+
+One subpackage per stage of the workflow, each with its stage entries (what the Snakemake
+scripts and the CLI call): :mod:`alliance.data`, :mod:`alliance.describe`, :mod:`alliance.cfa`,
+:mod:`alliance.bayes`, :mod:`alliance.process`, :mod:`alliance.meta`, :mod:`alliance.report`,
+:mod:`alliance.simulate`; the structural equation engine :mod:`alliance.sem`; and small shared
+modules: :mod:`alliance.tables` (the one table writer: formula-safe CSV and Markdown),
+:mod:`alliance.jsonio` (the one JSON writer), :mod:`alliance.figures` (the one figure style and
+writer), :mod:`alliance.runlog`, :mod:`alliance.library_warnings`, :mod:`alliance.provenance`,
+:mod:`alliance.verify` and :mod:`alliance.cli`.
+
+May import, in every package: stages may import the library; the library never imports a stage
+(nor ``snakemake``); statistics never draw (only stages, ``plots`` modules and
+:mod:`alliance.figures` import matplotlib); ``sem`` imports nothing outside ``sem``; no import
+cycle. ``tests/test_layers.py`` checks each rule on the source.
+"""
 
 import os as _os
 

@@ -13,6 +13,7 @@ is text and is quoted, ``'-3``. Column names and index labels are text cells too
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ __all__ = [
     "md_cell",
     "md_text",
     "read_csv",
+    "to_markdown",
     "unquote",
     "write_csv",
     "write_csv_and_markdown",
+    "write_table",
 ]
 
 #: First characters that make a spreadsheet read a text cell as a formula (OWASP, "CSV
@@ -139,7 +142,7 @@ def md_text(value: Any) -> str:
     Line breaks become spaces, a backslash that would escape the next character is doubled
     and a ``<`` that could open an HTML tag or autolink is escaped (``\<``), so that any
     CommonMark renderer shows ``<script>`` as text; other characters are left as they are, so
-    the Markdown stays readable (``P(OR < 1)``). :func:`alliance.report.markdown_to_html`
+    the Markdown stays readable (``P(OR < 1)``). :func:`alliance.report.summary.markdown_to_html`
     escapes all HTML as well.
     """
     text = " ".join(str(value).splitlines())
@@ -165,8 +168,6 @@ def write_csv_and_markdown(
     The CSV keeps full precision (it is what `alliance verify` checks) and is formula-safe
     (:func:`write_csv`); the Markdown rounds numbers to ``digits`` decimals for reading.
     """
-    from alliance.cfa_tables import to_markdown
-
     path = Path(path)
     write_csv(table, path, index=index)
     shown = table.reset_index() if index else table.copy()
@@ -174,3 +175,54 @@ def write_csv_and_markdown(
         if pd.api.types.is_float_dtype(shown[col]):
             shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
     path.with_suffix(".md").write_text(to_markdown(shown, title=title, note=note) + "\n")
+
+
+def _md_cell(value: Any) -> str:
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return md_cell(text)
+
+
+def to_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
+    """A GitHub/pandoc pipe table with the title above and ``*Note.* ...`` below.
+
+    ``title`` and ``note`` default to ``df.attrs["title"]`` / ``df.attrs["note"]``. Text
+    columns are left-aligned, the others right-aligned.
+    """
+    title = df.attrs.get("title") if title is None else title
+    note = df.attrs.get("note") if note is None else note
+    header = [_md_cell(c) for c in df.columns]
+    left = [
+        c in ("Model", "Step", "Factor", "Item", "Decision", "Criterion", "Status")
+        or str(c).startswith(("Release", "Misses"))
+        for c in df.columns
+    ]
+    align = [":--" if lf else "--:" for lf in left]
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join(align) + " |")
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    if note:
+        lines += ["", f"*Note.* {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Write ``{path_stem}.csv`` (the cells as they are) and ``{path_stem}.md`` (with note).
+
+    The CSV is UTF-8 without the index; the title and note go to the Markdown file only.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two files written.
+    """
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv = stem.with_name(stem.name + ".csv")
+    md = stem.with_name(stem.name + ".md")
+    write_csv(df, csv, index=False, lineterminator="\n")
+    md.write_text(to_markdown(df), encoding="utf-8")
+    return [csv, md]

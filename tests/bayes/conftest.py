@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from alliance.bayes.data import patient_data, session_data
-from alliance.instruments import load_instrument
-from alliance.scoring import score_items
+from alliance.data.instruments import load_instrument
+from alliance.data.scoring import score_items
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUTH_PATH = ROOT / "data" / "demo" / "truth.json"
@@ -83,14 +83,14 @@ def plugin_estimates(
 def expected_plugin(site: str, reps: int, seed: int = 1) -> dict[str, float]:
     """Mean plug-in estimates over ``reps`` fresh draws of the demo generator for ``site``.
 
-    The demo generator (``alliance.simulate``, truth.json's parameters, the site's numbers of
+    The demo generator (``alliance.simulate.demo``, truth.json's parameters, the site's numbers of
     patients and therapists) is rerun with other seeds and observed exactly as the pipeline
     observes the demo data: ordinal WAI-SR items scored as the total mean, dropout, PHQ-9
     rounded and clipped, the last observed PHQ-9 as the outcome. The mean estimate is what
     the plug-in models estimate on average: the truth attenuated by measurement error and the
     session-level (state) alliance variance, and shifted by alliance-dependent dropout.
     """
-    from alliance import simulate as sim
+    from alliance.simulate import demo as sim
 
     gen = np.random.default_rng(seed)
     m = sim._measurement(
@@ -124,8 +124,8 @@ _TABLE_CACHE: dict[str, dict[str, pd.DataFrame]] = {}
 def demo_tables(tmp_path_factory: pytest.TempPathFactory):
     """Return a function ``site -> tables``: the demo site ingested and scored afresh (cached)."""
     from alliance.bayes.data import load_tables
-    from alliance.ingest import ingest_to
-    from alliance.pipeline import score_dataset
+    from alliance.data.ingest import ingest_to
+    from alliance.describe.stage import score_dataset
 
     def get(site: str) -> dict[str, pd.DataFrame]:
         if site not in _TABLE_CACHE:

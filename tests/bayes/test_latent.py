@@ -13,7 +13,7 @@ from alliance.bayes.diagnostics import check
 from alliance.bayes.latent import attenuation, latent_data, latent_model
 from alliance.bayes.models import KEY_PARAMETERS, build_model
 from alliance.bayes.sampling import sample
-from alliance.instruments import load_instrument
+from alliance.data.instruments import load_instrument
 
 
 def _partial_r(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
@@ -35,7 +35,7 @@ def latent_target(site: str, reps: int, to_tables, seed: int = 3) -> dict[str, f
     -.28 (defined on the complete-data session-12 PHQ-9) through alliance-dependent dropout.
     ``to_tables`` turns the generator's long table into tidy tables (fixture long_to_tables).
     """
-    from alliance import simulate as sim
+    from alliance.simulate import demo as sim
 
     gen = np.random.default_rng(seed)
     m = sim._measurement(

@@ -10,8 +10,8 @@ import alliance.bayes.api as api
 from alliance.bayes.api import fit_model, fit_model_or_error, plot_saved_fit
 from alliance.bayes.data import InsufficientData, session_data
 from alliance.bayes.diagnostics import SUMMARY_COLUMNS
-from alliance.bayes_sensitivity import sensitivity_table
-from alliance.report import bayes_section, reporting_checks
+from alliance.bayes.sensitivity import sensitivity_table
+from alliance.report.summary import bayes_section, reporting_checks
 
 
 def irregular_tables(rng, sessions=(1, 3, 6), n_patients=30):

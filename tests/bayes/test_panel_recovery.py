@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alliance.panel.stage import run_panel, session_panel, wide_panel
+from alliance.panel.data import session_panel, wide_panel
+from alliance.panel.stage import run_panel
 from alliance.sem.fitting import fit_model
 from alliance.sem.model import ModelSpec
 from alliance.sem.panel import riclpm_syntax
@@ -61,8 +62,8 @@ def _replicate_estimate(long_to_tables, long) -> float:
 def test_demo_lagged_effect_matches_the_generators_expectation(
     demo_tables, truth, long_to_tables, tmp_path
 ):
-    from alliance import simulate as sim
-    from alliance.instruments import load_instrument
+    from alliance.data.instruments import load_instrument
+    from alliance.simulate import demo as sim
 
     reps = 20
     gen = np.random.default_rng(2)
@@ -96,7 +97,7 @@ def test_bayesian_dynamic_panel_recovers_the_demo_lag(demo_tables, truth):
     """
     from alliance.bayes.panel import fit_dynamic_panel
 
-    out = fit_dynamic_panel(demo_tables("site_b"), {"seed": 3}, trend="random")
+    out = fit_dynamic_panel(session_panel(demo_tables("site_b")), {"seed": 3}, trend="random")
     assert out["status"] == "pass", out["diagnostics"]["failures"]
     e = out["effects"]["b_cross_points"]
     lag = truth["outcome"]["lagged_within_effect"]["points"]

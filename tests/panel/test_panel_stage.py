@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from alliance.cli import main
-from alliance.panel.stage import auto_waves, long_panel, run_panel, session_panel, wide_panel
+from alliance.panel.data import auto_waves, long_panel, session_panel, wide_panel
+from alliance.panel.stage import run_panel
 from alliance.panel.tables import effects_table
 
 LAVAAN = Path(__file__).parents[1] / "data" / "lavaan" / "riclpm"
@@ -209,7 +210,7 @@ def test_wave_without_scores_is_refused():
 
 def test_summary_section_and_methods(tmp_path):
     from alliance.panel.summary import panel_methods
-    from alliance.report import panel_section
+    from alliance.report.summary import panel_section
 
     tables = _tables(pd.read_csv(PANEL))
     fitted = run_panel(tables, tmp_path / "sim" / "panel", {"estimator": "ML"})
@@ -234,7 +235,7 @@ def test_summary_section_and_methods(tmp_path):
 
 
 def test_unusable_fit_is_a_warning_without_numbers(tmp_path, rng):
-    from alliance.report import panel_section
+    from alliance.report.summary import panel_section
 
     e, f = rng.standard_normal((60, 6)), rng.standard_normal((60, 6))
     x, y = e[:, 1:] - e[:, :-1], f[:, 1:] - 0.9 * f[:, :-1]

@@ -49,8 +49,8 @@ _CACHE: dict[str, Path] = {}
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
     """Return ``site -> results folder`` with ingest, scores and process outputs (cached)."""
-    from alliance.ingest import ingest_to
-    from alliance.pipeline import score_dataset
+    from alliance.data.ingest import ingest_to
+    from alliance.describe.stage import score_dataset
     from alliance.process import run_process_analyses
 
     def get(site: str) -> Path:

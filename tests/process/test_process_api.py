@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from alliance.ingest import ingest_to
-from alliance.pipeline import score_dataset
+from alliance.data.ingest import ingest_to
+from alliance.describe.stage import score_dataset
 from alliance.process import DEFAULTS, run_process_analyses
 from alliance.process.plots import choose_patients, rupture_trajectories_figure
 

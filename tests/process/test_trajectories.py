@@ -223,7 +223,7 @@ def test_demo_variance_shares_match_truth(site_a):
     item measurement error, which is session-level: raw session share is higher (~.30);
     after subtracting (1 - alpha) Var(y) the shares come back to the truth.
     """
-    from alliance.reliability import cronbach_alpha
+    from alliance.describe.reliability import cronbach_alpha
 
     items = site_a["items"]
     items = items[items["rater"] == "client"]

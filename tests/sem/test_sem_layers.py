@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from import_graph import find_cycle as _cycle
 
 import alliance.sem
 
@@ -51,33 +52,6 @@ def _graph() -> dict[str, set[str]]:
                 deps.add(dep if dep in modules else "__init__")
         graph[name] = deps - {name}
     return graph
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle of the graph, or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == 1:
-                return stack[stack.index(dep) :] + [dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
 
 
 def test_sem_imports_nothing_outside_sem():

@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.iocontainers import Wildcards
 from snakemake.utils import validate
 
 # The library in src/ is importable here even before `pip install -e .` (the jobs use the installed
@@ -11,8 +12,8 @@ SRC = str(Path(workflow.basedir, "src").resolve())
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from alliance.codebook import load_codebook
-from alliance.instruments import is_builtin
+from alliance.data.codebook import load_codebook
+from alliance.data.instruments import is_builtin
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -186,49 +187,36 @@ def provenance_inputs(wildcards):
 
 
 def benchmark_files(wildcards):
-    """The benchmark files of every job in the run (provenance runs after them all).
+    """The benchmark file of every job of the default run (provenance runs after them all).
 
-    Mirrors the targets of :func:`all_outputs`: a file listed here for a job that the run
-    would not otherwise make would add that job, so each stage's list follows its outputs.
+    Derived from :func:`all_outputs`, so it never drifts from it: the rule that makes each
+    target (matched as Snakemake matches it, wildcard constraints included) gives its job's
+    ``benchmark:`` file, and the walk goes on through that job's inputs, so the jobs whose
+    files are only read by others (ingest, scores, dataset effects) are found too. A file
+    that no rule makes (config, codebook, raw export) ends the walk. Listing a benchmark of
+    a job that the run would not make would add that job; a walk from the run's own targets
+    cannot.
     """
-    out = []
-    for name in ITEM_DATASETS:
-        out += [
-            f"results/{name}/benchmarks/{r}.tsv" for r in ("ingest", "score", "effect")
-        ]
-        out += describe_benchmarks(name) + cfa_benchmarks(name) + bayes_benchmarks(name)
-        if config["process"]["enabled"]:
-            out.append(f"results/{name}/benchmarks/process.tsv")
-        if PROCESS_BAYES:
-            out.append(f"results/{name}/benchmarks/process_bayes.tsv")
-        if config["panel"]["enabled"]:
-            out.append(f"results/{name}/benchmarks/panel.tsv")
-    out += [f"results/{n}/benchmarks/ingest.tsv" for n in EFFECT_DATASETS]
-    if POOL:
-        out.append(f"results/{POOLED}/benchmarks/pool.tsv")
-        out += describe_benchmarks(POOLED) + cfa_benchmarks(POOLED)
-    if META:
-        out.append("results/meta/benchmarks/meta.tsv")
-    out.append("results/benchmarks/summary.tsv")
-    return out
-
-
-def describe_benchmarks(name):
-    """The description job's benchmark file of one dataset."""
-    return [f"results/{name}/benchmarks/describe.tsv"]
-
-
-def cfa_benchmarks(name):
-    """The benchmark files of one dataset's CFA jobs (as made by :func:`cfa_outputs`)."""
-    if not CFA:
-        return []
-    base = f"results/{name}/benchmarks"
-    out = []
-    for e in config["cfa"]["estimators"]:
-        out += [f"{base}/cfa_fit_{m}_{e}.tsv" for m in config["cfa"]["models"]]
-        out += [f"{base}/cfa_compare_{e}.tsv", f"{base}/cfa_report_{e}.tsv"]
-        out += [f"{base}/cfa_invariance_{g}_{e}.tsv" for g in invariance_groups(name)]
-    return out
+    makers = [r for r in workflow.rules if r.name not in ("all", "provenance")]
+    todo = [str(t) for t in all_outputs() if str(t) != "results/provenance.json"]
+    seen, out = set(), set()
+    while todo:
+        target = todo.pop()
+        if target in seen:
+            continue
+        seen.add(target)
+        producers = [r for r in makers if r.is_producer(target)]
+        if not producers:
+            continue
+        if len(producers) > 1:  # Snakemake itself would stop: ambiguous rules
+            names = sorted(r.name for r in producers)
+            raise ValueError(f"{target} is an output of several rules: {names}")
+        maker = producers[0]
+        job = Wildcards(fromdict=maker.get_wildcards(target))
+        if maker.benchmark:
+            out.add(str(maker.expand_benchmark(job)))
+        todo += [str(f) for f in maker.expand_input(job)[0]]
+    return sorted(out)
 
 
 def bayes_models(name):
@@ -241,21 +229,6 @@ def bayes_models(name):
     return list(
         config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
     )
-
-
-def bayes_benchmarks(name):
-    """The benchmark files of one dataset's Bayesian jobs (as made by :func:`bayes_outputs`)."""
-    if not BAYES:
-        return []
-    base = f"results/{name}/benchmarks"
-    scales = config["bayes"]["sensitivity_scales"]
-    out = []
-    for model in bayes_models(name):
-        out.append(f"{base}/bayes_{model}_x1.tsv")
-        if len(scales) > 1 and model in config["bayes"]["sensitivity_models"]:
-            out += [f"{base}/bayes_refit_{model}_x{s:g}.tsv" for s in scales if s != 1]
-            out.append(f"{base}/bayes_sensitivity_{model}.tsv")
-    return list(dict.fromkeys(out))
 
 
 def cfa_model_source(wildcards):

@@ -1,22 +1,33 @@
-"""Bayesian models that link the alliance to outcome (PyMC), with sampling and diagnostics."""
+"""Bayesian models that link the alliance to outcome (PyMC), with sampling and diagnostics.
 
-from alliance.bayes.api import FIT_MODELS, build_data, effects, fit_model
+The workflow's ``bayes_fit``, ``bayes_refit`` and ``bayes_sensitivity`` rules:
+
+- :mod:`~alliance.bayes.data`, :mod:`~alliance.bayes.priors`, :mod:`~alliance.bayes.models`,
+  :mod:`~alliance.bayes.latent` - the model data and the PyMC models;
+- :mod:`~alliance.bayes.sampling`, :mod:`~alliance.bayes.diagnostics` - the one sampler and
+  the one diagnostics path of every PyMC model of the package (BARG thresholds);
+- :mod:`~alliance.bayes.calibration` - simulation-based calibration;
+- :mod:`~alliance.bayes.plots` - the figures of a fit;
+- :mod:`~alliance.bayes.api`, :mod:`~alliance.bayes.sensitivity` - the stage entries.
+
+May import: :mod:`alliance.data` and the shared :mod:`alliance.tables`, :mod:`alliance.jsonio`;
+only ``plots`` and the stage entries draw; this ``__init__`` re-exports library names only, so
+that the process and meta models can import the sampler without running a stage.
+"""
+
 from alliance.bayes.diagnostics import THRESHOLDS, check, compare_loo, loo, summarize
-from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, build_model, scale_priors
+from alliance.bayes.models import KEY_PARAMETERS, build_model
+from alliance.bayes.priors import DEFAULT_PRIORS, scale_priors
 from alliance.bayes.sampling import DEFAULT_SAMPLER, prior_predictive, sample
 
 __all__ = [
     "DEFAULT_PRIORS",
     "DEFAULT_SAMPLER",
-    "FIT_MODELS",
     "KEY_PARAMETERS",
     "THRESHOLDS",
-    "build_data",
     "build_model",
     "check",
     "compare_loo",
-    "effects",
-    "fit_model",
     "loo",
     "prior_predictive",
     "sample",

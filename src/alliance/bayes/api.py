@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from alliance.bayes.diagnostics import (
 )
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
 from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
+from alliance.jsonio import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -133,14 +133,6 @@ def effects(
             row["p_expected"] = p_neg if negative else float(np.mean(x > 0))
         out[name] = row
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON serializable, got {type(value).__name__}")
 
 
 def fit_model(
@@ -310,8 +302,7 @@ def fit_model(
             result["figures"] = [
                 str(p.relative_to(out)) for p in plot_fit(idata, model, data, out / "figures")
             ]
-        text = json.dumps(result, indent=2, sort_keys=True, default=_json_default)
-        (out / "diagnostics.json").write_text(text + "\n", encoding="utf-8")
+        write_json(out / "diagnostics.json", result)
     result["idata"] = idata
     return result
 
@@ -365,13 +356,12 @@ def not_fitted(
             f"Posterior summary: {model} model ({status})",
             note=f"Not estimated: {reason}",
         )
-        text = json.dumps(result, indent=2, sort_keys=True, default=_json_default)
-        (out / "diagnostics.json").write_text(text + "\n", encoding="utf-8")
+        write_json(out / "diagnostics.json", result)
         az.InferenceData(attrs={"status": status, "reason": reason}).to_netcdf(
             str(out / "idata.nc")
         )
         if figures:
-            from alliance.process.plots import placeholder_figure
+            from alliance.figures import placeholder_figure
 
             stem = out / "figures" / "not_estimated"
             stem.parent.mkdir(parents=True, exist_ok=True)
@@ -438,7 +428,7 @@ def plot_saved_fit(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if "posterior" not in idata.groups():  # skipped or error (:func:`not_fitted`)
-        from alliance.process.plots import placeholder_figure
+        from alliance.figures import placeholder_figure
 
         attrs = getattr(idata, "attrs", None) or {}
         reason = f"{attrs.get('status', 'not fitted')}: {attrs.get('reason', 'no posterior')}"

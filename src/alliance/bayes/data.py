@@ -103,8 +103,8 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
             if path.is_file():
                 tables[name] = _read(path)
     if "scores" not in tables and "items" in tables:
-        from alliance.instruments import load_instrument
-        from alliance.scoring import score_items
+        from alliance.data.instruments import load_instrument
+        from alliance.data.scoring import score_items
 
         tables["scores"] = score_items(tables["items"], load_instrument("wai_sr"))
     for name in ("scores", "outcomes"):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.bayes.data import InsufficientData, ModelData, load_tables, patient_data
+from alliance.bayes.priors import prior_scale
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -62,7 +63,7 @@ def latent_data(
     alliance_session, rater, score, measure, lower_is_better
         As in :func:`alliance.bayes.data.patient_data`.
     instrument
-        The instrument whose items measure the alliance (``alliance.instruments``).
+        The instrument whose items measure the alliance (``alliance.data.instruments``).
 
     Returns
     -------
@@ -78,7 +79,7 @@ def latent_data(
         Without an ``items`` table, or when answers are not on the instrument's scale.
 
     """
-    from alliance.instruments import load_instrument
+    from alliance.data.instruments import load_instrument
 
     tables = load_tables(source)
     if "items" not in tables:
@@ -216,8 +217,6 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
     """
     import pymc as pm
     import pytensor.tensor as pt
-
-    from alliance.bayes.models import prior_scale
 
     settings = {**LATENT_PRIORS, **{k: v for k, v in (priors or {}).items() if k in LATENT_PRIORS}}
     f = data.frame
@@ -369,8 +368,6 @@ def latent_probit_model(data: ModelData, priors: Mapping[str, float] | None = No
     import pymc as pm
     import pytensor.tensor as pt
     from pymc.distributions.dist_math import log_diff_normal_cdf
-
-    from alliance.bayes.models import prior_scale
 
     settings = {**LATENT_PRIORS, **{k: v for k, v in (priors or {}).items() if k in LATENT_PRIORS}}
     f = data.frame

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alliance.bayes.data import InsufficientData, ModelData, load_tables
-from alliance.bayes.models import prior_scale
+from alliance.bayes.data import InsufficientData, ModelData
+from alliance.bayes.priors import prior_scale
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
@@ -232,28 +232,23 @@ def dynamic_panel_model(
 
 
 def fit_dynamic_panel(
-    tables_or_long: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    long: pd.DataFrame,
     sampler: Mapping[str, Any] | None = None,
     *,
     trend: str = "random",
     priors: Mapping[str, float] | None = None,
-    rater: str = "client",
-    score: str = "total_mean",
-    measure: str = "phq9",
 ) -> dict[str, Any]:
     """Fit the dynamic panel model and summarize it (sampling, diagnostics, key effects).
 
     Parameters
     ----------
-    tables_or_long
-        A dataset's tables (:func:`alliance.bayes.data.load_tables`) or a long panel
-        (``id``, ``wave``, ``x``, ``y``).
+    long
+        The long panel: ``id``, ``wave``, ``x`` (alliance), ``y`` (symptoms); e.g.
+        :func:`alliance.panel.data.session_panel` of a dataset's tables.
     sampler
         Settings of :func:`alliance.bayes.sampling.sample`.
     trend, priors
         See :func:`dynamic_panel_model`.
-    rater, score, measure
-        Which alliance score and outcome (tables only).
 
     Returns
     -------
@@ -265,14 +260,8 @@ def fit_dynamic_panel(
     """
     from alliance.bayes.diagnostics import check
     from alliance.bayes.sampling import sample
-    from alliance.panel.stage import session_panel
 
     try:
-        long = (
-            tables_or_long
-            if isinstance(tables_or_long, pd.DataFrame)
-            else session_panel(load_tables(tables_or_long), rater, score, measure)
-        )
         data = panel_frame(long)
     except InsufficientData as err:
         return {"status": "skipped", "reason": str(err)}
@@ -395,7 +384,7 @@ def run_panel_sbc(
         ``ranks`` (DataFrame), ``tests`` (per parameter, with ``uniform``), ``n_draws``,
         ``calibrated``, ``divergences`` (total), ``seconds``.
     """
-    from alliance.bayes.calibration import rank_uniformity
+    from alliance.bayes.calibration import rank_tests
     from alliance.bayes.sampling import sample
 
     start = time.perf_counter()
@@ -418,12 +407,7 @@ def run_panel_sbc(
         row["n_draws"] = int(np.asarray(idata.posterior[parameters[0]])[:, ::thin].size)
         rows.append(row)
     ranks = pd.DataFrame(rows)
-    n_draws = int(ranks["n_draws"].iloc[0])
-    tests = {}
-    for name in parameters:
-        test = rank_uniformity(ranks[f"rank_{name}"], n_draws, bins)
-        test["uniform"] = test["p_value"] >= alpha
-        tests[name] = test
+    tests, n_draws = rank_tests(ranks, parameters, bins, alpha)
     return {
         "ranks": ranks,
         "tests": tests,

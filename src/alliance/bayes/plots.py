@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from alliance.bayes.data import ModelData
-from alliance.plots import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
+from alliance.figures import DOUBLE_COLUMN, SINGLE_COLUMN, save, style
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -185,7 +185,9 @@ def rank_plots(idata: az.InferenceData, names: list[str]) -> Figure:
 def plot_fit(
     idata: az.InferenceData, model: str, data: ModelData, out_dir: str | Path
 ) -> list[Path]:
-    """Write every figure of a fit to ``out_dir`` (PNG and PDF via :func:`alliance.plots.save`).
+    """Write every figure of a fit to ``out_dir``.
+
+    PNG and PDF via :func:`alliance.figures.save`.
 
     Files: ``posteriors``, ``ppc``, ``prior_predictive`` (when ``idata`` has the group),
     ``rank`` and, for the therapist model, ``within_between``.

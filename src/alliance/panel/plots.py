@@ -10,11 +10,12 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
-from alliance.plots import DOUBLE_COLUMN, _new_figure, save, style
-from alliance.process.plots import OKABE_ITO, placeholder_figure
+from alliance.figures import DOUBLE_COLUMN, _new_figure, placeholder_figure, save, style
 
 __all__ = ["lagged_paths_figure", "not_estimated_figure"]
 
+#: Okabe & Ito (2008) colour-blind-safe colours used here.
+OKABE_ITO = {"black": "#000000", "sky": "#56B4E9", "blue": "#0072B2"}
 #: Panel order: the cross-lagged effects first (the question), then the autoregressive ones.
 PANELS = ("cross_x_to_y", "cross_y_to_x", "autoregressive_x", "autoregressive_y")
 

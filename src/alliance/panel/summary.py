@@ -148,7 +148,7 @@ def panel_methods(config: Mapping[str, Any]) -> str:
     panel = config.get("panel") or {}
     if not panel.get("enabled", False):
         return ""
-    from alliance.panel.stage import PANEL_DEFAULTS
+    from alliance.panel.data import PANEL_DEFAULTS
 
     s = {**PANEL_DEFAULTS, **(panel.get("settings") or {})}
     waves = (

@@ -1,16 +1,26 @@
-"""Alliance as a process: rater agreement, rupture-repair episodes, dropout and variance."""
+"""Alliance as a process: rater agreement, rupture-repair episodes, dropout and variance.
+
+This ``__init__`` is the stage entry of the workflow's ``process`` rule
+(:func:`run_process_analyses`); :mod:`~alliance.process.bayes_api` is that of
+``process_bayes``. The statistics are :mod:`~alliance.process.agreement`,
+:mod:`~alliance.process.ruptures`, :mod:`~alliance.process.trajectories` and
+:mod:`~alliance.process.bayes_models`; :mod:`~alliance.process.plots` draws.
+
+May import: :mod:`alliance.data`, :mod:`alliance.describe`'s statistics, the sampler and
+diagnostics of :mod:`alliance.bayes` and the shared modules; the statistics modules never
+draw. Since importing any ``alliance.process`` module runs this stage entry, only stages import
+from this package.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from alliance.jsonio import jsonable, write_json
 from alliance.process.agreement import (
     AGREEMENT_COLUMNS,
     bland_altman,
@@ -105,29 +115,9 @@ def _merge(defaults: Mapping[str, Any], config: Mapping[str, Any] | None) -> dic
     return out
 
 
-def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA:
-        return None
-    return value
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
-
-
 def _alpha(items: pd.DataFrame | None, columns: list[str], session: int | None) -> dict[str, Any]:
     """Cronbach's alpha and the SD of the row means (client rows; one session or all)."""
-    from alliance.reliability import cronbach_alpha
+    from alliance.describe.reliability import cronbach_alpha
 
     if items is None or not columns or not set(columns) <= set(items.columns):
         return {"alpha": None, "sd": None, "n": 0, "session": session}
@@ -191,12 +181,9 @@ def run_process_analyses(
         If a setting is unknown or invalid, or the scores table is missing.
 
     """
-    from alliance.instruments import load_instrument
-    from alliance.process.plots import (
-        bland_altman_figure,
-        placeholder_figure,
-        rupture_trajectories_figure,
-    )
+    from alliance.data.instruments import load_instrument
+    from alliance.figures import placeholder_figure
+    from alliance.process.plots import bland_altman_figure, rupture_trajectories_figure
 
     cfg = _merge(DEFAULTS, config)
     ingest_dir, scores_dir, out_dir = Path(ingest_dir), Path(scores_dir), Path(out_dir)
@@ -248,7 +235,7 @@ def run_process_analyses(
     write_csv(ag["table"], out_dir / OUTPUT_FILES["agreement_csv"], index=False)
     ag_json = {k: ag[k] for k in ("status", "reason", "raters", "n_pairs", "n_patients", "method")}
     ag_json["table"] = ag["table"].to_dict("records")
-    _write_json(out_dir / OUTPUT_FILES["agreement_json"], ag_json)
+    write_json(out_dir / OUTPUT_FILES["agreement_json"], ag_json)
     if ag["status"] == "ok":
         total = ag["table"][(ag["table"]["scope"] == "all sessions")].set_index("measure")
         bland_altman_figure(
@@ -341,7 +328,7 @@ def run_process_analyses(
             f"Cronbach's alpha of the {rater} items is {alpha:.3f}, outside [0, 1): "
             "no error-corrected shares"
         )
-    _write_json(out_dir / OUTPUT_FILES["variance"], vc)
+    write_json(out_dir / OUTPUT_FILES["variance"], vc)
     summary["variance_components"] = {
         k: vc.get(k)
         for k in (
@@ -400,5 +387,5 @@ def run_process_analyses(
     elif pp_summary["dropouts"] == 0:
         pp_summary.update(status="skipped", reason="no patient dropped out before the planned end")
     summary["person_period"] = pp_summary
-    _write_json(out_dir / OUTPUT_FILES["summary"], summary)
-    return _clean(summary)
+    write_json(out_dir / OUTPUT_FILES["summary"], summary)
+    return jsonable(summary)

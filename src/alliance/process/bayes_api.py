@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from alliance.jsonio import jsonable, write_json
 from alliance.process.bayes_models import (
     PROCESS_MODELS,
     REFERENCES,
@@ -116,23 +115,6 @@ KEY_EFFECTS: dict[str, list[tuple[str, str, str | None, str | None]]] = {
 }
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
-
-
 def _summary_table(fit: ProcessFit, per_patient: bool = False) -> pd.DataFrame:
     """Posterior summary of every stage: population-level parameters, or per-patient ones."""
     from alliance.bayes.diagnostics import SUMMARY_COLUMNS, per_patient_names, summarize
@@ -157,7 +139,7 @@ def _survival_figure(curves: pd.DataFrame, path_stem: Path) -> list[Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from alliance.plots import SINGLE_COLUMN, save, style
+    from alliance.figures import SINGLE_COLUMN, save, style
 
     with mpl.rc_context(style()):
         fig = Figure(figsize=(SINGLE_COLUMN, 2.6), layout="constrained")
@@ -470,8 +452,8 @@ def run_process_bayes(
         files.append("per_patient.csv")
         diagnostics = {"status": fit.status, "reason": fit.reason, **fit.diagnostics}
         diagnostics["status"] = fit.status
-        _write_json(folder / OUTPUT_FILES["diagnostics"], diagnostics)
-        _write_json(folder / OUTPUT_FILES["effects"], fit.as_dict())
+        write_json(folder / OUTPUT_FILES["diagnostics"], diagnostics)
+        write_json(folder / OUTPUT_FILES["effects"], fit.as_dict())
         if "survival" in fit.tables:
             write_csv(fit.tables["survival"], folder / "survival.csv", index=False)
             files.append("survival.csv")
@@ -482,7 +464,7 @@ def run_process_bayes(
             else:
                 import textwrap
 
-                from alliance.process.plots import placeholder_figure
+                from alliance.figures import placeholder_figure
 
                 reason = textwrap.shorten(f"{fit.status}: {fit.reason}", 160)
                 placeholder_figure(
@@ -518,8 +500,8 @@ def run_process_bayes(
 
         key_effects_figure(keys, out_dir / "figures" / "key_effects")
     result["timing"] = {"total_s": round(time.perf_counter() - start, 3)}
-    _write_json(out_dir / "summary.json", result)
-    return _clean(result)
+    write_json(out_dir / "summary.json", result)
+    return jsonable(result)
 
 
 _DIAG_COLUMNS = ["max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"]

@@ -12,14 +12,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from alliance.plots import DOUBLE_COLUMN, save, style
+from alliance.figures import DOUBLE_COLUMN, save, style
 
 __all__ = [
     "OKABE_ITO",
     "bland_altman_figure",
     "choose_patients",
     "key_effects_figure",
-    "placeholder_figure",
     "rupture_trajectories_figure",
 ]
 
@@ -363,21 +362,6 @@ def key_effects_figure(
         plotted = [ax for ax, (_, _, shown, _, _) in zip(axes, panels, strict=True) if len(shown)]
         if plotted:
             plotted[-1].set_xlabel("Posterior mean and 95% interval (each panel on its own scale)")
-        if path_stem is not None:
-            save(fig, path_stem)
-    return fig
-
-
-def placeholder_figure(title: str, reason: str, path_stem: str | Path | None = None) -> Figure:
-    """A small figure that states why an analysis was skipped (keeps declared outputs)."""
-    with mpl.rc_context(style()):
-        fig = _figure(DOUBLE_COLUMN / 2, 1.2)
-        ax = fig.subplots()
-        ax.set_axis_off()
-        ax.text(0.0, 0.75, title, fontsize=8, fontweight="bold", transform=ax.transAxes)
-        ax.text(
-            0.0, 0.45, f"Not run: {reason}", fontsize=7, wrap=True, transform=ax.transAxes, va="top"
-        )
         if path_stem is not None:
             save(fig, path_stem)
     return fig

@@ -447,7 +447,7 @@ def builtin_models(instrument: Any) -> dict[str, str]:
     ----------
     instrument
         An object with ``items`` and ``factors`` (``{factor: items}``; e.g. an
-        ``alliance.instruments.Instrument``). The names ``bond``, ``goal`` and ``task`` select
+        ``alliance.data.instruments.Instrument``). The names ``bond``, ``goal`` and ``task`` select
         the alliance-specific models.
 
     Returns

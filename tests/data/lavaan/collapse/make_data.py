@@ -53,10 +53,10 @@ def wai_empty() -> pd.DataFrame:
 
 
 def sites5_empty() -> pd.DataFrame:
-    from alliance.cfa_stage import invariance_sample
-    from alliance.ingest import ingest_to
-    from alliance.pool import pool_to
-    from alliance.simulate_sites import simulate_sites
+    from alliance.cfa.stage import invariance_sample
+    from alliance.data.ingest import ingest_to
+    from alliance.data.pool import pool_to
+    from alliance.simulate.sites import simulate_sites
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "sites5"

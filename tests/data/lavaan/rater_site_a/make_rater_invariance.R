@@ -1,6 +1,6 @@
 #!/usr/bin/env Rscript
 # lavaan 0.6-14 reference for the rater-invariance ladder of the demo pipeline (issue 3, A).
-# rater_site_a.csv is the sample alliance.cfa_stage.invariance_sample() builds from the demo
+# rater_site_a.csv is the sample alliance.cfa.stage.invariance_sample() builds from the demo
 # site_a (config/codebooks/site_a.yaml): one row per patient x rater, the client's and the
 # therapist's WAI-SR ratings at session 3; client first (the reference group).
 # The model is the built-in `correlated` (correlated.lav). Settings as config/config.yaml:
