@@ -32,6 +32,7 @@ def test_each_stage_builds_its_own_subcommands():
         "bayes": "alliance.cli.bayes",
         "process": "alliance.cli.process",
         "process-bayes": "alliance.cli.process",
+        "riclpm": "alliance.cli.panel",
         "meta": "alliance.cli.meta",
         "verify": "alliance.cli.verify",
     }
