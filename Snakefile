@@ -30,6 +30,7 @@ include: "workflow/rules/cfa.smk"
 include: "workflow/rules/bayes.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/process.smk"
+include: "workflow/rules/panel.smk"
 include: "workflow/rules/report.smk"
 
 

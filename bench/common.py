@@ -37,6 +37,7 @@ OPTIONAL_MODULES = (
     "bench.latent_speed",
     "bench.calibration_speed",
     "bench.meta_speed",
+    "bench.panel_speed",
 )
 
 

@@ -25,12 +25,14 @@ def test_each_stage_builds_its_own_subcommands():
     assert builders == {
         "simulate": "alliance.cli.simulate",
         "ingest": "alliance.cli.data",
+        "codebook": "alliance.cli.codebook",
         "score": "alliance.cli.describe",
         "describe": "alliance.cli.describe",
         "cfa": "alliance.cli.cfa",
         "bayes": "alliance.cli.bayes",
         "process": "alliance.cli.process",
         "process-bayes": "alliance.cli.process",
+        "riclpm": "alliance.cli.panel",
         "meta": "alliance.cli.meta",
         "verify": "alliance.cli.verify",
     }

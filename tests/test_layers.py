@@ -42,6 +42,7 @@ STAGES = frozenset(
         "alliance.bayes.sensitivity",
         "alliance.process",
         "alliance.process.bayes_api",
+        "alliance.panel.stage",
         "alliance.meta.effects",
         "alliance.meta.stage",
         "alliance.report.summary",

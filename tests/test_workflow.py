@@ -29,11 +29,11 @@ def test_demo_dag_dry_run_and_lint():
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("site_a", "site_b", "site_c", "published"):
         assert f"results/{name}/ingest/ingest_report.json" in result.stdout
-    # every stage of every item dataset, the Bayesian process models included
-    for rule in ("process", "process_bayes"):
+    # every stage of every item dataset, the Bayesian process models and the RI-CLPM included
+    for rule in ("process", "process_bayes", "panel"):
         assert f"rule {rule}:" in result.stdout
     for name in ("site_a", "site_b", "site_c"):
-        for path in ("process/summary.json", "process/bayes/key_effects.csv"):
+        for path in ("process/summary.json", "process/bayes/key_effects.csv", "panel/riclpm.json"):
             assert f"results/{name}/{path}" in result.stdout
     lint = run_snakemake(ROOT, "--lint", "--cores", "1")
     assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]

@@ -84,9 +84,15 @@ def codebook_path(wildcards):
 
 
 def raw_file(wildcards):
-    """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest)."""
+    """The raw export the rule's dataset codebook names (tracked so a new export reruns ingest).
+
+    A REDCap export comes with its data dictionary (``read.dictionary``), an input too.
+    """
     name = getattr(wildcards, "item_dataset", None) or wildcards.effect_dataset
-    return str(Path(os.path.relpath(CODEBOOKS[name].file, Path.cwd())))
+    files = [CODEBOOKS[name].file]
+    if "dictionary" in CODEBOOKS[name].read:
+        files.append(CODEBOOKS[name].read["dictionary"])
+    return [str(Path(os.path.relpath(f, Path.cwd()))) for f in files]
 
 
 def instrument_files(wildcards):
@@ -384,12 +390,21 @@ def process_bayes_outputs(name):
     return [f"{base}/summary.json", f"{base}/key_effects.csv", f"{base}/figures"]
 
 
+def panel_outputs(name):
+    """The RI-CLPM fit of one item dataset (the summary reads it; rule panel)."""
+    if not config["panel"]["enabled"]:
+        return []
+    base = f"results/{name}/panel"
+    return [f"{base}/riclpm.json", f"{base}/effects.csv", f"{base}/lagged_paths.png"]
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
         out += bayes_outputs(name) + process_outputs(name) + process_bayes_outputs(name)
+        out += panel_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:

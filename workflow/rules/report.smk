@@ -13,6 +13,8 @@ rule summary:
             labels={"table": "results summary"},
         ),
         html="results/summary.html",
+        # every table of the summary in APA layout, to paste into a manuscript
+        docx="results/summary_tables.docx",
     log:
         "results/logs/summary.log",
     benchmark:

@@ -12,7 +12,14 @@ import pandas as pd
 from alliance.bayes.data import ModelData
 from alliance.bayes.priors import prior_scale
 
-__all__ = ["SBC_PARAMETERS", "draw_prior", "rank_uniformity", "run_sbc", "simulate_therapist_data"]
+__all__ = [
+    "SBC_PARAMETERS",
+    "draw_prior",
+    "rank_tests",
+    "rank_uniformity",
+    "run_sbc",
+    "simulate_therapist_data",
+]
 
 #: Parameters whose ranks are recorded.
 SBC_PARAMETERS = ("b_within", "b_between", "tau_u")
@@ -151,6 +158,23 @@ def rank_uniformity(ranks: Sequence[int], n_draws: int, bins: int) -> dict[str, 
     return {"chi2": float(stat), "df": bins - 1, "p_value": float(p), "counts": counts.tolist()}
 
 
+def rank_tests(
+    ranks: pd.DataFrame, parameters: Sequence[str], bins: int, alpha: float
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """:func:`rank_uniformity` of each parameter's ``rank_{name}`` column, flagged at ``alpha``.
+
+    Returns the tests (each with ``uniform``: ``p_value >= alpha``) and the number of draws
+    the ranks count (the ``n_draws`` column).
+    """
+    n_draws = int(ranks["n_draws"].iloc[0])
+    tests = {}
+    for name in parameters:
+        test = rank_uniformity(ranks[f"rank_{name}"], n_draws, bins)
+        test["uniform"] = test["p_value"] >= alpha
+        tests[name] = test
+    return tests, n_draws
+
+
 def run_sbc(
     n_reps: int,
     n_patients: int,
@@ -222,12 +246,7 @@ def run_sbc(
             _rank_one(compiled, int(s), n_patients, n_therapists, settings, priors) for s in seeds
         ]
     ranks = pd.DataFrame(rows)
-    n_draws = int(ranks["n_draws"].iloc[0])
-    tests = {}
-    for name in SBC_PARAMETERS:
-        test = rank_uniformity(ranks[f"rank_{name}"], n_draws, bins)
-        test["uniform"] = test["p_value"] >= alpha
-        tests[name] = test
+    tests, n_draws = rank_tests(ranks, SBC_PARAMETERS, bins, alpha)
     return {
         "ranks": ranks,
         "tests": tests,

@@ -4,7 +4,8 @@ One module per stage builds that stage's subcommands and runs them (``add_parser
 :mod:`~alliance.cli.simulate`, :mod:`~alliance.cli.data` (``ingest``),
 :mod:`~alliance.cli.describe` (``score``, ``describe``), :mod:`~alliance.cli.cfa`,
 :mod:`~alliance.cli.bayes`, :mod:`~alliance.cli.process` (``process``, ``process-bayes``),
-:mod:`~alliance.cli.meta` and :mod:`~alliance.cli.verify`; this module puts them together and
+:mod:`~alliance.cli.panel` (``riclpm``), :mod:`~alliance.cli.meta` and
+:mod:`~alliance.cli.verify`; this module puts them together and
 turns bad input into one line and exit status 2.
 
 May import: everything (the command line is a stage entry); each subcommand imports its stage
@@ -19,7 +20,18 @@ import sys
 from collections.abc import Sequence
 
 from alliance import __version__
-from alliance.cli import bayes, cfa, data, describe, meta, process, simulate, verify
+from alliance.cli import (
+    bayes,
+    cfa,
+    codebook,
+    data,
+    describe,
+    meta,
+    panel,
+    process,
+    simulate,
+    verify,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for stage in (simulate, data, describe, cfa, bayes, process, meta, verify):
+    for stage in (simulate, data, codebook, describe, cfa, bayes, process, panel, meta, verify):
         stage.add_parsers(sub)
     return parser
 

@@ -194,6 +194,16 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
     if check_file and not exists:
         what = "is a directory" if file.is_dir() else "does not exist"
         raise CodebookError(f"{path}: key 'file' names {doc['file']!r}, which {what} ({file})")
+    read = dict(doc.get("read", {}))
+    if "dictionary" in read:  # a REDCap data dictionary, relative to the codebook
+        dictionary = Path(read["dictionary"])
+        dictionary = dictionary if dictionary.is_absolute() else (path.parent / dictionary)
+        if check_file and not dictionary.is_file():
+            raise CodebookError(
+                f"{path}: key 'read.dictionary' names {read['dictionary']!r}, which does not "
+                f"exist ({dictionary.resolve()})"
+            )
+        read["dictionary"] = str(dictionary.resolve())
     instrument = None
     templates: dict[str, str] = {}
     if kind == "items":
@@ -242,7 +252,7 @@ def load_codebook(path: str | Path, *, check_file: bool = True) -> Codebook:
         kind=kind,
         file=file,
         format=doc["format"],
-        read=dict(doc.get("read", {})),
+        read=read,
         layout=layout,
         sessions=tuple(doc.get("sessions", ())),
         ids=dict(doc.get("ids", {})),

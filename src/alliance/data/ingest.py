@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.data.codebook import RATERS, Codebook, load_codebook
+from alliance.data.exports import read_export
 from alliance.data.readers import (
     EXACT_FLOAT_INT,
     QUARANTINE_COLUMNS,  # noqa: F401 - re-exported: the columns of quarantine.csv
@@ -19,7 +20,6 @@ from alliance.data.readers import (
     RawTable,
     ReadError,
     empty_quarantine,
-    read_export,
 )
 from alliance.jsonio import write_json
 from alliance.tables import write_csv
@@ -1106,7 +1106,7 @@ def ingest(codebook: Codebook | str | Path, strict: bool | None = None) -> Inges
 
 def _where(codebook: Codebook, row: int) -> str:
     """Where row ``row`` is in the source file (see :mod:`alliance.data.readers`)."""
-    if codebook.format == "csv":
+    if codebook.format in ("csv", "redcap", "qualtrics"):
         return f"line {row + 1} of the file"
     if codebook.format == "xlsx":
         return f"sheet row {row + 1}"

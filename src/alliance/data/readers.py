@@ -537,33 +537,3 @@ def read_xlsx(path: Path, used: dict[str, str], sheet: str | int = 0) -> RawTabl
         formulas=formulas,
         notes=notes,
     )
-
-
-def read_export(fmt: str, path: Path, opts: dict[str, Any], used: dict[str, str]) -> RawTable:
-    """Read ``path`` as ``fmt`` (csv, sav, xlsx, parquet); see the module docstring.
-
-    Parameters
-    ----------
-    fmt, path, opts
-        The codebook's ``format``, resolved ``file`` and ``read`` options.
-    used
-        Raw column -> the codebook key that names it (duplicated names among these are an
-        error; a line break inside one of them rejects a CSV record).
-
-    Raises
-    ------
-    ReadError
-        For a file that has no data rows, cannot be decoded, or names a column the codebook
-        reads twice. Other exceptions of the underlying readers propagate.
-    """
-    if fmt == "csv":
-        return read_csv(
-            path, used, sep=opts.get("sep", ","), encoding=opts.get("encoding", "utf-8")
-        )
-    if fmt == "sav":
-        return read_sav(path, used)
-    if fmt == "xlsx":
-        return read_xlsx(path, used, sheet=opts.get("sheet", 0))
-    if fmt == "parquet":
-        return read_parquet(path, used)
-    raise ReadError(f"key 'format': unsupported format {fmt!r}")

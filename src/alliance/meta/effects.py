@@ -84,9 +84,12 @@ def dataset_effect(
     """The alliance-outcome partial correlation of a dataset, with its n, for pooling.
 
     The sign is set so that a positive ``r`` means better early alliance goes with a better
-    outcome: for a symptom measure (lower is better) ``r`` is the partial correlation of
-    alliance with *lower* post-treatment scores, controlling for baseline, comparable with the
-    r = .278 of Fluckiger et al. (2018).
+    outcome: for a symptom measure (lower is better: PHQ-9, GAD-7, CORE-10, OQ-45) ``r`` is the
+    partial correlation of alliance with *lower* post-treatment scores, for a well-being
+    measure (higher is better: ORS) with *higher* ones, controlling for baseline, comparable
+    with the r = .278 of Fluckiger et al. (2018). The direction is the measure's ``better``
+    (:mod:`alliance.data.measures`); a measure that is not built in is taken as a symptom measure,
+    and the definition says so.
 
     References
     ----------
@@ -97,15 +100,23 @@ def dataset_effect(
     n = len(table)
     if n < 5:
         return {"r": None, "n": n, "status": f"too few patients with alliance and outcome ({n})"}
-    r = -partial_correlation(table["alliance"], table["post"], table["baseline"])
+    from alliance.data.measures import lower_is_better
+
+    lower = lower_is_better(measure)
+    sign = -1.0 if lower in (True, None) else 1.0
+    r = sign * partial_correlation(table["alliance"], table["post"], table["baseline"])
+    assumed = (
+        f" ({measure} is not a built-in measure: taken as lower is better)" if lower is None else ""
+    )
     return {
         "r": r,
         "n": n,
         "status": "ok",
         "definition": (
             f"partial correlation of the client total alliance score at session "
-            f"{alliance_session} with lower last observed {measure} after that session, "
-            "controlling for baseline (session 1); positive = better alliance, better outcome"
+            f"{alliance_session} with {'lower' if sign < 0 else 'higher'} last observed "
+            f"{measure} after that session, controlling for baseline (session 1); positive = "
+            f"better alliance, better outcome{assumed}"
         ),
     }
 

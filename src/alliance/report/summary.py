@@ -555,6 +555,17 @@ def process_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[s
     return "\n\n".join(parts), warnings
 
 
+def panel_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """The RI-CLPM per dataset (:func:`alliance.panel.summary.panel_rows`), how it differs."""
+    from alliance.panel.summary import DIFFERENCE, LEAD, REFERENCES, panel_rows
+
+    rows, warnings = panel_rows(results, datasets)
+    if rows.empty:
+        return "No RI-CLPM was fitted.", warnings
+    parts = [LEAD, markdown_table(rows), f"{DIFFERENCE} Sources: {REFERENCES}."]
+    return "\n\n".join(parts), warnings
+
+
 def _p(p: float | None) -> str:
     """A p-value in APA style: ``< .001`` or ``= .034``."""
     if p is None:
@@ -597,6 +608,7 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         _cfa_methods(config),
         _bayes_methods(config),
         _process_methods(config),
+        _panel_methods(config),
         _meta_methods(config),
         "Analyses used Python "
         + software["python"]
@@ -737,6 +749,13 @@ def _process_methods(config: dict[str, Any]) -> str:
             "reason stated (definitions and sources in the process section)."
         )
     return " ".join(parts)
+
+
+def _panel_methods(config: dict[str, Any]) -> str:
+    """The RI-CLPM sentences of the methods paragraph (empty when the stage is off)."""
+    from alliance.panel.summary import panel_methods
+
+    return panel_methods(config)
 
 
 def _meta_methods(config: dict[str, Any]) -> str:
@@ -1154,7 +1173,10 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
 
 
 def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str | Path) -> str:
-    """Write ``summary.md`` (and ``summary.html`` beside it) for every dataset in ``config``.
+    """Write ``summary.md``, ``summary.html`` and ``summary_tables.docx`` for every dataset.
+
+    ``summary_tables.docx`` holds every table of the summary in APA layout
+    (:mod:`alliance.report.docx`).
 
     Returns
     -------
@@ -1170,9 +1192,11 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     cfa_md, cfa_warnings = cfa_section(results, analysed)
     bayes_md, bayes_warnings = bayes_section(results, datasets)
     process_md, process_warnings = process_section(results, datasets)
+    panel_md, panel_warnings = panel_section(results, datasets)
     meta_md, meta_warnings = meta_section(results)
     checks = reporting_checks(data, results, datasets)
     warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
+    warnings += panel_warnings
     warnings += meta_warnings
     check_rows = pd.DataFrame(
         [
@@ -1201,6 +1225,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             bayes_md,
             "## Alliance as a process",
             process_md,
+            "## Alliance and symptoms within patients",
+            panel_md,
             "## Meta-analysis",
             meta_md,
             "## Methods",
@@ -1215,6 +1241,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     out.with_suffix(".html").write_text(markdown_to_html(text, title="Results summary"))
+    from alliance.report.docx import write_summary_docx
+
+    write_summary_docx(text, out.with_name("summary_tables.docx"))  # for the manuscript
     return text
 
 

@@ -858,7 +858,8 @@ def start_values(
                     lam = s[vi, mi] / s[mi, mi] if s[mi, mi] > 0 else 1.0
                 loads[(f, v)] = float(np.clip(lam, -5.0, 5.0)) if np.isfinite(lam) else 1.0
             cm = np.mean([s[mi, o] for o in others]) if others else 0.5 * s[mi, mi]
-            psi_start[f] = float(max(cm / max(loads.get((f, inds[1]), 1.0), 1e-3), 0.05))
+            lam2 = loads.get((f, inds[1]), 1.0) if others else 1.0  # one indicator: no 2nd
+            psi_start[f] = float(max(cm / max(lam2, 1e-3), 0.05))
             psi_start[f] = min(psi_start[f], max(s[mi, mi], 0.05))
         for r in spec.rows(g):
             if not r.free or not np.isnan(x[r.free - 1]):

@@ -312,7 +312,10 @@ def _group_rows(
             add(f, "~1", "", free=free_means, value=np.nan if free_means else 0.0)
         for s in statements:
             if s.op == "~1":
-                apply_modifier(add(s.lhs, "~1", "", free=True, value=np.nan), s)
+                r = add(s.lhs, "~1", "", free=True, value=np.nan)
+                if not r.user:  # a default row (latent mean 0): `f ~ 1` frees it, as lavaan
+                    r.free, r.value = 1, np.nan
+                apply_modifier(r, s)
     # ordinal: residual variances of ordered indicators and ov intercepts follow lavaan
     for r in rows:
         if r.user and r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.ordered:

@@ -36,6 +36,7 @@ def standardize(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@np.errstate(divide="ignore", invalid="ignore")  # a variance fixed to 0: nan/inf, as lavaan
 def standardize_group(spec: ModelSpec, x: np.ndarray, g: int, ks: np.ndarray) -> np.ndarray:
     """``std.all`` values of the table rows ``ks``, all of group ``g``.
 
@@ -104,6 +105,7 @@ def _defined_std(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@np.errstate(invalid="ignore")  # inf - inf in the Jacobian of a variance-0 latent's mean
 def standardized_rows(result: FitResult, level: float = 0.95) -> list[dict[str, Any]]:
     """Lavaan ``standardizedSolution(type = "std.all")`` rows with delta-method SEs.
 

@@ -33,6 +33,8 @@ from alliance.sem.blocks import (
 from alliance.sem.estimate import FitResult
 from alliance.sem.mvnorm import expected_information, saturated_jacobian
 from alliance.sem.samplestats import h1_information
+from alliance.sem.solution import numeric_jacobian
+from alliance.sem.syntax import SyntaxError_, compile_expression
 
 __all__ = [
     "catml_dwls",
@@ -45,6 +47,7 @@ __all__ = [
     "sb2001_difference",
     "scaled_shifted",
     "ugamma_traces",
+    "wald_test",
     "yuan_bentler_mplus",
 ]
 
@@ -807,3 +810,86 @@ def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out[: a.shape[0], : a.shape[1]] = a
     out[a.shape[0] :, a.shape[1] :] = b
     return out
+
+
+# --------------------------------------------------------------------------- Wald test
+
+
+def wald_test(result: FitResult, constraints: str | Sequence[str]) -> dict[str, Any]:
+    """Wald test of equality constraints on the labelled parameters, as lavaan ``lavTestWald``.
+
+    ``W = g' (J V J')^-1 g`` with ``g`` the constraint functions ``lhs - rhs`` at the
+    estimates, ``J`` their Jacobian by the free parameters (central differences, exact for
+    linear constraints) and ``V`` the covariance matrix of the estimates (robust under MLR, as
+    lavaan); ``df`` the number of constraints.
+
+    Parameters
+    ----------
+    result
+        A fit with standard errors.
+    constraints
+        lavaan text (``"a2 == a3; a3 == a4"``, one per line or separated by ``;``) or a list
+        of such statements; each side an expression of labels and numbers.
+
+    Returns
+    -------
+    dict
+        ``stat``, ``df``, ``pvalue``, ``se`` (lavaan's name of the standard errors) and the
+        ``constraints`` tested.
+
+    Raises
+    ------
+    ValueError
+        For a fit without standard errors, a statement that is not ``lhs == rhs``, an
+        unknown label, or constraints whose covariance matrix is singular (redundant).
+
+    References
+    ----------
+    Wald, A. (1943). Tests of statistical hypotheses concerning several parameters when the
+    number of observations is large. Transactions of the American Mathematical Society,
+    54(3), 426-482.
+    """
+    if result.cov is None:
+        raise ValueError(
+            "a Wald test needs the covariance matrix of the estimates; the fit has none"
+        )
+    text = [constraints] if isinstance(constraints, str) else list(constraints)
+    statements = [
+        part.strip() for chunk in text for line in chunk.splitlines() for part in line.split(";")
+    ]
+    statements = [s for s in statements if s]
+    if not statements:
+        raise ValueError(f"no constraints to test, got {constraints!r}")
+    spec = result.spec
+    known = set(spec.label_values(result.x))
+    sides = []
+    for k, stmt in enumerate(statements, start=1):
+        parts = stmt.split("==")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise SyntaxError_(f"constraint {k}: expected 'lhs == rhs', got {stmt!r}")
+        left, right = (compile_expression(p, k) for p in parts)
+        unknown = sorted(set(left.names + right.names) - known)
+        if unknown:
+            raise SyntaxError_(f"constraint {k}: unknown labels {unknown} in {stmt!r}")
+        sides.append((left, right))
+
+    def ceq(x: np.ndarray) -> np.ndarray:
+        values = spec.label_values(x)
+        return np.array([a(values) - b(values) for a, b in sides])
+
+    g = ceq(result.x)
+    jac = numeric_jacobian(ceq, result.x)
+    info = jac @ result.cov.dense() @ jac.T
+    try:
+        stat = float(g @ np.linalg.solve(info, g))
+    except np.linalg.LinAlgError as err:
+        raise ValueError(f"the constraints are redundant (singular J V J'): {statements}") from err
+    df = len(statements)
+    se = {"ML": "standard", "MLR": "robust.huber.white", "WLSMV": "robust.sem"}[result.estimator]
+    return {
+        "stat": stat,
+        "df": df,
+        "pvalue": chisq_pvalue(stat, df),
+        "se": se,
+        "constraints": statements,
+    }

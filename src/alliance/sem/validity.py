@@ -19,6 +19,9 @@ from alliance.sem.model import ModelSpec
 from alliance.sem.polychoric import bivariate_normal_cdf
 from alliance.sem.standardize import standardized_rows
 
+#: Machine epsilon (lavaan's ``.Machine$double.eps``).
+EPS = float(np.finfo(float).eps)
+
 __all__ = [
     "admissibility",
     "factor_correlations",
@@ -370,7 +373,9 @@ def admissibility(result: FitResult, std_rows: list[dict] | None = None) -> dict
             if spec.m:
                 ib = np.linalg.inv(np.eye(spec.m) - mt.beta)
                 a = ib @ mt.psi @ ib.T
-                if np.min(np.linalg.eigvalsh(0.5 * (a + a.T))) <= 0:
+                # lavaan's lav_object_post_check: an eigenvalue below -eps^(3/4) (a latent
+                # variable fixed to variance 0, e.g. a fixed trend, is not a problem)
+                if np.min(np.linalg.eigvalsh(0.5 * (a + a.T))) < -(EPS**0.75):
                     not_pd.append(spec.group_labels[g - 1])
         out["lv_cov_not_pd"] = not_pd
         out["se_available"] = result.cov is not None

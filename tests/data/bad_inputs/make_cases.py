@@ -286,5 +286,72 @@ def _binary_cases(long: list[list[str]]) -> None:
     pyreadstat.write_sav(frame, str(folder / "export.sav"))
 
 
+def byo_cases() -> None:
+    """Issue 21: REDCap and Qualtrics exports, hostile and malformed."""
+    dictionary_header = "Variable / Field Name,Form Name,Section Header,Field Type,Field Label"
+    fields = [f"{q},wai,,radio,WAI-SR item {q[1:]}" for q in ITEMS]
+    dictionary = [dictionary_header, "pid,intake,,text,Patient", "ther,intake,,text,Therapist"]
+    dictionary += [*fields, "PHQ,wai,,text,PHQ-9 total"]
+    redcap = codebook(
+        file="export.csv",
+        format="redcap",
+        read={"dictionary": "dictionary.csv", "events": {"s1_arm_1": 1, "s2_arm_1": 2}},
+        ids={"patient": "pid", "therapist": "ther", "session": "redcap_event_name"},
+    )
+    head = ["pid", "redcap_event_name", "ther", *ITEMS, "PHQ"]
+    lines = [head]
+    for p in (1, 2):
+        lines.append([f"P{p:02d}", "intake_arm_1", "T1", *[""] * 13])
+        for s, event in ((1, "s1_arm_1"), (2, "s2_arm_1"), (3, "s3_arm_1")):
+            lines.append([f"P{p:02d}", event, "", *answers(p, s), str(p + s)])
+    lines[4][3] = "=HYPERLINK(1)"  # P01 s3: a formula in an item cell
+    case(
+        "redcap_unmapped_event_and_formula",
+        redcap,
+        {"export.csv": csv_text(lines), "dictionary.csv": "\n".join(dictionary) + "\n"},
+    )
+    case(
+        "redcap_dictionary_missing",
+        codebook(
+            file="../redcap_unmapped_event_and_formula/export.csv",
+            format="redcap",
+            read={"dictionary": "nowhere.csv"},
+            ids={"patient": "pid", "therapist": "ther", "session": "redcap_event_name"},
+        ),
+    )
+    case(
+        "redcap_dictionary_twice",
+        codebook(
+            file="../redcap_unmapped_event_and_formula/export.csv",
+            format="redcap",
+            read={"dictionary": "dictionary.csv"},
+            ids={"patient": "pid", "therapist": "ther", "session": "redcap_event_name"},
+        ),
+        {"dictionary.csv": "\n".join([*dictionary, "Q3,wai,,radio,again"]) + "\n"},
+    )
+    # Qualtrics: a question text spanning lines in an item column (a header, not a record),
+    # a bad cell on line 6, a record with a missing field on line 7
+    names = ["ResponseId", "pid", "ther", "sess", *ITEMS, "PHQ"]
+    text = ["Response ID", "pid", "ther", "sess", '"WAI-SR item 1\n(text not shipped)"']
+    text += [f"WAI-SR item {k}" for k in range(2, 13)] + ["PHQ-9"]
+    ids = ['"{""ImportId"":""_recordId""}"'] * len(names)
+    rows = [[f"R_{n}", f"P{p:02d}", "T1", str(s), *answers(p, s, low=0), str(p + s)]
+            for n, (p, s) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)])]  # fmt: skip
+    rows[1][6] = "@SUM(1)"
+    rows[2] = rows[2][:-1]
+    qualtrics = codebook(file="export.csv", format="qualtrics", recode={"shift": 1})
+    case(
+        "qualtrics_header_lines_and_bad_cells",
+        qualtrics,
+        {"export.csv": csv_text([names, text, ids, *rows])},
+    )
+    case(
+        "qualtrics_without_import_ids",
+        codebook(file="export.csv", format="qualtrics"),
+        {"export.csv": csv_text([names, text, *rows])},
+    )
+
+
 if __name__ == "__main__":
     main()
+    byo_cases()

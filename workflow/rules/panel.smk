@@ -1,0 +1,41 @@
+# Alliance and symptoms within patients over sessions: the random-intercept cross-lagged panel
+# model (RI-CLPM) per item dataset (rule panel). A dataset without enough sessions with both
+# measures is skipped with the reason in riclpm.json; it never stops the run.
+
+
+rule panel:
+    input:
+        scores="results/{item_dataset}/scores/scores.parquet",
+        outcomes="results/{item_dataset}/ingest/outcomes.parquet",
+    output:
+        fit="results/{item_dataset}/panel/riclpm.json",
+        effects=report(
+            "results/{item_dataset}/panel/effects.csv",
+            caption="../report/panel_effects.rst",
+            category="Within-patient dynamics",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "table": "RI-CLPM lagged effects"},
+        ),
+        effects_md="results/{item_dataset}/panel/effects.md",
+        figure=report(
+            "results/{item_dataset}/panel/lagged_paths.png",
+            caption="../report/panel_figure.rst",
+            category="Within-patient dynamics",
+            subcategory="{item_dataset}",
+            labels={"dataset": "{item_dataset}", "figure": "RI-CLPM lagged paths"},
+        ),
+        figure_pdf="results/{item_dataset}/panel/lagged_paths.pdf",
+    log:
+        "results/{item_dataset}/logs/panel.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/panel.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        settings=config["panel"]["settings"],
+    script:
+        "../../scripts/panel.py"
