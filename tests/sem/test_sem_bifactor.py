@@ -136,3 +136,33 @@ def test_a_fit_that_did_not_converge_gets_a_reason_not_indices():
     assert bifactor_indices(fit)["omega_h"] > 0.5
     out = bifactor_indices(replace(fit, converged=False))
     assert out == {"bifactor_unavailable": "no bifactor indices: the fit did not converge"}
+
+
+def test_bifactor_table_and_esem_loading_roles():
+    from alliance.cfa.tables import bifactor_table, loadings_long
+    from alliance.sem.esem import model_rotation
+
+    data = pd.read_csv(LAVAAN / "esem" / "bifactor_sim.csv")
+    models = builtin_models(Key())
+    results = {"bifactor": fit_cfa(data, BIFACTOR, orthogonal=True)}
+    for name in ("esem", "bifactor_esem"):
+        rotation = model_rotation(name, Key.factors, "geomin", starts=5)
+        results[name] = fit_cfa(data, models[name], rotation=rotation)
+    table = bifactor_table(results, numeric=True)
+    assert list(table["model"].unique()) == ["bifactor", "bifactor_esem"]
+    general = table[table["factor"] == "general"].set_index("model")
+    for model in ("bifactor", "bifactor_esem"):
+        rel = results[model]["reliability"]
+        assert general.loc[model, "omega_h"] == rel["omega_h"]
+        assert general.loc[model, "ecv"] == rel["ecv"]
+    assert "Rodriguez" in table.attrs["note"]
+    long = loadings_long(results, Key.factors)
+    for model, own in (("esem", "item"), ("bifactor_esem", "specific")):
+        rows = long[long.model == model]
+        mine = rows[rows.role == own]
+        assert sorted(mine["item"]) == sorted(Key.items)  # one own loading per item
+        assert all(
+            Key.factors[f].count(i) == 1 for f, i in zip(mine.factor, mine.item, strict=True)
+        )
+        assert (rows.role == "cross").sum() == 12 * 2
+    assert (long[long.model == "bifactor_esem"].role == "general").sum() == 12

@@ -60,7 +60,6 @@ out <- list(
   hz_geomin_nostd_ml = case(hz_esem, hz, args = list(std.ov = FALSE)),
   hz_mixed_ml = case(hz_mixed, hz),
   wai_geomin_ml = case(wai_esem, wai),
-  wai_geomin_ml_tight = case(wai_esem, wai, args = list(gpa.tol = 1e-7)),
   wai_target_ml = case(wai_esem, wai, rotation = "target",
                        args = list(target = target, order.lv.by = "none")),
   wai_geomin_wlsmv = case(wai_esem, wai, estimator = "WLSMV", ordered = items),
