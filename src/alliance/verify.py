@@ -97,6 +97,7 @@ IDENTITY_FIELDS = (
     "group",
     "group_label",
     "block",
+    "efa",
     "level",
     "lhs",
     "op",
