@@ -154,8 +154,8 @@ def fit_functions(
     """The two timed calls: the core fit and the full report.
 
     The core fit is what lavaan's ``cfa()`` does (estimation, standard errors, test
-    statistic): :func:`alliance.sem.api.fit_model` for ML/MLR,
-    :func:`alliance.sem.wlsmv.fit_wlsmv_model` for WLSMV. The full report is
+    statistic): :func:`alliance.sem.api.fit_model` (ML, MLR and WLSMV: one engine, the
+    estimator a parameter). The full report is
     :func:`alliance.sem.api.fit_cfa` (adds fit measures, the standardized solution,
     reliability, validity and modification indices).
 
@@ -164,14 +164,12 @@ def fit_functions(
     ValueError
         For ordered items with ML/MLR (as ``fit_cfa``).
     """
-    from alliance.sem.wlsmv import fit_wlsmv_model
-
     from alliance.sem.api import fit_cfa, fit_model
 
     if estimator == "WLSMV":
 
         def core() -> Any:
-            return fit_wlsmv_model(data, syntax, ordered=True, missing=missing)
+            return fit_model(data, syntax, estimator, missing, ordered=True)
 
         def full() -> Any:
             return fit_cfa(data, syntax, estimator, missing, ordered=True)
@@ -336,12 +334,7 @@ def benchmark(
         "ordered": ordered,
         "missing": miss,
         "repeat": repeat,
-        "timed": (
-            "alliance.sem.wlsmv.fit_wlsmv_model"
-            if estimator == "WLSMV"
-            else "alliance.sem.api.fit_model"
-        )
-        + " (estimation, SEs, test: as lavaan cfa())",
+        "timed": "alliance.sem.api.fit_model (estimation, SEs, test: as lavaan cfa())",
         "median_s": statistics.median(core_times),
         "min_s": min(core_times),
         "timed_full": "alliance.sem.api.fit_cfa (plus fit measures, standardized solution, "
