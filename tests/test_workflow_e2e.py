@@ -53,8 +53,9 @@ def test_pipeline_end_to_end(tmp_path, rng):
     row = "| clinic | csv (long) | 180 | 180 | 0 | none | 1 cell in 1 kept row | out_of_range 1 |"
     assert f"{row} 60 | 6 | 0.1% |" in summary
     assert "client ratings of session 2" in summary  # the methods paragraph follows the config
-    # data, measurement, CFA, Bayes, process, Bayesian process models, meta-analysis, checklist
-    assert (out / "summary.html").read_text().count("<table>") == 8
+    # data, measurement, CFA, Bayes, process, Bayesian process models, within-patient panel,
+    # meta-analysis, checklist
+    assert (out / "summary.html").read_text().count("<table>") == 9
     meta = json.loads((out / "meta" / "meta.json").read_text())
     assert [e["study"] for e in meta["effects"]] == ["clinic", "a", "b", "c"]
     effect = json.loads((out / "clinic" / "effects" / "effect.json").read_text())

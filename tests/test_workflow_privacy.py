@@ -18,7 +18,7 @@ def test_editing_a_custom_instrument_reruns_what_reads_it(tmp_path, rng):
     project = small_project(tmp_path, rng)
     instrument = project / "config" / "instruments" / "my_wai.yaml"
     instrument.parent.mkdir()
-    shutil.copy(ROOT / "src" / "alliance" / "instruments" / "wai_sr.yaml", instrument)
+    shutil.copy(ROOT / "src" / "alliance" / "data" / "instruments" / "wai_sr.yaml", instrument)
     book = project / "config" / "codebooks" / "clinic.yaml"
     doc = yaml.safe_load(book.read_text())
     doc["instrument"] = "../instruments/my_wai.yaml"

@@ -176,7 +176,15 @@ def test_chain_rule_gradient_matches_jacobian(rng):
 
 def test_builtin_models(wai_sr):
     models = builtin_models(wai_sr)
-    assert set(models) == {"one_factor", "correlated", "two_factor", "bifactor", "second_order"}
+    assert set(models) == {
+        "one_factor",
+        "correlated",
+        "two_factor",
+        "bifactor",
+        "second_order",
+        "esem",
+        "bifactor_esem",
+    }
     for text in models.values():
         spec = ModelSpec.from_syntax(text)
         assert set(spec.ov) == set(wai_sr.items)

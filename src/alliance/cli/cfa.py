@@ -48,6 +48,12 @@ def _cmd_cfa(args: argparse.Namespace) -> int:
         group_data, _, group_sample = invariance_sample(
             args.data, args.group, session=args.session, rater=args.rater
         )
+        rotation = kwargs.pop("rotation")
+        if rotation is not None:
+            raise ValueError(
+                f"--group {args.group!r}: ESEM (efa() blocks) is fitted in one group here, "
+                "not across groups or in the invariance ladder"
+            )
         result["invariance"] = invariance_ladder(
             group_data, syntax, args.group, estimator=args.estimator, missing=missing, **kwargs
         )
