@@ -73,6 +73,44 @@ def test_numbers_and_verdicts(tmp_path):
     assert checked.loc["kmo/overall", "status"] == "match"
 
 
+def test_a_fit_that_did_not_converge_is_checked_by_its_status_only(tmp_path):
+    fits = tmp_path / "a" / "cfa" / "fits"
+    fits.mkdir(parents=True)
+
+    def write(name, converged, chisq, loading):
+        fit = {
+            "converged": converged,
+            "ntotal": 268,
+            "fit": {"chisq": chisq, "df": 24},
+            "parameters": [{"lhs": "f", "op": "=~", "rhs": "x1", "est": loading}],
+        }
+        (fits / f"{name}.json").write_text(json.dumps(fit))
+
+    write("stuck", False, 21.1752819, 0.58248)
+    write("fine", True, 21.1752819, 0.58248)
+    manifest = build_manifest(tmp_path)
+    assert set(manifest["values"]) >= {
+        "a/cfa/fits/stuck.json::ntotal",
+        "a/cfa/fits/fine.json::fit/chisq",
+    }
+    assert not any(k.startswith("a/cfa/fits/stuck.json::fit") for k in manifest["values"])
+    # where an optimizer stopped short of convergence is no result: another stopping point
+    # passes, while the same change in a converged fit fails
+    write("stuck", False, 21.1759195, 0.58301)
+    write("fine", True, 21.1759195, 0.58301)
+    checked = verify(tmp_path, manifest).set_index("key")
+    assert set(checked.loc[checked["status"] == "mismatch"].index) == {
+        "fit/chisq",
+        "parameters/lhs=f,op==~,rhs=x1/est",
+    }
+    assert (checked.loc[checked["file"] == "a/cfa/fits/stuck.json", "status"] == "match").all()
+    # a fit that converges where the manifest's did not brings numbers the manifest lacks
+    write("stuck", True, 21.1759195, 0.58301)
+    checked = verify(tmp_path, manifest)
+    stuck = checked[checked["file"] == "a/cfa/fits/stuck.json"]
+    assert set(stuck["status"]) == {"match", "unexpected"}
+
+
 def write_nested_tests(folder, chisq):
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(

@@ -272,10 +272,20 @@ def _item_names(items: list[Any], where: str) -> list[str]:
     )
 
 
+#: What is checked of a fit that did not converge (an object with ``"converged": false``): its
+#: status and its sample size. Its estimates and fit measures are wherever the optimizer
+#: stopped, which depends on the path taken (iteration limits, floating-point details of the
+#: machine), so they are no result to reproduce; the tables and tests leave them out as well.
+UNCONVERGED_CHECKED = {"converged", "status", "ntotal", "nobs", "npar", "df"}
+
+
 def _flatten(value: Any, prefix: str, out: dict[str, float], where: str) -> None:
     if isinstance(value, dict):
+        unconverged = value.get("converged") is False
         for k, v in value.items():
             if str(k) in IGNORED_KEYS:
+                continue
+            if unconverged and str(k) not in UNCONVERGED_CHECKED:
                 continue
             _flatten(v, f"{prefix}/{k}" if prefix else str(k), out, where)
     elif isinstance(value, list):

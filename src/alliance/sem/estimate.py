@@ -443,7 +443,7 @@ def _estimate_ml(
     def hess_expected(xx: np.ndarray) -> GroupSum:
         return expected_information_blocks(spec, xx, sample).scaled(2.0)
 
-    x, ok, nit, msg = _fisher_scoring(fun, hess_expected, x0, max_iter)
+    x, ok, nit, msg = _fisher_scoring(fun, hess_expected, x0, min(max_iter, FISHER_MAX_ITER))
     if not ok and nit < max_iter:
         x, ok2, nit2, msg = _minimize(fun, x, max_iter - nit)
         nit += nit2
@@ -572,6 +572,14 @@ def _finish(
 
 
 # --------------------------------------------------------------------------- optimizers
+
+
+#: Fisher scoring iterations before the quasi-Newton fallback. Identified, admissible models
+#: converge in well under 100; a model drifting toward a boundary (a Heywood case, an
+#: empirically under-identified bifactor ESEM) crawls linearly, and with FIML each iteration
+#: costs a pass over every missing-data pattern: the demo's bifactor ESEM under MLR spent 70 s
+#: in 2,000 scoring iterations and ends where L-BFGS ends after 300 (10 s).
+FISHER_MAX_ITER = 300
 
 
 def _minimize(fun: Any, x0: np.ndarray, max_iter: int) -> tuple[np.ndarray, bool, int, str]:
