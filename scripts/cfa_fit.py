@@ -1,21 +1,21 @@
-"""Snakemake adapter: one CFA (dataset x model x estimator); a failure is written as a status."""
+"""Snakemake adapter: the competing CFA models of one dataset with one estimator, a fit file
+each; a failed model is written as its status."""
 
 from pathlib import Path
 
-from alliance.cfa.stage import run_cfa
-from alliance.jsonio import write_json
+from alliance.cfa.stage import run_cfa_models
 from alliance.runlog import log_to
 
 log = log_to(snakemake.log[0])
-result = run_cfa(
+converged = run_cfa_models(
     Path(snakemake.input.item_table).parent,
-    snakemake.params.model,
+    snakemake.params.models,
     snakemake.wildcards.estimator,
+    Path(snakemake.output.fits[0]).parent,
     missing=snakemake.params.missing,
     session=snakemake.params.session,
     rater=snakemake.params.rater,
     std_lv=snakemake.params.std_lv,
     esem=snakemake.params.esem,
 )
-write_json(snakemake.output.fit, result)
-log.info("converged: %s; %s s", result.get("converged"), result.get("elapsed_s"))
+log.info("converged: %s", converged)

@@ -94,7 +94,7 @@ def test_pipeline_end_to_end(tmp_path, rng):
     written = {str(f.relative_to(project)) for f in out.glob("**/benchmarks/*.tsv")}
     assert len(timed) == len(provenance["benchmarks"])
     assert timed == written
-    assert {"cfa_fit_correlated_MLR.tsv", "bayes_outcome_x1.tsv"} <= {Path(f).name for f in timed}
+    assert {"cfa_fit_MLR.tsv", "bayes_outcome_x1.tsv"} <= {Path(f).name for f in timed}
 
     # a second run has nothing to do
     again = run_snakemake(project, "--cores", "2", "--dry-run")

@@ -8,19 +8,24 @@ rule cfa_fit:
         report="results/{analysis_dataset}/ingest/ingest_report.json",
         instrument=instrument_files,
     output:
-        fit="results/{analysis_dataset}/cfa/fits/{model}_{estimator}.json",
+        # every competing model in one job: a fit takes under a second, starting a
+        # Python process with the SEM engine about two
+        fits=expand(
+            "results/{{analysis_dataset}}/cfa/fits/{model}_{{estimator}}.json",
+            model=config["cfa"]["models"],
+        ),
     log:
-        "results/{analysis_dataset}/logs/cfa_{model}_{estimator}.log",
+        "results/{analysis_dataset}/logs/cfa_fit_{estimator}.log",
     benchmark:
-        "results/{analysis_dataset}/benchmarks/cfa_fit_{model}_{estimator}.tsv"
+        "results/{analysis_dataset}/benchmarks/cfa_fit_{estimator}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=15,
+        runtime=30,
     params:
-        model=cfa_model_source,
+        models=CFA_MODEL_SOURCES,
         missing=cfa_missing,
         session=config["cfa"]["session"],
         rater=config["cfa"]["rater"],

@@ -237,9 +237,10 @@ def bayes_models(name):
     )
 
 
-def cfa_model_source(wildcards):
-    """A model's built-in name, or the path of its .lav file (config cfa.model_files)."""
-    return config["cfa"].get("model_files", {}).get(wildcards.model, wildcards.model)
+#: Each CFA model's built-in name, or the path of its .lav file (config cfa.model_files).
+CFA_MODEL_SOURCES = {
+    m: config["cfa"].get("model_files", {}).get(m, m) for m in config["cfa"]["models"]
+}
 
 
 def cfa_missing(wildcards):
