@@ -137,3 +137,44 @@ def test_wave_absent_is_skipped_with_reason(demo_results, tmp_path):
     assert "no rows at waves [40]" in (tmp_path / "t.md").read_text()
     with pytest.raises(LongSkipped):
         wide_items(_long(), id_col="patient", time_col="session", items=ITEMS, waves=[1, 2])
+
+
+def test_summary_section_beside_the_cross_group_ladder(tmp_path):
+    from alliance.cfa.longinv import run_invariance_long
+    from alliance.jsonio import write_json
+    from alliance.report.summary import cfa_section
+
+    result = run_invariance_long(HERE / "longinv_continuous.csv", _model(tmp_path),
+                                 id_col="patient", time_col="session", waves=[1, 3, 6],
+                                 estimator="ML")  # fmt: skip
+    cfa = tmp_path / "results" / "ds" / "cfa"
+    cfa.mkdir(parents=True)
+    write_json(cfa / "invariance_long_ML.json", {"state": "fitted", **result})
+    skipped = {"state": "skipped", "reason": "no rows at waves [6]", "estimator": "MLR",
+               "waves": [1, 3, 6]}  # fmt: skip
+    write_json(cfa / "invariance_long_MLR.json", skipped)
+    text, warnings = cfa_section(tmp_path / "results", ["ds"])
+    assert "Longitudinal measurement invariance over sessions 1, 3, 6 (ML)" in text
+    assert "| Scalar (loadings, intercepts equal) | 140.11 | 118 |" in text  # lavaan: 140.113
+    assert "invariance failed" not in " ".join(warnings)  # not read as a cross-group ladder
+    assert warnings == [
+        "ds, over sessions 1, 3, 6, MLR: longitudinal invariance skipped: no rows at waves [6]"
+    ]
+
+
+def test_config_schema_validates_the_longitudinal_block():
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).parents[1]
+    schema = str(root / "workflow" / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    long = config["cfa"]["invariance"]["longitudinal"]
+    assert long["waves"] == [1, 3, 6] and long["datasets"] == []  # off in the demo
+    validate(config, schema=schema)
+    del config["cfa"]["invariance"]["longitudinal"]
+    validate(config, schema=schema)
+    assert config["cfa"]["invariance"]["longitudinal"] == {"waves": [], "datasets": []}
+    config["cfa"]["invariance"]["longitudinal"] = {"waves": [1, 3], "sessions": [2]}
+    with pytest.raises(Exception, match="sessions"):
+        validate(config, schema=schema)

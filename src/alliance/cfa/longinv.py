@@ -234,7 +234,7 @@ def write_table(result: dict[str, Any], path_stem: str | Path) -> None:
 
     if result.get("state") == "skipped":
         Path(path_stem).parent.mkdir(parents=True, exist_ok=True)
-        write_csv(pd.DataFrame([{"skipped": result.get("reason")}]),
+        write_csv(pd.DataFrame([{"Step": "all", "Skipped": result.get("reason")}]),
                   Path(f"{path_stem}.csv"), index=False)  # fmt: skip
         Path(f"{path_stem}.md").write_text(f"Skipped: {result.get('reason')}\n")
         return
