@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.jsonio import write_json
-from alliance.panel.data import read_long_table
+from alliance.panel.data import _numbers, read_long_table
 from alliance.sem.longitudinal import longitudinal_ladder, wave_name, wave_structure
 
 __all__ = ["LongSkipped", "run_dataset", "run_invariance_long", "wide_items", "write_table"]
@@ -99,21 +99,11 @@ def wide_items(
             f"got {frame[time_col].iloc[i]!r}"
         )
     inside = np.isin(time, ws)
-    rows = frame.loc[inside]
     out = pd.DataFrame({"id": ids.astype(str).str.strip().to_numpy()[inside],
                         "wave": time[inside].astype(int)})  # fmt: skip
     positions = np.flatnonzero(inside)
-    for item in items:
-        raw = rows[item]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        wrong = (raw.notna().to_numpy() & ~np.isfinite(values)) | np.isinf(values)
-        if wrong.any():
-            k = int(np.flatnonzero(wrong)[0])
-            raise ValueError(
-                f"{source}: {where(int(positions[k]))}, column {item!r}: an answer must be a "
-                f"number, got {raw.iloc[k]!r}"
-            )
-        out[item] = values
+    for item in items:  # every row's answers are checked, also outside the waves
+        out[item] = _numbers(frame, item, source, where, "an answer")[inside]
     dup = out.duplicated(["id", "wave"], keep="first").to_numpy()
     if dup.any():
         k = int(np.flatnonzero(dup)[0])
