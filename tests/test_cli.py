@@ -29,6 +29,7 @@ def test_each_stage_builds_its_own_subcommands():
         "score": "alliance.cli.describe",
         "describe": "alliance.cli.describe",
         "cfa": "alliance.cli.cfa",
+        "invariance-long": "alliance.cli.longinv",
         "bayes": "alliance.cli.bayes",
         "process": "alliance.cli.process",
         "process-bayes": "alliance.cli.process",

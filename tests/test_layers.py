@@ -38,6 +38,7 @@ STAGES = frozenset(
         "alliance.data.pool",
         "alliance.describe.stage",
         "alliance.cfa.stage",
+        "alliance.cfa.longinv",
         "alliance.bayes.api",
         "alliance.bayes.sensitivity",
         "alliance.process",

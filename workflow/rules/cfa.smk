@@ -74,6 +74,9 @@ rule cfa_invariance:
         "results/{analysis_dataset}/logs/cfa_invariance_{group}_{estimator}.log",
     benchmark:
         "results/{analysis_dataset}/benchmarks/cfa_invariance_{group}_{estimator}.tsv"
+    wildcard_constraints:
+        # invariance_long_{estimator}.json is rule cfa_invariance_long's
+        group="(?!long_)[^/]+",
     conda:
         ENV
     threads: 1
@@ -92,6 +95,32 @@ rule cfa_invariance:
         std_lv=config["cfa"].get("std.lv", False),
     script:
         "../../scripts/cfa_invariance.py"
+
+
+rule cfa_invariance_long:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
+    output:
+        invariance="results/{analysis_dataset}/cfa/invariance_long_{estimator}.json",
+        table="results/{analysis_dataset}/cfa/tables/invariance_long_{estimator}.csv",
+    log:
+        "results/{analysis_dataset}/logs/cfa_invariance_long_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_invariance_long_{estimator}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        model=config["cfa"]["invariance"]["model"],
+        waves=config["cfa"]["invariance"]["longitudinal"]["waves"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/cfa_invariance_long.py"
 
 
 rule cfa_report:

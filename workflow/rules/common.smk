@@ -271,6 +271,14 @@ def cfa_invariance_files(wildcards):
     ]
 
 
+def longitudinal_datasets():
+    """The datasets of the longitudinal invariance ladder (none when waves or datasets are empty)."""
+    long = config["cfa"]["invariance"].get("longitudinal") or {}
+    if len(long.get("waves") or []) < 2:
+        return []
+    return list(long.get("datasets") or [])
+
+
 def cfa_outputs(name):
     """The CFA outputs of one dataset: comparisons per estimator and invariance ladders."""
     if not CFA:
@@ -287,6 +295,11 @@ def cfa_outputs(name):
                 f"results/{name}/cfa/invariance_{group}_{e}.json"
                 for e in config["cfa"]["estimators"]
             ]
+    if name in longitudinal_datasets():
+        out += [
+            f"results/{name}/cfa/invariance_long_{e}.json"
+            for e in config["cfa"]["estimators"]
+        ]
     return out
 
 

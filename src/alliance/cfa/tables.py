@@ -1344,3 +1344,35 @@ def invariance_table(
         out["Release candidates"] = numbers["candidates"].map(lambda v: v or DASH)
     out.attrs.update(attrs)
     return out
+
+
+def longitudinal_table(result: dict[str, Any], numeric: bool = False) -> pd.DataFrame:
+    """The longitudinal invariance ladder in the cross-group table's layout (one row per step).
+
+    ``result`` is :func:`alliance.sem.longitudinal.longitudinal_ladder`'s: its steps are laid
+    out as the cross-group ladder's blocks (fit, parameters held equal over the waves) and
+    passed to :func:`invariance_table`, so both read alike; a step without fit (not
+    converged, inadmissible or failed) is left out, with its reason in the note.
+    """
+    view: dict[str, Any] = {k: v for k, v in result.items() if k != "steps"}
+    skipped = []
+    for step in result.get("steps") or []:
+        if step.get("fit"):
+            view[step["name"]] = {"fit": step["fit"], "group.equal": step.get("long.equal", [])}
+        else:
+            reason = step.get("error") or "; ".join((step.get("status") or {}).get("issues", []))
+            skipped.append(f"{step['name']} step not reported: {reason}")
+    view["notes"] = [*(result.get("notes") or []), *skipped]
+    waves = ", ".join(str(w) for w in result.get("waves") or [])
+    if not any(s in view for s in STEPS):
+        out = pd.DataFrame({"Step": [s.split(" step not reported: ")[0] for s in skipped],
+                            "Not reported": [s.split(": ", 1)[1] for s in skipped]})  # fmt: skip
+        out.attrs["title"] = f"Longitudinal measurement invariance over sessions {waves}"
+        out.attrs["note"] = "No step has an admissible solution: no fit, no tests."
+        return out
+    table = invariance_table(view, result.get("estimator"), numeric=numeric,
+                             group=f"sessions {waves}")  # fmt: skip
+    table.attrs["title"] = table.attrs["title"].replace(
+        "Measurement invariance across", "Longitudinal measurement invariance over"
+    )
+    return table

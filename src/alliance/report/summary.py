@@ -258,6 +258,8 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
             if tests:
                 parts.append("Nested tests: " + "; ".join(tests) + ".")
         for path in sorted((results / name / "cfa").glob("invariance_*.json")):
+            if path.name.startswith("invariance_long_"):
+                continue  # the longitudinal ladder: below
             ladder = json.loads(path.read_text())
             label = f"{name}, across {ladder.get('group')}, {ladder.get('estimator')}"
             if not ladder.get("status", {}).get("ok"):
@@ -287,9 +289,47 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
                     f"Collapsed categories ({label}; no responses in some group, merged with "
                     f"an adjacent category in every group): {merges_text(collapsed)}."
                 )
+        long_parts, long_warnings = longitudinal_parts(results, name)
+        parts += long_parts
+        warnings += long_warnings
     if not parts:
         return "No CFA was run.", warnings
     return "\n\n".join(parts), warnings
+
+
+def longitudinal_parts(results: Path, name: str) -> tuple[list[str], list[str]]:
+    """The longitudinal invariance ladders of one dataset (``cfa/invariance_long_*.json``).
+
+    Per estimator: the table of :func:`alliance.cfa.tables.longitudinal_table` (the
+    cross-group ladder's layout) with its note, or the reason the ladder was skipped; a step
+    without an admissible solution is a warning.
+    """
+    from alliance.cfa.tables import longitudinal_table
+
+    parts: list[str] = []
+    warnings: list[str] = []
+    for path in sorted((results / name / "cfa").glob("invariance_long_*.json")):
+        result = json.loads(path.read_text())
+        est = result.get("estimator")
+        label = f"{name}, over sessions {', '.join(map(str, result.get('waves') or []))}, {est}"
+        if result.get("state") == "skipped":
+            warnings.append(f"{label}: longitudinal invariance skipped: {result.get('reason')}")
+            parts.append(f"Longitudinal invariance {label}: skipped ({result.get('reason')}).")
+            continue
+        for step in result.get("steps") or []:
+            if not step.get("fit"):
+                why = step.get("error") or "; ".join((step.get("status") or {}).get("issues", []))
+                warnings.append(
+                    f"{label}: the {step['name']} step has no admissible solution ({why}): no "
+                    "fit indices and no test are reported for it"
+                )
+        table = longitudinal_table(result)
+        parts.append(
+            f"**{name}: {table.attrs['title']}**\n\n"
+            + markdown_table(table)
+            + f"\n\n*Note.* {table.attrs['note']}"
+        )
+    return parts, warnings
 
 
 BAYES_KEYS = {
@@ -674,6 +714,23 @@ def _cfa_methods(config: dict[str, Any]) -> str:
             if "rater" in cfa.get("invariance", {}).get("groups", {})
             else ""
         )
+        + _longitudinal_methods(cfa)
+    )
+
+
+def _longitudinal_methods(cfa: dict[str, Any]) -> str:
+    """The sentence on longitudinal invariance (empty when it is off)."""
+    long = cfa.get("invariance", {}).get("longitudinal") or {}
+    waves, datasets = long.get("waves") or [], long.get("datasets") or []
+    if len(waves) < 2 or not datasets:
+        return ""
+    return (
+        f" Longitudinal measurement invariance over sessions {', '.join(map(str, waves))} "
+        f"({', '.join(datasets)}) was tested with the model written once per session, the "
+        "residuals of the same item correlated across sessions and factors identified by unit "
+        "variances and zero means (semTools' measEq.syntax; Wu & Estabrook 2016 for ordinal "
+        "items), by the configural, metric, scalar and strict (continuous items) steps with "
+        "Chen's (2007) criteria; missed sessions by FIML (MLR) or pairwise deletion (WLSMV)."
     )
 
 
@@ -1062,7 +1119,18 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
         results / d / "cfa" for d in [*datasets, "pooled"] if (results / d / "cfa").is_dir()
     ]
     comparisons = [p for d in cfa_dirs for p in d.glob("comparison_*.json")]
-    ladders = [p for d in cfa_dirs for p in d.glob("invariance_*.json")]
+    ladders = [
+        p
+        for d in cfa_dirs
+        for p in d.glob("invariance_*.json")
+        if not p.name.startswith("invariance_long_")
+    ]
+    long_ladders = [
+        p
+        for d in cfa_dirs
+        for p in d.glob("invariance_long_*.json")
+        if json.loads(p.read_text()).get("state") == "fitted"
+    ]
     bayes = [p for d in datasets for p in (results / d / "bayes").glob("*_x1/diagnostics.json")]
     bayes = [p for p in bayes if json.loads(p.read_text()).get("status") != "skipped"]
     bayes_pass = [p for p in bayes if json.loads(p.read_text()).get("status") == "pass"]
@@ -1130,6 +1198,13 @@ def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> 
             "Measurement invariance across groups",
             bool(ladders),
             f"{len(ladders)} invariance ladders with Chen (2007) decisions",
+        ),
+        check(
+            "JARS-SEM",
+            "Measurement invariance over time (longitudinal)",
+            bool(long_ladders),
+            f"{len(long_ladders)} longitudinal invariance ladders over sessions "
+            "(cfa.invariance.longitudinal)",
         ),
         check(
             "BARG",

@@ -23,8 +23,9 @@ imports nothing outside ``alliance.sem`` (a test checks both):
    (numpy only) and :mod:`~alliance.sem.esem` - the rotated solution of exploratory
    (``efa()``) blocks with its standard errors;
 10. :mod:`~alliance.sem.fitting`, :mod:`~alliance.sem.output`,
-    :mod:`~alliance.sem.invariance`, :mod:`~alliance.sem.api` - one fit from data and syntax,
-    its lavaan-layout JSON, the invariance ladder, the public entry points.
+    :mod:`~alliance.sem.invariance`, :mod:`~alliance.sem.longitudinal`,
+    :mod:`~alliance.sem.api` - one fit from data and syntax, its lavaan-layout JSON, the
+    invariance ladder across groups and over waves, the public entry points.
 """
 
 from alliance.sem.api import fit_cfa, fit_model, invariance_ladder

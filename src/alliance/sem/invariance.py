@@ -24,7 +24,7 @@ from alliance.sem.output import clean, step_block
 from alliance.sem.syntax import efa_sets, parse_syntax
 from alliance.sem.teststats import lrt_table
 
-__all__ = ["CHEN_2007", "STEPS", "chen_decision", "ladder", "step_constraints"]
+__all__ = ["CHEN_2007", "STEPS", "chen_decision", "compare_steps", "ladder", "step_constraints"]
 
 #: group.equal of each step (lavaan names) for continuous items.
 STEPS: dict[str, tuple[str, ...]] = {
@@ -126,6 +126,46 @@ def chen_decision(step: str, deltas: dict[str, float | None], robust: bool = Fal
         "cutoffs": {"delta_cfi": -0.010, "delta_rmsea": 0.015, "delta_srmr": srmr_cut},
         "invariant": invariant,
     }
+
+
+def compare_steps(
+    fits: dict[str, FitResult], measures: dict[str, dict], done: Sequence[str], estimator: str
+) -> dict[str, Any]:
+    """The difference tests, fit deltas and Chen (2007) decisions of consecutive steps.
+
+    Shared by the cross-group ladder and the longitudinal one
+    (:mod:`alliance.sem.longitudinal`). ``done`` are the fitted steps in order; with fewer
+    than two nothing is compared (empty dict).
+
+    Returns
+    -------
+    dict
+        ``lrt`` (:func:`alliance.sem.teststats.lrt_table`), ``deltas`` (``"{step}_vs_{prev}"``:
+        constrained minus previous) and ``decisions`` (per step, :func:`chen_decision` with
+        the difference test's p-value; MLR on the robust CFI/RMSEA, WLSMV on the scaled ones).
+    """
+    if len(done) < 2:
+        return {}
+    out: dict[str, Any] = {
+        "lrt": lrt_table([fits[s] for s in done], done, [measures[s] for s in done])
+    }
+    robust = estimator != "ML"
+    names = DELTA_NAMES + (ROBUST_DELTA_NAMES if robust else ())
+    out["deltas"] = {}
+    out["decisions"] = {}
+    for prev, cur in zip(done, done[1:], strict=False):
+        d = delta_fit(measures[prev], measures[cur], names)
+        out["deltas"][f"{cur}_vs_{prev}"] = d
+        if estimator == "WLSMV":
+            scaled = {"cfi": d["cfi.scaled"], "rmsea": d["rmsea.scaled"], "srmr": d["srmr"]}
+            dec = chen_decision(cur, scaled)
+            dec["indices"] = {"cfi": "cfi.scaled", "rmsea": "rmsea.scaled", "srmr": "srmr"}
+        else:
+            dec = chen_decision(cur, d, robust=robust)
+        lrt_row = next(r for r in out["lrt"]["table"] if r["model"] == cur)
+        dec["chisq_diff_pvalue"] = lrt_row["Pr_gt_Chisq"]
+        out["decisions"][cur] = dec
+    return out
 
 
 def ladder(
@@ -272,24 +312,7 @@ def _ladder(
         measures[name] = fit_measures(res)
         out[name] = step_block(name, constraints, res, measures[name], name == "configural", level)
     done = [s for s in steps if s in fits]
-    if len(done) >= 2:
-        out["lrt"] = lrt_table([fits[s] for s in done], done, [measures[s] for s in done])
-        robust = estimator != "ML"
-        names = DELTA_NAMES + (ROBUST_DELTA_NAMES if robust else ())
-        out["deltas"] = {}
-        out["decisions"] = {}
-        for prev, cur in zip(done, done[1:], strict=False):
-            d = delta_fit(measures[prev], measures[cur], names)
-            out["deltas"][f"{cur}_vs_{prev}"] = d
-            if estimator == "WLSMV":
-                scaled = {"cfi": d["cfi.scaled"], "rmsea": d["rmsea.scaled"], "srmr": d["srmr"]}
-                dec = chen_decision(cur, scaled)
-                dec["indices"] = {"cfi": "cfi.scaled", "rmsea": "rmsea.scaled", "srmr": "srmr"}
-            else:
-                dec = chen_decision(cur, d, robust=robust)
-            lrt_row = next(r for r in out["lrt"]["table"] if r["model"] == cur)
-            dec["chisq_diff_pvalue"] = lrt_row["Pr_gt_Chisq"]
-            out["decisions"][cur] = dec
+    out.update(compare_steps(fits, measures, done, estimator))
     out["partial"] = {}
     for s in done:
         if s == "configural":

@@ -297,6 +297,20 @@ def _group_rows(
                 r.computed = True
         else:
             add(v, "~*~", v, free=free_scale, value=np.nan if free_scale else 1.0)
+    for s in statements:  # `y ~*~ NA*y` (semTools measEq.syntax: free after the first wave)
+        if s.op != "~*~":
+            continue
+        if s.lhs != s.rhs or s.lhs not in spec.ordered:
+            raise SyntaxError_(
+                f"line {s.line}: a scale factor is written y ~*~ y for an ordered item y, got "
+                f"{s.lhs} ~*~ {s.rhs}"
+            )
+        if theta:
+            raise SyntaxError_(
+                f"line {s.line}: scale factors ({s.lhs} ~*~ {s.rhs}) are parameters in the "
+                "delta parameterization only (theta: residual variances)"
+            )
+        apply_modifier(seen[(s.lhs, "~*~", s.rhs)], s)
     # 7. intercepts and latent means
     if spec.meanstructure:
         for v in ov:
