@@ -113,6 +113,10 @@ class ModelSpec:
         :meth:`defined_values`.
     bounds
         Simple inequality constraints (``label > value``); :meth:`bound_arrays`.
+    correlation
+        A correlation structure (lavaan's ``correlation = TRUE``): every observed variable is
+        scaled as an ordered indicator without thresholds in the delta parameterization, so
+        the implied variances are 1 and the residual variances are computed, not estimated.
     """
 
     syntax: str
@@ -130,6 +134,7 @@ class ModelSpec:
     parameterization: str = "delta"
     defined: list[Definition] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
+    correlation: bool = False
 
     # ------------------------------------------------------------------ building
 
@@ -147,6 +152,7 @@ class ModelSpec:
         group_partial: Sequence[str] = (),
         orthogonal: bool = False,
         parameterization: str = "delta",
+        correlation: bool = False,
     ) -> ModelSpec:
         """Build the parameter table with lavaan ``cfa()`` defaults.
 
@@ -188,6 +194,10 @@ class ModelSpec:
         parameterization
             ``"delta"`` (lavaan's default) or ``"theta"``: how the latent responses of
             ordered indicators are scaled (see :class:`ModelSpec`).
+        correlation
+            Fit a correlation structure (one group, no ``ordered``, delta parameterization):
+            implied variances fixed at 1 by computed residual variances, no intercepts or
+            thresholds (a pooled correlation matrix in MASEM stage 2: Cheung & Chan 2005).
 
         Returns
         -------
@@ -215,6 +225,12 @@ class ModelSpec:
             raise ValueError(f"unknown group_equal entries {bad}; use {GROUP_EQUAL_OPTIONS}")
         ngroups = len(groups)
         ordered = list(dict.fromkeys(ordered))
+        if correlation and (ordered or ngroups > 1 or parameterization != "delta"):
+            raise ValueError(
+                "a correlation structure has one group, no ordered items and the delta "
+                f"parameterization, got ordered={ordered}, {ngroups} groups, "
+                f"parameterization={parameterization!r}"
+            )
         if ordered or ngroups > 1:
             meanstructure = True
         if any(s.op == "~1" for s in statements):
@@ -234,7 +250,15 @@ class ModelSpec:
         if unknown_ordered:
             raise ValueError(f"ordered variables not in the model: {unknown_ordered}")
         n_thresholds = dict(n_thresholds or {})
-        for name in ordered:
+        if correlation:  # scaled as ordered indicators without thresholds: unit variances
+            for s in statements:
+                if s.op in ("~1", "|"):
+                    raise SyntaxError_(
+                        f"line {s.line}: a correlation structure has no means or thresholds, "
+                        f"got {s.lhs} {s.op} {s.rhs}".rstrip()
+                    )
+            ordered, n_thresholds, meanstructure = list(ov), dict.fromkeys(ov, 0), True
+        for name in [] if correlation else ordered:
             k = n_thresholds.get(name)
             if k is None or int(k) < 1:
                 raise ValueError(
@@ -269,6 +293,7 @@ class ModelSpec:
             group_equal=tuple(group_equal),
             group_partial=tuple(normalise_partial(p) for p in group_partial),
             parameterization=parameterization,
+            correlation=correlation,
         )
         spec.table = build_rows(spec, statements, lv_exo, orthogonal, std_lv)
         spec.defined, spec.bounds = constraints(statements, spec.table)
