@@ -23,7 +23,8 @@
 # Data: metadat::dat.craft2003 (Craft et al. 2003: 10 samples, correlations of performance
 # and three anxiety/confidence scales; written to craft2003.json) and wai_correlations.json
 # (make_data.py: six simulated WAI-SR samples, 12 items).
-# Usage (from this folder): Rscript make_references.R  -> masem_references.json
+# Usage (from this folder): Rscript make_references.R  -> masem_references.json (about 10 minutes:
+# metafor estimates the 66 tau2 of the WAI items slowly)
 suppressPackageStartupMessages({
   library(lavaan)
   library(metafor)
