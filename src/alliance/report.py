@@ -1000,6 +1000,11 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
                 "meta-analysis: the Bayesian random-effects model failed its diagnostics: "
                 + "; ".join((bayes.get("diagnostics") or {}).get("problems") or [status])
             )
+    from alliance.meta_frontier_stage import ipd_summary_rows, masem_summary
+
+    ipd_rows, ipd_warnings = ipd_summary_rows(results)  # one-stage IPD beside the two-stage
+    rows += ipd_rows
+    warnings += ipd_warnings
     table = pd.DataFrame(rows, columns=["Quantity", "Value"])
     model = (
         "Three-level random-effects model (effects in studies in clusters; Cheung 2014) "
@@ -1016,7 +1021,9 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
         "Studies, weights and leave-one-out: results/meta/studies.csv, leave_one_out.csv; "
         "figures forest.png and funnel.png."
     )
-    return markdown_table(table) + f"\n\n*Note.* {note}", warnings
+    masem_md, masem_warnings = masem_summary(results)
+    extra = f"\n\n{masem_md}" if masem_md else ""
+    return markdown_table(table) + f"\n\n*Note.* {note}{extra}", warnings + masem_warnings
 
 
 def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:
