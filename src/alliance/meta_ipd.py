@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "IPD_PARAMETERS",
+    "IPD_PRIORS",
     "MIN_PATIENTS",
     "combine_sites",
     "fit_ipd",
@@ -73,6 +74,13 @@ IPD_PARAMETERS = [
     "b_baseline",
     "sigma",
 ]
+#: Prior scales of the one-stage model over :data:`alliance.bayes.models.DEFAULT_PRIORS` (the
+#: config's ``bayes.priors`` override them): the between-site SD of the standardized slope
+#: ``tau_b ~ HalfNormal(0.2)``, 95% of its mass below .39, twice the between-study SD of the
+#: alliance-outcome correlation the field reports (Flückiger et al. 2018). With
+#: HalfNormal(0.5) (the random-intercept SDs' scale) and three sites, the demo's fit diverged
+#: in the prior's tail (tau_b near .5), which the data cannot inform.
+IPD_PRIORS: dict[str, float] = {"tau_b": 0.2}
 #: Patients a site needs (alliance, baseline and outcome) to enter the model, as the
 #: per-dataset outcome model (:func:`alliance.bayes.data.patient_data`).
 MIN_PATIENTS = 10
@@ -215,10 +223,12 @@ def ipd_model(data: ModelData, priors: Mapping[str, float] | None = None) -> pm.
 
     Priors on the standardized scale as the per-dataset models (:data:`alliance.bayes.models.
     DEFAULT_PRIORS`): intercepts and slopes ``Normal(0, slope)``, ``mu_b ~ Normal(0, slope)``,
-    residual SDs ``HalfNormal(sigma)``, ``tau_b`` and ``tau_u ~ HalfNormal(tau)``.
+    residual SDs ``HalfNormal(sigma)``, ``tau_u ~ HalfNormal(tau)``; ``tau_b ~
+    HalfNormal(0.2)`` (:data:`IPD_PRIORS`) unless ``priors`` sets ``tau_b``.
     """
     import pymc as pm
 
+    priors = {**IPD_PRIORS, **(dict(priors) if priors else {})}
     f = data.frame
     weights = np.asarray(data.scales["weights"], dtype=float)
     v = np.asarray(data.scales["v"], dtype=float)
@@ -355,7 +365,7 @@ def fit_ipd(
             if name in _SITE_LEVEL
         },
         "data": data.info,
-        "priors": {**DEFAULT_PRIORS, **(dict(priors) if priors else {})},
+        "priors": {**DEFAULT_PRIORS, **IPD_PRIORS, **(dict(priors) if priors else {})},
         "sampler": settings,
         "timing": timing,
         "summary": table,
