@@ -183,3 +183,19 @@ def test_ipd_summary_rows_side_by_side(tmp_path):
     assert warnings == [
         "meta-analysis: the one-stage IPD model failed its diagnostics: 2 divergent transitions"
     ]
+
+
+def test_methods_paragraph_names_masem_and_ipd():
+    from alliance.report import methods_paragraph, versions
+
+    meta = {
+        "enabled": True,
+        "masem": {"enabled": True, "methods": ["random"], "models": ["one_factor", "bifactor"]},
+        "ipd": {"enabled": True},
+    }
+    text = methods_paragraph({"seed": 1, "meta": meta}, versions())
+    assert "(Cheung & Chan 2005; stage 1: random effects)" in text
+    assert "the models one_factor, bifactor were fitted to the pooled matrix" in text
+    assert "A one-stage Bayesian IPD model" in text
+    meta["masem"]["enabled"] = meta["ipd"]["enabled"] = False
+    assert "Cheung" not in methods_paragraph({"seed": 1, "meta": meta}, versions())

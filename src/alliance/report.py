@@ -746,7 +746,27 @@ def _meta_methods(config: dict[str, Any]) -> str:
         f"{bayes.get('tau_prior', 'halfnormal')}({bayes.get('prior_tau_scale', 0.5)}); "
         f"{bayes.get('chains', 4)} chains of {bayes.get('draws', 1000)} draws after "
         f"{bayes.get('tune', 1000)} tuning steps, {bayes.get('sampler', 'nutpie')})."
-    )
+    ) + _frontier_methods(meta)
+
+
+def _frontier_methods(meta: dict[str, Any]) -> str:
+    """The MASEM and one-stage IPD sentences of the methods paragraph (when enabled)."""
+    text = ""
+    masem = meta.get("masem") or {}
+    if masem.get("enabled"):
+        text += (
+            " The item datasets' item correlation matrices were pooled by two-stage structural "
+            "equation modelling (Cheung & Chan 2005; stage 1: "
+            f"{' and '.join(masem.get('methods') or ['fixed', 'random'])} effects) and the "
+            f"models {', '.join(masem.get('models') or [])} were fitted to the pooled matrix by "
+            "WLS with its asymptotic covariance."
+        )
+    if (meta.get("ipd") or {}).get("enabled"):
+        text += (
+            " A one-stage Bayesian IPD model (patients in therapists in sites, site-varying "
+            "alliance slopes) was fitted beside the two-stage pooled correlation."
+        )
+    return text
 
 
 def _pct(value: Any) -> str:
