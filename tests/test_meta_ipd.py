@@ -91,7 +91,7 @@ def test_derived_correlations_follow_their_formula(rng):
     import pymc as pm
 
     data = combine_sites(simulate_sites(rng, [-0.3, -0.2, -0.25], n=60, therapists=5))
-    model = ipd_model(data)
+    model = ipd_model(data, collapsed=False)
     given = {
         model["mu_b"]: np.array(-0.3),
         model["tau_b"]: np.array(0.1),
@@ -112,6 +112,44 @@ def test_derived_correlations_follow_their_formula(rng):
     assert values["r_pooled"] == pytest.approx(r)
     assert values["r_pooled_improvement"] == pytest.approx(-r)
     assert isinstance(model, pm.Model)
+
+
+def test_collapsed_likelihood_integrates_the_slopes_out(rng):
+    """The Potential equals the generative likelihood integrated over each site's slope."""
+    from scipy import stats
+
+    data = combine_sites(simulate_sites(rng, [-0.3, -0.1], n=30, therapists=3))
+    model = ipd_model(data)
+    values = {
+        "intercept": np.array([0.05, -0.1]),
+        "b_baseline": np.array([0.4, 0.6]),
+        "mu_b": np.array(-0.2),
+        "tau_b": np.array(0.15),
+        "tau_u": np.array(0.3),
+        "u_raw": rng.standard_normal(len(data.coords["therapist"])),
+        "sigma": np.array([0.8, 1.1]),
+    }
+    given = {model[name]: value for name, value in values.items()}
+    ours = float(model["likelihood"].eval(given, on_unused_input="ignore"))
+    f = data.frame
+    grid = np.linspace(-3.0, 3.0, 60001)
+    total = 0.0
+    for s in range(2):
+        rows = f[f["site_idx"] == s]
+        r = (
+            rows["z_post"].to_numpy()
+            - values["intercept"][s]
+            - values["b_baseline"][s] * rows["z_baseline"].to_numpy()
+            - values["tau_u"] * values["u_raw"][rows["therapist_idx"].to_numpy()]
+        )
+        x = rows["z_alliance"].to_numpy()
+        sd = values["sigma"][s]
+        logs = np.array([stats.norm.logpdf(r, b * x, sd).sum() for b in grid]) + stats.norm.logpdf(
+            grid, values["mu_b"], values["tau_b"]
+        )
+        top = logs.max()
+        total += top + np.log(np.trapezoid(np.exp(logs - top), grid))
+    assert ours == pytest.approx(total, abs=1e-6)
 
 
 def test_two_stage_pools_the_sites_as_the_meta_analysis(rng):

@@ -4,7 +4,7 @@ All patients of all item datasets in one Bayesian multilevel model (patients in 
 sites), beside the two-stage result (each site's partial correlation, pooled by REML):
 
 ``z_post_i = a_s + b_s z_alliance_i + c_s z_baseline_i + u_j + e_i``, ``e_i ~ N(0, sigma_s)``,
-``b_s = mu_b + tau_b eta_s`` (site-varying slopes, non-centred), ``u_j = tau_u u_raw_j``
+``b_s ~ N(mu_b, tau_b)`` (site-varying slopes), ``u_j = tau_u u_raw_j``
 (therapist intercepts, therapists nested in sites), with site-specific intercepts, baseline
 slopes and residual SDs (the one-stage analogue of stratifying by study: Riley et al. 2008,
 Debray et al. 2015). Variables are z-scores within site, so ``mu_b`` is the standardized
@@ -16,7 +16,9 @@ over sites with weights n_s), comparable with each site's partial correlation
 (:func:`two_stage`); ``r_pooled_improvement`` has the literature's sign (positive = better
 alliance, better outcome; Flückiger et al. 2018).
 
-Sampled through :func:`alliance.bayes.sampling.sample` and judged by
+The slopes are integrated out of the likelihood that is sampled and drawn from their exact
+conditional posterior (:func:`ipd_model`), which removes the funnel between ``tau_b`` and the
+slopes. Sampled through :func:`alliance.bayes.sampling.sample` and judged by
 :func:`alliance.bayes.diagnostics.check` (the one sampler path of the Bayesian models).
 
 References
@@ -218,15 +220,37 @@ def combine_sites(frames: Mapping[str, pd.DataFrame], lower_is_better: bool = Tr
     return ModelData(frame=frame, coords=coords, scales=scales, info=info)
 
 
-def ipd_model(data: ModelData, priors: Mapping[str, float] | None = None) -> pm.Model:
+def ipd_model(
+    data: ModelData, priors: Mapping[str, float] | None = None, collapsed: bool = True
+) -> pm.Model:
     """The one-stage model (see the module) on :func:`combine_sites`'s data.
 
     Priors on the standardized scale as the per-dataset models (:data:`alliance.bayes.models.
     DEFAULT_PRIORS`): intercepts and slopes ``Normal(0, slope)``, ``mu_b ~ Normal(0, slope)``,
     residual SDs ``HalfNormal(sigma)``, ``tau_u ~ HalfNormal(tau)``; ``tau_b ~
     HalfNormal(0.2)`` (:data:`IPD_PRIORS`) unless ``priors`` sets ``tau_b``.
+
+    With ``collapsed`` (the default, the model that is sampled) the site slopes are
+    integrated out of the likelihood: given the other parameters, site ``s``'s residuals
+    ``r_i = z_post_i - a_s - c_s z_baseline_i - u_j`` are a regression on ``z_alliance`` with
+    least-squares slope ``b^_s = S_xr / S_xx`` and sampling variance ``v_s = sigma_s^2 /
+    S_xx``, and
+
+    ``p(r_s | b_s ~ N(mu_b, tau_b^2)) = prod_i N(r_i | b^_s x_i, sigma_s) sqrt(2 pi v_s)
+    N(b^_s | mu_b, v_s + tau_b^2)``
+
+    (a ``pm.Potential``), so ``tau_b`` meets the data as in a normal-normal meta-analysis and
+    the sampler sees no funnel between ``tau_b`` and the slopes (both the centred and the
+    non-centred slopes diverged on the demo's latent data: its sites are large, so each slope
+    is well determined while ``tau_b`` is near 0). The slopes are recovered exactly from their
+    conditional posterior ``b_s | rest ~ N((b^_s tau_b^2 + mu_b v_s) / (v_s + tau_b^2),
+    v_s tau_b^2 / (v_s + tau_b^2))`` as ``b_site = m_s + s_s eps_s`` with ``eps_s ~ N(0, 1)``
+    (independent standard normals in the posterior). ``collapsed=False`` is the same model
+    written generatively (non-centred slopes, the outcome observed): its prior predictive
+    distribution is the prior predictive check's.
     """
     import pymc as pm
+    import pytensor.tensor as pt
 
     priors = {**IPD_PRIORS, **(dict(priors) if priors else {})}
     f = data.frame
@@ -234,10 +258,13 @@ def ipd_model(data: ModelData, priors: Mapping[str, float] | None = None) -> pm.
     v = np.asarray(data.scales["v"], dtype=float)
     sign = -1.0 if data.info.get("lower_is_better", True) else 1.0
     coords = {k: data.coords[k] for k in ("site", "therapist", "patient")}
+    site_np = f["site_idx"].to_numpy(np.int64)
+    za_np = f["z_alliance"].to_numpy(float)
+    k = len(coords["site"])
     with pm.Model(coords=coords) as model:
-        site = pm.Data("site_idx", f["site_idx"].to_numpy(np.int64), dims="patient")
+        site = pm.Data("site_idx", site_np, dims="patient")
         ther = pm.Data("therapist_idx", f["therapist_idx"].to_numpy(np.int64), dims="patient")
-        za = pm.Data("z_alliance", f["z_alliance"].to_numpy(float), dims="patient")
+        za = pm.Data("z_alliance", za_np, dims="patient")
         zb = pm.Data("z_baseline", f["z_baseline"].to_numpy(float), dims="patient")
         w = pm.Data("site_weights", weights, dims="site")
         v_site = pm.Data("alliance_residual_variance", v, dims="site")
@@ -245,24 +272,47 @@ def ipd_model(data: ModelData, priors: Mapping[str, float] | None = None) -> pm.
         c = pm.Normal("b_baseline", 0.0, prior_scale(priors, "b_baseline", "slope"), dims="site")
         mu_b = pm.Normal("mu_b", 0.0, prior_scale(priors, "mu_b", "slope"))
         tau_b = pm.HalfNormal("tau_b", prior_scale(priors, "tau_b", "tau"))
-        eta = pm.Normal("eta", 0.0, 1.0, dims="site")
-        b = pm.Deterministic("b_site", mu_b + tau_b * eta, dims="site")
         tau_u = pm.HalfNormal("tau_u", prior_scale(priors, "tau_u", "tau"))
         u_raw = pm.Normal("u_raw", 0.0, 1.0, dims="therapist")
         sigma = pm.HalfNormal("sigma", prior_scale(priors, "sigma", "sigma"), dims="site")
-        mu = a[site] + b[site] * za + c[site] * zb + tau_u * u_raw[ther]
         y = pm.Data("z_post", f["z_post"].to_numpy(float), dims="patient")
-        pm.Normal("y", mu=mu, sigma=sigma[site], observed=y, dims="patient")
+        if collapsed:
+            sxx = pm.Data(
+                "alliance_sum_squares", np.bincount(site_np, za_np**2, minlength=k), dims="site"
+            )
+            n_site = pm.Data("site_patients", np.bincount(site_np, minlength=k), dims="site")
+            r = y - a[site] - c[site] * zb - tau_u * u_raw[ther]
+            sxr = pt.inc_subtensor(pt.zeros(k)[site], za * r)
+            srr = pt.inc_subtensor(pt.zeros(k)[site], r**2)
+            bhat, v_b = sxr / sxx, sigma**2 / sxx
+            loglik = (
+                -0.5 * n_site * pt.log(2 * np.pi * sigma**2)
+                - (srr - sxr * bhat) / (2 * sigma**2)
+                + 0.5 * pt.log(2 * np.pi * v_b)
+                + pm.logp(pm.Normal.dist(mu_b, pt.sqrt(v_b + tau_b**2)), bhat)
+            )
+            pm.Potential("likelihood", loglik.sum())
+            eps = pm.Normal("eps", 0.0, 1.0, dims="site")
+            total = v_b + tau_b**2
+            mean = (bhat * tau_b**2 + mu_b * v_b) / total
+            b = pm.Deterministic(
+                "b_site", mean + pt.sqrt(v_b * tau_b**2 / total) * eps, dims="site"
+            )
+        else:
+            eta = pm.Normal("eta", 0.0, 1.0, dims="site")
+            b = pm.Deterministic("b_site", mu_b + tau_b * eta, dims="site")
+            mu = a[site] + b[site] * za + c[site] * zb + tau_u * u_raw[ther]
+            pm.Normal("y", mu=mu, sigma=sigma[site], observed=y, dims="patient")
         noise = sigma**2 + tau_u**2
         pm.Deterministic(
             "r_site", b * pm.math.sqrt(v_site) / pm.math.sqrt(b**2 * v_site + noise), dims="site"
         )
         v_bar = pm.math.sum(w * v_site)
         noise_bar = pm.math.sum(w * sigma**2) + tau_u**2
-        r = pm.Deterministic(
+        rho = pm.Deterministic(
             "r_pooled", mu_b * pm.math.sqrt(v_bar) / pm.math.sqrt(mu_b**2 * v_bar + noise_bar)
         )
-        pm.Deterministic("r_pooled_improvement", sign * r)
+        pm.Deterministic("r_pooled_improvement", sign * rho)
     return model
 
 
@@ -370,8 +420,9 @@ def fit_ipd(
         "timing": timing,
         "summary": table,
     }
-    if prior_draws:
-        prior = prior_predictive(model, draws=prior_draws, seed=settings["seed"])
+    if prior_draws:  # the generative form: the outcome is an observed variable there
+        generative = ipd_model(data, priors, collapsed=False)
+        prior = prior_predictive(generative, draws=prior_draws, seed=settings["seed"])
         out["prior_predictive"] = prior_predictive_check(prior, data.frame["z_post"], "y")
     out["timing"]["total_s"] = round(time.perf_counter() - start, 3)
     return out
