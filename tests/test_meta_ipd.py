@@ -22,7 +22,7 @@ from alliance.meta import pool_effects
 from alliance.meta_ipd import combine_sites, fit_ipd, ipd_model, two_stage
 
 DEMO = Path(__file__).parents[1] / "data" / "demo"
-SAMPLER = {"chains": 2, "draws": 2000, "tune": 2000, "target_accept": 0.99, "cores": 2}
+SAMPLER = {"chains": 2, "draws": 4000, "tune": 1000, "target_accept": 0.95, "cores": 2}
 
 
 def simulate_sites(
