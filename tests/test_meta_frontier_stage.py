@@ -76,6 +76,12 @@ def test_run_masem_writes_json_and_tables(two_sites, tmp_path):
     ]
     params = read_csv(out / "parameters.csv")
     assert {"=~", "~~"} <= set(params["op"])
+    # alliance verify can key every number of every file (rows of tables, items of lists)
+    from alliance.verify import entries_in
+
+    for name in ("masem.json", "fit.csv", "correlations.csv", "parameters.csv", "comparisons.csv"):
+        entries = entries_in(out / name, f"meta/masem/{name}")
+        assert entries and all(e["kind"] != "monte_carlo" for e in entries.values())
     # the summary paragraph: the homogeneity test, the fit table, the nested tests
     text, warnings = masem_summary(tmp_path / "results")
     assert "over the item correlations of 2 datasets" in text
@@ -165,7 +171,7 @@ def test_ipd_summary_rows_side_by_side(tmp_path):
             "pooled_r": {"estimate": 0.342, "ci.lb": 0.281, "ci.ub": 0.399},
             "tau": 0.0,
         },
-        "one_stage": {
+        "bayes": {
             "status": "fail",
             "diagnostics": {"failures": ["2 divergent transitions"]},
             "effects": {"r_pooled_improvement": eff, "mu_b": eff, "tau_b": eff},

@@ -182,7 +182,7 @@ def test_recovers_simulated_slopes_and_their_spread(rng):
     assert mu_b["eti95_low"] < slopes.mean() < mu_b["eti95_high"]
     assert mu_b["mean"] == pytest.approx(mu, abs=0.1)
     assert tau_b["eti95_low"] < tau < tau_b["eti95_high"]
-    sites = fit["site_effects"]["b_site"]
+    sites = fit["effects"]["b_site"]
     est = np.array([sites[s]["mean"] for s in data.coords["site"]])
     assert np.mean(np.abs(est - slopes)) < 0.06  # each site's slope has an SE of about .05
 

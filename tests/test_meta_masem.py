@@ -263,7 +263,7 @@ def test_masem_both_stages_and_nested_tests(wai, wai_sr, ref):
     assert set(out["stage2"]["random"]["models"]) == set(models)
     assert out["ntotal"] == sum(n)
     json.dumps(out)  # JSON-ready: matrices as lists, NaN as None
-    assert out["stage1"]["fixed"]["se"][0][0] is None
+    assert out["stage1"]["fixed"]["pooled"][0][0] == 1.0
 
 
 def test_inadmissible_model_gets_no_fit_and_no_test():

@@ -252,7 +252,7 @@ def _masem_tables(result: Mapping[str, Any], out: Path) -> None:
     rows: dict[str, dict[str, Any]] = {}
     for method, s1 in stage1.items():
         for c in s1["correlations"]:
-            row = rows.setdefault(c["pair"], {"pair": c["pair"]})
+            row = rows.setdefault(c["parameter"], {"pair": c["parameter"]})
             row[f"r_{method}"] = c["estimate"]
             row[f"se_{method}"] = c["se"]
             if method == "random":
@@ -390,8 +390,10 @@ def run_ipd(
     Returns
     -------
     dict
-        ``status`` (``pass``/``fail``, or ``skipped`` with ``reason``), ``one_stage``
-        (:func:`alliance.meta_ipd.fit_ipd` without its table), ``two_stage``
+        ``status`` (``pass``/``fail``, or ``skipped`` with ``reason``), ``bayes`` (the
+        one-stage fit, :func:`alliance.meta_ipd.fit_ipd` without its table; under ``bayes``,
+        as in ``meta.json``, so that ``alliance verify`` judges its diagnostics by their
+        thresholds), ``two_stage``
         (:func:`alliance.meta_ipd.two_stage`), ``excluded``. ``summary.csv`` holds the
         posterior summary of the population-level parameters (no patient identifier: none
         is in the model).
@@ -415,7 +417,11 @@ def run_ipd(
     else:
         fit = fit_ipd(data, priors=priors, sampler={**(sampler or {})})
         table = fit.pop("summary")
-        result |= {"status": fit["status"], "one_stage": fit}
+        # numbers of the draws without their Monte Carlo error stay out of ipd.json (alliance
+        # verify compares it); the posterior summary with MCSEs is summary.csv
+        for key in ("bfmi", "max_mcse_mean"):
+            fit["diagnostics"].pop(key, None)
+        result |= {"status": fit["status"], "bayes": fit}
     _write_json(result, out / "ipd.json")
     note = (
         "Posterior of the one-stage model: standardized outcome on alliance and baseline "
@@ -465,7 +471,7 @@ def ipd_summary_rows(results: Path) -> tuple[list[tuple[str, str]], list[str]]:
     if ipd.get("status") == "skipped":
         rows.append(("IPD one-stage model", f"not estimated: {ipd.get('reason')}"))
         return rows, warnings
-    fit = ipd.get("one_stage") or {}
+    fit = ipd.get("bayes") or {}
     eff = fit.get("effects") or {}
     r, mu, tau = eff.get("r_pooled_improvement"), eff.get("mu_b"), eff.get("tau_b")
     if r and mu and tau:

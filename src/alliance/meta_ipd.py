@@ -329,13 +329,13 @@ def two_stage(effects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     -------
     dict
         ``k``, ``pooled_r`` (estimate, ``ci.lb``, ``ci.ub``, ``pi.lb``, ``pi.ub``), ``tau``
-        and ``tau2`` (Fisher z), ``I2``, ``sites`` (site, r, n); or ``status: skipped`` with
+        and ``tau2`` (Fisher z), ``I2``, ``sites`` (study, r, n); or ``status: skipped`` with
         a ``reason`` for fewer than two sites.
     """
     from alliance.meta import fisher_z, fisher_z_variance, rma
 
     rows = [
-        {"site": str(k), "r": float(e["r"]), "n": int(e["n"])}
+        {"study": str(k), "r": float(e["r"]), "n": int(e["n"])}
         for k, e in effects.items()
         if e.get("r") is not None
     ]
@@ -382,7 +382,8 @@ def fit_ipd(
     dict
         ``status`` (``"pass"``/``"fail"`` by :func:`alliance.bayes.diagnostics.check`),
         ``diagnostics``, ``effects`` (:func:`alliance.bayes.api.effects` of
-        :data:`IPD_PARAMETERS`, site-level ones per site), ``prior_predictive``, ``data``
+        :data:`IPD_PARAMETERS`; the site-level ones, ``b_site``, ``r_site``, ``b_baseline`` and
+        ``sigma``, hold one such row per site), ``prior_predictive``, ``data``
         (sites, counts), ``priors``, ``sampler``, ``timing``, and ``summary`` (the
         :func:`alliance.bayes.diagnostics.population_summary` table, a DataFrame).
     """
@@ -405,8 +406,8 @@ def fit_ipd(
         "diagnostics": diagnostics,
         "effects": _directions(
             effects(idata, [n for n in names if n not in _SITE_LEVEL], lower), lower
-        ),
-        "site_effects": {
+        )
+        | {  # one value per site
             name: {
                 site: _directions(effects(idata.sel(site=site), [name], lower), lower)[name]
                 for site in sites

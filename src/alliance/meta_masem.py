@@ -374,7 +374,8 @@ def pool_fixed(
         ``method``, ``status`` (``"ok"`` or ``"not converged"``), ``converged``,
         ``iterations``, ``variables``, ``pooled`` (matrix), ``se`` (matrix of standard errors,
         NaN as None), ``acov`` (asymptotic covariance of the pooled correlations in
-        :func:`vechs` order), ``correlations`` (one row per pair: ``pair, estimate, se``),
+        :func:`vechs` order), ``correlations`` (one row per pair: ``parameter``, ``b~~a``,
+        ``estimate``, ``se``),
         ``fit`` (the homogeneity test and fit indices: ``chisq, df, pvalue, baseline.chisq,
         baseline.df, cfi, tli, rmsea`` (with Steiger's sqrt(G) multi-group factor, as lavaan),
         ``rmsea.ci.lower/upper, srmr`` (lavaan's Bentler SRMR, averaged over samples weighted
@@ -468,7 +469,7 @@ def _pair_rows(
 ) -> list[dict[str, Any]]:
     rows = []
     for c, label in enumerate(pair_labels(variables)):
-        row = {"pair": label, "estimate": float(est[c]), "se": _num(se[c])}
+        row = {"parameter": label, "estimate": float(est[c]), "se": _num(se[c])}
         row |= {key: _num(values[c]) for key, values in extra.items()}
         rows.append(row)
     return rows
@@ -631,7 +632,7 @@ def pool_random(
     -------
     dict
         ``method``, ``status``, ``converged``, ``variables``, ``pooled``, ``se``, ``acov``,
-        ``correlations`` (``pair, estimate, se, tau2, tau, I2``), ``heterogeneity``
+        ``correlations`` (``parameter, estimate, se, tau2, tau, I2``), ``heterogeneity``
         (``Q, Q.df, Q.pvalue``, ``tau2`` and ``I2`` lists), ``loglik``, ``acov_method``,
         ``ntotal``, ``samples``.
 
@@ -871,7 +872,8 @@ def masem(
             fits = fit_stage2(s1, models)
             out["stage2"][method] = {"models": fits, "comparisons": compare_stage2(fits, pairs)}
         s1 = dict(s1)
-        for key in ("pooled", "se", "acov"):
+        s1.pop("se")  # the SEs are in the correlations' rows
+        for key in ("pooled", "acov"):
             s1[key] = _json_matrix(s1[key])
         out["stage1"][method] = s1
     return out
