@@ -78,10 +78,10 @@ IPD_PARAMETERS = [
 ]
 #: Prior scales of the one-stage model over :data:`alliance.bayes.models.DEFAULT_PRIORS` (the
 #: config's ``bayes.priors`` override them): the between-site SD of the standardized slope
-#: ``tau_b ~ HalfNormal(0.2)``, 95% of its mass below .39, twice the between-study SD of the
-#: alliance-outcome correlation the field reports (Flückiger et al. 2018). With
-#: HalfNormal(0.5) (the random-intercept SDs' scale) and three sites, the demo's fit diverged
-#: in the prior's tail (tau_b near .5), which the data cannot inform.
+#: ``tau_b ~ HalfNormal(0.2)``, 95% of its mass below .39 (sites whose standardized slopes
+#: differ by more are not expected). A few sites cannot inform the tail of ``tau_b``, where
+#: the posterior is the prior: with HalfNormal(0.5) (the random-intercept SDs' scale) the
+#: demo's fit spent its divergent transitions there (tau_b near .5).
 IPD_PRIORS: dict[str, float] = {"tau_b": 0.2}
 #: Patients a site needs (alliance, baseline and outcome) to enter the model, as the
 #: per-dataset outcome model (:func:`alliance.bayes.data.patient_data`).
