@@ -560,8 +560,9 @@ def masem_summary(results: Path) -> tuple[str, list[str]]:
         lead += f"; random effects: median tau = {median_tau} per correlation"
     note = (
         "Stage 2 fits the competing models to the pooled matrix by WLS with its asymptotic "
-        "covariance. Tables: results/meta/masem/fit.csv, parameters.csv, comparisons.csv, "
-        "correlations.csv."
+        "covariance. The sampling covariances are normal-theory: skewed item answers make the "
+        "correlations vary more than they assume, which inflates the chi-square tests. Tables: "
+        "results/meta/masem/fit.csv, parameters.csv, comparisons.csv, correlations.csv."
     )
     text = lead + ".\n\n" + markdown_table(table)
     if tests:
