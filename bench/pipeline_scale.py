@@ -33,12 +33,13 @@ LINEARITY_TOLERANCE = 0.20
 #: The issue's scale config, applied to the keys the workflow's config schema knows: per site
 #: ingest, scoring (and the description), the three-factor CFA under the default (first)
 #: estimator and the Bayesian outcome model (default priors only); pooled: invariance across
-#: sites and the meta-analysis. The process analyses are off.
+#: sites and the meta-analysis. The process analyses, MASEM and the one-stage IPD model are off.
 SCALE_CONFIG: dict[str, Any] = {
     "cfa": {"models": ["correlated"], "estimators": ["WLSMV"]},
     "bayes": {"models": ["outcome"], "sensitivity_scales": [1]},
     "process": {"enabled": False},
     "process_bayes": {"enabled": False},
+    "meta": {"masem": {"enabled": False}, "ipd": {"enabled": False}},
 }
 
 

@@ -35,6 +35,7 @@ def test_each_stage_builds_its_own_subcommands():
         "process-bayes": "alliance.cli.process",
         "riclpm": "alliance.cli.panel",
         "meta": "alliance.cli.meta",
+        "masem": "alliance.cli.meta",
         "verify": "alliance.cli.verify",
     }
     assert list(builders) == list(sub.choices)

@@ -46,6 +46,8 @@ STAGES = frozenset(
         "alliance.panel.stage",
         "alliance.meta.effects",
         "alliance.meta.stage",
+        "alliance.meta.masem_stage",
+        "alliance.meta.ipd_stage",
         "alliance.report.summary",
         "alliance.simulate.demo",
         "alliance.simulate.sites",

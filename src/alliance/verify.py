@@ -76,6 +76,9 @@ ROW_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("*/process/agreement.csv", ("measure", "scope")),
     ("meta/studies.csv", ("study",)),
     ("meta/leave_one_out.csv", ("study",)),
+    ("meta/masem/fit.csv", ("method", "model")),
+    ("meta/masem/parameters.csv", ("method", "model", "lhs", "op", "rhs")),
+    ("meta/masem/comparisons.csv", ("method", "restricted", "general")),
 )
 
 #: Fields that name a list item in a JSON result (a parameter, a study, a model pair, a step);

@@ -51,6 +51,9 @@ if _unknown:
 PROCESS_BAYES = config["process_bayes"]["enabled"]
 PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
+# MASEM and the one-stage IPD model pool the item datasets (two or more)
+MASEM = META and config["meta"]["masem"]["enabled"] and len(ITEM_DATASETS) >= 2
+IPD = META and config["meta"]["ipd"]["enabled"] and len(ITEM_DATASETS) >= 2
 _meta_columns = {
     col
     for n in EFFECT_DATASETS
@@ -168,6 +171,22 @@ def dataset_effect_files(wildcards):
 def published_effect_files(wildcards):
     """Published-effects dataset name -> its ingested table."""
     return {name: f"results/{name}/ingest/effects.parquet" for name in EFFECT_DATASETS}
+
+
+def masem_settings(wildcards):
+    """config ``meta.masem`` with model names of ``cfa.model_files`` resolved to their files."""
+    settings = dict(config["meta"]["masem"])
+    files = config["cfa"].get("model_files", {})
+    settings["models"] = [files.get(m, m) for m in settings["models"]]
+    return settings
+
+
+def ipd_sampler_settings(wildcards):
+    """The one-stage IPD model's sampler: ``bayes.sampler``, its defaults, ``meta.ipd.sampler``."""
+    from alliance.meta.ipd_stage import ipd_sampler
+
+    base = {"seed": config["seed"], **config["bayes"]["sampler"]}
+    return ipd_sampler(base, config["meta"]["ipd"].get("sampler"))
 
 
 def meta_inputs(wildcards):
@@ -425,6 +444,10 @@ def summary_inputs(wildcards):
         out += describe_outputs(POOLED) + cfa_outputs(POOLED)
     if META:
         out.append("results/meta/meta.json")
+    if MASEM:
+        out.append("results/meta/masem/masem.json")
+    if IPD:
+        out.append("results/meta/ipd/ipd.json")
     return out
 
 

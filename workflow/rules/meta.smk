@@ -83,3 +83,70 @@ rule provenance:
         runtime=5,
     script:
         "../../scripts/provenance.py"
+
+
+rule masem:
+    input:
+        item_tables=expand("results/{name}/ingest/items.parquet", name=ITEM_DATASETS),
+        reports=expand("results/{name}/ingest/ingest_report.json", name=ITEM_DATASETS),
+        instrument=instrument_files,
+    output:
+        masem="results/meta/masem/masem.json",
+        fit=report(
+            "results/meta/masem/fit.csv",
+            caption="../report/masem_fit.rst",
+            category="Meta-analysis",
+            labels={"table": "MASEM model fit"},
+        ),
+        correlations="results/meta/masem/correlations.csv",
+        parameters="results/meta/masem/parameters.csv",
+        comparisons="results/meta/masem/comparisons.csv",
+    log:
+        "results/meta/logs/masem.log",
+    benchmark:
+        "results/meta/benchmarks/masem.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        settings=masem_settings,
+        session=config["cfa"]["session"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/masem.py"
+
+
+rule ipd:
+    input:
+        scores=expand("results/{name}/scores/scores.parquet", name=ITEM_DATASETS),
+        outcomes=expand("results/{name}/ingest/outcomes.parquet", name=ITEM_DATASETS),
+        patients=expand("results/{name}/ingest/patients.parquet", name=ITEM_DATASETS),
+        effects=expand("results/{name}/effects/effect.json", name=ITEM_DATASETS),
+    output:
+        ipd="results/meta/ipd/ipd.json",
+        summary=report(
+            "results/meta/ipd/summary.csv",
+            caption="../report/ipd_summary.rst",
+            category="Meta-analysis",
+            labels={"table": "one-stage IPD model"},
+        ),
+    log:
+        "results/meta/logs/ipd.log",
+    benchmark:
+        "results/meta/benchmarks/ipd.tsv"
+    conda:
+        ENV
+    threads: int(config["bayes"]["sampler"]["cores"])
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        alliance_session=config["meta"]["alliance_session"],
+        measure=config["meta"]["measure"],
+        priors=config["bayes"]["priors"],
+        sampler=ipd_sampler_settings,
+    script:
+        "../../scripts/ipd.py"

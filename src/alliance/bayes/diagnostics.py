@@ -21,6 +21,7 @@ __all__ = [
     "THRESHOLDS",
     "check",
     "compare_loo",
+    "effects",
     "loo",
     "mcse_mean",
     "mcse_quantile",
@@ -547,3 +548,59 @@ def prior_predictive_check(
     result["status"] = "check" if reasons else "pass"
     result["reasons"] = reasons
     return result
+
+
+#: Where the "expected direction" lies for each derived effect when lower outcome scores are
+#: better (PHQ-9): better alliance, fewer symptoms, so negative slopes; a therapist-level slope
+#: more negative than the patient-level one (Baldwin et al. 2007) gives a negative contextual
+#: effect. ``r_partial_improvement`` has the literature's sign (positive = better outcome).
+_EXPECTED_NEGATIVE = {
+    "b_alliance",
+    "r_partial",
+    "b_latent",
+    "r_partial_latent",
+    "b_within",
+    "b_between",
+    "contextual",
+    "b_within_points",
+    "b_between_points",
+    "contextual_points",
+}
+
+
+def effects(
+    idata: az.InferenceData, names: list[str], lower_is_better: bool = True
+) -> dict[str, dict[str, float]]:
+    """Posterior mean, median, SD, 90% and 95% equal-tailed intervals and direction probabilities.
+
+    ``p_expected`` is the posterior probability that the effect lies in the expected direction
+    (for PHQ-9: negative slopes, a negative contextual effect, a positive
+    ``r_partial_improvement``).
+    """
+    out = {}
+    for name in names:
+        if name not in idata.posterior:
+            continue
+        x = np.asarray(idata.posterior[name]).ravel()
+        q = np.quantile(x, [0.025, 0.05, 0.5, 0.95, 0.975])
+        negative = name in _EXPECTED_NEGATIVE
+        if not lower_is_better and not name.endswith("_improvement"):
+            negative = not negative
+        p_neg = float(np.mean(x < 0))
+        row = {
+            "mean": float(x.mean()),
+            "median": float(q[2]),
+            "sd": float(x.std(ddof=1)),
+            "eti90_low": float(q[1]),
+            "eti90_high": float(q[3]),
+            "eti95_low": float(q[0]),
+            "eti95_high": float(q[4]),
+            "p_negative": p_neg,
+            "p_positive": float(np.mean(x > 0)),
+        }
+        if name not in {"sigma", "tau_u", "tau_v", "b_baseline", "b_symptoms", "b_mean"} and not (
+            name.startswith(("lambda_", "phi_", "reliability_", "r_alliance_"))
+        ):
+            row["p_expected"] = p_neg if negative else float(np.mean(x > 0))
+        out[name] = row
+    return out

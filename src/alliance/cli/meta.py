@@ -1,4 +1,4 @@
-"""``alliance meta``: a meta-analysis of an effects table."""
+"""``alliance meta``: a meta-analysis of an effects table; ``alliance masem``: MASEM."""
 
 from __future__ import annotations
 
@@ -65,8 +65,50 @@ def _cmd_meta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_masem(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alliance.meta.masem_stage import DEFAULT_MASEM_MODELS, read_matrices, run_masem
+
+    settings = {
+        "models": args.model or list(DEFAULT_MASEM_MODELS),
+        "methods": args.method or ["fixed", "random"],
+        "acov": args.acov,
+    }
+    paths = [Path(s) for s in args.sources]
+    if len(paths) == 1 and paths[0].suffix == ".json":
+        inputs = read_matrices(paths[0], instrument=args.instrument)
+        result = run_masem(None, args.out, settings, inputs=inputs)
+    else:
+        bad = [str(p) for p in paths if not p.is_dir()]
+        if bad:
+            raise ValueError(f"sources must be ingest folders or one .json file, got {bad}")
+        sources = {p.parent.name if p.name == "ingest" else p.name: p for p in paths}
+        result = run_masem(sources, args.out, settings, session=args.session, rater=args.rater)
+    if result["status"] != "ok":
+        print(f"MASEM not run: {result['reason']} -> {args.out}")
+        return 0
+    print(f"MASEM over {len(result['datasets'])} samples (N = {result['ntotal']}) -> {args.out}")
+    for method, stage2 in result["stage2"].items():
+        for name in result["model_order"]:
+            fit = stage2["models"].get(name)
+            if fit is None:
+                continue
+            m = fit["fit"]
+            text = (
+                f"chisq({m['df']}) = {m['chisq']:.2f}, CFI = {m['cfi']:.3f}, "
+                f"RMSEA = {m['rmsea']:.3f}, SRMR = {m['srmr']:.3f}"
+                if m
+                else f"{fit['status']}: {'; '.join(fit['issues'])}"
+            )
+            print(f"  {method:6s} {name}: {text}")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add the ``meta`` subcommand to the subparsers ``sub``."""
+    """Add the ``meta`` and ``masem`` subcommands to the subparsers ``sub``."""
     p = sub.add_parser(
         "meta",
         help="random-effects meta-analysis: two- or three-level REML as metafor, robust, bias",
@@ -133,3 +175,62 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.set_defaults(func=_cmd_meta)
+
+    p = sub.add_parser(
+        "masem",
+        help="meta-analytic SEM: pool item correlation matrices, fit the competing models",
+        description=(
+            "Cheung's two-stage SEM (metaSEM's tssem1/tssem2). Stage 1 pools the item "
+            "correlation matrices of several samples by fixed effects (one matrix for all: "
+            "multi-group ML, as lavaan with equal correlations; its chi-square tests "
+            "homogeneity) and random effects (multivariate ML with one heterogeneity variance "
+            "per correlation, as metafor's rma.mv struct DIAG), with the asymptotic covariance "
+            "of the pooled matrix; stage 2 fits each model to the pooled matrix by WLS with "
+            "that covariance (chi-square, CFI, TLI, RMSEA, SRMR, AIC, BIC; standardized "
+            "loadings and factor correlations) and tests the nested pairs. Writes masem.json "
+            "and the tables correlations, fit, parameters and comparisons (.csv and .md)."
+        ),
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="ingest folders of item datasets (results/site_a/ingest, ...: the items' Pearson "
+        "correlations over the complete rows of --rater at --session), or one .json file "
+        "{variables, studies: [{study, n, R}]} of correlation matrices (null where missing)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a stage-2 model: a built-in name (one_factor, two_factor, correlated, "
+        "second_order, bifactor) or a .lav file; repeat for several (default: one_factor, "
+        "two_factor, correlated, bifactor)",
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=["fixed", "random"],
+        default=None,
+        help="stage-1 pooling; repeat for both (default: both)",
+    )
+    p.add_argument(
+        "--acov",
+        choices=["weighted", "unweighted", "individual"],
+        default="weighted",
+        help="random effects: the sampling covariances from the n-weighted mean matrix, the "
+        "unweighted mean or each sample's own (default: %(default)s)",
+    )
+    p.add_argument(
+        "--instrument",
+        default="wai_sr",
+        help="a .json file of matrices: the instrument whose built-in models apply (its items "
+        "must be the variables; default: %(default)s)",
+    )
+    p.add_argument(
+        "--session", type=int, default=3, help="ingest folders: the session (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rater", default="client", help="ingest folders: the rater (default: %(default)s)"
+    )
+    p.set_defaults(func=_cmd_masem)

@@ -830,7 +830,27 @@ def _meta_methods(config: dict[str, Any]) -> str:
         f"{bayes.get('tau_prior', 'halfnormal')}({bayes.get('prior_tau_scale', 0.5)}); "
         f"{bayes.get('chains', 4)} chains of {bayes.get('draws', 1000)} draws after "
         f"{bayes.get('tune', 1000)} tuning steps, {bayes.get('sampler', 'nutpie')})."
-    )
+    ) + _frontier_methods(meta)
+
+
+def _frontier_methods(meta: dict[str, Any]) -> str:
+    """The MASEM and one-stage IPD sentences of the methods paragraph (when enabled)."""
+    text = ""
+    masem = meta.get("masem") or {}
+    if masem.get("enabled"):
+        text += (
+            " The item datasets' item correlation matrices were pooled by two-stage structural "
+            "equation modelling (Cheung & Chan 2005; stage 1: "
+            f"{' and '.join(masem.get('methods') or ['fixed', 'random'])} effects) and the "
+            f"models {', '.join(masem.get('models') or [])} were fitted to the pooled matrix by "
+            "WLS with its asymptotic covariance."
+        )
+    if (meta.get("ipd") or {}).get("enabled"):
+        text += (
+            " A one-stage Bayesian IPD model (patients in therapists in sites, site-varying "
+            "alliance slopes) was fitted beside the two-stage pooled correlation."
+        )
+    return text
 
 
 def _pct(value: Any) -> str:
@@ -1084,6 +1104,9 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
                 "meta-analysis: the Bayesian random-effects model failed its diagnostics: "
                 + "; ".join((bayes.get("diagnostics") or {}).get("problems") or [status])
             )
+    ipd_rows, ipd_warnings = ipd_summary_rows(results)  # one-stage IPD beside the two-stage
+    rows += ipd_rows
+    warnings += ipd_warnings
     table = pd.DataFrame(rows, columns=["Quantity", "Value"])
     model = (
         "Three-level random-effects model (effects in studies in clusters; Cheung 2014) "
@@ -1100,7 +1123,131 @@ def meta_section(results: Path) -> tuple[str, list[str]]:
         "Studies, weights and leave-one-out: results/meta/studies.csv, leave_one_out.csv; "
         "figures forest.png and funnel.png."
     )
-    return markdown_table(table) + f"\n\n*Note.* {note}", warnings
+    masem_md, masem_warnings = masem_summary(results)
+    extra = f"\n\n{masem_md}" if masem_md else ""
+    return markdown_table(table) + f"\n\n*Note.* {note}{extra}", warnings + masem_warnings
+
+
+def ipd_summary_rows(results: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """Rows of the results summary's meta-analysis table for ``meta/ipd/ipd.json``.
+
+    The two-stage pooled r of the item datasets and the one-stage model's pooled r, slope and
+    between-site SD of the slope, side by side; and warnings for a failed or skipped fit.
+    """
+    ipd = _read_json(results / "meta" / "ipd" / "ipd.json")
+    if ipd is None:
+        return [], []
+    rows, warnings = [], []
+    two = ipd.get("two_stage") or {}
+    if two.get("status") == "ok":
+        r = two["pooled_r"]
+        rows.append(
+            (
+                f"IPD two-stage: pooled r of the {two['k']} item datasets [95% CI]; tau (z)",
+                f"{_apa(r['estimate'], 3)} {_interval(r['ci.lb'], r['ci.ub'])}; "
+                f"{_apa(two['tau'], 3)}",
+            )
+        )
+    if ipd.get("status") == "skipped":
+        rows.append(("IPD one-stage model", f"not estimated: {ipd.get('reason')}"))
+        return rows, warnings
+    fit = ipd.get("bayes") or {}
+    eff = fit.get("effects") or {}
+    r, mu, tau = eff.get("r_pooled_improvement"), eff.get("mu_b"), eff.get("tau_b")
+    if r and mu and tau:
+        sites = len((fit.get("data") or {}).get("sites") or {})
+        rows.append(
+            (
+                f"IPD one-stage (Bayesian, {sites} sites): pooled r [95% ETI]",
+                f"{_apa(r['mean'], 3)} {_interval(r['eti95_low'], r['eti95_high'])} "
+                f"(diagnostics {fit.get('status')})",
+            )
+        )
+        rows.append(
+            (
+                "IPD one-stage: alliance slope mu_b; between-site SD tau_b [95% ETI]",
+                f"{_apa(mu['mean'], 3)} {_interval(mu['eti95_low'], mu['eti95_high'])}; "
+                f"{_apa(tau['mean'], 3)} {_interval(tau['eti95_low'], tau['eti95_high'])}",
+            )
+        )
+    if fit.get("status") != "pass":
+        failures = (fit.get("diagnostics") or {}).get("failures") or [str(fit.get("status"))]
+        warnings.append(
+            "meta-analysis: the one-stage IPD model failed its diagnostics: " + "; ".join(failures)
+        )
+    return rows, warnings
+
+
+def masem_summary(results: Path) -> tuple[str, list[str]]:
+    """The results summary's MASEM paragraph: stage-2 fit per model and the nested tests."""
+    import numpy as np
+
+    masem = _read_json(results / "meta" / "masem" / "masem.json")
+    if masem is None:
+        return "", []
+    if masem.get("status") != "ok":
+        return f"MASEM not run: {masem.get('reason')}.", []
+    warnings = [f"MASEM: {n}" for n in masem.get("notes") or []]
+    rows = []
+    for method, s2 in masem["stage2"].items():
+        for model in masem.get("model_order") or s2["models"]:
+            if model not in s2["models"]:
+                continue
+            fit = s2["models"][model]
+            m = fit.get("fit")
+            if m is None:
+                rows.append([method, model, fit["status"], "", "", "", "", "", ""])
+                continue
+            rows.append(
+                [
+                    method,
+                    model,
+                    fit["status"],
+                    f"{_fmt(m['chisq'])} ({m['df']})",
+                    _p(m["pvalue"]).replace("= ", ""),
+                    _apa(m["cfi"], 3),
+                    _apa(m["rmsea"], 3),
+                    _apa(m["srmr"], 3),
+                    _fmt(m["bic"], 1),
+                ]
+            )
+    table = pd.DataFrame(
+        rows,
+        columns=["Stage 1", "Model", "Status", "chisq (df)", "p", "CFI", "RMSEA", "SRMR", "BIC"],
+    )
+    tests = []
+    for method, s2 in masem["stage2"].items():
+        for t in s2["comparisons"]:
+            if "chisq_diff" in t:
+                tests.append(
+                    f"{t['restricted']} vs {t['general']} ({method}): chisq_diff({t['df_diff']}) = "
+                    f"{_fmt(t['chisq_diff'])}, p {_p(t['pvalue'])}"
+                )
+    het = (masem["stage1"].get("random") or {}).get("heterogeneity") or {}
+    tau = [t for t in het.get("tau2") or [] if t is not None]
+    lead = (
+        f"MASEM (two-stage SEM, Cheung & Chan 2005) over the item correlations of "
+        f"{len(masem['datasets'])} datasets (N = {masem['ntotal']:,}): "
+    )
+    fixed_fit = (masem["stage1"].get("fixed") or {}).get("fit") or {}
+    if fixed_fit:
+        lead += (
+            f"homogeneity of the matrices chisq({fixed_fit['df']}) = {_fmt(fixed_fit['chisq'])}, "
+            f"p {_p(fixed_fit['pvalue'])}"
+        )
+    if tau:
+        median_tau = _apa(float(np.median(np.sqrt(tau))), 3)
+        lead += f"; random effects: median tau = {median_tau} per correlation"
+    note = (
+        "Stage 2 fits the competing models to the pooled matrix by WLS with its asymptotic "
+        "covariance. The sampling covariances are normal-theory: skewed item answers make the "
+        "correlations vary more than they assume, which inflates the chi-square tests. Tables: "
+        "results/meta/masem/fit.csv, parameters.csv, comparisons.csv, correlations.csv."
+    )
+    text = lead + ".\n\n" + markdown_table(table)
+    if tests:
+        text += "\n\nNested models: " + "; ".join(tests) + "."
+    return text + f"\n\n*Note.* {note}", warnings
 
 
 def reporting_checks(data: pd.DataFrame, results: Path, datasets: list[str]) -> list[Check]:

@@ -123,6 +123,10 @@ class ModelSpec:
         Exploratory blocks (``efa("set")*f1 + efa("set")*f2 =~ ...``): set -> its factors.
         The table holds their unrotated solution (see :func:`alliance.sem.partable.build_rows`);
         :mod:`alliance.sem.esem` rotates it.
+    correlation
+        A correlation structure (lavaan's ``correlation = TRUE``): every observed variable is
+        scaled as an ordered indicator without thresholds in the delta parameterization, so
+        the implied variances are 1 and the residual variances are computed, not estimated.
     """
 
     syntax: str
@@ -141,6 +145,7 @@ class ModelSpec:
     defined: list[Definition] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
     efa: dict[str, list[str]] = field(default_factory=dict)
+    correlation: bool = False
 
     # ------------------------------------------------------------------ building
 
@@ -158,6 +163,7 @@ class ModelSpec:
         group_partial: Sequence[str] = (),
         orthogonal: bool = False,
         parameterization: str = "delta",
+        correlation: bool = False,
     ) -> ModelSpec:
         """Build the parameter table with lavaan ``cfa()`` defaults.
 
@@ -199,6 +205,10 @@ class ModelSpec:
         parameterization
             ``"delta"`` (lavaan's default) or ``"theta"``: how the latent responses of
             ordered indicators are scaled (see :class:`ModelSpec`).
+        correlation
+            Fit a correlation structure (one group, no ``ordered``, delta parameterization):
+            implied variances fixed at 1 by computed residual variances, no intercepts or
+            thresholds (a pooled correlation matrix in MASEM stage 2: Cheung & Chan 2005).
 
         Returns
         -------
@@ -226,6 +236,12 @@ class ModelSpec:
             raise ValueError(f"unknown group_equal entries {bad}; use {GROUP_EQUAL_OPTIONS}")
         ngroups = len(groups)
         ordered = list(dict.fromkeys(ordered))
+        if correlation and (ordered or ngroups > 1 or parameterization != "delta"):
+            raise ValueError(
+                "a correlation structure has one group, no ordered items and the delta "
+                f"parameterization, got ordered={ordered}, {ngroups} groups, "
+                f"parameterization={parameterization!r}"
+            )
         if ordered or ngroups > 1:
             meanstructure = True
         if any(s.op == "~1" for s in statements):
@@ -245,7 +261,15 @@ class ModelSpec:
         if unknown_ordered:
             raise ValueError(f"ordered variables not in the model: {unknown_ordered}")
         n_thresholds = dict(n_thresholds or {})
-        for name in ordered:
+        if correlation:  # scaled as ordered indicators without thresholds: unit variances
+            for s in statements:
+                if s.op in ("~1", "|"):
+                    raise SyntaxError_(
+                        f"line {s.line}: a correlation structure has no means or thresholds, "
+                        f"got {s.lhs} {s.op} {s.rhs}".rstrip()
+                    )
+            ordered, n_thresholds, meanstructure = list(ov), dict.fromkeys(ov, 0), True
+        for name in [] if correlation else ordered:
             k = n_thresholds.get(name)
             if k is None or int(k) < 1:
                 raise ValueError(
@@ -281,6 +305,7 @@ class ModelSpec:
             group_partial=tuple(normalise_partial(p) for p in group_partial),
             parameterization=parameterization,
             efa=efa_sets(statements),
+            correlation=correlation,
         )
         spec.table = build_rows(spec, statements, lv_exo, orthogonal, std_lv)
         spec.defined, spec.bounds = constraints(statements, spec.table)

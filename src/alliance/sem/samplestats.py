@@ -47,7 +47,9 @@ class WLSStats:
     structure), the thresholds (ordered items) and the covariances (continuous: the lower
     triangle with the diagonal) or correlations (ordered: without it) at ``pair_index``,
     column by column; ``gamma`` is N times their asymptotic covariance matrix (lavaan's
-    ``Gamma``/NACOV).
+    ``Gamma``/NACOV). ``weight`` is a full weight matrix given by the user (WLS with a known
+    asymptotic covariance, as MASEM's stage 2: :mod:`alliance.sem.wls`); None for the DWLS
+    weights :attr:`v_diag`.
     """
 
     obs: np.ndarray
@@ -55,6 +57,7 @@ class WLSStats:
     n_means: int
     n_th: int
     pair_index: np.ndarray
+    weight: np.ndarray | None = None
 
     @property
     def v_diag(self) -> np.ndarray:
@@ -75,7 +78,9 @@ class GroupData:
     least one observed value, NaN for missing). ``mean``/``cov`` are the sample moments with
     divisor N (complete data), the saturated EM estimates (FIML, filled by :func:`fill_h1`),
     or, for ordered items, zeros and the polychoric correlation matrix (``ordinal`` holds their
-    thresholds and Gamma). ``wls`` holds the statistics of a (D)WLS fit (WLSMV).
+    thresholds and Gamma). ``wls`` holds the statistics of a (D)WLS fit (WLSMV). ``nobs``
+    is the number of observations of a group given by its summary statistics only (``X``
+    then has no rows: a pooled correlation matrix, :mod:`alliance.sem.wls`).
     """
 
     label: str
@@ -85,10 +90,13 @@ class GroupData:
     patterns: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     ordinal: OrdinalStats | None = None
     wls: WLSStats | None = None
+    nobs: int | None = None
 
     @property
     def n(self) -> int:
         """Number of rows used (ordered items: as the polychoric statistics count them)."""
+        if self.nobs is not None:
+            return int(self.nobs)
         return int(self.ordinal.nobs) if self.ordinal is not None else int(self.X.shape[0])
 
     @property
