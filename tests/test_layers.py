@@ -43,6 +43,7 @@ STAGES = frozenset(
         "alliance.process",
         "alliance.process.bayes_api",
         "alliance.panel.stage",
+        "alliance.irt.stage",
         "alliance.meta.effects",
         "alliance.meta.stage",
         "alliance.report.summary",

@@ -4,7 +4,7 @@ One module per stage builds that stage's subcommands and runs them (``add_parser
 :mod:`~alliance.cli.simulate`, :mod:`~alliance.cli.data` (``ingest``),
 :mod:`~alliance.cli.describe` (``score``, ``describe``), :mod:`~alliance.cli.cfa`,
 :mod:`~alliance.cli.bayes`, :mod:`~alliance.cli.process` (``process``, ``process-bayes``),
-:mod:`~alliance.cli.panel` (``riclpm``), :mod:`~alliance.cli.meta` and
+:mod:`~alliance.cli.panel` (``riclpm``), :mod:`~alliance.cli.irt`, :mod:`~alliance.cli.meta` and
 :mod:`~alliance.cli.verify`; this module puts them together and
 turns bad input into one line and exit status 2.
 
@@ -26,6 +26,7 @@ from alliance.cli import (
     codebook,
     data,
     describe,
+    irt,
     meta,
     panel,
     process,
@@ -51,7 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for stage in (simulate, data, codebook, describe, cfa, bayes, process, panel, meta, verify):
+    for stage in (
+        simulate,
+        data,
+        codebook,
+        describe,
+        cfa,
+        bayes,
+        process,
+        panel,
+        irt,
+        meta,
+        verify,
+    ):
         stage.add_parsers(sub)
     return parser
 
