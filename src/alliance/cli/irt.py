@@ -68,7 +68,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("data", help="an ingest folder, or a .csv/.parquet/.sav file (a row per person)")
-    p.add_argument("--model", choices=["grm", "pcm"], required=True)
+    p.add_argument(
+        "--model",
+        choices=["grm", "pcm"],
+        required=True,
+        help="grm: graded response model; pcm: Rasch partial credit model",
+    )
     p.add_argument("--items", default=None, help="item columns, comma-separated")
     p.add_argument(
         "--instrument",
