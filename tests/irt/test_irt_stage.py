@@ -78,3 +78,24 @@ def test_wai_sr_ingest_folder_by_factor(tmp_path, wai_sr):
     assert [s["name"] for s in result["scales"]] == list(wai_sr.factors)
     assert all(s["fit"]["status"] == "converged" for s in result["scales"])
     assert "correlated factors" in result["dimensionality"]
+
+
+def test_summary_rows_name_disordered_items_and_skipped_scales(tmp_path):
+    from alliance.irt.summary import irt_rows
+
+    base = tmp_path / "results" / "demo" / "irt"
+    run_irt(DATA / "erm" / "pcm_items.csv", "pcm", base / "pcm", items=ITEMS, figures=False)
+    data = pd.read_csv(DATA / "erm" / "pcm_items.csv").assign(w9=3)
+    data.to_csv(tmp_path / "one_category.csv", index=False)
+    run_irt(tmp_path / "one_category.csv", "grm", base / "grm", items=[*ITEMS, "w9"], figures=False)
+    rows, warnings = irt_rows(tmp_path / "results", ["demo"])
+    assert rows["Model"].tolist() == ["GRM", "PCM"]
+    pcm = rows.iloc[1]
+    assert pcm["Disordered thresholds"] == "w4"
+    assert pcm["Item misfit"] == "none"  # every mean square of the reference within 0.6-1.4
+    assert pcm["N"] == 400
+    assert rows.iloc[0]["Status"] == "skipped"
+    assert warnings == [
+        "demo: GRM of items not fitted: one_category.csv: item 'w9' has fewer than 2 observed "
+        "categories ([3]); an item response model cannot use it (leave it out with --items)"
+    ]

@@ -34,8 +34,6 @@ __all__ = ["MODELS", "item_table", "run_irt"]
 MODELS = ("grm", "pcm")
 #: Bins of the persons' location histograms (the threshold map's upper panel).
 EDGES = np.linspace(-5.0, 5.0, 51)
-#: Item fit outside these mean squares is flagged (Wright & Linacre 1994, rating scales).
-MSQ_RANGE = (0.6, 1.4)
 
 
 def _read(source: str | Path, session: int | None, rater: str | None):
