@@ -21,6 +21,7 @@ wildcard_constraints:
     estimator="ML|MLR|WLSMV",
     model="[A-Za-z][A-Za-z0-9_]*?",
     scale="[0-9.]+",
+    irt_model="grm|pcm",
 
 
 include: "workflow/rules/simulate.smk"
@@ -31,6 +32,7 @@ include: "workflow/rules/bayes.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/process.smk"
 include: "workflow/rules/panel.smk"
+include: "workflow/rules/irt.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -34,6 +34,7 @@ def test_each_stage_builds_its_own_subcommands():
         "process": "alliance.cli.process",
         "process-bayes": "alliance.cli.process",
         "riclpm": "alliance.cli.panel",
+        "irt": "alliance.cli.irt",
         "meta": "alliance.cli.meta",
         "masem": "alliance.cli.meta",
         "verify": "alliance.cli.verify",

@@ -44,6 +44,7 @@ STAGES = frozenset(
         "alliance.process",
         "alliance.process.bayes_api",
         "alliance.panel.stage",
+        "alliance.irt.stage",
         "alliance.meta.effects",
         "alliance.meta.stage",
         "alliance.meta.masem_stage",

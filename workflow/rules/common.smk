@@ -431,13 +431,24 @@ def panel_outputs(name):
     return [f"{base}/riclpm.json", f"{base}/effects.csv", f"{base}/lagged_paths.png"]
 
 
+def irt_outputs(name):
+    """The item response models of one item dataset (the summary reads them; rule irt)."""
+    if not config["irt"]["enabled"]:
+        return []
+    out = []
+    for model in config["irt"]["models"]:
+        base = f"results/{name}/irt/{model}"
+        out += [f"{base}/irt.json", f"{base}/items.csv", f"{base}/category_curves.png"]
+    return out
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
         out += bayes_outputs(name) + process_outputs(name) + process_bayes_outputs(name)
-        out += panel_outputs(name)
+        out += panel_outputs(name) + irt_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:

@@ -5,7 +5,7 @@ One module per stage builds that stage's subcommands and runs them (``add_parser
 :mod:`~alliance.cli.describe` (``score``, ``describe``), :mod:`~alliance.cli.cfa`,
 :mod:`~alliance.cli.bayes`, :mod:`~alliance.cli.process` (``process``, ``process-bayes``),
 :mod:`~alliance.cli.panel` (``riclpm``), :mod:`~alliance.cli.longinv`
-(``invariance-long``), :mod:`~alliance.cli.meta` (``meta``, ``masem``) and
+(``invariance-long``), :mod:`~alliance.cli.irt`, :mod:`~alliance.cli.meta` (``meta``, ``masem``) and
 :mod:`~alliance.cli.verify`; this module puts them together and
 turns bad input into one line and exit status 2.
 
@@ -27,6 +27,7 @@ from alliance.cli import (
     codebook,
     data,
     describe,
+    irt,
     longinv,
     meta,
     panel,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         bayes,
         process,
         panel,
+        irt,
         meta,
         verify,
     ):

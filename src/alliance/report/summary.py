@@ -606,6 +606,16 @@ def panel_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
     return "\n\n".join(parts), warnings
 
 
+def irt_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """Disordered thresholds and item fit per dataset (:func:`alliance.irt.summary.irt_rows`)."""
+    from alliance.irt.summary import LEAD, irt_rows
+
+    rows, warnings = irt_rows(results, datasets)
+    if rows.empty:
+        return "No item response model was fitted.", warnings
+    return "\n\n".join([LEAD, markdown_table(rows)]), warnings
+
+
 def _p(p: float | None) -> str:
     """A p-value in APA style: ``< .001`` or ``= .034``."""
     if p is None:
@@ -649,6 +659,7 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         _bayes_methods(config),
         _process_methods(config),
         _panel_methods(config),
+        _irt_methods(config),
         _meta_methods(config),
         "Analyses used Python "
         + software["python"]
@@ -806,6 +817,13 @@ def _process_methods(config: dict[str, Any]) -> str:
             "reason stated (definitions and sources in the process section)."
         )
     return " ".join(parts)
+
+
+def _irt_methods(config: dict[str, Any]) -> str:
+    """The item response model sentences of the methods paragraph (empty when off)."""
+    from alliance.irt.summary import irt_methods
+
+    return irt_methods(config)
 
 
 def _panel_methods(config: dict[str, Any]) -> str:
@@ -1415,10 +1433,11 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     bayes_md, bayes_warnings = bayes_section(results, datasets)
     process_md, process_warnings = process_section(results, datasets)
     panel_md, panel_warnings = panel_section(results, datasets)
+    irt_md, irt_warnings = irt_section(results, datasets)
     meta_md, meta_warnings = meta_section(results)
     checks = reporting_checks(data, results, datasets)
     warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
-    warnings += panel_warnings
+    warnings += panel_warnings + irt_warnings
     warnings += meta_warnings
     check_rows = pd.DataFrame(
         [
@@ -1449,6 +1468,8 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             process_md,
             "## Alliance and symptoms within patients",
             panel_md,
+            "## Item response models",
+            irt_md,
             "## Meta-analysis",
             meta_md,
             "## Methods",
