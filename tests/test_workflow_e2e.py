@@ -54,8 +54,8 @@ def test_pipeline_end_to_end(tmp_path, rng):
     assert f"{row} 60 | 6 | 0.1% |" in summary
     assert "client ratings of session 2" in summary  # the methods paragraph follows the config
     # data, measurement, CFA, Bayes, process, Bayesian process models, within-patient panel,
-    # meta-analysis, checklist
-    assert (out / "summary.html").read_text().count("<table>") == 9
+    # item response models, meta-analysis, checklist
+    assert (out / "summary.html").read_text().count("<table>") == 10
     meta = json.loads((out / "meta" / "meta.json").read_text())
     assert [e["study"] for e in meta["effects"]] == ["clinic", "a", "b", "c"]
     effect = json.loads((out / "clinic" / "effects" / "effect.json").read_text())

@@ -55,6 +55,8 @@ DEFAULT_PATTERNS = (
     "*/effects/effect.json",
     "*/process/agreement.csv",
     "*/process/variance_components.json",
+    "*/panel/effects.csv",
+    "*/irt/*/items.csv",
     "meta/*.json",
     "meta/*.csv",
 )
@@ -74,6 +76,8 @@ ROW_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("*/describe/item_total.csv", ("item",)),
     ("*/describe/reliability.csv", ("scale",)),
     ("*/process/agreement.csv", ("measure", "scope")),
+    ("*/panel/effects.csv", ("model", "effect", "from_wave", "to_wave")),
+    ("*/irt/*/items.csv", ("scale", "item")),
     ("meta/studies.csv", ("study",)),
     ("meta/leave_one_out.csv", ("study",)),
     ("meta/masem/fit.csv", ("method", "model")),
