@@ -10,7 +10,8 @@ log = log_to(snakemake.log[0])
 result = run_process_bayes(
     Path(snakemake.input.scores).parent.parent,
     Path(snakemake.output.summary).parent,
-    sampler=snakemake.params.sampler,
+    # chains in parallel up to the cores Snakemake granted this job
+    sampler={**snakemake.params.sampler, "cores": snakemake.threads},
     models=snakemake.params.models,
     settings=snakemake.params.settings,
 )

@@ -78,7 +78,7 @@ rule process_bayes:
         "results/{item_dataset}/benchmarks/process_bayes.tsv"
     conda:
         ENV
-    threads: 2
+    threads: int(config["bayes"]["sampler"]["cores"])
     resources:
         mem_mb=4000,
         runtime=30,
