@@ -39,6 +39,8 @@ def test_tolerance():
         ("a/bayes/outcome_x1/summary.csv", "b_alliance/ess_tail", "ess"),
         ("meta/meta.json", "bayes/diagnostics/ess_bulk_min", "ess"),
         ("meta/meta.json", "bayes/diagnostics/divergences", "divergences"),
+        ("meta/meta.json", "bayes/diagnostics/bfmi/0", "bfmi"),
+        ("meta/ipd/summary.csv", "r_pooled/ess_bulk", "ess"),
         ("meta/meta.json", "heterogeneity/tau2", "estimate"),
         ("meta/leave_one_out.csv", "s1/pval", "p_value"),
     ],

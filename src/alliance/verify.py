@@ -124,6 +124,9 @@ IGNORED_KEYS = {
     "elapsed_s",
     "timing",
     "traceback",
+    # sampler settings echoed beside a posterior (the reference run has 5x the draws)
+    "sampler",
+    "draws",
     # derived detail that repeats what is checked elsewhere (kept out to keep the manifest small)
     "fit_all",
     "residual_correlations",
@@ -154,7 +157,10 @@ DIAGNOSTIC_KEYS = {
     "ess_bulk_min": "ess",
     "ess_tail_min": "ess",
     "divergences": "divergences",
+    "bfmi": "bfmi",
 }
+#: E-BFMI pass threshold per chain (Betancourt 2016), as the diagnostics judge it.
+BFMI_MIN = 0.3
 R_HAT_MAX = 1.01
 ESS_MIN = 400.0
 
@@ -228,9 +234,12 @@ def kind_of(file: str, key: str) -> str:
     ``count``, ``p_value`` or ``estimate`` (fixed tolerances), or a sampler diagnostic judged
     by its verdict (``r_hat``, ``ess``, ``divergences``).
     """
-    leaf = key.split("/")[-1].lower()
+    parts = key.lower().split("/")
+    leaf = parts[-1]
     if leaf in DIAGNOSTIC_KEYS and _is_sampled(file, key):
         return DIAGNOSTIC_KEYS[leaf]
+    if len(parts) > 1 and parts[-2] == "bfmi" and _is_sampled(file, key):
+        return "bfmi"  # one value per chain
     if (
         leaf in COUNT_KEYS
         or leaf.startswith("n_")
@@ -242,9 +251,13 @@ def kind_of(file: str, key: str) -> str:
     return "estimate"
 
 
+#: Result folders of Bayesian fits (their numbers come from posterior draws).
+SAMPLED_FOLDERS = ("/bayes/", "/meta/ipd/")
+
+
 def _is_sampled(file: str, key: str) -> bool:
     """Whether a number comes from posterior draws (a Bayesian fit)."""
-    return "/bayes/" in f"/{file}" or key.startswith("bayes/")
+    return any(part in f"/{file}" for part in SAMPLED_FOLDERS) or key.startswith("bayes/")
 
 
 def _scalar(value: Any) -> float | None:
@@ -457,6 +470,8 @@ def _verdict(kind: str, value: float) -> bool:
         return round(value, 2) <= R_HAT_MAX
     if kind == "ess":
         return round(value) >= ESS_MIN
+    if kind == "bfmi":
+        return value >= BFMI_MIN
     return value == 0  # divergences
 
 
@@ -536,7 +551,7 @@ def verify(results_dir: str | Path, manifest: dict) -> pd.DataFrame:
             row["z"] = diff / se
             row["se"] = se
             families[mc_family(full_key)].append(full_key)
-        elif kind in ("r_hat", "ess", "divergences"):
+        elif kind in ("r_hat", "ess", "divergences", "bfmi"):
             # a rerun must converge by the thresholds wherever the manifest's run did; its
             # values are no expectation (the reference has 5x the draws, so 5x the ESS)
             ok = _verdict(kind, got["value"]) or not _verdict(kind, spec["value"])
