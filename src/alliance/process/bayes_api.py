@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from alliance.jsonio import jsonable, write_json
@@ -128,7 +129,14 @@ def _summary_table(fit: ProcessFit, per_patient: bool = False) -> pd.DataFrame:
         hidden = set(per_patient_names(idata))
         names = [str(n) for n in idata.posterior.data_vars if (str(n) in hidden) == per_patient]
         if names:
-            frames.append(summarize(idata, names).assign(stage=stage))
+            table = summarize(idata, names).assign(stage=stage)
+            added = pd.Series(fit.input_mcse.get(stage, {}), dtype=float)
+            if not per_patient and len(added):
+                # the Monte Carlo error of the earlier stage's means this stage is fitted to
+                extra = table["parameter"].map(added).fillna(0.0).to_numpy()
+                for col in ("mcse_mean", "mcse_median", "mcse_eti95_low", "mcse_eti95_high"):
+                    table[col] = np.hypot(table[col].to_numpy(float), extra)
+            frames.append(table)
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,10 @@ class ProcessFit:
         Wall-clock seconds per stage and the backend.
     definition
         One-paragraph definition of the model, for reports.
+    input_mcse
+        Stage -> parameter -> the Monte Carlo standard error its inputs carry: a stage fitted
+        to posterior means of an earlier stage inherits their Monte Carlo error, which its own
+        chains cannot see (:func:`plug_in_mcse`); the summary adds it to the stage's MCSEs.
 
     """
 
@@ -144,6 +148,7 @@ class ProcessFit:
     idata: Any = None
     timing: dict[str, Any] = field(default_factory=dict)
     definition: str = ""
+    input_mcse: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready content (tables as records, no idata)."""
@@ -649,6 +654,76 @@ def _variance_shares(
     return out
 
 
+#: Batches of a stage's draws in :func:`plug_in_mcse` (contiguous, so within chains when the
+#: draws per chain are a multiple of batches / chains).
+PLUG_IN_BATCHES = 20
+
+
+def plug_in_mcse(
+    draws: Mapping[str, np.ndarray],
+    design: Callable[[Mapping[str, np.ndarray]], tuple[dict[str, np.ndarray], np.ndarray]],
+    batches: int = PLUG_IN_BATCHES,
+) -> dict[str, float]:
+    """Monte Carlo SE that a second stage inherits from the posterior means it is fitted to.
+
+    A two-stage model regresses an outcome on per-patient posterior means of the first stage.
+    Those means carry Monte Carlo error, so a rerun with other draws moves the second stage's
+    estimates by more than the second stage's own MCSE says. The second stage's posterior
+    mean under its weak priors is close to the least-squares fit ``f(m)`` of the means ``m``;
+    its Monte Carlo variance is that of the linearization ``f(m) + J (m' - m)``. The
+    covariance of the means' error comes from batch means (Flegal, Haran & Jones 2008): the
+    draws are cut into ``batches`` contiguous batches, each batch's deviation ``d_b`` of its
+    means from ``m`` is pushed through ``J`` as a central directional difference of ``f``,
+    and the SE is ``sqrt(sum_b (J d_b)^2 / (B (B - 1)))``. Linearizing at ``m``, not refitting
+    at each batch's noisier means, keeps the z-scoring of the predictors where the full
+    sample has it.
+
+    Parameters
+    ----------
+    draws
+        Name -> first-stage draws, shape (n_draws, n_patients), chains stacked first.
+    design
+        Per-patient means (name -> vector) -> (the predictor columns ``{name: column}``
+        without the intercept, and the outcome vector).
+    batches
+        Number of batches.
+
+    Returns
+    -------
+    dict
+        ``intercept``, each predictor's name and ``sigma`` -> Monte Carlo SE.
+
+    References
+    ----------
+    Flegal, J. M., Haran, M., & Jones, G. L. (2008). Markov chain Monte Carlo: can we trust
+    the third significant figure? Statistical Science, 23(2), 250-260.
+    """
+    n = min(len(v) for v in draws.values())
+    if batches < 2 or n < batches:
+        raise ValueError(f"need at least 2 batches of draws, got {batches} for {n} draws")
+    names: list[str] = []
+
+    def fit(means: Mapping[str, np.ndarray]) -> np.ndarray:
+        columns, y = design(means)
+        names[:] = list(columns)
+        x = np.column_stack([np.ones(len(y)), *columns.values()])
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        resid = y - x @ beta
+        return np.array([*beta, np.sqrt(resid @ resid / (len(y) - x.shape[1]))])
+
+    full = {k: v[:n].mean(axis=0) for k, v in draws.items()}
+    fit(full)
+    step = 1e-3
+    changes = []
+    for idx in np.array_split(np.arange(n), batches):
+        dev = {k: v[idx].mean(axis=0) - full[k] for k, v in draws.items()}
+        up = fit({k: full[k] + step * dev[k] for k in full})
+        down = fit({k: full[k] - step * dev[k] for k in full})
+        changes.append((up - down) / (2 * step))
+    se = np.sqrt(np.sum(np.square(changes), axis=0) / (batches * (batches - 1)))
+    return dict(zip(["intercept", *names, "sigma"], (float(v) for v in se), strict=True))
+
+
 def _regression_model(
     y: np.ndarray, x: Mapping[str, np.ndarray], priors: Mapping[str, float] | None
 ) -> pm.Model:
@@ -777,6 +852,7 @@ def growth(
     timings = {"growth": timing}
     idatas: dict[str, Any] = {"growth": idata}
     stage2_reason = None
+    input_mcse: dict[str, dict[str, float]] = {}
     if outcome is not None:
         level = _draws(idata, "level_patient")
         slope = _draws(idata, "b_time")[:, None] + _draws(idata, "b1_patient")
@@ -799,6 +875,16 @@ def growth(
             idata2, diag2, timing2 = _fit(
                 _regression_model(merged["z_post"].to_numpy(), x, priors), sampler, thresholds
             )
+            patients = pd.Index(inputs["patients"]).get_indexer(merged.index)
+
+            def design(means: Mapping[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+                return {
+                    "b_level": _z(means["level"][patients])[0],
+                    "b_growth": _z(means["growth"][patients])[0],
+                    "b_baseline": merged["z_baseline"].to_numpy(float),
+                }, merged["z_post"].to_numpy(float)
+
+            input_mcse = {"outcome": plug_in_mcse({"level": level, "growth": slope}, design)}
             for name in ("b_level", "b_growth", "b_baseline"):
                 effects[name] = _summary(_draws(idata2, name), None)
             bl, bg = _draws(idata2, "b_level"), _draws(idata2, "b_growth")
@@ -819,6 +905,7 @@ def growth(
         idata=idatas,
         timing=timings,
         definition=GROWTH_DEFINITION,
+        input_mcse=input_mcse,
     )
 
 
