@@ -123,3 +123,10 @@ def demo_results(tmp_path_factory):
         return built[site]
 
     return get
+
+
+@pytest.fixture
+def item_simulator():
+    """:func:`simulate_items` for test modules in subfolders, which cannot import this module
+    by the name ``conftest`` (another folder's conftest may hold that name)."""
+    return simulate_items

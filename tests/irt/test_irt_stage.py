@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA
 
 from alliance.cli import main
 from alliance.irt.stage import run_irt
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 ITEMS = [f"w{i}" for i in range(1, 9)]
 
@@ -64,11 +66,9 @@ def test_irt_command_input_errors_exit_2(tmp_path, capsys):
         main(["irt", str(path), "--model", "rasch", "--out", "x"])
 
 
-def test_wai_sr_ingest_folder_by_factor(tmp_path, wai_sr):
+def test_wai_sr_ingest_folder_by_factor(tmp_path, wai_sr, item_simulator):
     """An ingested WAI-SR dataset: one GRM per factor (Bond, Goal, Task)."""
-    from conftest import simulate_items
-
-    items = simulate_items(wai_sr, n_patients=150, n_sessions=1, missing_share=0.02)
+    items = item_simulator(wai_sr, n_patients=150, n_sessions=1, missing_share=0.02)
     folder = tmp_path / "ingest"
     folder.mkdir()
     items.to_parquet(folder / "items.parquet")

@@ -4,14 +4,16 @@ the simulated truth (issue 18, part 3)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA
 
 from alliance.irt.pcm import category_probabilities, fit_pcm, item_fit, person_parameters
 from alliance.irt.responses import response_codes
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 ERM = DATA / "erm"
 SCALE = [1, 2, 3, 4, 5]
