@@ -14,6 +14,17 @@ SEED = 20261125
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end files first (stable: files and tests keep their order otherwise).
+
+    ``make test`` hands whole files to its two workers in collection order; the Snakemake runs
+    (``e2e``, a minute or more each) sorted last alphabetically and left one worker running
+    them alone at the end. First, the other worker fills the time with the short files.
+    """
+    e2e_files = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in e2e_files)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh generator with the project seed for every test."""
