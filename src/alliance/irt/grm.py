@@ -246,6 +246,39 @@ def _hessian(model: _Model, x: np.ndarray) -> np.ndarray:
     return (hess + hess.T) / 2
 
 
+def _newton_polish(model: _Model, x: np.ndarray, steps: int = 3) -> np.ndarray:
+    """Newton steps from the quasi-Newton solution to the maximum, to machine precision.
+
+    L-BFGS stops within about 1e-6 of the maximum, at a point that depends on the last bits
+    of every gradient, so another CPU stopped elsewhere in that neighbourhood (measured: 1.2e-6
+    between two machines). A Newton step (with the Hessian of the starting point, reused: its
+    own error of about 1e-8 only slows convergence to a factor 1e-8 per step) leaves an error
+    of about 1e-14 whatever the rounding, so the estimates agree across machines far within
+    ``alliance verify``'s 1e-6. A step is kept only while it raises the log-likelihood
+    and stays inside the model (increasing intercepts).
+    """
+    ll, grad = model.gradient(x)
+    hess = _hessian(model, x)  # once: near the maximum it changes too little to matter
+    for _ in range(steps):
+        try:
+            step = np.linalg.solve(hess, -grad)
+        except np.linalg.LinAlgError:
+            return x
+        trial = x + step
+        if not np.all(np.isfinite(trial)) or any(
+            kj > 2 and np.any(np.diff(trial[s + 1 : s + kj]) >= 0)
+            for s, kj in zip(model.start, model.k, strict=True)
+        ):
+            return x
+        ll_trial, grad_trial = model.gradient(trial)
+        if not ll_trial >= ll - 1e-12 * max(1.0, abs(ll)):
+            return x
+        x, ll, grad = trial, ll_trial, grad_trial
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return x
+
+
 def fit_grm(
     responses: Responses,
     link: str = "logistic",
@@ -299,7 +332,7 @@ def fit_grm(
         method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": 1e-9, "ftol": 1e-14, "maxcor": 20},
     )
-    x = _from_free(res.x, model)
+    x = _newton_polish(model, _from_free(res.x, model))
     ll, grad = model.gradient(x)
     max_grad = float(np.max(np.abs(grad)))
     status = "converged" if max_grad / n <= gtol else "not_converged"
