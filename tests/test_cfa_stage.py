@@ -119,7 +119,7 @@ def test_comparison_does_not_test_fits_that_did_not_converge(tmp_path, rng):
     rows, _, _ = read_cfa_data(folder)
     # the bifactor fit is stopped after 3 iterations, before it converged (small_samples)
     bifactor = not_converged_fit(rows, "bifactor", estimator="ML", missing="listwise")
-    assert bifactor["converged"] is False and bifactor["fit"]["chisq"] is not None
+    assert bifactor["converged"] is False and "chisq" not in bifactor["fit"]
     files["bifactor"] = tmp_path / "bifactor.json"
     write_json(files["bifactor"], bifactor)
     result = compare(files, folder, "ML", missing="listwise")

@@ -157,6 +157,8 @@ def _result_dict(
         "parameters": parameter_rows(result, level),
         "standardized": std,
     }
+    if not result.converged:
+        _withhold_fit(out, notes)
     if result.spec.ngroups > 1:
         out["group_labels"] = list(result.spec.group_labels)
     if details:
@@ -187,6 +189,21 @@ def _result_dict(
             mark_not_identified(out["status"], result.not_identified)
     meta["notes"] = notes
     return clean(out)
+
+
+#: What a fit that did not converge keeps of its ``fit`` block: the model's size, not a test.
+KEPT_WITHOUT_CONVERGENCE = ("npar", "df")
+
+
+def _withhold_fit(out: dict[str, Any], notes: list[str]) -> None:
+    """No fit measures for a fit that did not converge (as lavaan's ``fitMeasures``, which
+    refuses them): its chi-square and indices describe wherever the optimizer stopped."""
+    fit = out.get("fit") or {}
+    out["fit"] = {k: fit[k] for k in KEPT_WITHOUT_CONVERGENCE if k in fit}
+    out["fit_all"] = {}
+    note = "fit measures withheld: the estimation did not converge"
+    if note not in notes:
+        notes.append(note)
 
 
 def _modindices(result: FitResult, top: int) -> list[dict[str, Any]]:
@@ -236,6 +253,8 @@ def step_block(
         "standardized": standardized_rows(result, level),
         "group_labels": list(result.spec.group_labels),
     }
+    if not result.converged:
+        _withhold_fit(block, block["meta"]["notes"])
     if with_reliability:
         block["reliability"] = reliability(result)
     return block
