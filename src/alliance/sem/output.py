@@ -196,8 +196,11 @@ KEPT_WITHOUT_CONVERGENCE = ("npar", "df")
 
 
 def _withhold_fit(out: dict[str, Any], notes: list[str]) -> None:
-    """No fit measures for a fit that did not converge (as lavaan's ``fitMeasures``, which
-    refuses them): its chi-square and indices describe wherever the optimizer stopped."""
+    """Withhold the fit measures of a fit that did not converge.
+
+    As lavaan's ``fitMeasures``, which refuses them: its chi-square and indices describe
+    wherever the optimizer stopped.
+    """
     fit = out.get("fit") or {}
     out["fit"] = {k: fit[k] for k in KEPT_WITHOUT_CONVERGENCE if k in fit}
     out["fit_all"] = {}
