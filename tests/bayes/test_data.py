@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,34 @@ def test_demo_counts(demo_tables):
     d = patient_data(demo_tables("site_b"))
     assert d.info["n_patients"] > 250 and d.info["n_therapists"] == 15
     assert d.info["alliance"] == "client total_mean at session 3"
+
+
+def test_scores_of_an_unscored_ingest_folder_use_its_instrument(tmp_path, wai_sr, item_simulator):
+    """An ingest folder without scores is scored with the instrument it was ingested with (its
+    report's instrument file), not with the WAI-SR key: here a custom two-factor key."""
+    import json
+
+    import yaml
+
+    custom = tmp_path / "two_factor.yaml"
+    key = yaml.safe_load(Path(wai_sr.path).read_text())
+    key |= {
+        "name": "two_factor_custom",
+        "factors": {"rapport": key["items"][:6], "work": key["items"][6:]},
+    }
+    custom.write_text(yaml.safe_dump(key))
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    items = item_simulator(wai_sr, n_patients=20, n_sessions=1, missing_share=0.0)
+    items.to_parquet(ingest / "items.parquet")
+    outcomes = pd.DataFrame(
+        {"patient_id": ["P1"], "session": [1], "timepoint": "post", "measure": "phq9"}
+    ).assign(value=3.0)
+    outcomes.to_parquet(ingest / "outcomes.parquet")
+    report = {"kind": "items", "instrument": "two_factor_custom", "instrument_file": str(custom)}
+    (ingest / "ingest_report.json").write_text(json.dumps(report))
+    scores = load_tables(ingest)["scores"]
+    assert {"rapport_mean", "work_mean", "total_mean"} <= set(scores.columns)
+    assert "bond_mean" not in scores.columns
+    expected = items[key["items"][:6]].mean(axis=1)
+    np.testing.assert_allclose(scores["rapport_mean"], expected)

@@ -76,8 +76,9 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
     Returns
     -------
     dict
-        ``scores`` (docs/data-model.md; computed from ``items`` with the WAI-SR key when no
-        scores table exists), ``outcomes`` and ``patients`` (possibly empty).
+        ``scores`` (docs/data-model.md; when no scores table exists, computed from ``items``
+        with the instrument of the folder's ingest report, or the WAI-SR key for a mapping),
+        ``outcomes`` and ``patients`` (possibly empty).
 
     Raises
     ------
@@ -85,6 +86,7 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
         If a required table is missing.
 
     """
+    instrument = "wai_sr"
     if isinstance(source, Mapping):
         tables = {k: v for k, v in source.items() if v is not None}
     else:
@@ -102,11 +104,18 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
         ):
             if path.is_file():
                 tables[name] = _read(path)
+        if "scores" not in tables and (ingest / "ingest_report.json").is_file():
+            from alliance.data.tidy import read_ingested
+
+            # the instrument the data were ingested with (the codebook's), not an assumed one
+            _, instrument, _ = read_ingested(ingest)
     if "scores" not in tables and "items" in tables:
         from alliance.data.instruments import load_instrument
         from alliance.data.scoring import score_items
 
-        tables["scores"] = score_items(tables["items"], load_instrument("wai_sr"))
+        if isinstance(instrument, str):
+            instrument = load_instrument(instrument)
+        tables["scores"] = score_items(tables["items"], instrument)
     for name in ("scores", "outcomes"):
         if name not in tables:
             raise ValueError(f"the Bayesian models need the table {name!r}, got {sorted(tables)}")
