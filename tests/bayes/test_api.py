@@ -120,3 +120,75 @@ def test_small_pymc_model_samples_its_chains_in_process_with_the_same_draws(demo
     )
     for name in ours.posterior.data_vars:
         np.testing.assert_array_equal(ours.posterior[name], theirs.posterior[name])
+
+
+def test_nutpie_compiles_afresh_never_from_the_cache(monkeypatch, rng):
+    """The draws must not depend on PyTensor's on-disk numba cache (a warm cache gave other
+    draws than a cold one for the demo's site_b therapist model): nutpie's compilation runs
+    with the cache off, and the setting is restored after it."""
+    import nutpie
+    import pymc as pm
+    import pytensor
+
+    seen = []
+
+    def compile_model(model):
+        seen.append(pytensor.config.numba__cache)
+        raise RuntimeError("stop after the compilation was entered")
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", compile_model)
+    before = pytensor.config.numba__cache
+    with pm.Model() as model:
+        pm.Normal("x", 0, 1, shape=3)
+    with pytest.raises(RuntimeError, match="stop after the compilation"):
+        sample(model, {"backend": "nutpie", "seed": 1})
+    assert seen == [False]
+    assert pytensor.config.numba__cache == before
+
+
+@pytest.mark.slow
+def test_same_draws_with_a_cold_and_a_warm_compile_cache(tmp_path):
+    """Same machine, same seed: a fit compiled with an empty PyTensor cache (a reviewer's
+    first run) and one with the cache it left (the second run) give the same draws. Run in
+    fresh processes, as Snakemake's jobs are; the demo's site_b therapist model differed
+    before compilation was made independent of the cache."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from alliance.bayes.data import load_tables, patient_data\n"
+        "from alliance.bayes.models import build_model\n"
+        "from alliance.bayes.sampling import sample\n"
+        "from alliance.data.ingest import ingest_to\n"
+        "from alliance.describe.stage import score_dataset\n"
+        "out = Path(sys.argv[1])\n"
+        "if not (out / 'scores').is_dir():\n"
+        "    ingest_to(Path(sys.argv[2]), out / 'ingest')\n"
+        "    score_dataset(out / 'ingest', out / 'scores')\n"
+        "d = patient_data(load_tables(out))\n"
+        "idata, _ = sample(build_model('therapist', d), {'backend': 'nutpie', 'seed': 20261125,"
+        " 'chains': 2, 'draws': 2000, 'tune': 1000, 'target_accept': 0.95, 'cores': 1})\n"
+        "print(repr(float(idata.posterior['b_within'].values.mean())))\n"
+    )
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'cache'}"}
+    codebook = root / "config" / "codebooks" / "site_b.yaml"
+    runs = [
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "site_b"), str(codebook)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
