@@ -1,0 +1,556 @@
+"""Two-level CFA by ML and MLR: the within and between models, estimation, tests, fit (lavaan).
+
+A two-level model is written as lavaan writes it: a ``level: 1`` block (the within-cluster
+model for the within-cluster parts of the items, e.g. sessions within a patient) and a
+``level: 2`` block (the between-cluster model for the cluster parts, e.g. patients). Each
+block is an ordinary CFA (:class:`~alliance.sem.model.ModelSpec`); as lavaan does for
+two-level models, the mean structure is on the between level (item intercepts free, latent
+means 0) and the within intercepts and latent means are fixed at 0. The likelihood is the
+two-level normal of :mod:`alliance.sem.mvnorm_cluster` (Muthen 1994; Yuan & Hayashi 2005).
+
+Estimates maximize it (quasi-Newton, then Newton steps); standard errors come from the
+observed information, the numerical Hessian of the analytic gradient (lavaan's default
+``information = "observed"`` for two-level ML). MLR: the cluster-robust sandwich with the
+clusters' scores as the meat (Huber-White; lavaan's ``se = "robust.huber.white"``) and the
+Yuan-Bentler scaled chi-square (lavaan's ``test = "yuan.bentler.mplus"``: the trace of the
+saturated model's ``A1^-1 B1`` at the model-implied moments less that of the model, over
+``df``; Yuan & Bentler 2000). The chi-square compares with the saturated two-level model
+(lavaan 0.6-14's EM); the baseline for CFI/TLI has free variances (and between means) at both
+levels and no covariances. SRMR by level compares the correlations of the saturated and
+implied moments of each level (lavaan's ``srmr_within``, ``srmr_between``; their sum is
+``srmr``).
+
+Scope: continuous, complete data; the same items at both levels (within-only or between-only
+variables are not supported); equality labels within a level (not across levels); no
+defined parameters or inequality constraints. Ordinal two-level models (which lavaan cannot
+fit by ML either) may come later through the Bayesian models.
+
+References
+----------
+Muthen, B. O. (1994). Multilevel covariance structure analysis. Sociological Methods &
+Research, 22(3), 376-398.
+Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and covariance
+structure analysis with nonnormal missing data. Sociological Methodology, 30(1), 165-200.
+Yuan, K.-H., & Hayashi, K. (2005). On Muthen's maximum likelihood for two-level covariance
+structure models. Psychometrika, 70(1), 147-167.
+Rosseel, Y. (2021). Evaluating the observed log-likelihood function in two-level structural
+equation modeling with missing data: From formulas to R code. Psych, 3(2), 197-232.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from alliance.sem.fitmeasures import cfi, rmsea, rmsea_ci, rmsea_pvalue, tli
+from alliance.sem.model import ModelSpec, start_values
+from alliance.sem.mvnorm_cluster import (
+    ClusterStats,
+    Moments2L,
+    cluster_scores,
+    cluster_stats,
+    loglik,
+    moment_gradient,
+    numeric_hessian,
+    saturated,
+    saturated_gradient,
+    saturated_scores,
+)
+from alliance.sem.partable import number_free
+from alliance.sem.syntax import parse_syntax, split_levels
+from alliance.sem.teststats import chisq_pvalue
+
+__all__ = [
+    "TWOLEVEL_ESTIMATORS",
+    "TwoLevelFit",
+    "TwoLevelModel",
+    "estimate_twolevel",
+    "twolevel_fit_measures",
+]
+
+TWOLEVEL_ESTIMATORS = ("ML", "MLR")
+LEVELS = (1, 2)
+
+
+@dataclass
+class TwoLevelModel:
+    """The within (level 1) and between (level 2) CFA models of a two-level model.
+
+    Attributes
+    ----------
+    syntax
+        The model text with its ``level:`` blocks.
+    within, between
+        The two levels' models; the within model's intercepts and latent means are fixed at 0.
+    ov
+        The items in lavaan's order (first appearance in the within block); both levels'
+        matrices are put in this order.
+    """
+
+    syntax: str
+    within: ModelSpec
+    between: ModelSpec
+    ov: list[str]
+
+    @classmethod
+    def from_syntax(cls, model: str, std_lv: bool = False) -> TwoLevelModel:
+        """Build both levels' parameter tables (lavaan's defaults for two-level models).
+
+        Raises
+        ------
+        ValueError
+            For syntax errors (:func:`~alliance.sem.syntax.split_levels`), different items at
+            the two levels, a label used at both levels, defined parameters or inequality
+            constraints.
+        """
+        blocks = split_levels(model)
+        for level, text in blocks.items():
+            for s in parse_syntax(text):
+                if s.op in (":=", "<", ">"):
+                    raise ValueError(
+                        f"line {s.line}: {s.op!r} is not supported in a two-level model "
+                        f"(level {level}), got {s.lhs} {s.op} {s.rhs}"
+                    )
+        within = ModelSpec.from_syntax(blocks[1], std_lv=std_lv, meanstructure=True)
+        between = ModelSpec.from_syntax(blocks[2], std_lv=std_lv, meanstructure=True)
+        if set(within.ov) != set(between.ov):
+            only_w = sorted(set(within.ov) - set(between.ov))
+            only_b = sorted(set(between.ov) - set(within.ov))
+            raise ValueError(
+                "both levels must model the same items (within-only or between-only variables "
+                f"are not supported); only at level 1: {only_w}, only at level 2: {only_b}"
+            )
+        for r in within.table:
+            if r.op == "~1":
+                r.free, r.value = 0, 0.0
+        number_free(within.table)
+        within.invalidate()
+        labels_w = {r.label for r in within.table if r.label}
+        labels_b = {r.label for r in between.table if r.label}
+        shared = sorted(labels_w & labels_b)
+        if shared:
+            raise ValueError(
+                f"labels used at both levels (equality across levels is not supported): {shared}"
+            )
+        return cls(syntax=model, within=within, between=between, ov=list(within.ov))
+
+    @classmethod
+    def independence(cls, ov: list[str]) -> TwoLevelModel:
+        """The baseline model: free variances at both levels, free between means."""
+        within = ModelSpec.independence(ov, meanstructure=True)
+        for r in within.table:
+            if r.op == "~1":
+                r.free, r.value = 0, 0.0
+        number_free(within.table)
+        within.invalidate()
+        between = ModelSpec.independence(ov, meanstructure=True)
+        return cls(syntax="", within=within, between=between, ov=list(ov))
+
+    @property
+    def npar(self) -> int:
+        """Free parameters of both levels."""
+        return self.within.npar + self.between.npar
+
+    @property
+    def perm(self) -> np.ndarray:
+        """Positions of :attr:`ov` in the between model's order."""
+        return np.array([self.between.ov.index(v) for v in self.ov])
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The within and between parts of the free vector."""
+        return x[: self.within.npar], x[self.within.npar :]
+
+    def moments(self, x: np.ndarray) -> Moments2L:
+        """Implied ``mu`` (within plus between means), ``Sigma_W`` and ``Sigma_B``."""
+        xw, xb = self.split(x)
+        iw = self.within.implied(xw, 1)[0]
+        ib = self.between.implied(xb, 1)[0]
+        q = self.perm
+        return Moments2L(iw.mu + ib.mu[q], iw.sigma, ib.sigma[np.ix_(q, q)])
+
+    def jacobians(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``d mu``, ``d Sigma_W`` and ``d Sigma_B`` by the free parameters (rows)."""
+        xw, xb = self.split(x)
+        p, kw, k = len(self.ov), self.within.npar, self.npar
+        dsw, dmw, _ = self.within.jacobian(xw, 1)
+        dsb, dmb, _ = self.between.jacobian(xb, 1)
+        q = self.perm
+        dmu = np.zeros((k, p))
+        dmu[:kw] = dmw
+        dmu[kw:] = dmb[:, q]
+        d_w = np.zeros((k, p, p))
+        d_w[:kw] = dsw
+        d_b = np.zeros((k, p, p))
+        d_b[kw:] = dsb[:, q][:, :, q]
+        return dmu, d_w, d_b
+
+    def rows(self) -> list[tuple[int, Any, int]]:
+        """``(level, row, free index in x or 0)`` for every row, level 1 first (lavaan's order)."""
+        out = [(1, r, r.free) for r in self.within.table]
+        out += [(2, r, r.free + self.within.npar if r.free else 0) for r in self.between.table]
+        return out
+
+    def row_values(self, x: np.ndarray) -> np.ndarray:
+        """Every row's value (fixed values, estimates) in :meth:`rows` order."""
+        xw, xb = self.split(x)
+        return np.concatenate([self.within.row_values(xw), self.between.row_values(xb)])
+
+
+@dataclass
+class TwoLevelFit:
+    """A fitted two-level model.
+
+    Attributes
+    ----------
+    model, stats
+        The model and the data's cluster statistics.
+    estimator
+        ``"ML"`` or ``"MLR"``.
+    x
+        Estimates; ``vcov`` their covariance matrix (``None`` when the information matrix is
+        singular); ``information`` the observed information (minus the Hessian of the
+        log-likelihood).
+    converged, iterations, message
+        Optimizer report.
+    logl, h1_logl
+        Log-likelihood of the model and of the saturated two-level model; ``h1`` its moments.
+    chisq, df
+        Likelihood-ratio test against the saturated model.
+    scaled
+        MLR: ``chisq.scaled``, ``chisq.scaling.factor`` and the traces behind them.
+    warnings
+        Problems met on the way (never raised).
+    """
+
+    model: TwoLevelModel
+    stats: ClusterStats
+    estimator: str
+    x: np.ndarray
+    converged: bool
+    iterations: int
+    message: str
+    logl: float
+    h1: Moments2L
+    h1_logl: float
+    chisq: float
+    df: int
+    information: np.ndarray | None = None
+    vcov: np.ndarray | None = None
+    scaled: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def se(self) -> np.ndarray | None:
+        """Standard errors of ``x`` (``None`` without ``vcov``)."""
+        if self.vcov is None:
+            return None
+        return np.sqrt(np.maximum(np.diag(self.vcov), 0.0))
+
+
+# --------------------------------------------------------------------------- estimation
+
+
+def _gradient(model: TwoLevelModel, stats: ClusterStats, x: np.ndarray) -> np.ndarray:
+    """Gradient of the log-likelihood by the free parameters."""
+    g = moment_gradient(stats, model.moments(x))
+    dmu, d_w, d_b = model.jacobians(x)
+    return dmu @ g.mu + np.einsum("kab,ab->k", d_w, g.sigma_w) + np.einsum(
+        "kab,ab->k", d_b, g.sigma_b
+    )
+
+
+def _scores(model: TwoLevelModel, stats: ClusterStats, x: np.ndarray) -> np.ndarray:
+    """The clusters' scores by the free parameters, ``(J, npar)``."""
+    g = cluster_scores(stats, model.moments(x))
+    dmu, d_w, d_b = model.jacobians(x)
+    return (
+        g.mu @ dmu.T
+        + np.einsum("jab,kab->jk", g.sigma_w, d_w)
+        + np.einsum("jab,kab->jk", g.sigma_b, d_b)
+    )
+
+
+def _start(model: TwoLevelModel, h1: Moments2L) -> np.ndarray:
+    """Starting values from the saturated moments of each level (see ``start_values``)."""
+    q = model.perm
+    inv = np.argsort(q)
+    xw = start_values(model.within, [h1.sigma_w], [np.zeros(len(model.ov))])
+    xb = start_values(model.between, [h1.sigma_b[np.ix_(inv, inv)]], [h1.mu[inv]])
+    return np.concatenate([xw, xb])
+
+
+def _maximize(
+    model: TwoLevelModel, stats: ClusterStats, x0: np.ndarray, max_iter: int = 2000
+) -> tuple[np.ndarray, bool, int, str, np.ndarray | None]:
+    """Quasi-Newton (BFGS) on ``-logL / N``, then Newton steps with the numerical Hessian.
+
+    Returns the estimates, convergence, iterations, the optimizer's message and the Hessian
+    of the log-likelihood at the estimates (``None`` if not finite).
+    """
+    n = stats.nobs
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        ll = loglik(stats, model.moments(x))
+        if not np.isfinite(ll):
+            return float("inf"), np.zeros_like(x)
+        return -ll / n, -_gradient(model, stats, x) / n
+
+    res = optimize.minimize(
+        fun, x0, jac=True, method="BFGS", options={"maxiter": max_iter, "gtol": 1e-7}
+    )
+    x = np.asarray(res.x, dtype=float)
+    iterations = int(res.nit)
+
+    def grad(z: np.ndarray) -> np.ndarray:
+        return _gradient(model, stats, z)
+
+    hess: np.ndarray | None = None
+    for _ in range(8):
+        hess = numeric_hessian(grad, x)
+        if not np.all(np.isfinite(hess)):
+            return x, False, iterations, "the Hessian is not finite", None
+        g = grad(x)
+        if np.max(np.abs(g)) < 1e-7 * n:
+            break
+        try:
+            step = np.linalg.solve(hess, g)
+        except np.linalg.LinAlgError:
+            break
+        base = loglik(stats, model.moments(x))
+        shrink = 1.0
+        while shrink > 1e-3:
+            new = x - shrink * step
+            if loglik(stats, model.moments(new)) >= base - 1e-10:
+                x = new
+                break
+            shrink /= 2
+        iterations += 1
+    g = grad(x)
+    converged = bool(np.max(np.abs(g)) < 1e-4 * n)
+    message = "converged" if converged else f"gradient not zero (max |g| {np.max(np.abs(g)):.3g})"
+    return x, converged, iterations, message, hess
+
+
+def estimate_twolevel(
+    data: pd.DataFrame,
+    model: str | TwoLevelModel,
+    cluster: str,
+    estimator: str = "ML",
+    std_lv: bool = False,
+) -> TwoLevelFit:
+    """Fit a two-level CFA by ML or MLR (as lavaan's ``cfa(..., cluster = cluster)``).
+
+    Parameters
+    ----------
+    data
+        One row per level-1 unit with the items and the ``cluster`` column.
+    model
+        lavaan syntax with ``level: 1`` and ``level: 2`` blocks (or a built model).
+    cluster
+        The column naming the clusters.
+    estimator
+        ``"ML"`` or ``"MLR"`` (robust SEs and the Yuan-Bentler scaled test).
+    std_lv
+        Identify factors by unit variances instead of marker loadings.
+
+    Returns
+    -------
+    TwoLevelFit
+        Estimation problems (non-convergence, a singular information matrix) are in its
+        ``converged`` and ``warnings``, never raised.
+
+    Raises
+    ------
+    ValueError
+        For an unknown estimator, a bad model (see :meth:`TwoLevelModel.from_syntax`) or data
+        (see :func:`~alliance.sem.mvnorm_cluster.cluster_stats`).
+    """
+    est = str(estimator).upper()
+    if est not in TWOLEVEL_ESTIMATORS:
+        raise ValueError(f"two-level estimator must be one of {TWOLEVEL_ESTIMATORS}, got {estimator!r}")
+    spec = model if isinstance(model, TwoLevelModel) else TwoLevelModel.from_syntax(model, std_lv)
+    stats = cluster_stats(data, spec.ov, cluster)
+    h1, h1_logl = saturated(stats)
+    return _fit(spec, stats, est, h1, h1_logl)
+
+
+def _fit(
+    spec: TwoLevelModel, stats: ClusterStats, est: str, h1: Moments2L, h1_logl: float
+) -> TwoLevelFit:
+    p = stats.p
+    df = int(p + p * (p + 1) - spec.npar)
+    x, converged, iterations, message, hess = _maximize(spec, stats, _start(spec, h1))
+    logl = loglik(stats, spec.moments(x))
+    fit = TwoLevelFit(
+        model=spec,
+        stats=stats,
+        estimator=est,
+        x=x,
+        converged=converged,
+        iterations=iterations,
+        message=message,
+        logl=logl,
+        h1=h1,
+        h1_logl=h1_logl,
+        chisq=float(2 * (h1_logl - logl)),
+        df=df,
+    )
+    if not converged:
+        fit.warnings.append(f"the optimizer did not converge: {message}")
+    if hess is None:
+        return fit
+    info = -hess
+    fit.information = info
+    try:
+        eig = np.linalg.eigvalsh(info)
+        if eig.min() <= 1e-10 * max(eig.max(), 1.0):
+            raise np.linalg.LinAlgError(f"smallest eigenvalue {eig.min():.3g}")
+        info_inv = np.linalg.inv(info)
+    except np.linalg.LinAlgError as err:
+        fit.warnings.append(f"the information matrix is not positive definite ({err}): no SEs")
+        return fit
+    if est == "ML":
+        fit.vcov = info_inv
+        return fit
+    scores = _scores(spec, stats, x)
+    meat = scores.T @ scores
+    fit.vcov = info_inv @ meat @ info_inv
+    fit.scaled = _yuan_bentler(spec, stats, x, info_inv, meat, df, fit.chisq)
+    return fit
+
+
+def _yuan_bentler(
+    spec: TwoLevelModel,
+    stats: ClusterStats,
+    x: np.ndarray,
+    info_inv: np.ndarray,
+    meat: np.ndarray,
+    df: int,
+    chisq: float,
+) -> dict[str, float]:
+    """The Yuan-Bentler (Mplus) scaled test (lavaan's ``yuan.bentler.mplus``).
+
+    ``c = [tr(A1^-1 B1) - tr(A0^-1 B0)] / df``: ``A1``/``B1`` the observed and first-order
+    information of the saturated model at the model-implied moments (lavaan's
+    ``h1.information = "structured"``), ``A0``/``B0`` those of the model.
+    """
+    m = spec.moments(x)
+    theta = np.concatenate(
+        [m.mu, m.sigma_w[np.tril_indices(stats.p)], m.sigma_b[np.tril_indices(stats.p)]]
+    )
+
+    def unpack(t: np.ndarray) -> Moments2L:
+        p = stats.p
+        rows, cols = np.tril_indices(p)
+        k = len(rows)
+        sw = np.zeros((p, p))
+        sb = np.zeros((p, p))
+        sw[rows, cols] = t[p : p + k]
+        sb[rows, cols] = t[p + k :]
+        return Moments2L(t[:p], sw + np.tril(sw, -1).T, sb + np.tril(sb, -1).T)
+
+    a1 = -numeric_hessian(lambda t: saturated_gradient(stats, unpack(t)), theta)
+    s1 = saturated_scores(stats, m)
+    b1 = s1.T @ s1
+    trace_h1 = float(np.trace(np.linalg.solve(a1, b1)))
+    trace_h0 = float(np.sum(info_inv * meat))
+    out = {"trace_h1": trace_h1, "trace_h0": trace_h0}
+    if df > 0:
+        c = (trace_h1 - trace_h0) / df
+        out["chisq.scaling.factor"] = c
+        out["chisq.scaled"] = chisq / c
+    return out
+
+
+# --------------------------------------------------------------------------- fit measures
+
+
+def _cor(s: np.ndarray) -> np.ndarray:
+    d = np.sqrt(np.diag(s))
+    return s / np.outer(d, d)
+
+
+def _srmr_level(observed: np.ndarray, implied: np.ndarray) -> float:
+    """Root mean square of the correlation residuals over the ``p(p+1)/2`` unique entries."""
+    if np.any(np.diag(implied) <= 0) or np.any(np.diag(observed) <= 0):
+        return float("nan")
+    r = _cor(observed) - _cor(implied)
+    rows, cols = np.tril_indices(len(r))
+    return float(np.sqrt(np.mean(r[rows, cols] ** 2)))
+
+
+def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """The nearest matrix with eigenvalues at least ``tol`` (lavaan's ``lav_matrix_symmetric_force_pd``)."""
+    vals, vecs = np.linalg.eigh(0.5 * (s + s.T))
+    if vals.min() >= tol:
+        return s
+    return (vecs * np.maximum(vals, tol)) @ vecs.T
+
+
+def twolevel_fit_measures(fit: TwoLevelFit, baseline: TwoLevelFit | None = None) -> dict[str, Any]:
+    """lavaan's ``fitMeasures()`` of a two-level fit.
+
+    ``npar, ntotal, chisq, df, pvalue, baseline.chisq, baseline.df, baseline.pvalue, cfi, tli,
+    logl, unrestricted.logl, aic, bic, bic2, rmsea`` (with its 90% interval and close-fit
+    p-value; ``N`` = the number of level-1 rows), ``srmr_within, srmr_between, srmr`` (their
+    sum, as lavaan); with MLR the scaled test and ``cfi.scaled, tli.scaled, rmsea.scaled``.
+    AIC/BIC use the log-likelihood and ``N`` level-1 rows (lavaan); ``bic2`` the
+    sample-size-adjusted ``(N + 2) / 24``.
+    """
+    n = fit.stats.nobs
+    k = fit.model.npar
+    x2, df = fit.chisq, fit.df
+    out: dict[str, Any] = {
+        "npar": k,
+        "ntotal": n,
+        "nclusters": fit.stats.nclusters,
+        "chisq": x2,
+        "df": df,
+        "pvalue": chisq_pvalue(x2, df),
+    }
+    if baseline is not None:
+        out["baseline.chisq"] = baseline.chisq
+        out["baseline.df"] = baseline.df
+        out["baseline.pvalue"] = chisq_pvalue(baseline.chisq, baseline.df)
+        out["cfi"] = cfi(x2, df, baseline.chisq, baseline.df)
+        out["tli"] = tli(x2, df, baseline.chisq, baseline.df)
+    out["logl"] = fit.logl
+    out["unrestricted.logl"] = fit.h1_logl
+    out["aic"] = -2 * fit.logl + 2 * k
+    out["bic"] = -2 * fit.logl + k * np.log(n)
+    out["bic2"] = -2 * fit.logl + k * np.log((n + 2) / 24)
+    out["rmsea"] = rmsea(x2, df, n)
+    lo, up = rmsea_ci(x2, df, n)
+    out["rmsea.ci.lower"], out["rmsea.ci.upper"] = lo, up
+    out["rmsea.pvalue"] = rmsea_pvalue(x2, df, n)
+    m = fit.model.moments(fit.x)
+    out["srmr_within"] = _srmr_level(fit.h1.sigma_w, m.sigma_w)
+    out["srmr_between"] = _srmr_level(fit.h1.sigma_b, _force_pd(m.sigma_b))
+    out["srmr"] = out["srmr_within"] + out["srmr_between"]
+    if fit.estimator == "MLR" and "chisq.scaling.factor" in fit.scaled:
+        c = fit.scaled["chisq.scaling.factor"]
+        xs = fit.scaled["chisq.scaled"]
+        out["chisq.scaled"] = xs
+        out["df.scaled"] = df
+        out["pvalue.scaled"] = chisq_pvalue(xs, df)
+        out["chisq.scaling.factor"] = c
+        if baseline is not None and "chisq.scaling.factor" in baseline.scaled:
+            bs = baseline.scaled["chisq.scaled"]
+            out["baseline.chisq.scaled"] = bs
+            out["baseline.df.scaled"] = baseline.df
+            out["baseline.pvalue.scaled"] = chisq_pvalue(bs, baseline.df)
+            out["baseline.chisq.scaling.factor"] = baseline.scaled["chisq.scaling.factor"]
+            out["cfi.scaled"] = cfi(xs, df, bs, baseline.df)
+            out["tli.scaled"] = tli(xs, df, bs, baseline.df)
+        out["rmsea.scaled"] = rmsea(xs, df, n)
+    return out
+
+
+def baseline_twolevel(fit: TwoLevelFit) -> TwoLevelFit:
+    """The baseline (independence) model fitted to the same data and saturated model."""
+    spec = TwoLevelModel.independence(fit.model.ov)
+    return _fit(spec, fit.stats, fit.estimator, fit.h1, fit.h1_logl)
