@@ -419,14 +419,13 @@ def _fit(
     scores = _scores(spec, stats, x)
     meat = scores.T @ scores
     fit.vcov = info_inv @ meat @ info_inv
-    fit.scaled = _yuan_bentler(spec, stats, x, info_inv, meat, df, fit.chisq)
+    fit.scaled = _yuan_bentler(stats, h1, info_inv, meat, df, fit.chisq)
     return fit
 
 
 def _yuan_bentler(
-    spec: TwoLevelModel,
     stats: ClusterStats,
-    x: np.ndarray,
+    m: Moments2L,
     info_inv: np.ndarray,
     meat: np.ndarray,
     df: int,
@@ -435,10 +434,9 @@ def _yuan_bentler(
     """The Yuan-Bentler (Mplus) scaled test (lavaan's ``yuan.bentler.mplus``).
 
     ``c = [tr(A1^-1 B1) - tr(A0^-1 B0)] / df``: ``A1``/``B1`` the observed and first-order
-    information of the saturated model at the model-implied moments (lavaan's
-    ``h1.information = "structured"``), ``A0``/``B0`` those of the model.
+    information of the saturated model at its estimates ``m`` (lavaan's mplus variant
+    always takes the unstructured h1 information), ``A0``/``B0`` those of the model.
     """
-    m = spec.moments(x)
     theta = np.concatenate(
         [m.mu, m.sigma_w[np.tril_indices(stats.p)], m.sigma_b[np.tril_indices(stats.p)]]
     )
