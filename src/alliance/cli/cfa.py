@@ -15,7 +15,9 @@ def _cmd_twolevel(args: argparse.Namespace) -> int:
 
     estimator = args.estimator or "ML"
     if estimator not in ("ML", "MLR"):
-        raise ValueError(f"--cluster: two-level CFA is fitted by ML or MLR, got --estimator {estimator}")
+        raise ValueError(
+            f"--cluster: two-level CFA is fitted by ML or MLR, got --estimator {estimator}"
+        )
     clashes = [
         flag
         for flag, used in (
@@ -35,7 +37,9 @@ def _cmd_twolevel(args: argparse.Namespace) -> int:
         )
     model_path = Path(args.model)
     if not model_path.is_file():
-        raise ValueError(f"--model {args.model!r}: a two-level model is a .lav file with level: blocks")
+        raise ValueError(
+            f"--model {args.model!r}: a two-level model is a .lav file with level: blocks"
+        )
     data, _, sample = read_cfa_data(args.data)
     result = fit_twolevel(
         data, model_path.read_text(), args.cluster, estimator=estimator, std_lv=args.std_lv

@@ -1,4 +1,4 @@
-"""The two-level multivariate normal: cluster statistics, log-likelihood, scores (lav_mvnorm_cluster).
+"""The two-level normal: cluster statistics, log-likelihood, scores (lav_mvnorm_cluster).
 
 Observations ``y_ij`` (row ``i`` of cluster ``j``, ``n_j`` rows) split into a between-cluster
 part ``mu + b_j`` and a within-cluster part ``w_ij`` with ``b_j ~ N(0, Sigma_B)`` and
@@ -8,7 +8,8 @@ data only through the pooled within-cluster cross-products and the cluster means
 Hayashi 2005), which lavaan's ``lav_mvnorm_cluster_loglik_samplestats_2l`` uses:
 
 ``logL = -N p/2 log(2 pi) - (N-J)/2 [log|Sigma_W| + tr(Sigma_W^-1 S_PW)]
-  - 1/2 sum_j [log|Sigma_W + n_j Sigma_B| + n_j (ybar_j - mu)' (Sigma_W + n_j Sigma_B)^-1 (ybar_j - mu)]``
+- 1/2 sum_j [log|Sigma_j| + n_j (ybar_j - mu)' Sigma_j^-1 (ybar_j - mu)]``,
+``Sigma_j = Sigma_W + n_j Sigma_B``,
 
 with ``S_PW`` the pooled within-cluster covariance (divisor ``N - J``). Clusters of the same
 size share one inverse. Here: the statistics, the log-likelihood, its derivatives by the
@@ -96,7 +97,7 @@ class ClusterStats:
 
 @dataclass(frozen=True)
 class Moments2L:
-    """Two-level moments: the mean ``mu``, within ``sigma_w`` and between ``sigma_b`` covariances."""
+    """Two-level moments: mean ``mu``, within ``sigma_w`` and between ``sigma_b`` covariances."""
 
     mu: np.ndarray
     sigma_w: np.ndarray
@@ -123,7 +124,9 @@ def cluster_stats(data: pd.DataFrame, ov: list[str], cluster: str) -> ClusterSta
         than two clusters, or no cluster with two or more rows (no within-cluster variance).
     """
     if cluster not in data.columns:
-        raise ValueError(f"cluster column {cluster!r} is not in the data; columns: {list(data.columns)}")
+        raise ValueError(
+            f"cluster column {cluster!r} is not in the data; columns: {list(data.columns)}"
+        )
     missing = [v for v in ov if v not in data.columns]
     if missing:
         raise ValueError(f"variables of the model are not in the data: {missing}")
@@ -145,7 +148,9 @@ def cluster_stats(data: pd.DataFrame, ov: list[str], cluster: str) -> ClusterSta
     codes, labels = pd.factorize(data[cluster], sort=False)
     nclusters = len(labels)
     if nclusters < 2:
-        raise ValueError(f"a two-level model needs two or more clusters in {cluster!r}, got {nclusters}")
+        raise ValueError(
+            f"a two-level model needs two or more clusters in {cluster!r}, got {nclusters}"
+        )
     n, p = y.shape
     sizes = np.bincount(codes, minlength=nclusters)
     if n - nclusters < 1:
@@ -187,8 +192,8 @@ def loglik(stats: ClusterStats, m: Moments2L) -> float:
     """The two-level normal log-likelihood of the data (``-inf`` if a matrix is not PD)."""
     try:
         w_inv, w_logdet = _inv_logdet(m.sigma_w)
-        total = -0.5 * (stats.nobs - stats.nclusters) * (
-            w_logdet + float(np.sum(w_inv * stats.s_pw))
+        total = (
+            -0.5 * (stats.nobs - stats.nclusters) * (w_logdet + float(np.sum(w_inv * stats.s_pw)))
         )
         for n, idx in zip(stats.size_values, stats.size_groups, strict=True):
             s_inv, s_logdet = _inv_logdet(m.sigma_w + n * m.sigma_b)

@@ -258,8 +258,8 @@ def _gradient(model: TwoLevelModel, stats: ClusterStats, x: np.ndarray) -> np.nd
     """Gradient of the log-likelihood by the free parameters."""
     g = moment_gradient(stats, model.moments(x))
     dmu, d_w, d_b = model.jacobians(x)
-    return dmu @ g.mu + np.einsum("kab,ab->k", d_w, g.sigma_w) + np.einsum(
-        "kab,ab->k", d_b, g.sigma_b
+    return (
+        dmu @ g.mu + np.einsum("kab,ab->k", d_w, g.sigma_w) + np.einsum("kab,ab->k", d_b, g.sigma_b)
     )
 
 
@@ -371,7 +371,9 @@ def estimate_twolevel(
     """
     est = str(estimator).upper()
     if est not in TWOLEVEL_ESTIMATORS:
-        raise ValueError(f"two-level estimator must be one of {TWOLEVEL_ESTIMATORS}, got {estimator!r}")
+        raise ValueError(
+            f"two-level estimator must be one of {TWOLEVEL_ESTIMATORS}, got {estimator!r}"
+        )
     spec = model if isinstance(model, TwoLevelModel) else TwoLevelModel.from_syntax(model, std_lv)
     stats = cluster_stats(data, spec.ov, cluster)
     h1, h1_logl = saturated(stats)
@@ -482,7 +484,7 @@ def _srmr_level(observed: np.ndarray, implied: np.ndarray) -> float:
 
 
 def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """The nearest matrix with eigenvalues at least ``tol`` (lavaan's ``lav_matrix_symmetric_force_pd``)."""
+    """``s`` with its eigenvalues raised to ``tol`` (lavaan's ``lav_matrix_symmetric_force_pd``)."""
     vals, vecs = np.linalg.eigh(0.5 * (s + s.T))
     if vals.min() >= tol:
         return s
@@ -490,7 +492,7 @@ def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
 
 
 def twolevel_fit_measures(fit: TwoLevelFit, baseline: TwoLevelFit | None = None) -> dict[str, Any]:
-    """lavaan's ``fitMeasures()`` of a two-level fit.
+    """The ``fitMeasures()`` of a two-level fit, as lavaan names them.
 
     ``npar, ntotal, chisq, df, pvalue, baseline.chisq, baseline.df, baseline.pvalue, cfi, tli,
     logl, unrestricted.logl, aic, bic, bic2, rmsea`` (with its 90% interval and close-fit

@@ -54,8 +54,12 @@ def simulate(sizes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
         for k, item in enumerate(items):
             res_w[ITEMS.index(item)] = TRUTH["within_residual_var"][k]
             res_b[ITEMS.index(item)] = TRUTH["between_residual_var"][k]
-    phi_w = np.full((3, 3), TRUTH["within_factor_cor"]) + (1 - TRUTH["within_factor_cor"]) * np.eye(3)
-    phi_b = np.full((3, 3), TRUTH["between_factor_cor"]) + (1 - TRUTH["between_factor_cor"]) * np.eye(3)
+    phi_w = np.full((3, 3), TRUTH["within_factor_cor"]) + (1 - TRUTH["within_factor_cor"]) * np.eye(
+        3
+    )
+    phi_b = np.full((3, 3), TRUTH["between_factor_cor"]) + (
+        1 - TRUTH["between_factor_cor"]
+    ) * np.eye(3)
     sigma_w = lam_w @ phi_w @ lam_w.T + np.diag(res_w)
     sigma_b = lam_b @ phi_b @ lam_b.T + np.diag(res_b)
     mu = np.asarray(TRUTH["item_means"])
@@ -72,7 +76,9 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     simulate(np.full(150, 6), rng).to_csv(HERE / "balanced.csv", index=False)
     simulate(rng.integers(2, 9, size=150), rng).to_csv(HERE / "unbalanced.csv", index=False)
-    (HERE / "truth.json").write_text(json.dumps({"seed": SEED, "factors": FACTORS, **TRUTH}, indent=1) + "\n")
+    (HERE / "truth.json").write_text(
+        json.dumps({"seed": SEED, "factors": FACTORS, **TRUTH}, indent=1) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,288 @@
+"""Two-level CFA (issue 17 part 3) against lavaan 0.6-14 on simulated sessions within patients.
+
+References: tests/data/twolevel/lavaan_twolevel.json, made by make_twolevel.R from the data
+of make_data.py (150 patients x 6 sessions, and 150 patients with 2-8 sessions; 12 WAI-like
+items, three within factors, three or one between factors). Tests never call R.
+Tolerances (issue 17): estimates 1e-4 absolute, SEs 1e-3 relative, chi-square 1e-3 absolute.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance.cli import main
+from alliance.sem.mvnorm_cluster import (
+    Moments2L,
+    cluster_stats,
+    loglik,
+    saturated,
+    saturated_gradient,
+)
+from alliance.sem.syntax import SyntaxError_, parse_syntax, split_levels
+from alliance.sem.twolevel import (
+    TwoLevelModel,
+    baseline_twolevel,
+    estimate_twolevel,
+    twolevel_fit_measures,
+)
+from alliance.sem.twolevel_output import fit_twolevel, twolevel_result
+
+HERE = Path(__file__).parents[1] / "data" / "twolevel"
+ML_CASES = ["balanced_ml_same", "balanced_ml_one", "unbalanced_ml_same", "unbalanced_ml_one"]
+MLR_CASES = ["balanced_mlr_same", "unbalanced_mlr_one"]
+EST_TOL, SE_RTOL, CHISQ_TOL = 1e-4, 1e-3, 1e-3
+
+
+@cache
+def _references() -> dict[str, Any]:
+    return json.loads((HERE / "lavaan_twolevel.json").read_text())
+
+
+@cache
+def _data(file: str) -> pd.DataFrame:
+    return pd.read_csv(HERE / file)
+
+
+@cache
+def _fit(case: str) -> tuple[Any, Any]:
+    ref = _references()[case]
+    fit = estimate_twolevel(_data(ref["file"]), ref["syntax"], "patient", ref["estimator"])
+    return fit, baseline_twolevel(fit)
+
+
+def _ov_order(ref: dict[str, Any]) -> list[str]:
+    """lavaan's variable order of a level's matrices: first appearance in the level-1 block."""
+    return list(
+        dict.fromkeys(r["rhs"] for r in ref["partable"] if r["op"] == "=~" and r["level"] == 1)
+    )
+
+
+# --------------------------------------------------------------------------- syntax, table
+
+
+def test_split_levels_reads_both_spellings() -> None:
+    text = "level: within\nf =~ a + b + c  # comment\nlevel: 2\ng =~ a + b + c\n"
+    blocks = split_levels(text)
+    assert [s.rhs for s in parse_syntax(blocks[1])] == ["a", "b", "c"]
+    assert [s.lhs for s in parse_syntax(blocks[2])] == ["g"] * 3
+    assert blocks[1].splitlines()[1].startswith("f =~")  # line numbers kept
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("f =~ a + b\nlevel: 1\nf =~ a + b\nlevel: 2\ng =~ a + b", "before the first 'level:'"),
+        ("level: 1\nf =~ a + b + c", r"needs a 'level: 1' and a 'level: 2'"),
+        ("level: 1\nf =~ a + b\nlevel: 1\ng =~ a + b", "level 1 is given twice"),
+        ("level: 3\nf =~ a + b", "unknown level '3'"),
+        ("level: 1\nf =~ a + b + c\nlevel: 2\n", "level 2 of the two-level model holds no"),
+    ],
+)
+def test_split_levels_rejects(text: str, match: str) -> None:
+    with pytest.raises(SyntaxError_, match=match):
+        split_levels(text)
+
+
+def test_single_level_parser_names_the_level_line() -> None:
+    with pytest.raises(ValueError, match=r"line 1: 'level: 1' starts a level.*cluster"):
+        parse_syntax("level: 1\nf =~ a + b + c")
+
+
+@pytest.mark.parametrize("case", ["balanced_ml_same", "balanced_ml_one"])
+def test_parameter_table_matches_lavaan(case: str) -> None:
+    """Rows, order, level, free numbering and fixed values as lavaan's parTable()."""
+    ref = _references()[case]
+    model = TwoLevelModel.from_syntax(ref["syntax"])
+    rows = model.rows()
+    assert len(rows) == len(ref["partable"])
+    for (level, r, free), lav in zip(rows, ref["partable"], strict=True):
+        assert (r.lhs, r.op, r.rhs, level) == (lav["lhs"], lav["op"], lav["rhs"], lav["level"])
+        assert free == lav["free"], (r.name(), level)
+        if not free:
+            assert r.value == pytest.approx(lav["ustart"] if lav["ustart"] is not None else 0.0)
+
+
+def test_model_rejects_what_it_cannot_fit() -> None:
+    with pytest.raises(ValueError, match=r"same items.*only at level 1: \['d'\]"):
+        TwoLevelModel.from_syntax("level: 1\nf =~ a + b + c + d\nlevel: 2\ng =~ a + b + c")
+    with pytest.raises(ValueError, match=r"labels used at both levels.*\['l2'\]"):
+        TwoLevelModel.from_syntax("level: 1\nf =~ a + l2*b + c\nlevel: 2\ng =~ a + l2*b + c")
+    with pytest.raises(ValueError, match="':=' is not supported in a two-level model"):
+        TwoLevelModel.from_syntax(
+            "level: 1\nf =~ a + l2*b + c\nd := 2*l2\nlevel: 2\ng =~ a + b + c"
+        )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_cluster_stats_rejects_bad_data() -> None:
+    df = _data("balanced.csv")
+    ov = ["wai_01", "wai_02"]
+    with pytest.raises(ValueError, match="cluster column 'therapist' is not in the data"):
+        cluster_stats(df, ov, "therapist")
+    bad = df.copy()
+    bad.loc[3, "wai_02"] = np.nan
+    with pytest.raises(ValueError, match=r"complete data.*\['wai_02'\]"):
+        cluster_stats(bad, ov, "patient")
+    with pytest.raises(ValueError, match="two or more clusters in 'patient', got 1"):
+        cluster_stats(df.assign(patient=1), ov, "patient")
+    with pytest.raises(ValueError, match="every cluster of 'patient' has one row"):
+        cluster_stats(df.drop_duplicates("patient"), ov, "patient")
+
+
+@pytest.mark.parametrize("case", ["balanced_ml_same", "unbalanced_ml_same"])
+def test_saturated_em_matches_lavaan_h1(case: str) -> None:
+    """lavaan 0.6-14's EM (start I, stop at a gain < 1e-4): its h1 moments and log-likelihood."""
+    ref = _references()[case]
+    ov = _ov_order(ref)
+    stats = cluster_stats(_data(ref["file"]), ov, "patient")
+    m, ll = saturated(stats)
+    h1 = ref["h1"]
+    mu = np.ravel(h1["within"]["mean"]) + np.ravel(h1["patient"]["mean"])
+    np.testing.assert_allclose(m.mu, mu, atol=1e-8)
+    np.testing.assert_allclose(m.sigma_w, np.asarray(h1["within"]["cov"]), atol=1e-8)
+    np.testing.assert_allclose(m.sigma_b, np.asarray(h1["patient"]["cov"]), atol=1e-8)
+    assert ll == pytest.approx(ref["fit"]["unrestricted.logl"], abs=1e-6)
+
+
+def test_exact_saturated_is_muthen_closed_form_when_balanced() -> None:
+    """Balanced clusters: mu the grand mean, Sigma_W = S_PW, Sigma_B = (S_B - S_PW)/n."""
+    ref = _references()["balanced_ml_same"]
+    stats = cluster_stats(_data(ref["file"]), _ov_order(ref), "patient")
+    m, ll = saturated(stats, method="exact")
+    n = 6
+    mu = stats.means.mean(axis=0)
+    d = stats.means - mu
+    s_b = n * d.T @ d / stats.nclusters
+    np.testing.assert_allclose(m.mu, mu, atol=1e-8)
+    np.testing.assert_allclose(m.sigma_w, stats.s_pw, atol=1e-7)
+    np.testing.assert_allclose(m.sigma_b, (s_b - stats.s_pw) / n, atol=1e-7)
+    # the maximum lies above lavaan's early-stopped EM
+    assert ll > ref["fit"]["unrestricted.logl"]
+    assert np.max(np.abs(saturated_gradient(stats, m))) < 1e-5
+
+
+def test_loglik_matches_lavaan_at_its_estimates() -> None:
+    ref = _references()["unbalanced_ml_same"]  # same item order at both levels
+    stats = cluster_stats(_data(ref["file"]), _ov_order(ref), "patient")
+    imp = ref["implied"]
+    m = Moments2L(
+        np.ravel(imp["within"]["mean"]) + np.ravel(imp["patient"]["mean"]),
+        np.asarray(imp["within"]["cov"]),
+        np.asarray(imp["patient"]["cov"]),
+    )
+    assert loglik(stats, m) == pytest.approx(ref["fit"]["logl"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- estimates, fit
+
+
+def _check_parameters(case: str) -> None:
+    fit, _ = _fit(case)
+    ref = _references()[case]
+    values = fit.model.row_values(fit.x)
+    se = fit.se
+    assert se is not None
+    for (level, r, free), est, lav in zip(fit.model.rows(), values, ref["parameters"], strict=True):
+        assert (r.lhs, r.op, r.rhs, level) == (lav["lhs"], lav["op"], lav["rhs"], lav["level"])
+        assert est == pytest.approx(lav["est"], abs=EST_TOL), (r.name(), level)
+        if free:
+            assert se[free - 1] == pytest.approx(lav["se"], rel=SE_RTOL), (r.name(), level)
+
+
+@pytest.mark.parametrize("case", ML_CASES + MLR_CASES)
+def test_estimates_and_standard_errors_match_lavaan(case: str) -> None:
+    _check_parameters(case)
+
+
+@pytest.mark.parametrize("case", ML_CASES + MLR_CASES)
+def test_fit_measures_match_lavaan(case: str) -> None:
+    fit, base = _fit(case)
+    ref = _references()[case]["fit"]
+    fm = twolevel_fit_measures(fit, base)
+    assert fm["npar"] == ref["npar"] and fm["df"] == ref["df"]
+    assert fm["baseline.df"] == ref["baseline.df"]
+    for key in ("chisq", "baseline.chisq"):
+        assert fm[key] == pytest.approx(ref[key], abs=CHISQ_TOL), key
+    for key in ("logl", "unrestricted.logl", "aic", "bic", "bic2"):
+        assert fm[key] == pytest.approx(ref[key], abs=1e-3), key
+    for key in ("pvalue", "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper"):
+        assert fm[key] == pytest.approx(ref[key], abs=1e-6), key
+    for key in ("srmr_within", "srmr_between", "srmr"):
+        assert fm[key] == pytest.approx(ref[key], abs=1e-5), key
+
+
+@pytest.mark.parametrize("case", MLR_CASES)
+def test_yuan_bentler_scaled_test_matches_lavaan(case: str) -> None:
+    fit, base = _fit(case)
+    ref = _references()[case]["fit"]
+    fm = twolevel_fit_measures(fit, base)
+    assert fm["chisq.scaling.factor"] == pytest.approx(ref["chisq.scaling.factor"], abs=1e-5)
+    assert fm["chisq.scaled"] == pytest.approx(ref["chisq.scaled"], abs=CHISQ_TOL)
+    assert fm["baseline.chisq.scaling.factor"] == pytest.approx(
+        ref["baseline.chisq.scaling.factor"], abs=1e-5
+    )
+    for key in ("pvalue.scaled", "cfi.scaled", "tli.scaled", "rmsea.scaled"):
+        assert fm[key] == pytest.approx(ref[key], abs=1e-5), key
+
+
+def test_options_are_lavaans_two_level_defaults() -> None:
+    """The references were made with observed information and the mplus YB test."""
+    refs = _references()
+    assert all(r["options"]["information"][0] == "observed" for r in refs.values())
+    assert refs["balanced_mlr_same"]["options"]["test"] == "yuan.bentler.mplus"
+    assert refs["balanced_mlr_same"]["options"]["se"] == "robust.huber.white"
+
+
+# --------------------------------------------------------------------------- JSON, status, CLI
+
+
+def test_json_layout_carries_levels_and_srmr_by_level() -> None:
+    ref = _references()["balanced_ml_one"]
+    out = fit_twolevel(_data(ref["file"]), ref["syntax"], "patient", "ML")
+    assert out["status"]["admissible"] and out["converged"]
+    assert out["nclusters"] == 150 and out["ntotal"] == 900
+    assert {p["level"] for p in out["parameters"]} == {1, 2}
+    assert out["fit"]["srmr_within"] == pytest.approx(ref["fit"]["srmr_within"], abs=1e-5)
+    assert out["fit"]["srmr_between"] == pytest.approx(ref["fit"]["srmr_between"], abs=1e-5)
+    between = [p for p in out["parameters"] if p["level"] == 2 and p["op"] == "~1"]
+    assert all(p["free"] for p in between if p["lhs"].startswith("wai"))
+    assert any("Bayesian" in n for n in out["meta"]["notes"])
+
+
+def test_heywood_case_is_a_status_without_fit_indices() -> None:
+    fit, base = _fit("balanced_ml_one")
+    bad = fit.model.between.table
+    row = next(r for r in bad if r.op == "~~" and r.lhs == "wai_03" and r.rhs == "wai_03")
+    x = fit.x.copy()
+    x[fit.model.within.npar + row.free - 1] = -0.01
+    heywood = type(fit)(**{**fit.__dict__, "x": x})
+    out = twolevel_result(heywood, base, meta={"notes": []})
+    assert out["fit"] == {} and not out["status"]["admissible"]
+    assert out["status"]["negative_variances"] == ["wai_03~~wai_03 (level 2)"]
+    assert any("no fit indices" in n for n in out["meta"]["notes"])
+
+
+def test_cli_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = _references()["unbalanced_mlr_one"]
+    model = tmp_path / "m.lav"
+    model.write_text(ref["syntax"])
+    out = tmp_path / "fit.json"
+    args = ["cfa", str(HERE / "unbalanced.csv"), "--model", str(model), "--cluster", "patient"]
+    assert main([*args, "--estimator", "MLR", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["meta"]["estimator"] == "MLR" and result["meta"]["cluster"] == "patient"
+    assert result["fit"]["chisq.scaled"] == pytest.approx(ref["fit"]["chisq.scaled"], abs=1e-3)
+    assert "srmr_between" in capsys.readouterr().out
+    assert main([*args, "--estimator", "WLSMV", "--out", str(out)]) == 2
+    assert "two-level CFA is fitted by ML or MLR" in capsys.readouterr().err
+    assert main([*args, "--group", "session", "--out", str(out)]) == 2
+    assert "cannot be combined with --group" in capsys.readouterr().err
