@@ -38,6 +38,7 @@ OPTIONAL_MODULES = (
     "bench.calibration_speed",
     "bench.meta_speed",
     "bench.panel_speed",
+    "bench.twolevel_speed",
 )
 
 

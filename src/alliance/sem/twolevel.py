@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from alliance.sem.fitmeasures import cfi, rmsea, rmsea_ci, rmsea_pvalue, tli
 from alliance.sem.model import ModelSpec, start_values
@@ -376,8 +377,10 @@ def estimate_twolevel(
         )
     spec = model if isinstance(model, TwoLevelModel) else TwoLevelModel.from_syntax(model, std_lv)
     stats = cluster_stats(data, spec.ov, cluster)
-    h1, h1_logl = saturated(stats)
-    return _fit(spec, stats, est, h1, h1_logl)
+    # small matrices: one BLAS thread is faster than several (and leaves the other core free)
+    with threadpool_limits(limits=1, user_api="blas"):
+        h1, h1_logl = saturated(stats)
+        return _fit(spec, stats, est, h1, h1_logl)
 
 
 def _fit(

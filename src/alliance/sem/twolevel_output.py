@@ -170,9 +170,9 @@ def fit_twolevel(
         For bad syntax, data or estimator (see
         :func:`~alliance.sem.twolevel.estimate_twolevel`).
     """
+    spec = TwoLevelModel.from_syntax(model, std_lv)
+    fit = estimate_twolevel(data, spec, cluster, estimator)
     with threadpool_limits(limits=1, user_api="blas"):
-        spec = TwoLevelModel.from_syntax(model, std_lv)
-        fit = estimate_twolevel(data, spec, cluster, estimator)
         baseline = baseline_twolevel(fit)
     lav_est, test, se = LAVAAN_TEST[fit.estimator]
     try:
