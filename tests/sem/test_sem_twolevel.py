@@ -214,7 +214,9 @@ def test_fit_measures_match_lavaan(case: str) -> None:
         assert fm[key] == pytest.approx(ref[key], abs=CHISQ_TOL), key
     for key in ("logl", "unrestricted.logl", "aic", "bic", "bic2"):
         assert fm[key] == pytest.approx(ref[key], abs=1e-3), key
-    for key in ("pvalue", "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper"):
+    keys = ("pvalue", "cfi", "tli", "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni", "rmsea",
+            "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue", "rmsea.notclose.pvalue")  # fmt: skip
+    for key in keys:
         assert fm[key] == pytest.approx(ref[key], abs=1e-6), key
     for key in ("srmr_within", "srmr_between", "srmr"):
         assert fm[key] == pytest.approx(ref[key], abs=1e-5), key
@@ -230,7 +232,11 @@ def test_yuan_bentler_scaled_test_matches_lavaan(case: str) -> None:
     assert fm["baseline.chisq.scaling.factor"] == pytest.approx(
         ref["baseline.chisq.scaling.factor"], abs=1e-5
     )
-    for key in ("pvalue.scaled", "cfi.scaled", "tli.scaled", "rmsea.scaled"):
+    assert fm["baseline.chisq.scaled"] == pytest.approx(ref["baseline.chisq.scaled"], abs=1e-3)
+    for key in ("pvalue.scaled", "cfi.scaled", "tli.scaled", "rni.scaled", "rmsea.scaled",
+                "rmsea.ci.lower.scaled", "rmsea.ci.upper.scaled", "rmsea.pvalue.scaled",
+                "cfi.robust", "tli.robust", "rni.robust", "rmsea.robust", "rmsea.ci.lower.robust",
+                "rmsea.ci.upper.robust", "rmsea.pvalue.robust"):  # fmt: skip
         assert fm[key] == pytest.approx(ref[key], abs=1e-5), key
 
 

@@ -42,6 +42,8 @@ TWOLEVEL_FIT_NAMES = (
 TWOLEVEL_ROBUST_NAMES = (
     "chisq.scaled", "df.scaled", "pvalue.scaled", "chisq.scaling.factor",
     "baseline.chisq.scaled", "baseline.df.scaled", "cfi.scaled", "tli.scaled", "rmsea.scaled",
+    "rmsea.ci.lower.scaled", "rmsea.ci.upper.scaled", "cfi.robust", "tli.robust",
+    "rmsea.robust", "rmsea.ci.lower.robust", "rmsea.ci.upper.robust",
 )  # fmt: skip
 ORDINAL_NOTE = (
     "two-level models here are for continuous items by ML/MLR (as lavaan); ordinal two-level "
