@@ -32,10 +32,11 @@ from alliance.sem.twolevel import (
     estimate_twolevel,
     twolevel_fit_measures,
 )
-from alliance.sem.twolevel_output import fit_twolevel, twolevel_result
+from alliance.sem.twolevel_output import fit_twolevel, twolevel_result, twolevel_standardized
 
 HERE = Path(__file__).parents[1] / "data" / "twolevel"
-ML_CASES = ["balanced_ml_same", "balanced_ml_one", "unbalanced_ml_same", "unbalanced_ml_one"]
+ML_CASES = ["balanced_ml_same", "balanced_ml_one", "unbalanced_ml_same", "unbalanced_ml_one",
+            "unbalanced_ml_same_stdlv"]  # fmt: skip
 MLR_CASES = ["balanced_mlr_same", "unbalanced_mlr_one"]
 EST_TOL, SE_RTOL, CHISQ_TOL = 1e-4, 1e-3, 1e-3
 
@@ -53,7 +54,9 @@ def _data(file: str) -> pd.DataFrame:
 @cache
 def _fit(case: str) -> tuple[Any, Any]:
     ref = _references()[case]
-    fit = estimate_twolevel(_data(ref["file"]), ref["syntax"], "patient", ref["estimator"])
+    fit = estimate_twolevel(
+        _data(ref["file"]), ref["syntax"], "patient", ref["estimator"], std_lv=ref["std.lv"]
+    )
     return fit, baseline_twolevel(fit)
 
 
@@ -95,11 +98,13 @@ def test_single_level_parser_names_the_level_line() -> None:
         parse_syntax("level: 1\nf =~ a + b + c")
 
 
-@pytest.mark.parametrize("case", ["balanced_ml_same", "balanced_ml_one"])
+@pytest.mark.parametrize(
+    "case", ["balanced_ml_same", "balanced_ml_one", "unbalanced_ml_same_stdlv"]
+)
 def test_parameter_table_matches_lavaan(case: str) -> None:
     """Rows, order, level, free numbering and fixed values as lavaan's parTable()."""
     ref = _references()[case]
-    model = TwoLevelModel.from_syntax(ref["syntax"])
+    model = TwoLevelModel.from_syntax(ref["syntax"], std_lv=ref["std.lv"])
     rows = model.rows()
     assert len(rows) == len(ref["partable"])
     for (level, r, free), lav in zip(rows, ref["partable"], strict=True):
@@ -220,6 +225,25 @@ def test_fit_measures_match_lavaan(case: str) -> None:
         assert fm[key] == pytest.approx(ref[key], abs=1e-6), key
     for key in ("srmr_within", "srmr_between", "srmr"):
         assert fm[key] == pytest.approx(ref[key], abs=1e-5), key
+
+
+@pytest.mark.parametrize(
+    "case", ["balanced_ml_same", "unbalanced_mlr_one", "unbalanced_ml_same_stdlv"]
+)
+def test_standardized_solution_matches_lavaan(case: str) -> None:
+    """std.all by level (each level by its own implied SDs) with delta-method SEs."""
+    fit, _ = _fit(case)
+    ref = _references()[case]["standardized"]
+    rows = twolevel_standardized(fit)
+    assert len(rows) == len(ref)
+    for row, lav in zip(rows, ref, strict=True):
+        assert (row["lhs"], row["op"], row["rhs"]) == (lav["lhs"], lav["op"], lav["rhs"])
+        # between intercepts are means in between-SD units (about 6 here): relative tolerance
+        assert row["est.std"] == pytest.approx(lav["est.std"], rel=EST_TOL, abs=EST_TOL), row
+        if lav["se"]:
+            assert row["se"] == pytest.approx(lav["se"], rel=SE_RTOL), row
+        else:
+            assert not row["se"], row
 
 
 @pytest.mark.parametrize("case", MLR_CASES)

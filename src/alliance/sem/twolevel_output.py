@@ -2,12 +2,12 @@
 
 :func:`fit_twolevel` is the public entry (data, syntax with ``level:`` blocks, cluster column,
 estimator in; a JSON-serialisable dict out). Keys as :func:`alliance.sem.output.result_dict`:
-``meta, converged, nobs, ntotal, nclusters, fit, fit_all, parameters, status``; the
-``parameters`` rows carry ``level`` (1 within, 2 between) and ``block``, and ``fit`` holds
-lavaan's ``srmr_within`` and ``srmr_between``. A fit that did not converge, has a negative
-variance (Heywood case), a latent covariance matrix that is not positive definite or a
-singular information matrix gets no fit indices (``fit`` empty, the reason in ``status`` and
-``meta.notes``).
+``meta, converged, nobs, ntotal, nclusters, fit, fit_all, parameters, standardized, status``;
+the ``parameters`` and ``standardized`` rows carry ``level`` (1 within, 2 between) and
+``block``, and ``fit`` holds lavaan's ``srmr_within`` and ``srmr_between``. A fit that did
+not converge, has a negative variance (Heywood case), a latent covariance matrix that is not
+positive definite or a singular information matrix gets no fit indices (``fit`` empty, the
+reason in ``status`` and ``meta.notes``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from alliance.sem.output import LAVAAN_TEST, clean
-from alliance.sem.solution import inference
+from alliance.sem.solution import inference, numeric_jacobian
+from alliance.sem.standardize import standardize
 from alliance.sem.twolevel import (
     TwoLevelFit,
     TwoLevelModel,
@@ -29,7 +30,13 @@ from alliance.sem.twolevel import (
     twolevel_fit_measures,
 )
 
-__all__ = ["TWOLEVEL_FIT_NAMES", "fit_twolevel", "twolevel_admissibility", "twolevel_result"]
+__all__ = [
+    "TWOLEVEL_FIT_NAMES",
+    "fit_twolevel",
+    "twolevel_admissibility",
+    "twolevel_result",
+    "twolevel_standardized",
+]
 
 #: The ``fit`` block of a two-level fit (lavaan ``fitMeasures`` names).
 TWOLEVEL_FIT_NAMES = (
@@ -109,6 +116,36 @@ def _parameter_rows(fit: TwoLevelFit, level: float) -> list[dict[str, Any]]:
     return rows
 
 
+def _standardized_values(fit: TwoLevelFit, x: np.ndarray) -> np.ndarray:
+    """``std.all`` of every row, each level by its own implied moments (as lavaan's blocks)."""
+    xw, xb = fit.model.split(x)
+    return np.concatenate([standardize(fit.model.within, xw), standardize(fit.model.between, xb)])
+
+
+def twolevel_standardized(fit: TwoLevelFit, level: float = 0.95) -> list[dict[str, Any]]:
+    """Lavaan ``standardizedSolution()`` rows of a two-level fit, with delta-method SEs.
+
+    Each level is standardized by its own model-implied standard deviations (within: of the
+    within-cluster parts, ``Sigma_W``; between: of the cluster parts, ``Sigma_B``), as lavaan
+    standardizes each level's block. SEs ``sqrt(J V J')`` with the Jacobian ``J`` of the
+    standardized values by central differences (MLR: ``V`` the sandwich).
+    """
+    est = _standardized_values(fit, fit.x)
+    se: np.ndarray | None = None
+    if fit.vcov is not None:
+        jac = numeric_jacobian(lambda xe: _standardized_values(fit, xe), fit.x)
+        se = np.sqrt(np.maximum(np.einsum("ik,kl,il->i", jac, fit.vcov, jac), 0.0))
+    rows = []
+    for k, ((lev, r, _), v) in enumerate(zip(fit.model.rows(), est, strict=True)):
+        row: dict[str, Any] = {"lhs": r.lhs, "op": r.op, "rhs": r.rhs, "level": lev,
+                               "block": lev, "label": r.label}  # fmt: skip
+        value = float(v)
+        row["est.std"] = value if np.isfinite(value) else None
+        row.update(inference(value, None if se is None else float(se[k]), level))
+        rows.append(row)
+    return rows
+
+
 def twolevel_result(
     fit: TwoLevelFit, baseline: TwoLevelFit | None, *, meta: dict[str, Any], level: float = 0.95
 ) -> dict[str, Any]:
@@ -131,6 +168,7 @@ def twolevel_result(
         "fit": block,
         "fit_all": fm if status["admissible"] else {},
         "parameters": _parameter_rows(fit, level),
+        "standardized": twolevel_standardized(fit, level),
         "status": status,
     }
     return clean(out)

@@ -5,8 +5,8 @@
 # ("same") or one general factor ("one") at level: 2; cfa(model, data, cluster = "patient",
 # estimator = "ML" | "MLR"), lavaan's defaults otherwise. Saved per case: the options that
 # matter (information, se, test), parTable() of the fit (with level/block), parameterEstimates(),
-# fitMeasures(), the h1 (saturated two-level) and implied moments per level, and the median
-# time of 3 fits (seconds).
+# standardizedSolution() (std.all), fitMeasures(), the h1 (saturated two-level) and implied
+# moments per level, and the median time of 3 fits (seconds). One case with std.lv = TRUE.
 # Run from the repository root:  Rscript tests/data/twolevel/make_twolevel.R  (tests never call R)
 suppressPackageStartupMessages({
   library(lavaan)
@@ -28,18 +28,20 @@ bond_b =~ wai_03 + wai_05 + wai_07 + wai_09
 general_b =~ wai_01 + wai_02 + wai_03 + wai_04 + wai_05 + wai_06 + wai_07 + wai_08 + wai_09 + wai_10 + wai_11 + wai_12
 "))
 mats <- function(x) lapply(x, function(m) if (is.null(m)) NULL else unclass(as.matrix(m)))
-run <- function(file, model, estimator) {
+run <- function(file, model, estimator, std.lv = FALSE) {
   d <- read.csv(file.path(here, file))
   times <- numeric(3)
   for (k in 1:3) {
     times[k] <- system.time(f <- cfa(models[[model]], data = d, cluster = "patient",
-                                     estimator = estimator))[["elapsed"]]
+                                     estimator = estimator, std.lv = std.lv))[["elapsed"]]
   }
+  ss <- standardizedSolution(f, type = "std.all")
   opt <- lavInspect(f, "options")
   pe <- parameterEstimates(f, remove.nonfree = FALSE)
   h1 <- lavInspect(f, "h1")
   imp <- lavInspect(f, "implied")
-  list(file = file, model = model, estimator = estimator, syntax = models[[model]],
+  list(file = file, model = model, estimator = estimator, std.lv = std.lv,
+       syntax = models[[model]],
        lavaan_version = as.character(packageVersion("lavaan")),
        options = list(information = opt$information, se = opt$se, test = opt$test,
                       observed.information = opt$observed.information,
@@ -49,6 +51,8 @@ run <- function(file, model, estimator) {
        partable = as.data.frame(parTable(f)),
        parameters = pe[, intersect(c("lhs", "op", "rhs", "block", "level", "label", "est",
                                      "se", "z", "pvalue"), names(pe))],
+       standardized = ss[, intersect(c("lhs", "op", "rhs", "block", "level", "est.std", "se"),
+                                     names(ss))],
        fit = as.list(fitMeasures(f)),
        h1 = lapply(h1, mats), implied = lapply(imp, mats),
        seconds = median(times), seconds_all = times)
@@ -59,6 +63,7 @@ cases <- list(
   unbalanced_ml_same = run("unbalanced.csv", "same", "ML"),
   unbalanced_ml_one = run("unbalanced.csv", "one", "ML"),
   balanced_mlr_same = run("balanced.csv", "same", "MLR"),
-  unbalanced_mlr_one = run("unbalanced.csv", "one", "MLR"))
+  unbalanced_mlr_one = run("unbalanced.csv", "one", "MLR"),
+  unbalanced_ml_same_stdlv = run("unbalanced.csv", "same", "ML", std.lv = TRUE))
 writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"),
            file.path(here, "lavaan_twolevel.json"))
