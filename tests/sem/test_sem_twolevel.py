@@ -316,3 +316,12 @@ def test_cli_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "two-level CFA is fitted by ML or MLR" in capsys.readouterr().err
     assert main([*args, "--group", "session", "--out", str(out)]) == 2
     assert "cannot be combined with --group" in capsys.readouterr().err
+
+
+def test_unidentified_between_model_is_a_status_without_se() -> None:
+    """One indicator of a between factor with its residual variance free: not identified."""
+    model = "level: 1\nf =~ wai_01 + wai_02 + wai_03\nlevel: 2\ng =~ wai_01\nwai_02 ~~ wai_03\n"
+    out = fit_twolevel(_data("balanced.csv"), model, "patient")
+    assert out["status"]["standard_errors"] is False and out["fit"] == {}
+    assert all(p["se"] is None for p in out["parameters"] if p["free"])
+    assert any("information matrix is not positive definite" in n for n in out["meta"]["notes"])
