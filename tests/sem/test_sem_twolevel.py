@@ -119,6 +119,10 @@ def test_model_rejects_what_it_cannot_fit() -> None:
         TwoLevelModel.from_syntax("level: 1\nf =~ a + b + c + d\nlevel: 2\ng =~ a + b + c")
     with pytest.raises(ValueError, match=r"labels used at both levels.*\['l2'\]"):
         TwoLevelModel.from_syntax("level: 1\nf =~ a + l2*b + c\nlevel: 2\ng =~ a + l2*b + c")
+    with pytest.raises(
+        ValueError, match="line 3: a ~ 1 at level 1: in a two-level model the means"
+    ):
+        TwoLevelModel.from_syntax("level: 1\nf =~ a + b + c\na ~ 1\nlevel: 2\ng =~ a + b + c")
     with pytest.raises(ValueError, match="':=' is not supported in a two-level model"):
         TwoLevelModel.from_syntax(
             "level: 1\nf =~ a + l2*b + c\nd := 2*l2\nlevel: 2\ng =~ a + b + c"

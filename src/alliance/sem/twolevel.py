@@ -116,16 +116,21 @@ class TwoLevelModel:
         ------
         ValueError
             For syntax errors (:func:`~alliance.sem.syntax.split_levels`), different items at
-            the two levels, a label used at both levels, defined parameters or inequality
-            constraints.
+            the two levels, a label used at both levels, defined parameters, inequality
+            constraints, thresholds, or intercepts / means written at level 1.
         """
         blocks = split_levels(model)
         for level, text in blocks.items():
             for s in parse_syntax(text):
-                if s.op in (":=", "<", ">"):
+                if s.op in (":=", "<", ">", "|"):
                     raise ValueError(
                         f"line {s.line}: {s.op!r} is not supported in a two-level model "
                         f"(level {level}), got {s.lhs} {s.op} {s.rhs}"
+                    )
+                if s.op == "~1" and level == 1:
+                    raise ValueError(
+                        f"line {s.line}: {s.lhs} ~ 1 at level 1: in a two-level model the means "
+                        "are at level 2 (the within intercepts and latent means are fixed at 0)"
                     )
         within = ModelSpec.from_syntax(blocks[1], std_lv=std_lv, meanstructure=True)
         between = ModelSpec.from_syntax(blocks[2], std_lv=std_lv, meanstructure=True)
