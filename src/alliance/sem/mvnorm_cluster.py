@@ -35,6 +35,7 @@ structure models. Psychometrika, 70(1), 147-167.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,12 @@ __all__ = [
     "cluster_stats",
     "loglik",
     "moment_gradient",
+    "numeric_hessian",
+    "pack_saturated",
     "saturated",
+    "saturated_gradient",
+    "saturated_scores",
+    "unpack_saturated",
 ]
 
 
@@ -251,21 +257,14 @@ def cluster_scores(stats: ClusterStats, m: Moments2L) -> Moments2L:
     return Moments2L(g_mu, g_w, g_b)
 
 
-def _vech_jacobian(p: int) -> np.ndarray:
-    """``d Sigma / d vech(Sigma)``: (p(p+1)/2, p, p), both off-diagonal entries set."""
-    rows, cols = np.tril_indices(p)
-    out = np.zeros((len(rows), p, p))
-    out[np.arange(len(rows)), rows, cols] = 1.0
-    out[np.arange(len(rows)), cols, rows] = 1.0
-    return out
-
-
-def _pack(m: Moments2L) -> np.ndarray:
+def pack_saturated(m: Moments2L) -> np.ndarray:
+    """The saturated parameters ``(mu, vech(Sigma_W), vech(Sigma_B))`` of moments ``m``."""
     rows, cols = np.tril_indices(len(m.mu))
     return np.concatenate([m.mu, m.sigma_w[rows, cols], m.sigma_b[rows, cols]])
 
 
-def _unpack(theta: np.ndarray, p: int) -> Moments2L:
+def unpack_saturated(theta: np.ndarray, p: int) -> Moments2L:
+    """The moments of saturated parameters (inverse of :func:`pack_saturated`)."""
     rows, cols = np.tril_indices(p)
     k = len(rows)
     sw = np.zeros((p, p))
@@ -293,7 +292,9 @@ def saturated_scores(stats: ClusterStats, m: Moments2L) -> np.ndarray:
     return np.hstack([g.mu, off * g.sigma_w[:, rows, cols], off * g.sigma_b[:, rows, cols]])
 
 
-def numeric_hessian(grad: object, x: np.ndarray, step: float = 1e-5) -> np.ndarray:
+def numeric_hessian(
+    grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, step: float = 1e-5
+) -> np.ndarray:
     """Central-difference Hessian of an analytic gradient ``grad(x)`` (symmetrized).
 
     lavaan's observed information for two-level ML is likewise the numerical derivative of
@@ -304,7 +305,7 @@ def numeric_hessian(grad: object, x: np.ndarray, step: float = 1e-5) -> np.ndarr
     for k in range(q):
         e = np.zeros(q)
         e[k] = step * max(1.0, abs(x[k]))
-        h[:, k] = (grad(x + e) - grad(x - e)) / (2 * e[k])  # type: ignore[operator]
+        h[:, k] = (grad(x + e) - grad(x - e)) / (2 * e[k])
     return 0.5 * (h + h.T)
 
 
@@ -340,10 +341,10 @@ def saturated(
     if method == "lavaan":
         return m, loglik(stats, m)
     p = stats.p
-    theta = _pack(m)
+    theta = pack_saturated(m)
 
     def grad(t: np.ndarray) -> np.ndarray:
-        return saturated_gradient(stats, _unpack(t, p))
+        return saturated_gradient(stats, unpack_saturated(t, p))
 
     for _ in range(20):
         g = grad(theta)
@@ -351,11 +352,14 @@ def saturated(
             break
         step = np.linalg.solve(numeric_hessian(grad, theta), g)
         new, shrink = theta - step, 1.0
-        while loglik(stats, _unpack(new, p)) < loglik(stats, _unpack(theta, p)) and shrink > 1e-4:
+        while (
+            loglik(stats, unpack_saturated(new, p)) < loglik(stats, unpack_saturated(theta, p))
+            and shrink > 1e-4
+        ):
             shrink /= 2
             new = theta - shrink * step
         theta = new
-    m = _unpack(theta, p)
+    m = unpack_saturated(theta, p)
     return m, loglik(stats, m)
 
 

@@ -68,9 +68,11 @@ from alliance.sem.mvnorm_cluster import (
     loglik,
     moment_gradient,
     numeric_hessian,
+    pack_saturated,
     saturated,
     saturated_gradient,
     saturated_scores,
+    unpack_saturated,
 )
 from alliance.sem.partable import number_free
 from alliance.sem.syntax import parse_syntax, split_levels
@@ -458,21 +460,9 @@ def _yuan_bentler(
     information of the saturated model at its estimates ``m`` (lavaan's mplus variant
     always takes the unstructured h1 information), ``A0``/``B0`` those of the model.
     """
-    theta = np.concatenate(
-        [m.mu, m.sigma_w[np.tril_indices(stats.p)], m.sigma_b[np.tril_indices(stats.p)]]
-    )
-
-    def unpack(t: np.ndarray) -> Moments2L:
-        p = stats.p
-        rows, cols = np.tril_indices(p)
-        k = len(rows)
-        sw = np.zeros((p, p))
-        sb = np.zeros((p, p))
-        sw[rows, cols] = t[p : p + k]
-        sb[rows, cols] = t[p + k :]
-        return Moments2L(t[:p], sw + np.tril(sw, -1).T, sb + np.tril(sb, -1).T)
-
-    a1 = -numeric_hessian(lambda t: saturated_gradient(stats, unpack(t)), theta)
+    theta = pack_saturated(m)
+    p = stats.p
+    a1 = -numeric_hessian(lambda t: saturated_gradient(stats, unpack_saturated(t, p)), theta)
     s1 = saturated_scores(stats, m)
     b1 = s1.T @ s1
     trace_h1 = float(np.trace(np.linalg.solve(a1, b1)))
