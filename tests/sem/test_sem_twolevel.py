@@ -153,7 +153,9 @@ def test_saturated_em_matches_lavaan_h1(case: str) -> None:
     ref = _references()[case]
     ov = _ov_order(ref)
     stats = cluster_stats(_data(ref["file"]), ov, "patient")
-    m, ll = saturated(stats)
+    sat = saturated(stats)
+    m, ll = sat.moments, sat.logl
+    assert sat.em_converged and sat.em_iterations > 10
     h1 = ref["h1"]
     mu = np.ravel(h1["within"]["mean"]) + np.ravel(h1["patient"]["mean"])
     np.testing.assert_allclose(m.mu, mu, atol=1e-8)
@@ -162,11 +164,22 @@ def test_saturated_em_matches_lavaan_h1(case: str) -> None:
     assert ll == pytest.approx(ref["fit"]["unrestricted.logl"], abs=1e-6)
 
 
+def test_saturated_em_says_when_it_did_not_stop() -> None:
+    stats = cluster_stats(_data("unbalanced.csv"), ["wai_01", "wai_02", "wai_03"], "patient")
+    short = saturated(stats, max_iter=3)
+    assert not short.em_converged and short.em_iterations == 3
+    full = saturated(stats)
+    assert full.em_converged and full.logl > short.logl
+    with pytest.raises(ValueError, match="method must be 'lavaan' or 'exact', got 'em'"):
+        saturated(stats, method="em")
+
+
 def test_exact_saturated_is_muthen_closed_form_when_balanced() -> None:
     """Balanced clusters: mu the grand mean, Sigma_W = S_PW, Sigma_B = (S_B - S_PW)/n."""
     ref = _references()["balanced_ml_same"]
     stats = cluster_stats(_data(ref["file"]), _ov_order(ref), "patient")
-    m, ll = saturated(stats, method="exact")
+    sat = saturated(stats, method="exact")
+    m, ll = sat.moments, sat.logl
     n = 6
     mu = stats.means.mean(axis=0)
     d = stats.means - mu

@@ -46,6 +46,7 @@ from alliance.sem.mvnorm import LOG2PI
 __all__ = [
     "ClusterStats",
     "Moments2L",
+    "Saturated",
     "cluster_scores",
     "cluster_stats",
     "loglik",
@@ -99,6 +100,16 @@ class ClusterStats:
     def p(self) -> int:
         """Number of variables."""
         return len(self.ov)
+
+
+@dataclass(frozen=True)
+class Saturated:
+    """The saturated two-level model: its ``moments``, ``logl`` and how the EM ended."""
+
+    moments: Moments2L
+    logl: float
+    em_iterations: int
+    em_converged: bool
 
 
 @dataclass(frozen=True)
@@ -311,7 +322,7 @@ def numeric_hessian(
 
 def saturated(
     stats: ClusterStats, method: str = "lavaan", tol: float = 1e-4, max_iter: int = 5000
-) -> tuple[Moments2L, float]:
+) -> Saturated:
     """The saturated two-level model (free ``mu``, ``Sigma_W``, ``Sigma_B``) by ML.
 
     ``method="lavaan"`` (the default, for parity): EM as lavaan 0.6-14's
@@ -327,8 +338,9 @@ def saturated(
 
     Returns
     -------
-    Moments2L, float
-        The estimates and the log-likelihood there (lavaan's ``unrestricted.logl``).
+    Saturated
+        The estimates, the log-likelihood there (lavaan's ``unrestricted.logl``) and whether
+        the EM stopped by its criterion within ``max_iter`` iterations.
 
     Raises
     ------
@@ -337,9 +349,9 @@ def saturated(
     """
     if method not in ("lavaan", "exact"):
         raise ValueError(f"method must be 'lavaan' or 'exact', got {method!r}")
-    m = _em_saturated(stats, tol, max_iter)
+    m, iterations, converged = _em_saturated(stats, tol, max_iter)
     if method == "lavaan":
-        return m, loglik(stats, m)
+        return Saturated(m, loglik(stats, m), iterations, converged)
     p = stats.p
     theta = pack_saturated(m)
 
@@ -360,10 +372,10 @@ def saturated(
             new = theta - shrink * step
         theta = new
     m = unpack_saturated(theta, p)
-    return m, loglik(stats, m)
+    return Saturated(m, loglik(stats, m), iterations, converged)
 
 
-def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> Moments2L:
+def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> tuple[Moments2L, int, bool]:
     """EM for the saturated model (Raudenbush 1995), started and stopped as lavaan 0.6-14.
 
     The between part ``v_j = mu_B + b_j`` of each cluster is missing; given the current
@@ -376,7 +388,9 @@ def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> Moments2L:
     sw, sb = np.eye(p), np.eye(p)
     mu_w, mu_b = np.zeros(p), np.zeros(p)
     last = loglik(stats, Moments2L(mu_w + mu_b, sw, sb))
-    for _ in range(max_iter):
+    converged = False
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
         mu = mu_w + mu_b
         cw2 = np.zeros((p, p))
         cb = np.zeros((p, p))
@@ -398,6 +412,7 @@ def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> Moments2L:
         sw, sb = 0.5 * (sw + sw.T), 0.5 * (sb + sb.T)
         now = loglik(stats, Moments2L(mu_w + mu_b, sw, sb))
         if now - last < tol:
+            converged = True
             break
         last = now
-    return Moments2L(mu_w + mu_b, sw, sb)
+    return Moments2L(mu_w + mu_b, sw, sb), iterations, converged

@@ -397,8 +397,14 @@ def estimate_twolevel(
     stats = cluster_stats(data, spec.ov, cluster)
     # small matrices: one BLAS thread is faster than several (and leaves the other core free)
     with threadpool_limits(limits=1, user_api="blas"):
-        h1, h1_logl = saturated(stats)
-        return _fit(spec, stats, est, h1, h1_logl)
+        sat = saturated(stats)
+        fit = _fit(spec, stats, est, sat.moments, sat.logl)
+    if not sat.em_converged:
+        fit.warnings.append(
+            f"the saturated model's EM did not stop within {sat.em_iterations} iterations: "
+            "its log-likelihood (and the chi-square) may be off"
+        )
+    return fit
 
 
 def _fit(
