@@ -30,8 +30,8 @@ from alliance.sem.twolevel import (
     TwoLevelModel,
     baseline_twolevel,
     estimate_twolevel,
-    twolevel_fit_measures,
 )
+from alliance.sem.twolevel_fitmeasures import twolevel_fit_measures
 from alliance.sem.twolevel_output import fit_twolevel, twolevel_result, twolevel_standardized
 
 HERE = Path(__file__).parents[1] / "data" / "twolevel"

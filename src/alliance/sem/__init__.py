@@ -25,8 +25,9 @@ imports nothing outside ``alliance.sem`` (a test checks both):
    (numpy only) and :mod:`~alliance.sem.esem` - the rotated solution of exploratory
    (``efa()``) blocks with its standard errors;
 10. :mod:`~alliance.sem.twolevel` - two-level CFA (``level: 1`` / ``level: 2``) by ML and
-    MLR: estimation, tests and fit measures by level; :mod:`~alliance.sem.twolevel_output` -
-    its lavaan-layout JSON with ``level`` on the parameter rows;
+    MLR: the two levels' models, estimation, standard errors and tests;
+    :mod:`~alliance.sem.twolevel_fitmeasures` - its fit measures (SRMR by level);
+    :mod:`~alliance.sem.twolevel_output` - its lavaan-layout JSON with ``level`` on the rows;
     :mod:`~alliance.sem.fitting`, :mod:`~alliance.sem.output`,
     :mod:`~alliance.sem.invariance`, :mod:`~alliance.sem.longitudinal`,
     :mod:`~alliance.sem.api` - one fit from data and syntax, its lavaan-layout JSON, the

@@ -1,4 +1,4 @@
-"""Two-level CFA by ML and MLR: the within and between models, estimation, tests, fit (lavaan).
+"""Two-level CFA by ML and MLR: the within and between models, estimation, SEs, tests (lavaan).
 
 A two-level model is written as lavaan writes it: a ``level: 1`` block (the within-cluster
 model for the within-cluster parts of the items, e.g. sessions within a patient) and a
@@ -13,12 +13,11 @@ observed information, the numerical Hessian of the analytic gradient (lavaan's d
 ``information = "observed"`` for two-level ML). MLR: the cluster-robust sandwich with the
 clusters' scores as the meat (Huber-White; lavaan's ``se = "robust.huber.white"``) and the
 Yuan-Bentler scaled chi-square (lavaan's ``test = "yuan.bentler.mplus"``: the trace of the
-saturated model's ``A1^-1 B1`` at the model-implied moments less that of the model, over
-``df``; Yuan & Bentler 2000). The chi-square compares with the saturated two-level model
-(lavaan 0.6-14's EM); the baseline for CFI/TLI has free variances (and between means) at both
-levels and no covariances. SRMR by level compares the correlations of the saturated and
-implied moments of each level (lavaan's ``srmr_within``, ``srmr_between``; their sum is
-``srmr``).
+saturated model's ``A1^-1 B1`` at its own estimates less that of the model, over ``df``; Yuan &
+Bentler 2000). The chi-square compares with the saturated two-level model (lavaan 0.6-14's EM);
+the baseline for CFI/TLI (:func:`baseline_twolevel`) has free variances (and between means) at
+both levels and no covariances. The fit measures are in
+:mod:`alliance.sem.twolevel_fitmeasures`.
 
 Scope: continuous, complete data; the same items at both levels (within-only or between-only
 variables are not supported); equality labels within a level (not across levels); no
@@ -47,18 +46,6 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from alliance.sem.fitmeasures import (
-    cfi,
-    ifi,
-    nfi,
-    pnfi,
-    rfi,
-    rmsea,
-    rmsea_ci,
-    rmsea_pvalue,
-    rni,
-    tli,
-)
 from alliance.sem.model import ModelSpec, start_values
 from alliance.sem.mvnorm_cluster import (
     ClusterStats,
@@ -76,14 +63,13 @@ from alliance.sem.mvnorm_cluster import (
 )
 from alliance.sem.partable import number_free
 from alliance.sem.syntax import parse_syntax, split_levels
-from alliance.sem.teststats import chisq_pvalue
 
 __all__ = [
     "TWOLEVEL_ESTIMATORS",
     "TwoLevelFit",
     "TwoLevelModel",
+    "baseline_twolevel",
     "estimate_twolevel",
-    "twolevel_fit_measures",
 ]
 
 TWOLEVEL_ESTIMATORS = ("ML", "MLR")
@@ -478,132 +464,6 @@ def _yuan_bentler(
         c = (trace_h1 - trace_h0) / df
         out["chisq.scaling.factor"] = c
         out["chisq.scaled"] = chisq / c
-    return out
-
-
-# --------------------------------------------------------------------------- fit measures
-
-
-def _cor(s: np.ndarray) -> np.ndarray:
-    d = np.sqrt(np.diag(s))
-    return s / np.outer(d, d)
-
-
-def _srmr_level(observed: np.ndarray, implied: np.ndarray) -> float:
-    """Root mean square of the correlation residuals over the ``p(p+1)/2`` unique entries."""
-    if np.any(np.diag(implied) <= 0) or np.any(np.diag(observed) <= 0):
-        return float("nan")
-    r = _cor(observed) - _cor(implied)
-    rows, cols = np.tril_indices(len(r))
-    return float(np.sqrt(np.mean(r[rows, cols] ** 2)))
-
-
-def _force_pd(s: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """``s`` with its eigenvalues raised to ``tol`` (lavaan's ``lav_matrix_symmetric_force_pd``)."""
-    vals, vecs = np.linalg.eigh(0.5 * (s + s.T))
-    if vals.min() >= tol:
-        return s
-    return (vecs * np.maximum(vals, tol)) @ vecs.T
-
-
-def twolevel_fit_measures(fit: TwoLevelFit, baseline: TwoLevelFit | None = None) -> dict[str, Any]:
-    """The ``fitMeasures()`` of a two-level fit, as lavaan names them.
-
-    ``npar, ntotal, nclusters, chisq, df, pvalue``; with the baseline ``baseline.chisq,
-    baseline.df, baseline.pvalue, cfi, tli, nnfi, rfi, nfi, pnfi, ifi, rni``; ``logl,
-    unrestricted.logl, aic, bic, bic2`` (``N`` = the level-1 rows; ``bic2`` with
-    ``(N + 2) / 24``); ``rmsea`` with its 90% interval and the close / not-close p-values;
-    ``srmr_within, srmr_between`` and ``srmr`` (their sum, as lavaan). MLR adds the
-    Yuan-Bentler scaled test and its ``.scaled`` indices, and the ``.robust`` CFI/TLI/RNI and
-    RMSEA (with interval and p-values) of Brosseau-Liard, Savalei & Li (2012) and
-    Brosseau-Liard & Savalei (2014): the unscaled statistic less ``c df`` (``c`` the scaling
-    factor), as lavaan 0.6-14.
-
-    References
-    ----------
-    Brosseau-Liard, P. E., Savalei, V., & Li, L. (2012). An investigation of the sample
-    performance of two nonnormality corrections for RMSEA. Multivariate Behavioral Research,
-    47(6), 904-930.
-    Brosseau-Liard, P. E., & Savalei, V. (2014). Adjusting incremental fit indices for
-    nonnormality. Multivariate Behavioral Research, 49(5), 460-470.
-    """
-    n = fit.stats.nobs
-    k = fit.model.npar
-    x2, df = fit.chisq, fit.df
-    out: dict[str, Any] = {
-        "npar": k,
-        "ntotal": n,
-        "nclusters": fit.stats.nclusters,
-        "chisq": x2,
-        "df": df,
-        "pvalue": chisq_pvalue(x2, df),
-    }
-    x2b = dfb = float("nan")
-    if baseline is not None:
-        x2b, dfb = baseline.chisq, baseline.df
-        out["baseline.chisq"] = x2b
-        out["baseline.df"] = dfb
-        out["baseline.pvalue"] = chisq_pvalue(x2b, dfb)
-        out["cfi"] = cfi(x2, df, x2b, dfb)
-        out["tli"] = out["nnfi"] = tli(x2, df, x2b, dfb)
-        out["rfi"] = rfi(x2, df, x2b, dfb)
-        out["nfi"] = nfi(x2, df, x2b, dfb)
-        out["pnfi"] = pnfi(x2, df, x2b, dfb)
-        out["ifi"] = ifi(x2, df, x2b, dfb)
-        out["rni"] = rni(x2, df, x2b, dfb)
-    out["logl"] = fit.logl
-    out["unrestricted.logl"] = fit.h1_logl
-    out["aic"] = -2 * fit.logl + 2 * k
-    out["bic"] = -2 * fit.logl + k * np.log(n)
-    out["bic2"] = -2 * fit.logl + k * np.log((n + 2) / 24)
-    out["rmsea"] = rmsea(x2, df, n)
-    out["rmsea.ci.lower"], out["rmsea.ci.upper"] = rmsea_ci(x2, df, n)
-    out["rmsea.pvalue"] = rmsea_pvalue(x2, df, n, h0=0.05)
-    out["rmsea.notclose.pvalue"] = rmsea_pvalue(x2, df, n, h0=0.08, close=False)
-    m = fit.model.moments(fit.x)
-    out["srmr_within"] = _srmr_level(fit.h1.sigma_w, m.sigma_w)
-    out["srmr_between"] = _srmr_level(fit.h1.sigma_b, _force_pd(m.sigma_b))
-    out["srmr"] = out["srmr_within"] + out["srmr_between"]
-    if fit.estimator == "MLR" and "chisq.scaling.factor" in fit.scaled:
-        out.update(_scaled_measures(fit, baseline, x2b, dfb))
-    return out
-
-
-def _scaled_measures(
-    fit: TwoLevelFit, baseline: TwoLevelFit | None, x2b: float, dfb: float
-) -> dict[str, float]:
-    """MLR: the scaled test, the ``.scaled`` and the ``.robust`` indices (lavaan 0.6-14)."""
-    n, x2, df = fit.stats.nobs, fit.chisq, fit.df
-    c = fit.scaled["chisq.scaling.factor"]
-    xs = fit.scaled["chisq.scaled"]
-    out = {
-        "chisq.scaled": xs,
-        "df.scaled": df,
-        "pvalue.scaled": chisq_pvalue(xs, df),
-        "chisq.scaling.factor": c,
-        # Yuan-Bentler: X2 on df2 = tr(U Gamma) = c df (lavaan)
-        "rmsea.scaled": rmsea(x2, c * df, n),
-        "rmsea.pvalue.scaled": rmsea_pvalue(x2, c * df, n, h0=0.05),
-        "rmsea.notclose.pvalue.scaled": rmsea_pvalue(x2, c * df, n, h0=0.08, close=False),
-        "rmsea.robust": rmsea(x2, df, n, 1, c),
-        "rmsea.pvalue.robust": rmsea_pvalue(xs, df, n, 1, c, h0=0.05),
-        "rmsea.notclose.pvalue.robust": rmsea_pvalue(xs, df, n, 1, c, 0.08, False),
-    }
-    out["rmsea.ci.lower.scaled"], out["rmsea.ci.upper.scaled"] = rmsea_ci(x2, c * df, n)
-    out["rmsea.ci.lower.robust"], out["rmsea.ci.upper.robust"] = rmsea_ci(xs, df, n, 1, c)
-    if baseline is not None and "chisq.scaling.factor" in baseline.scaled:
-        cb = baseline.scaled["chisq.scaling.factor"]
-        bs = baseline.scaled["chisq.scaled"]
-        out["baseline.chisq.scaled"] = bs
-        out["baseline.df.scaled"] = dfb
-        out["baseline.pvalue.scaled"] = chisq_pvalue(bs, dfb)
-        out["baseline.chisq.scaling.factor"] = cb
-        out["cfi.scaled"] = cfi(xs, df, bs, dfb)
-        out["tli.scaled"] = out["nnfi.scaled"] = tli(xs, df, bs, dfb)
-        out["rni.scaled"] = rni(xs, df, bs, dfb)
-        out["cfi.robust"] = cfi(x2, df, x2b, dfb, c, cb)
-        out["tli.robust"] = out["nnfi.robust"] = tli(x2, df, x2b, dfb, c, cb)
-        out["rni.robust"] = rni(x2, df, x2b, dfb, c, cb)
     return out
 
 

@@ -27,8 +27,8 @@ from alliance.sem.twolevel import (
     TwoLevelModel,
     baseline_twolevel,
     estimate_twolevel,
-    twolevel_fit_measures,
 )
+from alliance.sem.twolevel_fitmeasures import twolevel_fit_measures
 
 __all__ = [
     "TWOLEVEL_FIT_NAMES",
