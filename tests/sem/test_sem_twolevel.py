@@ -36,8 +36,8 @@ from alliance.sem.twolevel_output import fit_twolevel, twolevel_result, twolevel
 
 HERE = Path(__file__).parents[1] / "data" / "twolevel"
 ML_CASES = ["balanced_ml_same", "balanced_ml_one", "unbalanced_ml_same", "unbalanced_ml_one",
-            "unbalanced_ml_same_stdlv"]  # fmt: skip
-MLR_CASES = ["balanced_mlr_same", "unbalanced_mlr_one"]
+            "unbalanced_ml_same_stdlv", "unbalanced_ml_onelevel"]  # fmt: skip
+MLR_CASES = ["balanced_mlr_same", "unbalanced_mlr_one", "unbalanced_mlr_onelevel"]
 EST_TOL, SE_RTOL, CHISQ_TOL = 1e-4, 1e-3, 1e-3
 
 
@@ -115,8 +115,6 @@ def test_parameter_table_matches_lavaan(case: str) -> None:
 
 
 def test_model_rejects_what_it_cannot_fit() -> None:
-    with pytest.raises(ValueError, match=r"same items.*only at level 1: \['d'\]"):
-        TwoLevelModel.from_syntax("level: 1\nf =~ a + b + c + d\nlevel: 2\ng =~ a + b + c")
     with pytest.raises(ValueError, match=r"labels used at both levels.*\['l2'\]"):
         TwoLevelModel.from_syntax("level: 1\nf =~ a + l2*b + c\nlevel: 2\ng =~ a + l2*b + c")
     with pytest.raises(
@@ -130,6 +128,19 @@ def test_model_rejects_what_it_cannot_fit() -> None:
 
 
 # --------------------------------------------------------------------------- statistics
+
+
+def test_one_level_variables_are_within_or_between_only() -> None:
+    ref = _references()["unbalanced_ml_onelevel"]
+    model = TwoLevelModel.from_syntax(ref["syntax"])
+    assert model.within_only == ["x_w"] and model.between_only == ["z_b"]
+    assert model.ov[-1] == "z_b" and "x_w" in model.within.ov
+    intercept = model.within.find("x_w", "~1", "")
+    assert intercept.free  # a within-only variable's mean is at level 1 (lavaan)
+    bad = _data("unbalanced.csv").copy()
+    bad.loc[5, "z_b"] += 1.0
+    with pytest.raises(ValueError, match=r"between-only variable 'z_b' varies within cluster"):
+        estimate_twolevel(bad, ref["syntax"], "patient")
 
 
 def test_cluster_stats_rejects_bad_data() -> None:
@@ -147,20 +158,39 @@ def test_cluster_stats_rejects_bad_data() -> None:
         cluster_stats(df.drop_duplicates("patient"), ov, "patient")
 
 
-@pytest.mark.parametrize("case", ["balanced_ml_same", "unbalanced_ml_same"])
+@pytest.mark.parametrize(
+    "case", ["balanced_ml_same", "unbalanced_ml_same", "unbalanced_ml_onelevel"]
+)
 def test_saturated_em_matches_lavaan_h1(case: str) -> None:
-    """lavaan 0.6-14's EM (start I, stop at a gain < 1e-4): its h1 moments and log-likelihood."""
+    """lavaan 0.6-14's EM (start I, stop at a gain < 1e-4): its h1 moments and log-likelihood.
+
+    With a within-only (x_w) and a between-only (z_b) variable too: lavaan's h1 then has the
+    within-only mean at level 1 and no between row for it, z_b only at level 2.
+    """
     ref = _references()[case]
-    ov = _ov_order(ref)
-    stats = cluster_stats(_data(ref["file"]), ov, "patient")
+    model = TwoLevelModel.from_syntax(ref["syntax"])
+    stats = cluster_stats(
+        _data(ref["file"]), model.within.ov, "patient", model.between_only, model.within_only
+    )
     sat = saturated(stats)
     m, ll = sat.moments, sat.logl
     assert sat.em_converged and sat.em_iterations > 10
     h1 = ref["h1"]
-    mu = np.ravel(h1["within"]["mean"]) + np.ravel(h1["patient"]["mean"])
+    level1 = _ov_order(ref)
+    level2 = list(
+        dict.fromkeys(r["rhs"] for r in ref["partable"] if r["op"] == "=~" and r["level"] == 2)
+    )
+    assert set(level1) == set(model.within.ov) and set(level2) == set(model.between.ov)
+    w_pos = [stats.ov.index(v) for v in level1]
+    b_pos = [stats.ov.index(v) for v in level2]
+    mu = np.zeros(stats.p)
+    mu[w_pos] += np.ravel(h1["within"]["mean"])
+    mu[b_pos] += np.ravel(h1["patient"]["mean"])
     np.testing.assert_allclose(m.mu, mu, atol=1e-8)
-    np.testing.assert_allclose(m.sigma_w, np.asarray(h1["within"]["cov"]), atol=1e-8)
-    np.testing.assert_allclose(m.sigma_b, np.asarray(h1["patient"]["cov"]), atol=1e-8)
+    sw = m.sigma_w[np.ix_(w_pos, w_pos)]
+    np.testing.assert_allclose(sw, np.asarray(h1["within"]["cov"]), atol=1e-8)
+    sb = m.sigma_b[np.ix_(b_pos, b_pos)]
+    np.testing.assert_allclose(sb, np.asarray(h1["patient"]["cov"]), atol=1e-8)
     assert ll == pytest.approx(ref["fit"]["unrestricted.logl"], abs=1e-6)
 
 

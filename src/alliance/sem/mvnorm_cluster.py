@@ -2,20 +2,23 @@
 
 Observations ``y_ij`` (row ``i`` of cluster ``j``, ``n_j`` rows) split into a between-cluster
 part ``mu + b_j`` and a within-cluster part ``w_ij`` with ``b_j ~ N(0, Sigma_B)`` and
-``w_ij ~ N(0, Sigma_W)`` independent. The log-likelihood of complete data depends on the
-data only through the pooled within-cluster cross-products and the cluster means (Muthen
-1990, 1994; Lee & Poon 1998; for unbalanced clusters McDonald & Goldstein 1989, Yuan &
-Hayashi 2005), which lavaan's ``lav_mvnorm_cluster_loglik_samplestats_2l`` uses:
+``w_ij ~ N(0, Sigma_W)`` independent; cluster-level variables ``z_j`` (between-only: one value
+per cluster) are jointly normal with the ``b_j``; within-only variables have no between part
+(their rows of ``Sigma_B`` are 0). The log-likelihood of complete data depends on the data only
+through the pooled within-cluster cross-products and the cluster vectors ``v_j = (ybar_j,
+z_j)`` (Muthen 1990, 1994; Lee & Poon 1998; for unbalanced clusters McDonald & Goldstein 1989,
+Yuan & Hayashi 2005), as lavaan's ``lav_mvnorm_cluster_loglik_samplestats_2l`` computes it:
 
-``logL = -N p/2 log(2 pi) - (N-J)/2 [log|Sigma_W| + tr(Sigma_W^-1 S_PW)]
-- 1/2 sum_j [log|Sigma_j| + n_j (ybar_j - mu)' Sigma_j^-1 (ybar_j - mu)]``,
-``Sigma_j = Sigma_W + n_j Sigma_B``,
+``logL = -(N p_y + J p_z)/2 log(2 pi) - (N-J)/2 [log|Sigma_W| + tr(Sigma_W^-1 S_PW)]
+- 1/2 sum_j [p_y log n_j + log|Omega_j| + (v_j - mu)' Omega_j^-1 (v_j - mu)]``,
 
-with ``S_PW`` the pooled within-cluster covariance (divisor ``N - J``). Clusters of the same
-size share one inverse. Here: the statistics, the log-likelihood, its derivatives by the
-moments (total and per cluster: the casewise scores of a cluster) and the saturated two-level
-model (unrestricted ``mu``, ``Sigma_W``, ``Sigma_B``) by EM (Raudenbush 1995) polished by
-Newton steps. Complete data only: two-level FIML is not implemented.
+``Omega_j = Sigma_B + diag(Sigma_W / n_j, 0)`` the covariance of ``v_j`` and ``S_PW`` the pooled
+within-cluster covariance of the level-1 variables (divisor ``N - J``); without cluster-level
+variables ``n_j Omega_j = Sigma_W + n_j Sigma_B``. Clusters of the same size share one inverse.
+Here: the statistics, the log-likelihood, its derivatives by the moments (total and per
+cluster: the casewise scores of a cluster) and the saturated two-level model by EM (Raudenbush
+1995) as lavaan 0.6-14 runs it, optionally polished to the maximum by Newton steps. Complete data
+only: two-level FIML is not implemented.
 
 References
 ----------
@@ -35,7 +38,7 @@ structure models. Psychometrika, 70(1), 147-167.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +70,12 @@ class ClusterStats:
     Attributes
     ----------
     ov
-        The variables, in the order of the matrices.
+        The variables, in the order of the matrices: the ``p_y`` level-1 variables first (those
+        of the within model, including within-only ones), then the between-only variables.
+    p_y
+        The number of level-1 variables.
+    between_index
+        Positions in ``ov`` of the variables of the between model (all but the within-only).
     cluster
         The cluster column's name; ``labels`` the clusters in order of first appearance.
     nobs, nclusters
@@ -75,9 +83,11 @@ class ClusterStats:
     sizes
         ``n_j`` per cluster.
     means
-        Cluster means, ``(J, p)``.
+        Cluster vectors ``v_j``: the cluster means of the level-1 variables, then the values
+        of the between-only variables, ``(J, p)``.
     within_ss
-        Per cluster the cross-products about its own mean, ``(J, p, p)``.
+        Per cluster the cross-products of the level-1 variables about their cluster mean,
+        ``(J, p_y, p_y)``.
     s_pw
         Pooled within-cluster covariance, ``sum_j within_ss_j / (N - J)``.
     size_values, size_groups
@@ -85,6 +95,8 @@ class ClusterStats:
     """
 
     ov: list[str]
+    p_y: int
+    between_index: np.ndarray
     cluster: str
     labels: list[str]
     nobs: int
@@ -101,6 +113,25 @@ class ClusterStats:
         """Number of variables."""
         return len(self.ov)
 
+    @property
+    def p_z(self) -> int:
+        """Number of between-only variables."""
+        return len(self.ov) - self.p_y
+
+
+@dataclass(frozen=True)
+class Moments2L:
+    """Two-level moments in :class:`ClusterStats` order.
+
+    ``mu`` the means (``p``), ``sigma_w`` the within covariance of the level-1 variables
+    (``p_y x p_y``), ``sigma_b`` the between covariance of all variables (``p x p``; the rows of
+    within-only variables 0).
+    """
+
+    mu: np.ndarray
+    sigma_w: np.ndarray
+    sigma_b: np.ndarray
+
 
 @dataclass(frozen=True)
 class Saturated:
@@ -112,52 +143,55 @@ class Saturated:
     em_converged: bool
 
 
-@dataclass(frozen=True)
-class Moments2L:
-    """Two-level moments: mean ``mu``, within ``sigma_w`` and between ``sigma_b`` covariances."""
-
-    mu: np.ndarray
-    sigma_w: np.ndarray
-    sigma_b: np.ndarray
-
-
-def cluster_stats(data: pd.DataFrame, ov: list[str], cluster: str) -> ClusterStats:
+def cluster_stats(
+    data: pd.DataFrame,
+    ov: list[str],
+    cluster: str,
+    between_only: Sequence[str] = (),
+    within_only: Sequence[str] = (),
+) -> ClusterStats:
     """Two-level sample statistics of complete data.
 
     Parameters
     ----------
     data
-        One row per level-1 unit (e.g. a session), the variables ``ov`` and ``cluster``.
+        One row per level-1 unit (e.g. a session), the variables and ``cluster``.
     ov
-        The variables.
+        The level-1 variables (of the within model; with ``within_only`` among them).
     cluster
         The column naming the level-2 unit (e.g. the patient).
+    between_only
+        Cluster-level variables (of the between model only): one value per cluster.
+    within_only
+        Level-1 variables without a between part (of the within model only).
 
     Raises
     ------
     ValueError
-        For a missing or empty cluster column, a missing cluster label, a variable that is
-        absent, not numeric or has missing values (two-level FIML is not implemented), fewer
-        than two clusters, or no cluster with two or more rows (no within-cluster variance).
+        For a missing cluster column or label, a variable that is absent, not numeric or has
+        missing values (two-level FIML is not implemented), a between-only variable that
+        varies within a cluster, fewer than two clusters, or no cluster with two or more rows
+        (no within-cluster variance).
     """
     if cluster not in data.columns:
         raise ValueError(
             f"cluster column {cluster!r} is not in the data; columns: {list(data.columns)}"
         )
-    missing = [v for v in ov if v not in data.columns]
+    names = list(ov) + list(between_only)
+    missing = [v for v in names if v not in data.columns]
     if missing:
         raise ValueError(f"variables of the model are not in the data: {missing}")
     if data[cluster].isna().any():
         raise ValueError(
             f"cluster column {cluster!r} has {int(data[cluster].isna().sum())} missing labels"
         )
-    values = data[ov]
-    for v in ov:
+    values = data[names]
+    for v in names:
         if not pd.api.types.is_numeric_dtype(values[v]):
             raise ValueError(f"variable {v!r} must be numeric, got dtype {values[v].dtype}")
     y = values.to_numpy(dtype=float)
     if not np.isfinite(y).all():
-        bad = [v for v in ov if not np.isfinite(values[v].to_numpy(dtype=float)).all()]
+        bad = [v for v in names if not np.isfinite(values[v].to_numpy(dtype=float)).all()]
         raise ValueError(
             f"two-level models need complete data (two-level FIML is not implemented); "
             f"variables with missing or infinite values: {bad}"
@@ -169,6 +203,7 @@ def cluster_stats(data: pd.DataFrame, ov: list[str], cluster: str) -> ClusterSta
             f"a two-level model needs two or more clusters in {cluster!r}, got {nclusters}"
         )
     n, p = y.shape
+    p_y = len(ov)
     sizes = np.bincount(codes, minlength=nclusters)
     if n - nclusters < 1:
         raise ValueError(
@@ -178,13 +213,28 @@ def cluster_stats(data: pd.DataFrame, ov: list[str], cluster: str) -> ClusterSta
     np.add.at(sums, codes, y)
     means = sums / sizes[:, None]
     dev = y - means[codes]
-    within_ss = np.zeros((nclusters, p, p))
+    for k, v in enumerate(between_only):
+        spread = np.abs(dev[:, p_y + k])
+        if spread.max() > 1e-8 * max(1.0, float(np.abs(y[:, p_y + k]).max())):
+            row = int(np.argmax(spread))
+            raise ValueError(
+                f"between-only variable {v!r} varies within cluster {labels[codes[row]]!r} of "
+                f"{cluster!r} (row {row + 1}): a level-2 variable has one value per cluster"
+            )
+    dev = dev[:, :p_y]
+    within_ss = np.zeros((nclusters, p_y, p_y))
     np.add.at(within_ss, codes, dev[:, :, None] * dev[:, None, :])
     s_pw = within_ss.sum(axis=0) / (n - nclusters)
     size_values = np.unique(sizes)
     groups = [np.flatnonzero(sizes == s) for s in size_values]
+    unknown = sorted(set(within_only) - set(ov))
+    if unknown:
+        raise ValueError(f"within-only variables must be level-1 variables, got {unknown}")
+    between_index = np.array([i for i, v in enumerate(names) if v not in set(within_only)])
     return ClusterStats(
-        ov=list(ov),
+        ov=names,
+        p_y=p_y,
+        between_index=between_index,
         cluster=cluster,
         labels=[str(v) for v in labels],
         nobs=int(n),
@@ -205,20 +255,30 @@ def _inv_logdet(s: np.ndarray) -> tuple[np.ndarray, float]:
     return ci.T @ ci, float(2.0 * np.log(np.diag(c)).sum())
 
 
+def _omega(stats: ClusterStats, m: Moments2L, n: float) -> np.ndarray:
+    """``Omega = Sigma_B + diag(Sigma_W / n, 0)``: the covariance of a cluster vector."""
+    out = m.sigma_b.copy()
+    py = stats.p_y
+    out[:py, :py] += m.sigma_w / n
+    return out
+
+
 def loglik(stats: ClusterStats, m: Moments2L) -> float:
     """The two-level normal log-likelihood of the data (``-inf`` if a matrix is not PD)."""
+    py = stats.p_y
     try:
         w_inv, w_logdet = _inv_logdet(m.sigma_w)
         total = (
             -0.5 * (stats.nobs - stats.nclusters) * (w_logdet + float(np.sum(w_inv * stats.s_pw)))
         )
         for n, idx in zip(stats.size_values, stats.size_groups, strict=True):
-            s_inv, s_logdet = _inv_logdet(m.sigma_w + n * m.sigma_b)
+            o_inv, o_logdet = _inv_logdet(_omega(stats, m, n))
             d = stats.means[idx] - m.mu
-            total -= 0.5 * (len(idx) * s_logdet + n * float(np.sum((d @ s_inv) * d)))
+            total -= 0.5 * (len(idx) * (py * np.log(n) + o_logdet) + float(np.sum((d @ o_inv) * d)))
     except np.linalg.LinAlgError:
         return float("-inf")
-    return float(total - 0.5 * stats.nobs * stats.p * LOG2PI)
+    constant = (stats.nobs * py + stats.nclusters * stats.p_z) * LOG2PI
+    return float(total - 0.5 * constant)
 
 
 def moment_gradient(stats: ClusterStats, m: Moments2L) -> Moments2L:
@@ -228,79 +288,102 @@ def moment_gradient(stats: ClusterStats, m: Moments2L) -> Moments2L:
     with a Jacobian that sets both ``(i, j)`` and ``(j, i)`` they give the derivative by a
     covariance parameter.
     """
+    py = stats.p_y
     w_inv, _ = _inv_logdet(m.sigma_w)
     g_w = -0.5 * (stats.nobs - stats.nclusters) * (w_inv - w_inv @ stats.s_pw @ w_inv)
-    g_b = np.zeros_like(g_w)
+    g_b = np.zeros_like(m.sigma_b)
     g_mu = np.zeros(stats.p)
     for n, idx in zip(stats.size_values, stats.size_groups, strict=True):
-        s_inv, _ = _inv_logdet(m.sigma_w + n * m.sigma_b)
+        o_inv, _ = _inv_logdet(_omega(stats, m, n))
         d = stats.means[idx] - m.mu
-        a = d.T @ d
-        part = -0.5 * (len(idx) * s_inv - n * s_inv @ a @ s_inv)
-        g_w += part
-        g_b += n * part
-        g_mu += n * s_inv @ d.sum(axis=0)
+        part = -0.5 * (len(idx) * o_inv - o_inv @ (d.T @ d) @ o_inv)
+        g_b += part
+        g_w += part[:py, :py] / n
+        g_mu += o_inv @ d.sum(axis=0)
     return Moments2L(g_mu, 0.5 * (g_w + g_w.T), 0.5 * (g_b + g_b.T))
 
 
 def cluster_scores(stats: ClusterStats, m: Moments2L) -> Moments2L:
     """Per-cluster derivatives of the log-likelihood (the clusters' scores), stacked.
 
-    Returns ``mu`` ``(J, p)``, ``sigma_w`` and ``sigma_b`` ``(J, p, p)``; their sums over
-    clusters equal :func:`moment_gradient`. Their cross-products are the first-order
-    (meat) information of the cluster-robust sandwich (lavaan's
+    Returns ``mu`` ``(J, p)``, ``sigma_w`` ``(J, p_y, p_y)`` and ``sigma_b`` ``(J, p, p)``;
+    their sums over clusters equal :func:`moment_gradient`. Their cross-products are the
+    first-order (meat) information of the cluster-robust sandwich (lavaan's
     ``lav_mvnorm_cluster_information_firstorder``).
     """
+    py = stats.p_y
     w_inv, _ = _inv_logdet(m.sigma_w)
     j, p = stats.nclusters, stats.p
     g_mu = np.zeros((j, p))
-    g_w = np.zeros((j, p, p))
+    g_w = np.zeros((j, py, py))
     g_b = np.zeros((j, p, p))
     within = np.einsum("ab,jbc,cd->jad", w_inv, stats.within_ss, w_inv)
     for n, idx in zip(stats.size_values, stats.size_groups, strict=True):
-        s_inv, _ = _inv_logdet(m.sigma_w + n * m.sigma_b)
-        d = stats.means[idx] - m.mu
-        sd = d @ s_inv  # (c, p)
-        part = -0.5 * s_inv[None] + 0.5 * n * sd[:, :, None] * sd[:, None, :]
-        g_w[idx] = -0.5 * (n - 1) * w_inv[None] + 0.5 * within[idx] + part
-        g_b[idx] = n * part
-        g_mu[idx] = n * sd
+        o_inv, _ = _inv_logdet(_omega(stats, m, n))
+        od = (stats.means[idx] - m.mu) @ o_inv  # (c, p)
+        part = -0.5 * o_inv[None] + 0.5 * od[:, :, None] * od[:, None, :]
+        g_b[idx] = part
+        g_w[idx] = -0.5 * (n - 1) * w_inv[None] + 0.5 * within[idx] + part[:, :py, :py] / n
+        g_mu[idx] = od
     return Moments2L(g_mu, g_w, g_b)
 
 
-def pack_saturated(m: Moments2L) -> np.ndarray:
-    """The saturated parameters ``(mu, vech(Sigma_W), vech(Sigma_B))`` of moments ``m``."""
-    rows, cols = np.tril_indices(len(m.mu))
-    return np.concatenate([m.mu, m.sigma_w[rows, cols], m.sigma_b[rows, cols]])
+# --------------------------------------------------------------------------- saturated model
 
 
-def unpack_saturated(theta: np.ndarray, p: int) -> Moments2L:
-    """The moments of saturated parameters (inverse of :func:`pack_saturated`)."""
+def _tril(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, cols = np.tril_indices(p)
-    k = len(rows)
-    sw = np.zeros((p, p))
-    sb = np.zeros((p, p))
-    sw[rows, cols] = theta[p : p + k]
-    sb[rows, cols] = theta[p + k :]
+    return rows, cols, np.where(rows == cols, 1.0, 2.0)
+
+
+def pack_saturated(stats: ClusterStats, m: Moments2L) -> np.ndarray:
+    """The saturated parameters ``(mu, vech(Sigma_W), vech(Sigma_B))`` of moments ``m``.
+
+    ``Sigma_B`` over the between model's variables only (:attr:`ClusterStats.between_index`).
+    """
+    rw, cw, _ = _tril(stats.p_y)
+    b = stats.between_index
+    sb = m.sigma_b[np.ix_(b, b)]
+    rb, cb, _ = _tril(len(b))
+    return np.concatenate([m.mu, m.sigma_w[rw, cw], sb[rb, cb]])
+
+
+def unpack_saturated(stats: ClusterStats, theta: np.ndarray) -> Moments2L:
+    """The moments of saturated parameters (inverse of :func:`pack_saturated`)."""
+    p, py = stats.p, stats.p_y
+    b = stats.between_index
+    rw, cw, _ = _tril(py)
+    rb, cb, _ = _tril(len(b))
+    k = len(rw)
+    sw = np.zeros((py, py))
+    sw[rw, cw] = theta[p : p + k]
     sw = sw + np.tril(sw, -1).T
-    sb = sb + np.tril(sb, -1).T
+    small = np.zeros((len(b), len(b)))
+    small[rb, cb] = theta[p + k :]
+    small = small + np.tril(small, -1).T
+    sb = np.zeros((p, p))
+    sb[np.ix_(b, b)] = small
     return Moments2L(theta[:p].copy(), sw, sb)
 
 
 def saturated_gradient(stats: ClusterStats, m: Moments2L) -> np.ndarray:
-    """Gradient of :func:`loglik` by the saturated parameters ``(mu, vech W, vech B)``."""
+    """Gradient of :func:`loglik` by the saturated parameters (:func:`pack_saturated`)."""
     g = moment_gradient(stats, m)
-    rows, cols = np.tril_indices(stats.p)
-    off = np.where(rows == cols, 1.0, 2.0)
-    return np.concatenate([g.mu, off * g.sigma_w[rows, cols], off * g.sigma_b[rows, cols]])
+    rw, cw, ow = _tril(stats.p_y)
+    b = stats.between_index
+    rb, cb, ob = _tril(len(b))
+    gb = g.sigma_b[np.ix_(b, b)]
+    return np.concatenate([g.mu, ow * g.sigma_w[rw, cw], ob * gb[rb, cb]])
 
 
 def saturated_scores(stats: ClusterStats, m: Moments2L) -> np.ndarray:
-    """Per-cluster scores by the saturated parameters, ``(J, p + p(p+1))``."""
+    """Per-cluster scores by the saturated parameters, ``(J, q)``."""
     g = cluster_scores(stats, m)
-    rows, cols = np.tril_indices(stats.p)
-    off = np.where(rows == cols, 1.0, 2.0)
-    return np.hstack([g.mu, off * g.sigma_w[:, rows, cols], off * g.sigma_b[:, rows, cols]])
+    rw, cw, ow = _tril(stats.p_y)
+    b = stats.between_index
+    rb, cb, ob = _tril(len(b))
+    gb = g.sigma_b[:, b][:, :, b]
+    return np.hstack([g.mu, ow * g.sigma_w[:, rw, cw], ob * gb[:, rb, cb]])
 
 
 def numeric_hessian(
@@ -323,18 +406,21 @@ def numeric_hessian(
 def saturated(
     stats: ClusterStats, method: str = "lavaan", tol: float = 1e-4, max_iter: int = 5000
 ) -> Saturated:
-    """The saturated two-level model (free ``mu``, ``Sigma_W``, ``Sigma_B``) by ML.
+    """The saturated two-level model (free means, ``Sigma_W`` and ``Sigma_B``) by ML.
 
     ``method="lavaan"`` (the default, for parity): EM as lavaan 0.6-14's
-    ``lav_mvnorm_cluster_em_sat`` does it - the cluster effects (with their mean) are the
-    missing data, separate within and between means, the start ``Sigma_W = Sigma_B = I`` and
-    means 0, and a stop as soon as an iteration raises the log-likelihood by less than ``tol``
-    (1e-4). That stop leaves the log-likelihood slightly below its maximum (0.006 on the
-    150 x 6 reference data), which enters lavaan's chi-square; we match lavaan there.
-    ``method="exact"``: the same EM, then Newton steps on the exact log-likelihood until its
-    gradient vanishes (the maximum itself). In a balanced design the maximum is in closed form
-    (Muthen 1994): ``mu`` the grand mean, ``Sigma_W = S_PW``, ``Sigma_B = (S_B - S_PW) / n``
-    with ``S_B`` ``n`` times the covariance of the cluster means (divisor ``J``), when PD.
+    ``lav_mvnorm_cluster_em_sat`` does it - the between parts of the clusters (with their
+    mean) are the missing data, separate within and between means, the start ``Sigma_W =
+    Sigma_B = I`` (0 for within-only variables) and means 0, the between-only variables'
+    moments fixed at their sample values (divisor ``J``), and a stop as soon as an iteration
+    raises the log-likelihood by less than ``tol`` (1e-4). That stop leaves the
+    log-likelihood slightly below its maximum (0.006 on the 150 x 6 reference data), which
+    enters lavaan's chi-square; we match lavaan there. ``method="exact"``: the same EM, then
+    Newton steps on the exact log-likelihood until its gradient vanishes (the maximum
+    itself). In a balanced design without cluster-level or within-only variables the maximum
+    is in closed form (Muthen 1994): ``mu`` the grand mean, ``Sigma_W = S_PW``, ``Sigma_B =
+    (S_B - S_PW) / n`` with ``S_B`` ``n`` times the covariance of the cluster means (divisor
+    ``J``), when PD.
 
     Returns
     -------
@@ -352,67 +438,108 @@ def saturated(
     m, iterations, converged = _em_saturated(stats, tol, max_iter)
     if method == "lavaan":
         return Saturated(m, loglik(stats, m), iterations, converged)
-    p = stats.p
-    theta = pack_saturated(m)
+    theta = pack_saturated(stats, m)
 
     def grad(t: np.ndarray) -> np.ndarray:
-        return saturated_gradient(stats, unpack_saturated(t, p))
+        return saturated_gradient(stats, unpack_saturated(stats, t))
 
     for _ in range(20):
         g = grad(theta)
         if np.max(np.abs(g)) < 1e-9 * stats.nobs:
             break
         step = np.linalg.solve(numeric_hessian(grad, theta), g)
+        base = loglik(stats, unpack_saturated(stats, theta))
         new, shrink = theta - step, 1.0
-        while (
-            loglik(stats, unpack_saturated(new, p)) < loglik(stats, unpack_saturated(theta, p))
-            and shrink > 1e-4
-        ):
+        while loglik(stats, unpack_saturated(stats, new)) < base and shrink > 1e-4:
             shrink /= 2
             new = theta - shrink * step
         theta = new
-    m = unpack_saturated(theta, p)
+    m = unpack_saturated(stats, theta)
     return Saturated(m, loglik(stats, m), iterations, converged)
+
+
+def _em_moments(
+    stats: ClusterStats,
+    sw: np.ndarray,
+    sb: np.ndarray,
+    syz: np.ndarray,
+    szz: np.ndarray,
+    mu_w: np.ndarray,
+    mu_b: np.ndarray,
+    mu_z: np.ndarray,
+) -> Moments2L:
+    """The model moments of the EM's state: within-only rows of ``Sigma_B`` and means 0."""
+    py = stats.p_y
+    within_only = np.setdiff1d(np.arange(py), stats.between_index)
+    mu_y = mu_w + mu_b
+    mu_y[within_only] = mu_w[within_only]
+    full = np.zeros((stats.p, stats.p))
+    full[:py, :py] = sb
+    full[:py, py:] = syz
+    full[py:, :py] = syz.T
+    full[py:, py:] = szz
+    full[within_only, :] = 0.0
+    full[:, within_only] = 0.0
+    return Moments2L(np.concatenate([mu_y, mu_z]), sw, full)
 
 
 def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> tuple[Moments2L, int, bool]:
     """EM for the saturated model (Raudenbush 1995), started and stopped as lavaan 0.6-14.
 
     The between part ``v_j = mu_B + b_j`` of each cluster is missing; given the current
-    moments it is normal with mean ``mu_B + Sigma_B Omega_j^-1 (ybar_j - mu)`` and covariance
-    ``Sigma_B - Sigma_B Omega_j^-1 Sigma_B`` (``Omega_j = Sigma_B + Sigma_W / n_j``); the
-    M-step takes the within and between moments of the completed data.
+    moments and the cluster vector it is normal (the conditional mean and covariance of the
+    joint normal of ``v_j`` and ``(z_j, ybar_j)``); the M-step takes the within and between
+    moments of the completed data. The between-only variables' mean and covariance stay at
+    their sample values, as lavaan's ``lav_mvnorm_cluster_em_sat``. As there, the EM's own
+    between covariance keeps rows for within-only variables; the log-likelihood that decides
+    the stop, and the moments returned, set them to 0.
     """
-    p, n_obs, n_cl = stats.p, stats.nobs, stats.nclusters
-    y1y1 = stats.within_ss.sum(axis=0) + (stats.means * stats.sizes[:, None]).T @ stats.means
-    sw, sb = np.eye(p), np.eye(p)
-    mu_w, mu_b = np.zeros(p), np.zeros(p)
-    last = loglik(stats, Moments2L(mu_w + mu_b, sw, sb))
+    py, pz, n_obs, n_cl = stats.p_y, stats.p_z, stats.nobs, stats.nclusters
+    within_only = np.setdiff1d(np.arange(py), stats.between_index)
+    ybar_all = stats.means[:, :py]
+    z_all = stats.means[:, py:]
+    y1y1 = stats.within_ss.sum(axis=0) + (ybar_all * stats.sizes[:, None]).T @ ybar_all
+    mu_z = z_all.mean(axis=0)
+    zc = z_all - mu_z
+    szz = zc.T @ zc / n_cl
+    sw = np.eye(py)
+    sb = np.eye(py)
+    sb[within_only, within_only] = 0.0
+    syz = np.zeros((py, pz))
+    mu_w, mu_b = np.zeros(py), np.zeros(py)
+    # the start as lavaan evaluates it: identity between covariance (0 for within-only)
+    last = loglik(stats, _em_moments(stats, sw, sb, syz, np.eye(pz), mu_w, mu_b, np.zeros(pz)))
     converged = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
-        mu = mu_w + mu_b
-        cw2 = np.zeros((p, p))
-        cb = np.zeros((p, p))
-        mw = np.zeros(p)
-        mb = np.zeros(p)
+        mu = np.concatenate([mu_z, mu_w + mu_b])
+        sigma_1 = np.hstack([syz, sb])  # Cov(between part of y, (z, ybar))
+        cw2 = np.zeros((py, py))
+        cb = np.zeros((py, py))
+        zy = np.zeros((pz, py))
+        mw = np.zeros(py)
+        mb = np.zeros(py)
         for n, idx in zip(stats.size_values, stats.size_groups, strict=True):
-            ybar = stats.means[idx]
-            k = sb @ np.linalg.inv((sw + n * sb) / n)
-            ev = (ybar - mu) @ k.T + mu_b
-            covv = len(idx) * (sb - k @ sb)
+            ybar = ybar_all[idx]
+            bj = np.hstack([z_all[idx], ybar])
+            omega = np.block([[szz, syz.T], [syz, (sw + n * sb) / n]])
+            k = sigma_1 @ np.linalg.inv(omega)
+            ev = (bj - mu) @ k.T + mu_b
+            covv = len(idx) * (sb - k @ sigma_1.T)
             evv = 0.5 * (covv + covv.T) + ev.T @ ev
             mw += n * (ybar - ev).sum(axis=0)
             mb += ev.sum(axis=0)
             cw2 += n * (evv - ybar.T @ ev - ev.T @ ybar)
             cb += evv
+            zy += z_all[idx].T @ ev
         mu_w, mu_b = mw / n_obs, mb / n_cl
         sw = (y1y1 + cw2) / n_obs - np.outer(mu_w, mu_w)
         sb = cb / n_cl - np.outer(mu_b, mu_b)
         sw, sb = 0.5 * (sw + sw.T), 0.5 * (sb + sb.T)
-        now = loglik(stats, Moments2L(mu_w + mu_b, sw, sb))
+        syz = (zy / n_cl - np.outer(mu_z, mu_b)).T
+        now = loglik(stats, _em_moments(stats, sw, sb, syz, szz, mu_w, mu_b, mu_z))
         if now - last < tol:
             converged = True
             break
         last = now
-    return Moments2L(mu_w + mu_b, sw, sb), iterations, converged
+    return _em_moments(stats, sw, sb, syz, szz, mu_w, mu_b, mu_z), iterations, converged

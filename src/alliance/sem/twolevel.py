@@ -19,10 +19,11 @@ the baseline for CFI/TLI (:func:`baseline_twolevel`) has free variances (and bet
 both levels and no covariances. The fit measures are in
 :mod:`alliance.sem.twolevel_fitmeasures`.
 
-Scope: continuous, complete data; the same items at both levels (within-only or between-only
-variables are not supported); equality labels within a level (not across levels); no
-defined parameters or inequality constraints. Ordinal two-level models (which lavaan cannot
-fit by ML either) may come later through the Bayesian models.
+Variables of one level only are lavaan's within-only variables (their mean at level 1, no
+between part) and between-only variables (one value per cluster, jointly normal with the
+cluster parts of the others). Scope: continuous, complete data; equality labels within a
+level (not across levels); no defined parameters or inequality constraints. Ordinal two-level
+models (which lavaan cannot fit by ML either) may come later through the Bayesian models.
 
 References
 ----------
@@ -85,16 +86,23 @@ class TwoLevelModel:
     syntax
         The model text with its ``level:`` blocks.
     within, between
-        The two levels' models; the within model's intercepts and latent means are fixed at 0.
+        The two levels' models; the within model's intercepts of variables at both levels and
+        its latent means are fixed at 0 (the means are at level 2).
     ov
-        The items in lavaan's order (first appearance in the within block); both levels'
-        matrices are put in this order.
+        All variables in the order of :class:`~alliance.sem.mvnorm_cluster.ClusterStats`: the
+        within model's (lavaan's order: first appearance in the level-1 block), then the
+        between-only ones.
+    within_only, between_only
+        Variables of one level's model only (lavaan's within-only variables, with their mean
+        at level 1 and no between part; between-only variables, one value per cluster).
     """
 
     syntax: str
     within: ModelSpec
     between: ModelSpec
     ov: list[str]
+    within_only: list[str]
+    between_only: list[str]
 
     @classmethod
     def from_syntax(cls, model: str, std_lv: bool = False) -> TwoLevelModel:
@@ -103,37 +111,31 @@ class TwoLevelModel:
         Raises
         ------
         ValueError
-            For syntax errors (:func:`~alliance.sem.syntax.split_levels`), different items at
-            the two levels, a label used at both levels, defined parameters, inequality
-            constraints, thresholds, or intercepts / means written at level 1.
+            For syntax errors (:func:`~alliance.sem.syntax.split_levels`), a label used at both
+            levels, defined parameters, inequality constraints, thresholds, or intercepts /
+            means written at level 1 for variables of both levels or factors.
         """
         blocks = split_levels(model)
-        for level, text in blocks.items():
-            for s in parse_syntax(text):
+        statements = {level: parse_syntax(text) for level, text in blocks.items()}
+        for level, stmts in statements.items():
+            for s in stmts:
                 if s.op in (":=", "<", ">", "|"):
                     raise ValueError(
                         f"line {s.line}: {s.op!r} is not supported in a two-level model "
                         f"(level {level}), got {s.lhs} {s.op} {s.rhs}"
                     )
-                if s.op == "~1" and level == 1:
-                    raise ValueError(
-                        f"line {s.line}: {s.lhs} ~ 1 at level 1: in a two-level model the means "
-                        "are at level 2 (the within intercepts and latent means are fixed at 0)"
-                    )
         within = ModelSpec.from_syntax(blocks[1], std_lv=std_lv, meanstructure=True)
         between = ModelSpec.from_syntax(blocks[2], std_lv=std_lv, meanstructure=True)
-        if set(within.ov) != set(between.ov):
-            only_w = sorted(set(within.ov) - set(between.ov))
-            only_b = sorted(set(between.ov) - set(within.ov))
-            raise ValueError(
-                "both levels must model the same items (within-only or between-only variables "
-                f"are not supported); only at level 1: {only_w}, only at level 2: {only_b}"
-            )
-        for r in within.table:
-            if r.op == "~1":
-                r.free, r.value = 0, 0.0
-        number_free(within.table)
-        within.invalidate()
+        within_only = [v for v in within.ov if v not in between.ov]
+        between_only = [v for v in between.ov if v not in within.ov]
+        for s in statements[1]:
+            if s.op == "~1" and s.lhs not in within_only:
+                raise ValueError(
+                    f"line {s.line}: {s.lhs} ~ 1 at level 1: in a two-level model the means "
+                    "of variables at both levels and of factors are at level 2 (fixed at 0 "
+                    "within)"
+                )
+        _means_at_level_2(within, within_only)
         labels_w = {r.label for r in within.table if r.label}
         labels_b = {r.label for r in between.table if r.label}
         shared = sorted(labels_w & labels_b)
@@ -141,19 +143,15 @@ class TwoLevelModel:
             raise ValueError(
                 f"labels used at both levels (equality across levels is not supported): {shared}"
             )
-        return cls(syntax=model, within=within, between=between, ov=list(within.ov))
+        return cls(model, within, between, within.ov + between_only, within_only, between_only)
 
     @classmethod
-    def independence(cls, ov: list[str]) -> TwoLevelModel:
-        """The baseline model: free variances at both levels, free between means."""
-        within = ModelSpec.independence(ov, meanstructure=True)
-        for r in within.table:
-            if r.op == "~1":
-                r.free, r.value = 0, 0.0
-        number_free(within.table)
-        within.invalidate()
-        between = ModelSpec.independence(ov, meanstructure=True)
-        return cls(syntax="", within=within, between=between, ov=list(ov))
+    def independence(cls, model: TwoLevelModel) -> TwoLevelModel:
+        """The baseline of ``model``: free variances at both levels and means, no covariances."""
+        within = ModelSpec.independence(model.within.ov, meanstructure=True)
+        _means_at_level_2(within, model.within_only)
+        between = ModelSpec.independence(model.between.ov, meanstructure=True)
+        return cls("", within, between, list(model.ov), model.within_only, model.between_only)
 
     @property
     def npar(self) -> int:
@@ -161,36 +159,41 @@ class TwoLevelModel:
         return self.within.npar + self.between.npar
 
     @property
-    def perm(self) -> np.ndarray:
-        """Positions of :attr:`ov` in the between model's order."""
-        return np.array([self.between.ov.index(v) for v in self.ov])
+    def between_positions(self) -> np.ndarray:
+        """Positions in :attr:`ov` of the between model's variables (its order)."""
+        return np.array([self.ov.index(v) for v in self.between.ov])
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The within and between parts of the free vector."""
         return x[: self.within.npar], x[self.within.npar :]
 
     def moments(self, x: np.ndarray) -> Moments2L:
-        """Implied ``mu`` (within plus between means), ``Sigma_W`` and ``Sigma_B``."""
+        """Implied means (within plus between), ``Sigma_W`` and ``Sigma_B`` (``ov`` order)."""
         xw, xb = self.split(x)
         iw = self.within.implied(xw, 1)[0]
         ib = self.between.implied(xb, 1)[0]
-        q = self.perm
-        return Moments2L(iw.mu + ib.mu[q], iw.sigma, ib.sigma[np.ix_(q, q)])
+        p, py, q = len(self.ov), len(self.within.ov), self.between_positions
+        mu = np.zeros(p)
+        mu[:py] = iw.mu
+        mu[q] += ib.mu
+        sigma_b = np.zeros((p, p))
+        sigma_b[np.ix_(q, q)] = ib.sigma
+        return Moments2L(mu, iw.sigma, sigma_b)
 
     def jacobians(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``d mu``, ``d Sigma_W`` and ``d Sigma_B`` by the free parameters (rows)."""
         xw, xb = self.split(x)
-        p, kw, k = len(self.ov), self.within.npar, self.npar
+        p, py, kw, k = len(self.ov), len(self.within.ov), self.within.npar, self.npar
         dsw, dmw, _ = self.within.jacobian(xw, 1)
         dsb, dmb, _ = self.between.jacobian(xb, 1)
-        q = self.perm
+        q = self.between_positions
         dmu = np.zeros((k, p))
-        dmu[:kw] = dmw
-        dmu[kw:] = dmb[:, q]
-        d_w = np.zeros((k, p, p))
+        dmu[:kw, :py] = dmw
+        dmu[kw:, q] = dmb
+        d_w = np.zeros((k, py, py))
         d_w[:kw] = dsw
         d_b = np.zeros((k, p, p))
-        d_b[kw:] = dsb[:, q][:, :, q]
+        d_b[kw:, q[:, None], q[None, :]] = dsb
         return dmu, d_w, d_b
 
     def rows(self) -> list[tuple[int, Any, int]]:
@@ -203,6 +206,15 @@ class TwoLevelModel:
         """Every row's value (fixed values, estimates) in :meth:`rows` order."""
         xw, xb = self.split(x)
         return np.concatenate([self.within.row_values(xw), self.between.row_values(xb)])
+
+
+def _means_at_level_2(within: ModelSpec, within_only: list[str]) -> None:
+    """Fix the within intercepts (but of within-only variables) and latent means at 0."""
+    for r in within.table:
+        if r.op == "~1" and r.lhs not in within_only:
+            r.free, r.value = 0, 0.0
+    number_free(within.table)
+    within.invalidate()
 
 
 @dataclass
@@ -281,10 +293,10 @@ def _scores(model: TwoLevelModel, stats: ClusterStats, x: np.ndarray) -> np.ndar
 
 def _start(model: TwoLevelModel, h1: Moments2L) -> np.ndarray:
     """Starting values from the saturated moments of each level (see ``start_values``)."""
-    q = model.perm
-    inv = np.argsort(q)
-    xw = start_values(model.within, [h1.sigma_w], [np.zeros(len(model.ov))])
-    xb = start_values(model.between, [h1.sigma_b[np.ix_(inv, inv)]], [h1.mu[inv]])
+    q = model.between_positions
+    py = len(model.within.ov)
+    xw = start_values(model.within, [h1.sigma_w], [h1.mu[:py]])
+    xb = start_values(model.between, [h1.sigma_b[np.ix_(q, q)]], [h1.mu[q]])
     return np.concatenate([xw, xb])
 
 
@@ -380,7 +392,9 @@ def estimate_twolevel(
             f"two-level estimator must be one of {TWOLEVEL_ESTIMATORS}, got {estimator!r}"
         )
     spec = model if isinstance(model, TwoLevelModel) else TwoLevelModel.from_syntax(model, std_lv)
-    stats = cluster_stats(data, spec.ov, cluster)
+    stats = cluster_stats(
+        data, spec.within.ov, cluster, spec.between_only, within_only=spec.within_only
+    )
     # small matrices: one BLAS thread is faster than several (and leaves the other core free)
     with threadpool_limits(limits=1, user_api="blas"):
         sat = saturated(stats)
@@ -396,8 +410,8 @@ def estimate_twolevel(
 def _fit(
     spec: TwoLevelModel, stats: ClusterStats, est: str, h1: Moments2L, h1_logl: float
 ) -> TwoLevelFit:
-    p = stats.p
-    df = int(p + p * (p + 1) - spec.npar)
+    p, py, pb = stats.p, stats.p_y, len(stats.between_index)
+    df = int(p + py * (py + 1) // 2 + pb * (pb + 1) // 2 - spec.npar)
     x, converged, iterations, message, hess = _maximize(spec, stats, _start(spec, h1))
     logl = loglik(stats, spec.moments(x))
     fit = TwoLevelFit(
@@ -452,9 +466,8 @@ def _yuan_bentler(
     information of the saturated model at its estimates ``m`` (lavaan's mplus variant
     always takes the unstructured h1 information), ``A0``/``B0`` those of the model.
     """
-    theta = pack_saturated(m)
-    p = stats.p
-    a1 = -numeric_hessian(lambda t: saturated_gradient(stats, unpack_saturated(t, p)), theta)
+    theta = pack_saturated(stats, m)
+    a1 = -numeric_hessian(lambda t: saturated_gradient(stats, unpack_saturated(stats, t)), theta)
     s1 = saturated_scores(stats, m)
     b1 = s1.T @ s1
     trace_h1 = float(np.trace(np.linalg.solve(a1, b1)))
@@ -469,5 +482,5 @@ def _yuan_bentler(
 
 def baseline_twolevel(fit: TwoLevelFit) -> TwoLevelFit:
     """The baseline (independence) model fitted to the same data and saturated model."""
-    spec = TwoLevelModel.independence(fit.model.ov)
+    spec = TwoLevelModel.independence(fit.model)
     return _fit(spec, fit.stats, fit.estimator, fit.h1, fit.h1_logl)

@@ -111,7 +111,9 @@ def twolevel_fit_measures(fit: TwoLevelFit, baseline: TwoLevelFit | None = None)
     out["rmsea.notclose.pvalue"] = rmsea_pvalue(x2, df, n, h0=0.08, close=False)
     m = fit.model.moments(fit.x)
     out["srmr_within"] = srmr_level(fit.h1.sigma_w, m.sigma_w)
-    out["srmr_between"] = srmr_level(fit.h1.sigma_b, _force_pd(m.sigma_b))
+    b = fit.stats.between_index
+    between = _force_pd(m.sigma_b[np.ix_(b, b)])
+    out["srmr_between"] = srmr_level(fit.h1.sigma_b[np.ix_(b, b)], between)
     out["srmr"] = out["srmr_within"] + out["srmr_between"]
     if fit.estimator == "MLR" and "chisq.scaling.factor" in fit.scaled:
         out.update(_scaled_measures(fit, baseline, x2b, dfb))

@@ -4,7 +4,12 @@ Sessions within patients: 12 items (wai_01 ... wai_12, the WAI-SR key: task, goa
 three correlated within-patient (session-level) factors and three correlated between-patient
 factors (between factors correlate .8, so a one-factor between model fits roughly too).
 ``balanced.csv``: 150 patients x 6 sessions; ``unbalanced.csv``: 150 patients with 2-8
-sessions each (uniform). Columns ``patient``, ``session`` and the items (continuous).
+sessions each (uniform). Columns ``patient``, ``session`` and the items (continuous), then two
+variables of one level only, drawn afterwards from their own generator (the items above do not
+change with them): ``x_w``, a session-level variable without a patient part (within-only:
+0.5 x the session's deviation of wai_01 from its patient mean plus noise), and ``z_b``, a
+patient-level variable (between-only: one value per patient, 0.6 x the patient's mean of
+wai_03 plus noise).
 
 Run from the repository root:  .venv/bin/python tests/data/twolevel/make_data.py
 then:  Rscript tests/data/twolevel/make_twolevel.R  (tests never call R)
@@ -72,10 +77,26 @@ def simulate(sizes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["patient", "session", *ITEMS])
 
 
+def one_level_variables(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Add ``x_w`` (within-only) and ``z_b`` (between-only) to a simulated table."""
+    out = frame.copy()
+    by = out.groupby("patient")
+    within = out["wai_01"] - by["wai_01"].transform("mean")
+    out["x_w"] = np.round(0.5 * within + rng.normal(0, 0.5, len(out)), 6)
+    patient_mean = by["wai_03"].transform("mean")
+    noise = pd.Series(rng.normal(0, 0.4, out["patient"].nunique()),
+                      index=by.size().index)  # fmt: skip
+    out["z_b"] = np.round(0.6 * patient_mean + out["patient"].map(noise), 6)
+    return out
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
-    simulate(np.full(150, 6), rng).to_csv(HERE / "balanced.csv", index=False)
-    simulate(rng.integers(2, 9, size=150), rng).to_csv(HERE / "unbalanced.csv", index=False)
+    balanced = simulate(np.full(150, 6), rng)
+    unbalanced = simulate(rng.integers(2, 9, size=150), rng)
+    extra = np.random.default_rng(SEED + 1)
+    one_level_variables(balanced, extra).to_csv(HERE / "balanced.csv", index=False)
+    one_level_variables(unbalanced, extra).to_csv(HERE / "unbalanced.csv", index=False)
     (HERE / "truth.json").write_text(
         json.dumps({"seed": SEED, "factors": FACTORS, **TRUTH}, indent=1) + "\n"
     )
