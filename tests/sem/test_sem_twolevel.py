@@ -275,7 +275,13 @@ def test_fit_measures_match_lavaan(case: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["balanced_ml_same", "unbalanced_mlr_one", "unbalanced_ml_same_stdlv"]
+    "case",
+    [
+        "balanced_ml_same",
+        "unbalanced_mlr_one",
+        "unbalanced_ml_same_stdlv",
+        "unbalanced_mlr_onelevel",
+    ],
 )
 def test_standardized_solution_matches_lavaan(case: str) -> None:
     """std.all by level (each level by its own implied SDs) with delta-method SEs."""
