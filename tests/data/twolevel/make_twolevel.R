@@ -76,5 +76,5 @@ cases <- list(
   unbalanced_ml_same_stdlv = run("unbalanced.csv", "same", "ML", std.lv = TRUE),
   unbalanced_ml_onelevel = run("unbalanced.csv", "onelevel", "ML"),
   unbalanced_mlr_onelevel = run("unbalanced.csv", "onelevel", "MLR"))
-writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"),
+writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = FALSE, na = "null"),
            file.path(here, "lavaan_twolevel.json"))
