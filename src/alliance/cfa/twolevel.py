@@ -202,14 +202,20 @@ def twolevel_table(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_table(result: dict[str, Any], path_stem: str | Path) -> None:
-    """The fit table (CSV through the formula-safe writer, and Markdown), or the skip reason."""
-    from alliance.tables import write_csv
-    from alliance.tables import write_table as write
+    """The fit table as CSV and Markdown, or the reason the fit was skipped.
 
+    The CSV keeps full precision (formula-safe writer); the Markdown rounds to 3 decimals and
+    carries the table's title and note.
+    """
+    from alliance.tables import write_csv, write_csv_and_markdown
+
+    Path(path_stem).parent.mkdir(parents=True, exist_ok=True)
     if result.get("state") == "skipped":
-        Path(path_stem).parent.mkdir(parents=True, exist_ok=True)
         skipped = {"Model": result.get("model_name"), "Skipped": result.get("reason")}
         write_csv(pd.DataFrame([skipped]), Path(f"{path_stem}.csv"), index=False)
         Path(f"{path_stem}.md").write_text(f"Skipped: {result.get('reason')}\n")
         return
-    write(twolevel_table(result), path_stem)
+    table = twolevel_table(result)
+    write_csv_and_markdown(
+        table, Path(f"{path_stem}.csv"), table.attrs["title"], table.attrs["note"], digits=3
+    )
