@@ -84,7 +84,10 @@ def test_summary_section(tmp_path: Path) -> None:
                                            "reason": "no complete session rows"})  # fmt: skip
     parts, warnings = twolevel_parts(tmp_path, "ds")
     assert "Two-level CFA, sessions within patients (ML)" in parts[0]
-    assert "| correlated within, one general factor between | ML | 900 | 150 |" in parts[0]
+    assert (
+        "| correlated within, one general factor between | ML | 900 | 150 | 134.74 | 105 | 0.027 "
+        "| 0.993 | 0.992 | 0.018 | 0.026 | 0.091 |" in parts[0]
+    )
     assert "left out (4)" in parts[0]
     assert warnings == ["ds, two-level CFA, MLR: skipped: no complete session rows"]
     assert twolevel_table(fitted).loc[0, "SRMR between"] == 0.091

@@ -356,9 +356,16 @@ def twolevel_parts(results: Path, name: str) -> tuple[list[str], list[str]]:
             issues = "; ".join((result.get("status") or {}).get("issues", []))
             warnings.append(f"{label}: no admissible solution ({issues}): no fit indices")
         table = twolevel_table(result)
+        shown = table.copy()
+        for col in shown.columns:
+            if pd.api.types.is_float_dtype(shown[col]):
+                digits = 2 if col == "chi2" else 3
+                shown[col] = shown[col].map(lambda v, d=digits: _fmt(v, d))
+        if "p" in shown.columns:
+            shown["p"] = table["p"].map(lambda v: "< .001" if v < 0.001 else _fmt(v, 3))
         parts.append(
             f"**{name}: {table.attrs['title']}**\n\n"
-            + markdown_table(table)
+            + markdown_table(shown)
             + f"\n\n*Note.* {table.attrs['note']}"
         )
     return parts, warnings
