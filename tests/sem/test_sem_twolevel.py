@@ -154,6 +154,9 @@ def test_cluster_stats_rejects_bad_data() -> None:
         cluster_stats(bad, ov, "patient")
     with pytest.raises(ValueError, match="two or more clusters in 'patient', got 1"):
         cluster_stats(df.assign(patient=1), ov, "patient")
+    flat = df.assign(wai_02=df.groupby("patient")["wai_01"].transform("mean"))
+    with pytest.raises(ValueError, match=r"no variation within the clusters.*\['wai_02'\]"):
+        cluster_stats(flat, ov, "patient")
     with pytest.raises(ValueError, match="every cluster of 'patient' has one row"):
         cluster_stats(df.drop_duplicates("patient"), ov, "patient")
 

@@ -170,8 +170,8 @@ def cluster_stats(
     ValueError
         For a missing cluster column or label, a variable that is absent, not numeric or has
         missing values (two-level FIML is not implemented), a between-only variable that
-        varies within a cluster, fewer than two clusters, or no cluster with two or more rows
-        (no within-cluster variance).
+        varies within a cluster, a level-1 variable that does not vary within clusters, fewer
+        than two clusters, or no cluster with two or more rows (no within-cluster variance).
     """
     if cluster not in data.columns:
         raise ValueError(
@@ -225,6 +225,12 @@ def cluster_stats(
     within_ss = np.zeros((nclusters, p_y, p_y))
     np.add.at(within_ss, codes, dev[:, :, None] * dev[:, None, :])
     s_pw = within_ss.sum(axis=0) / (n - nclusters)
+    flat = [v for k, v in enumerate(ov) if s_pw[k, k] <= 1e-12 * max(1.0, float(y[:, k].var()))]
+    if flat:
+        raise ValueError(
+            f"level-1 variables with no variation within the clusters of {cluster!r}: {flat}; "
+            "a variable with one value per cluster belongs in the level 2 block only"
+        )
     size_values = np.unique(sizes)
     groups = [np.flatnonzero(sizes == s) for s in size_values]
     unknown = sorted(set(within_only) - set(ov))
@@ -538,6 +544,8 @@ def _em_saturated(stats: ClusterStats, tol: float, max_iter: int) -> tuple[Momen
         sw, sb = 0.5 * (sw + sw.T), 0.5 * (sb + sb.T)
         syz = (zy / n_cl - np.outer(mu_z, mu_b)).T
         now = loglik(stats, _em_moments(stats, sw, sb, syz, szz, mu_w, mu_b, mu_z))
+        if not np.isfinite(now):  # a covariance matrix left the PD cone: not converged
+            break
         if now - last < tol:
             converged = True
             break
