@@ -39,6 +39,7 @@ OPTIONAL_MODULES = (
     "bench.meta_speed",
     "bench.panel_speed",
     "bench.longinv_speed",
+    "bench.twolevel_speed",
 )
 
 

@@ -39,6 +39,7 @@ STAGES = frozenset(
         "alliance.describe.stage",
         "alliance.cfa.stage",
         "alliance.cfa.longinv",
+        "alliance.cfa.twolevel",
         "alliance.bayes.api",
         "alliance.bayes.sensitivity",
         "alliance.process",

@@ -123,6 +123,43 @@ rule cfa_invariance_long:
         "../../scripts/cfa_invariance_long.py"
 
 
+rule cfa_twolevel:
+    input:
+        item_table="results/{analysis_dataset}/ingest/items.parquet",
+        report="results/{analysis_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
+    output:
+        fit="results/{analysis_dataset}/cfa/twolevel_{estimator}.json",
+        table=report(
+            "results/{analysis_dataset}/cfa/tables/twolevel_{estimator}.csv",
+            caption="../report/cfa_twolevel.rst",
+            category="Measurement",
+            subcategory="{analysis_dataset}",
+            labels={
+                "dataset": "{analysis_dataset}",
+                "table": "two-level CFA {estimator}",
+            },
+        ),
+    log:
+        "results/{analysis_dataset}/logs/cfa_twolevel_{estimator}.log",
+    benchmark:
+        "results/{analysis_dataset}/benchmarks/cfa_twolevel_{estimator}.tsv"
+    wildcard_constraints:
+        estimator="ML|MLR",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        model=config["cfa"]["invariance"]["model"],
+        rater=config["cfa"]["twolevel"]["rater"],
+        between=config["cfa"]["twolevel"]["between"],
+    script:
+        "../../scripts/cfa_twolevel.py"
+
+
 rule cfa_report:
     input:
         item_table="results/{analysis_dataset}/ingest/items.parquet",

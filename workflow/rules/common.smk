@@ -48,6 +48,15 @@ if _unknown:
         f"config/config.yaml: key 'bayes.models_by_dataset' names {_unknown}, which are not "
         f"item datasets of 'datasets' ({', '.join(ITEM_DATASETS)})"
     )
+_unknown = sorted(
+    set((config["cfa"].get("twolevel") or {}).get("datasets") or [])
+    - set(ITEM_DATASETS)
+)
+if _unknown:
+    raise ValueError(
+        f"config/config.yaml: key 'cfa.twolevel.datasets' names {_unknown}, which are not "
+        f"item datasets of 'datasets' ({', '.join(ITEM_DATASETS)})"
+    )
 PROCESS_BAYES = config["process_bayes"]["enabled"]
 PROCESS_BAYES_MODELS = list(config["process_bayes"]["models"])
 META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >= 2
@@ -298,6 +307,16 @@ def longitudinal_datasets():
     return list(long.get("datasets") or [])
 
 
+def twolevel_datasets():
+    """The datasets of the two-level CFA (sessions within patients; none when empty)."""
+    return list((config["cfa"].get("twolevel") or {}).get("datasets") or [])
+
+
+def twolevel_estimators():
+    """The estimators of cfa.estimators a two-level CFA takes (ML, MLR; not WLSMV)."""
+    return [e for e in config["cfa"]["estimators"] if e in ("ML", "MLR")]
+
+
 def cfa_outputs(name):
     """The CFA outputs of one dataset: comparisons per estimator and invariance ladders."""
     if not CFA:
@@ -318,6 +337,10 @@ def cfa_outputs(name):
         out += [
             f"results/{name}/cfa/invariance_long_{e}.json"
             for e in config["cfa"]["estimators"]
+        ]
+    if name in twolevel_datasets():
+        out += [
+            f"results/{name}/cfa/tables/twolevel_{e}.csv" for e in twolevel_estimators()
         ]
     return out
 

@@ -5,8 +5,71 @@ from __future__ import annotations
 import argparse
 
 
+def _cmd_twolevel(args: argparse.Namespace) -> int:
+    """``alliance cfa DATA --model M.lav --cluster COL``: a two-level CFA (ML or MLR)."""
+    from pathlib import Path
+
+    from alliance.cfa.stage import read_cfa_data
+    from alliance.jsonio import write_json
+    from alliance.sem.twolevel_output import fit_twolevel
+
+    estimator = args.estimator or "ML"
+    if estimator not in ("ML", "MLR"):
+        raise ValueError(
+            f"--cluster: two-level CFA is fitted by ML or MLR, got --estimator {estimator}"
+        )
+    clashes = [
+        flag
+        for flag, used in (
+            ("--group", args.group),
+            ("--ordered", args.ordered),
+            ("--continuous", args.continuous),
+            ("--missing", args.missing),
+        )
+        if used
+    ]
+    if clashes:
+        raise ValueError(f"--cluster {args.cluster!r} cannot be combined with {', '.join(clashes)}")
+    if Path(args.data).is_dir():
+        raise ValueError(
+            f"--cluster needs a data file with one row per level-1 unit (e.g. session), got the "
+            f"folder {args.data!r}; the workflow's cfa_twolevel rule fits ingested datasets"
+        )
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise ValueError(
+            f"--model {args.model!r}: a two-level model is a .lav file with level: blocks"
+        )
+    data, _, sample = read_cfa_data(args.data)
+    result = fit_twolevel(
+        data, model_path.read_text(), args.cluster, estimator=estimator, std_lv=args.std_lv
+    )
+    result["sample"] = sample
+    write_json(args.out, result)
+    fit = result.get("fit", {})
+
+    def shown(key: str) -> str:
+        value = fit.get(key)
+        return "NA" if value is None else f"{value:.3f}"
+
+    status = result.get("status", {})
+    issues = "" if status.get("admissible", True) else f", not admissible: {status.get('issues')}"
+    print(
+        f"two-level {estimator} ({result['nclusters']} clusters, {result['ntotal']} rows): "
+        f"chisq = {shown('chisq')}, df = {fit.get('df')}, cfi = {shown('cfi')}, "
+        f"rmsea = {shown('rmsea')}, srmr_within = {shown('srmr_within')}, "
+        f"srmr_between = {shown('srmr_between')}, converged = {result.get('converged')}"
+        f"{issues} -> {args.out}"
+    )
+    return 0
+
+
 def _cmd_cfa(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.cluster:
+        return _cmd_twolevel(args)
+    args.estimator = args.estimator or "WLSMV"
 
     from alliance.cfa.stage import invariance_sample, read_cfa_data
     from alliance.jsonio import write_json
@@ -128,8 +191,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--estimator",
         choices=["ML", "MLR", "WLSMV"],
-        default="WLSMV",
-        help="estimator (default: %(default)s)",
+        default=None,
+        help="estimator (default: WLSMV; ML with --cluster, which takes ML or MLR)",
     )
     p.add_argument(
         "--ordered",
@@ -159,6 +222,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="grouping column: adds the invariance ladder (for an ingest folder, --group rater "
         "uses one row per patient x rater)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help="cluster column (e.g. patient) of a two-level CFA: the model file holds lavaan's "
+        "level: 1 (within) and level: 2 (between) blocks; ML or MLR on complete continuous "
+        "data, as lavaan's cfa(..., cluster =); parameters carry their level, the fit "
+        "srmr_within and srmr_between",
     )
     p.add_argument(
         "--parameterization",

@@ -292,6 +292,9 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
         long_parts, long_warnings = longitudinal_parts(results, name)
         parts += long_parts
         warnings += long_warnings
+        two_parts, two_warnings = twolevel_parts(results, name)
+        parts += two_parts
+        warnings += two_warnings
     if not parts:
         return "No CFA was run.", warnings
     return "\n\n".join(parts), warnings
@@ -327,6 +330,42 @@ def longitudinal_parts(results: Path, name: str) -> tuple[list[str], list[str]]:
         parts.append(
             f"**{name}: {table.attrs['title']}**\n\n"
             + markdown_table(table)
+            + f"\n\n*Note.* {table.attrs['note']}"
+        )
+    return parts, warnings
+
+
+def twolevel_parts(results: Path, name: str) -> tuple[list[str], list[str]]:
+    """The two-level CFAs of one dataset (``cfa/twolevel_*.json``): sessions within patients.
+
+    Per estimator: the table of :func:`alliance.cfa.twolevel.twolevel_table` with its note, or
+    the reason it was skipped; an inadmissible fit (no fit indices) is a warning.
+    """
+    from alliance.cfa.twolevel import twolevel_table
+
+    parts: list[str] = []
+    warnings: list[str] = []
+    for path in sorted((results / name / "cfa").glob("twolevel_*.json")):
+        result = json.loads(path.read_text())
+        label = f"{name}, two-level CFA, {result.get('estimator')}"
+        if result.get("state") == "skipped":
+            warnings.append(f"{label}: skipped: {result.get('reason')}")
+            parts.append(f"Two-level CFA ({label}): skipped ({result.get('reason')}).")
+            continue
+        if not result.get("fit"):
+            issues = "; ".join((result.get("status") or {}).get("issues", []))
+            warnings.append(f"{label}: no admissible solution ({issues}): no fit indices")
+        table = twolevel_table(result)
+        shown = table.copy()
+        for col in shown.columns:
+            if pd.api.types.is_float_dtype(shown[col]):
+                digits = 2 if col == "chi2" else 3
+                shown[col] = shown[col].map(lambda v, d=digits: _fmt(v, d))
+        if "p" in shown.columns:
+            shown["p"] = table["p"].map(lambda v: "< .001" if v < 0.001 else _fmt(v, 3))
+        parts.append(
+            f"**{name}: {table.attrs['title']}**\n\n"
+            + markdown_table(shown)
             + f"\n\n*Note.* {table.attrs['note']}"
         )
     return parts, warnings
@@ -726,6 +765,28 @@ def _cfa_methods(config: dict[str, Any]) -> str:
             else ""
         )
         + _longitudinal_methods(cfa)
+        + _twolevel_methods(cfa)
+    )
+
+
+def _twolevel_methods(cfa: dict[str, Any]) -> str:
+    """The sentence on the two-level CFA (empty when it is off)."""
+    two = cfa.get("twolevel") or {}
+    datasets = two.get("datasets") or []
+    if not datasets:
+        return ""
+    between = (
+        "one general factor"
+        if two.get("between", "one_factor") == "one_factor"
+        else "the same factors"
+    )
+    return (
+        f" In {', '.join(datasets)}, a two-level CFA of every rated session (level 1) within "
+        f"patients (level 2) described the session-to-session variation by the "
+        f"{cfa.get('invariance', {}).get('model', 'correlated')} model and the differences "
+        f"between patients by {between}, by ML/MLR on the items as continuous, with the SRMR "
+        "of each level (Muthen 1994; lavaan's cfa(..., cluster =)); sessions with a missing "
+        "answer were left out."
     )
 
 

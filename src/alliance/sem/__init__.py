@@ -8,7 +8,9 @@ imports nothing outside ``alliance.sem`` (a test checks both):
 3. :mod:`~alliance.sem.model` (lav_model) - matrices, implied moments, their Jacobian;
 4. :mod:`~alliance.sem.mvnorm`, :mod:`~alliance.sem.polychoric`, :mod:`~alliance.sem.categories`,
    :mod:`~alliance.sem.samplestats` (lav_samplestats) - moments, polychorics, thresholds and
-   their asymptotic covariances, the saturated (h1) model;
+   their asymptotic covariances, the saturated (h1) model; :mod:`~alliance.sem.mvnorm_cluster`
+   (lav_mvnorm_cluster) - the two-level normal: cluster statistics, log-likelihood, cluster
+   scores, the saturated two-level model;
 5. :mod:`~alliance.sem.blocks`, :mod:`~alliance.sem.information` - information matrices by
    group blocks;
 6. :mod:`~alliance.sem.estimate` (lav_model_estimate, lav_model_vcov) - ML, FIML and DWLS
@@ -22,7 +24,11 @@ imports nothing outside ``alliance.sem`` (a test checks both):
    indices, HTMT, admissibility, score tests, comparisons; :mod:`~alliance.sem.rotation`
    (numpy only) and :mod:`~alliance.sem.esem` - the rotated solution of exploratory
    (``efa()``) blocks with its standard errors;
-10. :mod:`~alliance.sem.fitting`, :mod:`~alliance.sem.output`,
+10. :mod:`~alliance.sem.twolevel` - two-level CFA (``level: 1`` / ``level: 2``) by ML and
+    MLR: the two levels' models, estimation, standard errors and tests;
+    :mod:`~alliance.sem.twolevel_fitmeasures` - its fit measures (SRMR by level);
+    :mod:`~alliance.sem.twolevel_output` - its lavaan-layout JSON with ``level`` on the rows;
+    :mod:`~alliance.sem.fitting`, :mod:`~alliance.sem.output`,
     :mod:`~alliance.sem.invariance`, :mod:`~alliance.sem.longitudinal`,
     :mod:`~alliance.sem.api` - one fit from data and syntax, its lavaan-layout JSON, the
     invariance ladder across groups and over waves, the public entry points.
@@ -31,12 +37,14 @@ imports nothing outside ``alliance.sem`` (a test checks both):
 from alliance.sem.api import fit_cfa, fit_model, invariance_ladder
 from alliance.sem.model import ModelSpec
 from alliance.sem.syntax import builtin_models, parse_syntax
+from alliance.sem.twolevel_output import fit_twolevel
 
 __all__ = [
     "ModelSpec",
     "builtin_models",
     "fit_cfa",
     "fit_model",
+    "fit_twolevel",
     "invariance_ladder",
     "parse_syntax",
 ]

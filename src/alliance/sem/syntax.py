@@ -24,6 +24,7 @@ __all__ = [
     "builtin_models",
     "efa_sets",
     "parse_syntax",
+    "split_levels",
 ]
 
 NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
@@ -365,6 +366,12 @@ def parse_syntax(model: str) -> list[Statement]:
     """
     if not isinstance(model, str):
         raise SyntaxError_(f"model syntax must be a string, got {type(model).__name__}")
+    for number, line in enumerate(_strip_comments(model).splitlines(), start=1):
+        if _LEVEL_RE.fullmatch(line.strip()):
+            raise SyntaxError_(
+                f"line {number}: {line.strip()!r} starts a level of a two-level model; fit it "
+                "with a cluster variable (alliance.sem.twolevel, alliance cfa --cluster)"
+            )
     statements: list[Statement] = []
     for line, text in _logical_lines(model):
         match = _OPERATOR_RE.search(text)
@@ -388,6 +395,74 @@ def parse_syntax(model: str) -> list[Statement]:
     if not statements:
         raise SyntaxError_("the model syntax holds no formulas")
     return statements
+
+
+_LEVEL_RE = re.compile(r"level\s*:\s*([A-Za-z0-9_.]+)")
+#: lavaan's names of the two levels: ``level: 1`` / ``level: within``, ``level: 2`` / ``between``.
+LEVEL_NAMES = {"1": 1, "within": 1, "2": 2, "between": 2}
+
+
+def split_levels(model: str) -> dict[int, str]:
+    """The ``level: 1`` and ``level: 2`` blocks of a two-level model (lavaan syntax).
+
+    A line ``level: 1`` (or ``level: within``) starts the within-cluster block, ``level: 2``
+    (or ``level: between``) the between-cluster block; each block is ordinary model syntax.
+    Lines of the other block are blanked, so line numbers in later errors are the user's.
+
+    Parameters
+    ----------
+    model
+        The model text.
+
+    Returns
+    -------
+    dict
+        ``{1: within text, 2: between text}``.
+
+    Raises
+    ------
+    ValueError
+        (:class:`SyntaxError_`) for formulas before the first ``level:`` line, an unknown or
+        repeated level, a level without formulas, or a model without both levels.
+    """
+    if not isinstance(model, str):
+        raise SyntaxError_(f"model syntax must be a string, got {type(model).__name__}")
+    lines = _strip_comments(model).splitlines()
+    owner: list[int] = []
+    current = 0
+    seen: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        m = _LEVEL_RE.fullmatch(line.strip())
+        if m:
+            name = m.group(1).lower()
+            if name not in LEVEL_NAMES:
+                raise SyntaxError_(
+                    f"line {number}: unknown level {m.group(1)!r}; use level: 1 (within) or "
+                    "level: 2 (between)"
+                )
+            current = LEVEL_NAMES[name]
+            if current in seen:
+                raise SyntaxError_(f"line {number}: level {current} is given twice")
+            seen.append(current)
+            owner.append(0)
+            continue
+        if line.strip() and current == 0:
+            raise SyntaxError_(
+                f"line {number}: formula {line.strip()!r} before the first 'level:' line of a "
+                "two-level model"
+            )
+        owner.append(current)
+    if sorted(seen) != [1, 2]:
+        raise SyntaxError_(
+            f"a two-level model needs a 'level: 1' and a 'level: 2' block, got levels {seen}"
+        )
+    out: dict[int, str] = {}
+    for level in (1, 2):
+        text = "\n".join(line if o == level else "" for line, o in zip(lines, owner, strict=True))
+        if not text.strip():
+            raise SyntaxError_(f"level {level} of the two-level model holds no formulas")
+        out[level] = text
+    return out
 
 
 _EFA_RE = re.compile(r"""efa\(\s*["']([^"']+)["']\s*\)""")
