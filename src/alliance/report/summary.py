@@ -17,13 +17,17 @@ from alliance.data.ingest import CELL_REASONS
 from alliance.library_warnings import plain_warnings
 from alliance.tables import md_cell, md_text
 
+#: The packages the analyses ran on (the SEM engine is the project's own, alliance.sem, so its
+#: version is the pipeline's: the commit in provenance.json).
 KEY_PACKAGES = (
+    "alliance-pipeline",
     "numpy",
     "scipy",
     "pandas",
     "factor_analyzer",
-    "semopy",
     "pymc",
+    "pytensor",
+    "nutpie",
     "arviz",
     "snakemake",
 )
@@ -703,7 +707,9 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         "Analyses used Python "
         + software["python"]
         + " with "
-        + ", ".join(f"{k} {v}" for k, v in software.items() if k != "python")
+        + ", ".join(
+            f"{k} {v}" for k, v in software.items() if k != "python" and v != "not installed"
+        )
         + ".",
     ]
     return " ".join(p for p in parts if p)
