@@ -40,6 +40,7 @@ STAGES = frozenset(
         "alliance.cfa.stage",
         "alliance.cfa.longinv",
         "alliance.bayes.api",
+        "alliance.bayes.bsem_stage",
         "alliance.bayes.sensitivity",
         "alliance.process",
         "alliance.process.bayes_api",
