@@ -109,8 +109,6 @@ def test_bsem_command_writes_status_ppp_and_formula_safe_tables(tmp_path, rng, c
             str(tmp_path / "m.lav"),
             "--out",
             str(out),
-            "--draws",
-            "1000",
         ]
     )
     printed = capsys.readouterr().out
