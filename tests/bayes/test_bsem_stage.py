@@ -90,11 +90,11 @@ def test_bad_options_are_input_errors(tmp_path, rng, capsys):
 
 @pytest.mark.slow
 def test_bsem_command_writes_status_ppp_and_formula_safe_tables(tmp_path, rng, capsys):
-    """A planted residual correlation (.4, a1~~b1) is listed; incomplete rows are dropped
+    """A planted residual correlation (about .45, a1~~b1) is listed; incomplete rows are dropped
     and counted; the CSVs are formula-safe (a pair label starting with '-' or '=' would be
     quoted; here none does, so each text cell must not start with a trigger)."""
     data = _data(rng, 800)
-    e = rng.multivariate_normal([0, 0], [[1, 0.8], [0.8, 1]], size=800) * 0.5
+    e = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=800) * 0.7
     data["a1"] += e[:, 0]
     data["b1"] += e[:, 1]
     data.loc[:2, "a2"] = np.nan
