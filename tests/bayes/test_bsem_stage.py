@@ -30,6 +30,21 @@ def test_measurement_from_syntax_reads_factors_and_refuses_other_statements():
         measurement_from_syntax("f1 =~ a1 + a2 + a3\na1 ~~ a2\n")
     with pytest.raises(ValueError, match=r"line 1: f1 =~ 'a1'"):
         measurement_from_syntax("f1 =~ 1*a1 + a2 + a3\n")
+    with pytest.raises(ValueError, match=r"first-order factors only, got line 4: .* \(g =~ f1\)"):
+        measurement_from_syntax(SYNTAX + "g =~ f1 + f2\n")
+
+
+def test_the_instruments_builtin_models_bsem_takes(wai_sr):
+    from alliance.sem.syntax import builtin_models
+
+    models = builtin_models(wai_sr)
+    correlated = measurement_from_syntax(models["correlated"])
+    assert sorted(correlated.factors) == ["bond", "goal", "task"]
+    assert sorted(correlated.items) == sorted(wai_sr.items)
+    assert list(measurement_from_syntax(models["one_factor"]).factors) == ["general"]
+    for name in ("bifactor", "second_order", "esem"):
+        with pytest.raises(ValueError, match="BSEM takes"):
+            measurement_from_syntax(models[name])
 
 
 def test_too_few_rows_are_skipped_with_the_reason(tmp_path, rng):

@@ -40,8 +40,9 @@ def measurement_from_syntax(syntax: str) -> Measurement:
     """The factor structure of a CFA written in lavaan syntax (``=~`` statements).
 
     Factor covariances (``f1 ~~ f2``) are free in BSEM anyway and accepted; any other
-    statement (fixed or labelled loadings, residual covariances, regressions, thresholds,
-    constraints) is not part of a BSEM's structure and is refused.
+    statement (fixed or labelled loadings, exploratory blocks, higher-order factors, residual
+    covariances, regressions, thresholds, constraints) is not part of a BSEM's structure and
+    is refused.
 
     Raises
     ------
@@ -55,6 +56,11 @@ def measurement_from_syntax(syntax: str) -> Measurement:
     latent = {s.lhs for s in statements if s.op == "=~"}
     for s in statements:
         free = all(v is None for v in s.modifier.fixed) and not any(s.modifier.label)
+        if s.op == "=~" and s.rhs in latent:
+            raise ValueError(
+                f"BSEM takes first-order factors only, got line {s.line}: a factor measured by "
+                f"the factor {s.rhs!r} ({s.lhs} =~ {s.rhs})"
+            )
         if s.op == "=~" and free and not s.efa:
             factors.setdefault(s.lhs, []).append(s.rhs)
         elif s.op == "~~" and s.lhs in latent and s.rhs in latent and s.lhs != s.rhs and free:
