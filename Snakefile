@@ -33,6 +33,7 @@ include: "workflow/rules/meta.smk"
 include: "workflow/rules/process.smk"
 include: "workflow/rules/panel.smk"
 include: "workflow/rules/irt.smk"
+include: "workflow/rules/bsem.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -31,6 +31,7 @@ def test_each_stage_builds_its_own_subcommands():
         "cfa": "alliance.cli.cfa",
         "invariance-long": "alliance.cli.longinv",
         "bayes": "alliance.cli.bayes",
+        "bsem": "alliance.cli.bsem",
         "process": "alliance.cli.process",
         "process-bayes": "alliance.cli.process",
         "riclpm": "alliance.cli.panel",

@@ -41,6 +41,7 @@ STAGES = frozenset(
         "alliance.cfa.longinv",
         "alliance.cfa.twolevel",
         "alliance.bayes.api",
+        "alliance.bayes.bsem_stage",
         "alliance.bayes.sensitivity",
         "alliance.process",
         "alliance.process.bayes_api",

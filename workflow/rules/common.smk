@@ -465,13 +465,23 @@ def irt_outputs(name):
     return out
 
 
+def bsem_outputs(name):
+    """The Bayesian SEMs of one item dataset (the summary reads them; rule bsem)."""
+    if not config["bsem"]["enabled"]:
+        return []
+    return [
+        f"results/{name}/bsem/{model}/summary.json"
+        for model in config["bsem"]["models"]
+    ]
+
+
 def summary_inputs(wildcards):
     """Every per-dataset output the summary reads."""
     out = []
     for name in ITEM_DATASETS:
         out += ingest_outputs(name) + describe_outputs(name) + cfa_outputs(name)
         out += bayes_outputs(name) + process_outputs(name) + process_bayes_outputs(name)
-        out += panel_outputs(name) + irt_outputs(name)
+        out += panel_outputs(name) + irt_outputs(name) + bsem_outputs(name)
     for name in EFFECT_DATASETS:
         out += ingest_outputs(name)
     if POOL:

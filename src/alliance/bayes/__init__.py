@@ -8,7 +8,11 @@ The workflow's ``bayes_fit``, ``bayes_refit`` and ``bayes_sensitivity`` rules:
   the one diagnostics path of every PyMC model of the package (BARG thresholds);
 - :mod:`~alliance.bayes.calibration` - simulation-based calibration;
 - :mod:`~alliance.bayes.plots` - the figures of a fit;
-- :mod:`~alliance.bayes.api`, :mod:`~alliance.bayes.sensitivity` - the stage entries.
+- :mod:`~alliance.bayes.bsem` - Bayesian SEM of a CFA with small-variance priors;
+  :mod:`~alliance.bayes.bsem_summary` - its rows of the results summary;
+- :mod:`~alliance.bayes.api`, :mod:`~alliance.bayes.sensitivity`,
+  :mod:`~alliance.bayes.bsem_stage` - the stage entries (``bsem_stage`` also reads the
+  data and model as the CFA stage does and parses lavaan syntax with :mod:`alliance.sem`).
 
 May import: :mod:`alliance.data` and the shared :mod:`alliance.tables`, :mod:`alliance.jsonio`;
 only ``plots`` and the stage entries draw; this ``__init__`` re-exports library names only, so

@@ -3,7 +3,8 @@
 One module per stage builds that stage's subcommands and runs them (``add_parsers``):
 :mod:`~alliance.cli.simulate`, :mod:`~alliance.cli.data` (``ingest``),
 :mod:`~alliance.cli.describe` (``score``, ``describe``), :mod:`~alliance.cli.cfa`,
-:mod:`~alliance.cli.bayes`, :mod:`~alliance.cli.process` (``process``, ``process-bayes``),
+:mod:`~alliance.cli.bayes`, :mod:`~alliance.cli.bsem`,
+:mod:`~alliance.cli.process` (``process``, ``process-bayes``),
 :mod:`~alliance.cli.panel` (``riclpm``), :mod:`~alliance.cli.longinv`
 (``invariance-long``), :mod:`~alliance.cli.irt`, :mod:`~alliance.cli.meta` (``meta``, ``masem``) and
 :mod:`~alliance.cli.verify`; this module puts them together and
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from alliance import __version__
 from alliance.cli import (
     bayes,
+    bsem,
     cfa,
     codebook,
     data,
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         cfa,
         longinv,
         bayes,
+        bsem,
         process,
         panel,
         irt,

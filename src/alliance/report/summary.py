@@ -649,6 +649,16 @@ def panel_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
     return "\n\n".join(parts), warnings
 
 
+def bsem_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
+    """BSEM fit and residual correlations per dataset (:func:`alliance.bayes.bsem_summary`)."""
+    from alliance.bayes.bsem_summary import LEAD, bsem_rows
+
+    rows, warnings = bsem_rows(results, datasets)
+    if rows.empty:
+        return "", warnings
+    return "\n\n".join(["### Bayesian SEM", LEAD, markdown_table(rows)]), warnings
+
+
 def irt_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
     """Disordered thresholds and item fit per dataset (:func:`alliance.irt.summary.irt_rows`)."""
     from alliance.irt.summary import LEAD, irt_rows
@@ -1497,6 +1507,9 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     data_md, data_warnings, data = data_section(results, datasets)
     meas_md, meas_warnings = measurement_section(results, analysed)
     cfa_md, cfa_warnings = cfa_section(results, analysed)
+    bsem_md, bsem_warnings = bsem_section(results, datasets)
+    if bsem_md:
+        cfa_md = f"{cfa_md}\n\n{bsem_md}"
     bayes_md, bayes_warnings = bayes_section(results, datasets)
     process_md, process_warnings = process_section(results, datasets)
     panel_md, panel_warnings = panel_section(results, datasets)
@@ -1504,7 +1517,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
     meta_md, meta_warnings = meta_section(results)
     checks = reporting_checks(data, results, datasets)
     warnings = data_warnings + meas_warnings + cfa_warnings + bayes_warnings + process_warnings
-    warnings += panel_warnings + irt_warnings
+    warnings += panel_warnings + irt_warnings + bsem_warnings
     warnings += meta_warnings
     check_rows = pd.DataFrame(
         [
