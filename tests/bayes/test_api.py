@@ -122,10 +122,11 @@ def test_small_pymc_model_samples_its_chains_in_process_with_the_same_draws(demo
         np.testing.assert_array_equal(ours.posterior[name], theirs.posterior[name])
 
 
-def test_nutpie_compiles_afresh_never_from_the_cache(monkeypatch, rng):
-    """The draws must not depend on PyTensor's on-disk numba cache (a warm cache gave other
-    draws than a cold one for the demo's site_b therapist model): nutpie's compilation runs
-    with the cache off, and the setting is restored after it."""
+def test_nutpie_compiles_without_fast_math(monkeypatch, rng):
+    """The draws must not depend on PyTensor's on-disk numba cache (with fast-math a warm cache
+    gave other draws than a cold one for the demo's site_b therapist model): nutpie's
+    compilation runs with IEEE semantics, the cache left as configured, and the settings are
+    restored after it."""
     import nutpie
     import pymc as pm
     import pytensor
@@ -133,17 +134,17 @@ def test_nutpie_compiles_afresh_never_from_the_cache(monkeypatch, rng):
     seen = []
 
     def compile_model(model):
-        seen.append(pytensor.config.numba__cache)
+        seen.append((pytensor.config.numba__fastmath, pytensor.config.numba__cache))
         raise RuntimeError("stop after the compilation was entered")
 
     monkeypatch.setattr(nutpie, "compile_pymc_model", compile_model)
-    before = pytensor.config.numba__cache
+    before = (pytensor.config.numba__fastmath, pytensor.config.numba__cache)
     with pm.Model() as model:
         pm.Normal("x", 0, 1, shape=3)
     with pytest.raises(RuntimeError, match="stop after the compilation"):
         sample(model, {"backend": "nutpie", "seed": 1})
-    assert seen == [False]
-    assert pytensor.config.numba__cache == before
+    assert seen == [(False, before[1])]
+    assert (pytensor.config.numba__fastmath, pytensor.config.numba__cache) == before
 
 
 @pytest.mark.slow

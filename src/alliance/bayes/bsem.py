@@ -577,6 +577,7 @@ def bsem_sbc(
     from threadpoolctl import threadpool_limits
 
     from alliance.bayes.calibration import rank_tests
+    from alliance.bayes.sampling import reproducible_numba_compilation
 
     start = time.perf_counter()
     p = len(measurement.items)
@@ -586,7 +587,8 @@ def bsem_sbc(
     prior = pm.sample_prior_predictive(draws=n_reps, model=model, random_seed=seed).prior
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
-        compiled = nutpie.compile_pymc_model(model)
+        with reproducible_numba_compilation():
+            compiled = nutpie.compile_pymc_model(model)
         for r in range(n_reps):
             truth = {n: np.asarray(prior[n][0, r]).ravel()[0] for n in SBC_PARAMETERS}
             sigma = np.asarray(prior["implied_cov"][0, r])

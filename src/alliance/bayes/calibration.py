@@ -236,11 +236,11 @@ def run_sbc(
     from threadpoolctl import threadpool_limits
 
     from alliance.bayes.models import therapist_model
-    from alliance.bayes.sampling import fresh_numba_compilation
+    from alliance.bayes.sampling import reproducible_numba_compilation
 
     start = time.perf_counter()
     settings = {"draws": draws, "tune": tune, "thin": thin, "cores": cores}
-    with threadpool_limits(limits=1, user_api="blas"), fresh_numba_compilation():
+    with threadpool_limits(limits=1, user_api="blas"), reproducible_numba_compilation():
         compiled = nutpie.compile_pymc_model(therapist_model(first, fit_priors))
         compile_s = time.perf_counter() - start
         rows = [
