@@ -31,6 +31,9 @@ from alliance.process.bayes_models import (
     ProcessFit,
     dropout_hazard,
     growth,
+    growth_data,
+    growth_marginal,
+    growth_statistics,
     rater_outcome,
     rupture_outcome,
     survival_curves,
@@ -108,6 +111,37 @@ def test_rater_outcome_client_predicts_better_site_a(demo):
     # the client's latent alliance: its unique slope is smaller
     assert fit.effects["p_first_rater_stronger"] > 0.9
     assert fit.data["r_raters"] == pytest.approx(0.33, abs=0.1)
+
+
+@pytest.mark.parametrize("sd_slope", [0.3, 1e-6])
+def test_growth_marginal_is_the_multivariate_normal_density(rng, sd_slope):
+    """Each patient's marginal log likelihood equals SciPy's multivariate normal density of
+    the residuals with covariance ``Z S Z' + sigma^2 I``, and the conditional means equal
+    ``S Z' V^-1 r``, also for a slope SD near zero (unequal sessions per patient)."""
+    from scipy.stats import multivariate_normal
+
+    rows = [(f"P{i}", s) for i in range(25) for s in range(1, 2 + i % 9)]
+    scores = pd.DataFrame(rows, columns=["patient_id", "session"])
+    scores["therapist_id"] = "T1"
+    scores["total_mean"] = 4 + rng.normal(size=len(scores))
+    inputs = growth_data(scores, planned=12)
+    stats = growth_statistics(inputs)
+    centre = rng.normal(0, 0.3, size=len(inputs["patients"]))
+    b_time, sd0, rho, sigma = -0.2, 0.8, -0.4, 0.6
+    cov = np.array([[sd0**2, rho * sd0 * sd_slope], [rho * sd0 * sd_slope, sd_slope**2]])
+    loglik, k0, k1 = growth_marginal(
+        stats, centre, b_time, (cov[0, 0], cov[0, 1], cov[1, 1]), sigma
+    )
+    f = inputs["frame"]
+    for i in range(len(inputs["patients"])):
+        rows_i = f[f["patient_idx"] == i]
+        z = np.column_stack([np.ones(len(rows_i)), rows_i["time"]])
+        v = z @ cov @ z.T + sigma**2 * np.eye(len(rows_i))
+        resid = rows_i["y"].to_numpy() - centre[i] - b_time * rows_i["time"].to_numpy()
+        expected = multivariate_normal(np.zeros(len(rows_i)), v).logpdf(resid)
+        assert loglik[i] == pytest.approx(expected, rel=1e-10, abs=1e-10)
+        blup = cov @ z.T @ np.linalg.solve(v, resid)
+        np.testing.assert_allclose([k0[i], k1[i]], blup, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.slow

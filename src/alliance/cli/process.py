@@ -191,7 +191,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--draws",
         type=int,
         default=None,
-        help="draws per chain for every model (default: 2000; growth 6000)",
+        help="draws per chain for every model (default: 2000)",
     )
     p.add_argument(
         "--tune",

@@ -291,12 +291,12 @@ SETTINGS: dict[str, Any] = {
     "dropout_alliance": "current",
     "rupture_min_patients": 3,
     "thresholds": None,
-    # measured on the demo (2 cores): the growth model's slope SD, near zero, had bulk ESS
-    # 390-840 over the three sites with 2 x 4,000 draws (site_b failed the 400 threshold);
-    # 2 x 6,000 give ESS >= about 585 (about 22 s with nutpie); the dropout model's therapist
-    # SD, near zero with 15 therapists, gave 1 divergence at target_accept 0.9 (site_b)
+    # the dropout model's therapist SD, near zero with 15 therapists, gave 1 divergence at
+    # target_accept 0.9 (site_b). The growth model needs no override since its random effects
+    # are integrated out (growth_marginal): with the default 2 x 2,000 draws the slope SD's
+    # bulk ESS was 2,876 on site_a, where the per-patient parameterization needed 2 x 6,000
+    # draws for 677
     "model_samplers": {
-        "growth": {"draws": 6000, "tune": 1500},
         "dropout": {"target_accept": 0.95},
     },
     "figures": True,
@@ -392,8 +392,7 @@ def run_process_bayes(
         ``second_rater``, ``planned_sessions``, ``dropout_alliance`` (``current`` or
         ``lag1``), ``rupture_min_patients``, ``thresholds`` (diagnostic thresholds),
         ``model_samplers`` (per-model sampler overrides merged over ``sampler``; default
-        6,000 draws and 1,500 tuning steps per chain for ``growth`` and target_accept 0.95
-        for ``dropout``) and ``figures``.
+        target_accept 0.95 for ``dropout``) and ``figures``.
 
     Returns
     -------

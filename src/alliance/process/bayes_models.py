@@ -582,44 +582,142 @@ def growth_data(
     }
 
 
+def growth_statistics(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-patient sufficient statistics of the growth model's marginal likelihood.
+
+    For patient ``i`` with ratings ``y_ij`` at times ``t_ij``: ``n`` (ratings), ``s_t``
+    (sum of ``t``), ``s_tt`` (sum of ``t^2``), ``s_y``, ``s_ty`` and ``s_yy``, in the order
+    of ``inputs["patients"]``.
+    """
+    f = inputs["frame"]
+    n_pat = len(inputs["patients"])
+    idx = f["patient_idx"].to_numpy()
+    t = f["time"].to_numpy(float)
+    y = f["y"].to_numpy(float)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(idx, weights=values, minlength=n_pat)
+
+    return {
+        "n": total(np.ones_like(t)),
+        "s_t": total(t),
+        "s_tt": total(t * t),
+        "s_y": total(y),
+        "s_ty": total(t * y),
+        "s_yy": total(y * y),
+    }
+
+
+def growth_marginal(
+    stats: Mapping[str, Any],
+    centre: Any,
+    b_time: Any,
+    cov: tuple[Any, Any, Any],
+    sigma: Any,
+    xp: Any = np,
+) -> tuple[Any, Any, Any]:
+    """Marginal log likelihood of each patient's ratings and their random effects' means.
+
+    The growth model ``y_ij = c_i + b_time t_ij + b0_i + b1_i t_ij + e_ij`` with ``(b0_i,
+    b1_i) ~ Normal(0, S)`` and ``e_ij ~ Normal(0, sigma^2)`` gives each patient's residuals
+    ``r_i = y_i - c_i - b_time t_i`` the distribution ``Normal(0, V_i)``, ``V_i = Z_i S Z_i'
+    + sigma^2 I`` with ``Z_i = [1, t_i]``. With ``A_i = Z_i' Z_i``, ``g_i = Z_i' r_i`` and
+    ``B_i = S A_i + sigma^2 I`` (2 x 2), the determinant lemma and Woodbury's identity give
+
+        log |V_i| = 2 (n_i - 2) log sigma + log |B_i|
+        r_i' V_i^-1 r_i = (r_i' r_i - g_i' B_i^-1 S g_i) / sigma^2
+
+    and ``E[(b0_i, b1_i) | y_i] = S Z_i' V_i^-1 r_i = B_i^-1 S g_i`` (the best linear
+    unbiased predictors; Henderson 1975), so the random effects are integrated out exactly
+    and the sampler sees no per-patient parameters (no funnel when the slope SD is near zero).
+    No inverse of ``S`` is needed, so a slope SD near zero stays stable.
+
+    Parameters
+    ----------
+    stats
+        :func:`growth_statistics`.
+    centre
+        ``c_i`` per patient (the mean level of the patient's therapist).
+    b_time, sigma
+        Fixed slope and residual SD.
+    cov
+        ``(S_00, S_01, S_11)``.
+    xp
+        The array module (``numpy`` or ``pytensor.tensor``).
+
+    Returns
+    -------
+    tuple
+        Per-patient log likelihood, and the conditional means of ``b0_i`` and ``b1_i``.
+
+    References
+    ----------
+    Henderson, C. R. (1975). Best linear unbiased estimation and prediction under a selection
+    model. Biometrics, 31(2), 423-447.
+    Searle, S. R., Casella, G., & McCulloch, C. E. (1992). Variance components. Wiley
+    (the determinant lemma and Woodbury's identity for the marginal likelihood, ch. 6).
+    """
+    n, s_t, s_tt = stats["n"], stats["s_t"], stats["s_tt"]
+    s00, s01, s11 = cov
+    var_e = sigma**2
+    g0 = stats["s_y"] - n * centre - b_time * s_t
+    g1 = stats["s_ty"] - centre * s_t - b_time * s_tt
+    rr = (
+        stats["s_yy"]
+        + n * centre**2
+        + b_time**2 * s_tt
+        - 2 * centre * stats["s_y"]
+        - 2 * b_time * stats["s_ty"]
+        + 2 * centre * b_time * s_t
+    )
+    b00 = s00 * n + s01 * s_t + var_e
+    b01 = s00 * s_t + s01 * s_tt
+    b10 = s01 * n + s11 * s_t
+    b11 = s01 * s_t + s11 * s_tt + var_e
+    det = b00 * b11 - b01 * b10
+    h0 = s00 * g0 + s01 * g1
+    h1 = s01 * g0 + s11 * g1
+    k0 = (b11 * h0 - b01 * h1) / det
+    k1 = (b00 * h1 - b10 * h0) / det
+    quad = (rr - g0 * k0 - g1 * k1) / var_e
+    loglik = -0.5 * (n * math.log(2 * math.pi) + (n - 2) * xp.log(var_e) + xp.log(det) + quad)
+    return loglik, k0, k1
+
+
 def _growth_model(inputs: Mapping[str, Any], priors: Mapping[str, float] | None) -> pm.Model:
     import pymc as pm
+    import pytensor.tensor as pt
 
-    f = inputs["frame"]
-    pidx, t = f["patient_idx"].to_numpy(), f["time"].to_numpy()
+    stats = growth_statistics(inputs)
     coords = {"patient": inputs["patients"]}
     with pm.Model(coords=coords) as model:
         mu = pm.Normal("mu", 0.0, _prior(priors, "slope"))
         beta = pm.Normal("b_time", 0.0, _prior(priors, "slope"))
-        # SDs and the correlation as separate parameters: with the Cholesky-factor
-        # parameterization a slope SD near zero (the demo's truth) forms a funnel. The LKJ(2)
-        # prior on a 2 x 2 correlation matrix is (rho + 1) / 2 ~ Beta(2, 2), written out
-        # (pm.LKJCorr's positive-definiteness check has no numba kernel for nutpie)
+        # SDs and the correlation as separate parameters. The LKJ(2) prior on a 2 x 2
+        # correlation matrix is (rho + 1) / 2 ~ Beta(2, 2), written out (pm.LKJCorr's
+        # positive-definiteness check has no numba kernel for nutpie)
         sd0 = pm.HalfNormal("sd_intercept", _prior(priors, "sd"))
-        # a boundary-avoiding Gamma(2, 1 / mode) prior for the slope SD (Chung et al. 2013):
-        # density zero at zero, so a near-zero slope SD cannot form a funnel
+        # a boundary-avoiding Gamma(2, 1 / mode) prior for the slope SD (Chung et al. 2013)
         sd1 = pm.Gamma("sd_slope", alpha=2.0, beta=1.0 / _prior(priors, "sd_slope_mode"))
         rho = pm.Deterministic(
             "rho_intercept_slope", 2.0 * pm.Beta("corr_lkj", alpha=2.0, beta=2.0) - 1.0
         )
-        # hierarchical centring: the patient's session-1 level is centred on its therapist's
-        # mean (about 9 ratings per patient inform it well); slopes are non-centred given
-        # the level (their SD may be near zero): b1 = sd1 (rho zl + sqrt(1 - rho^2) z1)
-        centre = mu
+        centre = mu * pt.ones(len(inputs["patients"]))
         if len(inputs["therapists"]) >= 2:
             model.add_coord("therapist", inputs["therapists"])
             tau = pm.HalfNormal("tau_therapist", _prior(priors, "tau"))
             u_raw = pm.Normal("u_raw", 0.0, 1.0, dims="therapist")
             centre = mu + (tau * u_raw)[inputs["therapist_of_patient"]]
-        level = pm.Normal("level_patient", centre, sd0, dims="patient")
-        z1 = pm.Normal("z1_patient", 0.0, 1.0, dims="patient")
-        zl = (level - centre) / sd0
-        b1 = pm.Deterministic(
-            "b1_patient", sd1 * (rho * zl + pm.math.sqrt(1 - rho**2) * z1), dims="patient"
-        )
-        eta = level[pidx] + (beta + b1[pidx]) * t
         sigma = pm.HalfNormal("sigma", _prior(priors, "sigma"))
-        pm.Normal("y", eta, sigma, observed=f["y"].to_numpy())
+        # the patients' random intercepts and slopes integrated out (growth_marginal)
+        loglik, k0, k1 = growth_marginal(
+            stats, centre, beta, (sd0**2, rho * sd0 * sd1, sd1**2), sigma, xp=pt
+        )
+        pm.Potential("y_marginal", loglik.sum())
+        # each draw's conditional means of the patient's session-1 level and slope deviation
+        # (Rao-Blackwellized: their posterior means are the random effects' posterior means)
+        pm.Deterministic("level_patient", centre + k0, dims="patient")
+        pm.Deterministic("b1_patient", k1, dims="patient")
     return model
 
 
@@ -767,7 +865,9 @@ def growth(
         R ~ LKJ(2), sd_intercept ~ HalfNormal(1), sd_slope ~ Gamma(2, 10) (mode 0.1,
         boundary-avoiding), tau ~ HalfNormal(0.5), sigma ~ HalfNormal(1)
 
-    with ``t = (session - 1) / (planned - 1)`` (non-centred parameterization). Variance
+    with ``t = (session - 1) / (planned - 1)``; the random effects ``(b0_i, b1_i)`` are
+    integrated out of the likelihood (:func:`growth_marginal`), and the patients' levels and
+    slopes are their conditional means given each draw. Variance
     shares (Zilcha-Mano 2017): therapist ``tau^2``, patient (trait-like) ``E_t[Var(b0 + b1
     t)]`` averaged over the observed sessions, session (state-like) ``sigma^2``, each over
     their sum, per posterior draw. The session variance of an observed score also holds its
@@ -910,7 +1010,8 @@ def growth(
 
 
 def _growth_check_names(model: pm.Model) -> list[str]:
-    skip = {"b1_patient"}
+    # the per-patient conditional means are functions of the population parameters
+    skip = {"b1_patient", "level_patient"}
     names = [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
     return [n for n in names if n not in skip]
 
