@@ -90,6 +90,9 @@ def test_latent_model_structure(site_b):
     assert all(np.isfinite(v) for v in logp.values())
 
 
+# a full nutpie fit (about 85 s of `make test`'s 300 s budget on 2 cores): make test-all runs it;
+# make test checks the likelihood exactly (test_latent_likelihood_is_the_joint_normal_density)
+@pytest.mark.slow
 def test_latent_recovery_site_b(demo_tables, site_b, plugin_target, truth, long_to_tables):
     """The 90% interval of the latent partial r contains the truth-derived target.
 
@@ -116,3 +119,59 @@ def test_latent_recovery_site_b(demo_tables, site_b, plugin_target, truth, long_
     assert 0.85 < table.loc["r_partial", "ratio"] < 0.99
     assert 0.85 < table.loc["b", "ratio"] < 0.99
     assert isinstance(table, pd.DataFrame)
+
+
+def test_latent_likelihood_is_the_joint_normal_density(site_b, rng):
+    """The latent model's likelihood (the items' pattern term plus the outcome given the items)
+    equals SciPy's multivariate normal density of every patient's completed items, baseline and
+    outcome under the implied covariance ``M R M' + diag(theta^2, 0, sigma^2)``, at a random
+    parameter point (missing answers at their sampled values)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+    from scipy.stats import multivariate_normal
+
+    model = latent_model(site_b)
+    point = {k: v + rng.normal(0, 0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
+    inputs = {"inputs": model.value_vars, "on_unused_input": "ignore"}
+    lik = model.compile_fn(
+        pt.sum(model.replace_rvs_by_values(model.potentials)[0])
+        + pt.sum(model.logp(vars=model.observed_RVs, sum=False)[0]),
+        **inputs,
+    )(point)
+    names = ["cpc_raw", "loading", "theta_sd", "nu", "intercept", "b_latent", "b_baseline"]
+    names += ["sigma", "x_missing"]
+    # constrained parameter values at the point (the value variables, transformed back)
+    outputs = model.unobserved_value_vars
+    at_point = model.compile_fn(outputs, **inputs)(point)
+    values = {v.name: x for v, x in zip(outputs, at_point, strict=True) if v.name in names}
+    # the implied covariance, computed here in NumPy
+    dim = 4
+    cpc, k = 2.0 * values["cpc_raw"] - 1.0, 0
+    chol = np.zeros((dim, dim))
+    for i in range(dim):
+        rest = 1.0
+        for j in range(i):
+            chol[i, j] = cpc[k] * np.sqrt(rest)
+            rest -= chol[i, j] ** 2
+            k += 1
+        chol[i, i] = np.sqrt(rest)
+    corr = chol @ chol.T
+    w = np.ones(3) / (3 * np.sqrt(corr[1:, 1:].mean()))
+    factor_of = np.asarray(site_b.info["factor_of_item"])
+    n_items = len(factor_of)
+    m = np.zeros((n_items + 2, dim))
+    m[np.arange(n_items), 1 + factor_of] = values["loading"]
+    m[n_items, 0] = 1.0
+    m[n_items + 1] = np.r_[values["b_baseline"], values["b_latent"] * w]
+    cov = m @ corr @ m.T + np.diag(np.r_[values["theta_sd"] ** 2, 0.0, values["sigma"] ** 2])
+    mean = np.r_[values["nu"], 0.0, values["intercept"]]
+    f = site_b.frame
+    codes = f[site_b.info["items"]].to_numpy(np.int64)
+    raw = np.where(codes >= 0, codes, np.nan)
+    x = (raw - np.nanmean(raw, axis=0)) / np.nanstd(raw, axis=0, ddof=1)
+    full = np.column_stack([x, f["z_baseline"].to_numpy(float)])
+    full[np.isnan(full)] = values["x_missing"]
+    full = np.column_stack([full, f["z_post"].to_numpy(float)])
+    expected = multivariate_normal(mean, cov).logpdf(full).sum()
+    assert isinstance(model, pm.Model)
+    assert lik == pytest.approx(expected, rel=1e-10)

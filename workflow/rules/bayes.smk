@@ -40,12 +40,14 @@ rule bayes_fit:
         "results/{item_dataset}/logs/bayes_{model}_x1.log",
     benchmark:
         "results/{item_dataset}/benchmarks/bayes_{model}_x1.tsv"
+    priority: bayes_priority
     conda:
         ENV
     threads: bayes_threads
     resources:
         mem_mb=4000,
         runtime=30,
+        latent_compilations=latent_compilations,
     params:
         priors=config["bayes"]["priors"],
         sampler=bayes_sampler,

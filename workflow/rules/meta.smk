@@ -54,6 +54,9 @@ rule meta:
         "results/meta/logs/meta.log",
     benchmark:
         "results/meta/benchmarks/meta.tsv"
+    # as soon as the effects are in: left to the end it waits for the last fits (common.smk,
+    # BAYES_PRIORITY)
+    priority: 15
     conda:
         ENV
     threads: 2
@@ -137,6 +140,7 @@ rule ipd:
         "results/meta/logs/ipd.log",
     benchmark:
         "results/meta/benchmarks/ipd.tsv"
+    priority: 15
     conda:
         ENV
     threads: int(config["bayes"]["sampler"]["cores"])

@@ -76,6 +76,8 @@ rule process_bayes:
         "results/{item_dataset}/logs/process_bayes.log",
     benchmark:
         "results/{item_dataset}/benchmarks/process_bayes.tsv"
+    # after the latent fits, before the shorter jobs (common.smk, BAYES_PRIORITY)
+    priority: 20
     conda:
         ENV
     threads: int(config["bayes"]["sampler"]["cores"])

@@ -276,17 +276,21 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
         mu_x = pt.concatenate([nu, pt.zeros(1)])
         # missing answers: parameters with the model's conditional distribution (data
         # augmentation, equivalent to full-information ML under MAR; Little & Rubin 2019)
+        # the data enter as data variables, not constants, so that the compiled operations
+        # are the same for every dataset and PyTensor's numba cache serves the next one
         values = np.column_stack([x, zb])
         miss_r, miss_c = np.nonzero(np.isnan(values))
-        full = pt.as_tensor(np.nan_to_num(values))
+        full = pm.Data("item_values", np.nan_to_num(values))
         if len(miss_r):
             x_miss = pm.Normal("x_missing", 0.0, 1.0, shape=len(miss_r))
-            full = pt.set_subtensor(full[miss_r, miss_c], x_miss)
+            rows = pm.Data("missing_row", miss_r.astype(np.int64))
+            cols = pm.Data("missing_column", miss_c.astype(np.int64))
+            full = pt.set_subtensor(full[rows, cols], x_miss)
         resid = full - mu_x[None, :]
         # sufficient statistics: sum_i r_i' S^-1 r_i = tr(S^-1 R'R) (13 x 13 algebra only)
         c_xx = pt.linalg.cholesky(sxx)
         s_inv = pt.linalg.inv(sxx)
-        n_pat = values.shape[0]
+        n_pat = full.shape[0].astype("float64")
         pm.Potential(
             "items_loglik",
             -0.5 * (n_pat * (n_var * math.log(2 * math.pi) + 2 * pt.log(pt.diag(c_xx)).sum()))
@@ -299,7 +303,7 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
             "y",
             mu=b0 + resid @ beta,
             sigma=pt.sqrt(resid_var),
-            observed=f["z_post"].to_numpy(float),
+            observed=pm.Data("z_post", f["z_post"].to_numpy(float), dims="patient"),
             dims="patient",
         )
         v = 1.0 - r_ab**2
@@ -313,7 +317,7 @@ def latent_model(data: ModelData, priors: Mapping[str, float] | None = None) -> 
             for b in range(a):
                 pm.Deterministic(f"phi_{factors[a]}_{factors[b]}", phi[a, b])
         # the plug-in score: item mean on the raw scale = sum_j sd_j x_j / n_items + const
-        sd = pt.as_tensor(item_sd)
+        sd = pm.Data("item_sd", item_sd, dims="item")
         cov_sa = pt.dot(sd * lam, (phi @ w)[factor_of])
         var_s = pt.dot(sd, sxx[:n_items, :n_items] @ sd)
         pm.Deterministic("reliability_score", cov_sa**2 / var_s)

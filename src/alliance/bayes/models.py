@@ -197,7 +197,10 @@ def session_model(data: ModelData, priors: Mapping[str, float] | None = None) ->
         v_raw = pm.Normal("v_raw", 0.0, 1.0, dims="patient")
         sigma = pm.HalfNormal("sigma", prior_scale(priors, "sigma", "sigma"))
         mu = b0 + b_w * aw + b_m * am + b_s * sn + tau * v_raw[idx]
-        pm.Normal("y", mu=mu, sigma=sigma, observed=f["y_next"].to_numpy(float), dims="obs")
+        # the outcome as data (not a constant): the compiled operations are then the same for
+        # every dataset, and PyTensor's numba cache serves the next dataset's compilation
+        y_obs = pm.Data("y_next", f["y_next"].to_numpy(float), dims="obs")
+        pm.Normal("y", mu=mu, sigma=sigma, observed=y_obs, dims="obs")
         pm.Deterministic("b_within_points", b_w * unit)
     return model
 
