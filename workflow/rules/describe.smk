@@ -14,6 +14,7 @@ rule score:
         "results/{item_dataset}/logs/score.log",
     benchmark:
         "results/{item_dataset}/benchmarks/score.tsv"
+    priority: FEEDER_PRIORITY
     conda:
         ENV
     threads: 1

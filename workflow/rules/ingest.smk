@@ -21,6 +21,7 @@ rule ingest_items:
         "results/{item_dataset}/logs/ingest.log",
     benchmark:
         "results/{item_dataset}/benchmarks/ingest.tsv"
+    priority: FEEDER_PRIORITY
     conda:
         ENV
     threads: 1

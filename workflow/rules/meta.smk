@@ -12,6 +12,7 @@ rule dataset_effect:
         "results/{item_dataset}/logs/effect.log",
     benchmark:
         "results/{item_dataset}/benchmarks/effect.tsv"
+    priority: FEEDER_PRIORITY
     conda:
         ENV
     threads: 1

@@ -28,6 +28,7 @@ rule process:
         "results/{item_dataset}/logs/process.log",
     benchmark:
         "results/{item_dataset}/benchmarks/process.tsv"
+    priority: FEEDER_PRIORITY
     conda:
         ENV
     threads: 1
