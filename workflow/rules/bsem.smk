@@ -38,3 +38,46 @@ rule bsem:
         rater=config["cfa"]["rater"],
     script:
         "../../scripts/bsem.py"
+
+
+# Two-level Bayesian CFA per item dataset (rule bsem_twolevel, bsem.twolevel.enabled): each of
+# bsem.models within patients (session-to-session) and between patients (bsem.twolevel.between),
+# on every complete session of cfa.rater, continuous or ordinal items (bsem.ordered); lavaan
+# cannot fit the ordinal model. Sampled with bayes.sampler.
+
+
+rule bsem_twolevel:
+    input:
+        item_table="results/{item_dataset}/ingest/items.parquet",
+        report="results/{item_dataset}/ingest/ingest_report.json",
+        instrument=instrument_files,
+    output:
+        summary="results/{item_dataset}/bsem_twolevel/{model}/summary.json",
+        parameters=report(
+            "results/{item_dataset}/bsem_twolevel/{model}/parameters.csv",
+            caption="../report/bsem_twolevel_parameters.rst",
+            category="Bayesian SEM",
+            subcategory="{item_dataset}",
+            labels={
+                "dataset": "{item_dataset}",
+                "table": "{model} two-level posterior",
+            },
+        ),
+        parameters_md="results/{item_dataset}/bsem_twolevel/{model}/parameters.md",
+    log:
+        "results/{item_dataset}/logs/bsem_twolevel_{model}.log",
+    benchmark:
+        "results/{item_dataset}/benchmarks/bsem_twolevel_{model}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    params:
+        ordered=config["bsem"]["ordered"],
+        between=config["bsem"]["twolevel"]["between"],
+        sampler=config["bayes"]["sampler"],
+        rater=config["cfa"]["rater"],
+    script:
+        "../../scripts/bsem_twolevel.py"

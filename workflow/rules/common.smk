@@ -497,13 +497,20 @@ def irt_outputs(name):
 
 
 def bsem_outputs(name):
-    """The Bayesian SEMs of one item dataset (the summary reads them; rule bsem)."""
+    """The Bayesian SEMs of one item dataset (the summary reads them; rules bsem and
+    bsem_twolevel)."""
     if not config["bsem"]["enabled"]:
         return []
-    return [
+    out = [
         f"results/{name}/bsem/{model}/summary.json"
         for model in config["bsem"]["models"]
     ]
+    if config["bsem"]["twolevel"]["enabled"]:
+        out += [
+            f"results/{name}/bsem_twolevel/{model}/summary.json"
+            for model in config["bsem"]["models"]
+        ]
+    return out
 
 
 def summary_inputs(wildcards):

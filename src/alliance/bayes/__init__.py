@@ -9,7 +9,9 @@ The workflow's ``bayes_fit``, ``bayes_refit`` and ``bayes_sensitivity`` rules:
 - :mod:`~alliance.bayes.calibration` - simulation-based calibration;
 - :mod:`~alliance.bayes.plots` - the figures of a fit;
 - :mod:`~alliance.bayes.bsem` - Bayesian SEM of a CFA with small-variance priors;
-  :mod:`~alliance.bayes.bsem_summary` - its rows of the results summary;
+  :mod:`~alliance.bayes.twolevel_cfa` - the two-level (sessions within patients) Bayesian CFA,
+  continuous or ordinal; :mod:`~alliance.bayes.bsem_summary` - their rows of the results
+  summary;
 - :mod:`~alliance.bayes.api`, :mod:`~alliance.bayes.sensitivity`,
   :mod:`~alliance.bayes.bsem_stage` - the stage entries (``bsem_stage`` also reads the
   data and model as the CFA stage does and parses lavaan syntax with :mod:`alliance.sem`).

@@ -8,8 +8,8 @@ factors (``between: same``), and fits them by ML or MLR with
 :func:`alliance.sem.twolevel_output.fit_twolevel` (lavaan's ``cfa(..., cluster =
 "patient_id")``). Two-level FIML is not implemented: a session with a missing item answer is
 left out (listwise) and counted. Ordinal two-level models, which lavaan cannot fit by ML
-either, may come later through the Bayesian models. Patient identifiers define the clusters
-only: nothing written holds one.
+either, are fitted by Bayes (:mod:`alliance.bayes.twolevel_cfa`, rule ``bsem_twolevel``).
+Patient identifiers define the clusters only: nothing written holds one.
 
 May import: the library (this is a stage entry: the workflow's script calls it).
 """
@@ -196,7 +196,7 @@ def twolevel_table(result: dict[str, Any]) -> pd.DataFrame:
             if "chisq.scaled" in fit
             else ""
         )  # fmt: skip
-        + "Ordinal two-level models may come later through the Bayesian models."
+        + "Ordinal items at two levels: the two-level Bayesian CFA (alliance bsem --twolevel)."
     )
     return table
 

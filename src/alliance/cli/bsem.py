@@ -9,6 +9,8 @@ def _cmd_bsem(args: argparse.Namespace) -> int:
     from alliance.bayes.bsem_stage import run_bsem
 
     sampler = {"seed": args.seed, "chains": args.chains, "draws": args.draws, "cores": args.cores}
+    if args.twolevel or args.cluster:
+        return _twolevel(args, sampler)
     result = run_bsem(
         args.data,
         args.model,
@@ -37,6 +39,28 @@ def _cmd_bsem(args: argparse.Namespace) -> int:
     return 0 if result["status"] == "pass" else 1
 
 
+def _twolevel(args: argparse.Namespace, sampler: dict) -> int:
+    from alliance.bayes.bsem_stage import run_bsem_twolevel
+
+    result = run_bsem_twolevel(
+        args.data,
+        args.model,
+        args.out,
+        ordered=args.ordered,
+        between=args.between,
+        cluster=args.cluster,
+        sampler=sampler,
+        rater=args.rater,
+    )
+    print(f"two-level BSEM {result['model_name']}: {result['status']} -> {args.out}")
+    if result.get("reason"):
+        print(f"  {result['reason']}")
+        return 1
+    for failure in result["diagnostics"]["failures"]:
+        print(f"  diagnostic failed: {failure}")
+    return 0 if result["status"] == "pass" else 1
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``bsem`` subcommand to the subparsers ``sub``."""
     p = sub.add_parser(
@@ -48,7 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "items or ordinal ones (--ordered: probit with thresholds). Writes summary.json "
             "(diagnostics, posterior predictive p-value of the chi-square discrepancy with "
             "its 95%% interval, large residual correlations), parameters.csv and "
-            "residual_correlations.csv. Exits 1 when a diagnostic fails."
+            "residual_correlations.csv. With --twolevel (or --cluster), a two-level CFA of "
+            "sessions within patients (continuous or ordinal items; Muthen 1994), which lavaan "
+            "cannot fit for ordinal items. Exits 1 when a diagnostic fails."
         ),
     )
     p.add_argument("data", help="an ingest folder, or a .csv/.parquet/.sav file (a row per person)")
@@ -68,6 +94,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.1,
         help="list residual correlations at least this large (default: %(default)s)",
+    )
+    p.add_argument(
+        "--twolevel",
+        action="store_true",
+        help="sessions within patients: a factor model at each level (an ingest folder's "
+        "every session; exact-zero structure, no PPP)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help="the cluster column of a data file (implies --twolevel; an ingest folder: patient)",
+    )
+    p.add_argument(
+        "--between",
+        choices=("same", "one_factor"),
+        default="same",
+        help="between-patient factors of a single-level model (default: %(default)s)",
     )
     p.add_argument(
         "--session", type=int, default=3, help="session of an ingest folder (default: 3)"

@@ -650,13 +650,18 @@ def panel_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str
 
 
 def bsem_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:
-    """BSEM fit and residual correlations per dataset (:func:`alliance.bayes.bsem_summary`)."""
-    from alliance.bayes.bsem_summary import LEAD, bsem_rows
+    """BSEM fits and two-level Bayesian CFAs per dataset (:mod:`alliance.bayes.bsem_summary`)."""
+    from alliance.bayes.bsem_summary import LEAD, LEAD_TWOLEVEL, bsem_rows, twolevel_rows
 
+    datasets = list(datasets)
     rows, warnings = bsem_rows(results, datasets)
-    if rows.empty:
-        return "", warnings
-    return "\n\n".join(["### Bayesian SEM", LEAD, markdown_table(rows)]), warnings
+    two, two_warnings = twolevel_rows(results, datasets)
+    parts = []
+    if not rows.empty:
+        parts += ["### Bayesian SEM", LEAD, markdown_table(rows)]
+    if not two.empty:
+        parts += ["### Two-level Bayesian CFA", LEAD_TWOLEVEL, markdown_table(two)]
+    return "\n\n".join(parts), warnings + two_warnings
 
 
 def irt_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]:

@@ -23,7 +23,7 @@ Variables of one level only are lavaan's within-only variables (their mean at le
 between part) and between-only variables (one value per cluster, jointly normal with the
 cluster parts of the others). Scope: continuous, complete data; equality labels within a
 level (not across levels); no defined parameters or inequality constraints. Ordinal two-level
-models (which lavaan cannot fit by ML either) may come later through the Bayesian models.
+models (which lavaan cannot fit by ML either): :mod:`alliance.bayes.twolevel_cfa`.
 
 References
 ----------
