@@ -54,7 +54,7 @@ TWOLEVEL_ROBUST_NAMES = (
 )  # fmt: skip
 ORDINAL_NOTE = (
     "two-level models here are for continuous items by ML/MLR (as lavaan); ordinal two-level "
-    "models, which lavaan cannot fit by ML, are fitted by Bayes (alliance bsem --twolevel)"
+    "models, which lavaan cannot fit by ML: the Bayesian two-level CFA (bsem --twolevel)"
 )
 
 
