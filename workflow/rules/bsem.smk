@@ -65,9 +65,9 @@ rule bsem_twolevel:
         ),
         parameters_md="results/{item_dataset}/bsem_twolevel/{model}/parameters.md",
     log:
-        "results/{item_dataset}/logs/bsem_twolevel_{model}.log",
+        "results/{item_dataset}/logs/twolevel_bsem_{model}.log",
     benchmark:
-        "results/{item_dataset}/benchmarks/bsem_twolevel_{model}.tsv"
+        "results/{item_dataset}/benchmarks/twolevel_bsem_{model}.tsv"
     conda:
         ENV
     threads: 2

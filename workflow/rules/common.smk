@@ -478,11 +478,15 @@ def process_bayes_outputs(name):
 
 
 def panel_outputs(name):
-    """The RI-CLPM fit of one item dataset (the summary reads it; rule panel)."""
+    """The RI-CLPM fit of one item dataset and its Bayesian dynamic panel model (the summary
+    reads them; rules panel and panel_bayes)."""
     if not config["panel"]["enabled"]:
         return []
     base = f"results/{name}/panel"
-    return [f"{base}/riclpm.json", f"{base}/effects.csv", f"{base}/lagged_paths.png"]
+    out = [f"{base}/riclpm.json", f"{base}/effects.csv", f"{base}/lagged_paths.png"]
+    if config["panel"]["bayes"]["enabled"]:
+        out += [f"{base}/bayes/summary.json", f"{base}/bayes/effects.csv"]
+    return out
 
 
 def irt_outputs(name):

@@ -3,7 +3,11 @@
 ``alliance riclpm`` (:func:`run_riclpm`) reads a long table, rule ``panel`` (:func:`run_panel`)
 a dataset's tidy tables; both shape the panel (:mod:`alliance.panel.data`), fit it with
 :func:`alliance.sem.panel.fit_riclpm` and write the JSON (rule ``panel`` also the table of
-effects and the figure). Nothing written holds a patient identifier.
+effects and the figure). Rule ``panel_bayes`` (:func:`run_panel_bayes`) fits the Bayesian
+dynamic panel model (:mod:`alliance.bayes.panel`) to the same session panel. Nothing written
+holds a patient identifier.
+
+May import: the library (a stage entry).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from alliance.panel.data import (
 )
 from alliance.sem.panel import MIN_WAVES, fit_riclpm
 
-__all__ = ["run_panel", "run_riclpm"]
+__all__ = ["PANEL_BAYES_MEANINGS", "run_panel", "run_panel_bayes", "run_riclpm"]
 
 
 def run_riclpm(
@@ -168,4 +172,103 @@ def run_panel(
     write_json(out / "riclpm.json", result)
     write_effects(result, out / "effects")
     lagged_paths_figure(result, out / "lagged_paths", title=name)
+    return result
+
+
+#: What each reported parameter of the Bayesian dynamic panel model is.
+PANEL_BAYES_MEANINGS = {
+    "phi_xx": "alliance -> next alliance (autoregression, within patient)",
+    "phi_xy": "symptoms -> next alliance (cross-lagged, per SD)",
+    "phi_yx": "alliance -> next symptoms (cross-lagged, per SD of alliance, outcome SD units)",
+    "phi_yy": "symptoms -> next symptoms (autoregression, within patient)",
+    "sigma_x": "SD of the alliance innovations",
+    "sigma_y": "SD of the symptom innovations",
+    "rho_e": "correlation of the innovations (same session)",
+    "b_cross_points": "alliance -> next symptoms in outcome points per SD of the session alliance",
+}
+
+
+def run_panel_bayes(
+    dataset: str | Path | Mapping[str, pd.DataFrame],
+    out_dir: str | Path,
+    settings: Mapping[str, Any] | None = None,
+    sampler: Mapping[str, Any] | None = None,
+    trend: str = "random",
+    dataset_name: str | None = None,
+) -> dict[str, Any]:
+    """Rule ``panel_bayes``: the Bayesian dynamic panel model of one dataset, or why not.
+
+    The session panel is the RI-CLPM's (:func:`run_panel`'s ``rater``, ``score`` and
+    ``measure``), but every session of every patient enters: missed sessions are integrated
+    out (:func:`alliance.bayes.panel.fit_dynamic_panel`), so no wave selection is needed.
+    Writes ``summary.json`` (status and BARG diagnostics, effects with 90% intervals, counts,
+    scales, timing; ``skipped`` with the reason when the data cannot support the model) and
+    ``effects.csv``/``.md`` into ``out_dir``; it never stops the run.
+
+    Parameters
+    ----------
+    dataset
+        A dataset's results folder (``ingest/`` and ``scores/``), or its tables.
+    out_dir
+        ``results/{dataset}/panel/bayes``.
+    settings
+        :data:`alliance.panel.data.PANEL_DEFAULTS` keys (only ``rater``, ``score`` and
+        ``measure`` are used).
+    sampler
+        :func:`alliance.bayes.sampling.sample` settings.
+    trend
+        ``"none"``, ``"fixed"`` or ``"random"`` (each patient's own symptom slope).
+    dataset_name
+        For the JSON (default: the folder's name).
+
+    Returns
+    -------
+    dict
+        What ``summary.json`` holds.
+
+    References
+    ----------
+    Asparouhov, T., Hamaker, E. L., & Muthen, B. (2018). Dynamic structural equation models.
+    Structural Equation Modeling, 25(3), 359-388.
+    """
+    from alliance.bayes.data import load_tables
+    from alliance.bayes.panel import TRENDS, fit_dynamic_panel
+    from alliance.tables import write_csv_and_markdown
+
+    if trend not in TRENDS:
+        raise ValueError(f"panel.bayes.trend must be one of {TRENDS}, got {trend!r}")
+    s = _settings(settings)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = dataset_name or (Path(dataset).name if isinstance(dataset, str | Path) else "data")
+    head: dict[str, Any] = {
+        "dataset": name,
+        "model": "Bayesian dynamic panel (latent-mean centering, VAR(1) on the session grid)",
+        "data": {"x": f"alliance ({s['rater']} {s['score']})", "y": s["measure"]},
+        "trend": trend,
+    }
+    try:
+        long = session_panel(load_tables(dataset), s["rater"], s["score"], s["measure"])
+        fit = fit_dynamic_panel(long, sampler, trend=trend)
+    except PanelSkipped as err:
+        fit = {"status": "skipped", "reason": str(err)}
+    fit.pop("idata", None)
+    result = {**head, **fit}
+    rows = [
+        {"parameter": key, "meaning": PANEL_BAYES_MEANINGS[key], **values}
+        for key, values in (fit.get("effects") or {}).items()
+    ]
+    columns = ["parameter", "meaning", "mean", "sd", "eti90_low", "eti90_high"]
+    write_csv_and_markdown(
+        pd.DataFrame(rows, columns=columns),
+        out / "effects.csv",
+        title=f"Bayesian dynamic panel model: {name}",
+        note=(
+            f"status {result['status']}"
+            + (f" ({result['reason']})" if result.get("reason") else "")
+            + "; posterior mean, SD and 90% equal-tailed interval; within-patient effects of "
+            "one session on the next (latent-mean centering)."
+        ),
+    )
+    write_json(out / "summary.json", result)
     return result

@@ -1,7 +1,8 @@
 """The summary's section "Alliance and symptoms within patients" and its methods sentences.
 
 Read from ``results/{dataset}/panel/riclpm.json`` (rule ``panel``) and, for the comparison,
-the Bayesian session model's ``bayes/session_x1/diagnostics.json`` when it was fitted. The
+the Bayesian session model's ``bayes/session_x1/diagnostics.json`` and the Bayesian dynamic
+panel model's ``panel/bayes/summary.json`` (rule ``panel_bayes``) when they were fitted. The
 report (:func:`alliance.report.write_summary`) renders the table.
 """
 
@@ -29,7 +30,9 @@ LEAD = (
     "Effects in outcome units per unit of the predictor with 95% CIs (equal-lags model: one "
     "estimate; free lags: the range over the lags) and the within-person standardized values "
     "per lag; per SD of alliance: outcome points per SD of the session alliance score, beside "
-    "the Bayesian session model's b_within_points (90% interval) where it was fitted."
+    "the Bayesian session model's b_within_points (90% interval) where it was fitted; where "
+    "the Bayesian dynamic panel model was fitted (panel.bayes), its alliance -> next symptoms "
+    "effect in the same unit (90% interval)."
 )
 
 #: How the RI-CLPM differs from the Bayesian session model (printed under the table).
@@ -44,7 +47,10 @@ DIFFERENCE = (
     "alliance effect per SD of the session alliance (the session model's b_within_points, "
     "beside the RI-CLPM's estimate times the SD of the alliance score over patient-sessions). "
     "Neither models patient-specific trends: symptom trajectories that differ between patients "
-    "show up as autoregression and can bias the lagged effects (Falkenstrom et al. 2017)."
+    "show up as autoregression and can bias the lagged effects (Falkenstrom et al. 2017). The "
+    "Bayesian dynamic panel model (Asparouhov, Hamaker & Muthen 2018) does: it centres on "
+    "latent patient means, gives each patient their own symptom slope and uses every session, "
+    "integrating missed sessions out."
 )
 
 
@@ -87,13 +93,32 @@ def _session_model(results: Path, name: str) -> str:
     return f"{e['mean']:.2f} [{e['eti90_low']:.2f}, {e['eti90_high']:.2f}] (90%)"
 
 
+def _bayes_panel(results: Path, name: str, warnings: list[str]) -> str | None:
+    """The Bayesian dynamic panel's alliance -> next symptoms effect (None: not fitted)."""
+    result = _read(results / name / "panel" / "bayes" / "summary.json")
+    if result is None:
+        return None
+    status = result.get("status")
+    if status != "pass":
+        reason = result.get("reason") or "; ".join(
+            (result.get("diagnostics") or {}).get("failures", [])
+        )
+        if status != "skipped":
+            warnings.append(f"{name}: the Bayesian dynamic panel model {status}: {reason}")
+        return f"{status}: {reason}"
+    e = result["effects"]["b_cross_points"]
+    return f"{e['mean']:.2f} [{e['eti90_low']:.2f}, {e['eti90_high']:.2f}] (90%)"
+
+
 def panel_rows(results: Path, datasets: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """One row per dataset with a ``panel/riclpm.json``, and the warnings.
 
     Columns: dataset, sessions, patients, model, the cross-lagged effects (estimate [95% CI],
     p, standardized range), the alliance effect per SD of the alliance score beside the
-    session model's, the test of equal lags, the fit and the state. A fit that is not usable
-    is a warning; a skipped dataset (too few sessions with both measures) is not.
+    session model's, the test of equal lags, the fit and the state, and (rule ``panel_bayes``)
+    the Bayesian dynamic panel model's alliance effect per SD with its 90% interval. A fit that
+    is not usable is a warning; a skipped dataset (too few sessions with both measures) is
+    not.
     """
     rows, warnings = [], []
     for name in datasets:
@@ -138,6 +163,9 @@ def panel_rows(results: Path, datasets: Iterable[str]) -> tuple[pd.DataFrame, li
         rmsea = fit.get("rmsea.robust" if robust else "rmsea")
         row["Fit"] = f"CFI {_num(cfi, 3)}, RMSEA {_num(rmsea, 3)}"
         row["State"] = "fitted"
+        bayes = _bayes_panel(results, name, warnings)
+        if bayes is not None:
+            row["Bayesian dynamic panel, per SD of alliance"] = bayes
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.astype(object).where(frame.notna(), "-"), warnings
