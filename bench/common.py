@@ -40,6 +40,7 @@ OPTIONAL_MODULES = (
     "bench.panel_speed",
     "bench.longinv_speed",
     "bench.twolevel_speed",
+    "bench.irt_speed",
 )
 
 
