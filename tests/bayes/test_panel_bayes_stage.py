@@ -64,10 +64,8 @@ def test_summary_column_gives_the_effect_or_why_not(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_simulated_panel_through_the_stage(tmp_path: Path) -> None:
     """The stage's tables -> panel -> fit -> files path recovers simulated lags (each within 3
-    posterior SDs, on the data's scales) and writes no patient identifier.
-
-    (The model on the demo's site_b fails its diagnostics at the recovery test's seed:
-    gamma[mu_y] R-hat 1.06, E-BFMI 0.03; tests/bayes/test_panel_recovery.py.)
+    posterior SDs, on the data's scales) and writes no patient identifier (the demo's lag
+    through the model: tests/bayes/test_panel_recovery.py).
     """
     import numpy as np
 

@@ -62,8 +62,8 @@ def test_panel_frame_links_each_session_to_the_previous_one():
         panel_frame(_long())
 
 
-def _joint_logpdf(w: np.ndarray, waves: list[int], p: dict) -> float:
-    """log density of one patient's deviations at ``waves`` (rows of ``w``), from scratch."""
+def _joint_cov(waves: list[int], p: dict) -> np.ndarray:
+    """Covariance of one patient's VAR deviations at ``waves``, from scratch."""
     phi = np.array([[p["phi_xx"], p["phi_xy"]], [p["phi_yx"], p["phi_yy"]]])
 
     def cov(a, b, r):
@@ -83,31 +83,57 @@ def _joint_logpdf(w: np.ndarray, waves: list[int], p: dict) -> float:
             c = np.linalg.matrix_power(phi, hi - lo) @ var[lo]  # Cov(w_hi, w_lo)
             block = c if a >= b else c.T
             big[2 * i : 2 * i + 2, 2 * j : 2 * j + 2] = block
-    return float(multivariate_normal(np.zeros(2 * n), big).logpdf(w.ravel()))
+    return big
 
 
-def test_likelihood_integrates_missed_sessions_exactly():
+@pytest.mark.parametrize("trend", ["none", "random"])
+def test_likelihood_integrates_missed_sessions_and_patient_effects_exactly(trend):
+    """The model's likelihood equals the joint normal density of each patient's whole
+    trajectory: the VAR deviations (missed sessions integrated out) plus the patient effects
+    u_i ~ N(gamma, S) (integrated out), x = u_0 + trend_x t, y = u_1 + u_2 t."""
     long = _long()
     data = panel_frame(long, min_patients=2, standardize=False)
-    model = dynamic_panel_model(data, trend="none")
-    gamma = np.array([0.2, -0.1])
+    model = dynamic_panel_model(data, trend=trend)
+    dims = 3 if trend == "random" else 2
+    gamma = np.array([0.2, -0.1, 0.3])[:dims]
+    packed = np.array([-0.2, 0.3, 0.1, 0.25, -0.4, -0.1])[: dims * (dims + 1) // 2]
     point = {
         "gamma": gamma,
-        "z_u": np.zeros((2, 2)),
-        "chol_u_cholesky-cov-packed__": np.zeros(3),  # identity (log of the diagonal)
+        "chol_u_cholesky-cov-packed__": packed,
         **{k: v for k, v in PARAMS.items() if k.startswith("phi")},
     }
+    if trend == "random":
+        point["trend_x"] = 0.35
     for name in ("sigma_x", "sigma_y", "sigma1_x", "sigma1_y"):
         point[f"{name}_log__"] = np.log(PARAMS[name])
     for name in ("rho_e", "rho1"):
         point[f"{name}_interval__"] = np.log((1 + PARAMS[name]) / (1 - PARAMS[name]))
-    logp = model.compile_logp(vars=[model["x"], model["y"]], sum=True)
+    # S = L L' from PyMC's packing (row-major lower triangle, log of the diagonal)
+    chol = np.zeros((dims, dims))
+    chol[np.tril_indices(dims)] = packed
+    chol[np.diag_indices(dims)] = np.exp(np.diag(chol))
+    s_u = chol @ chol.T
+    logp = model.compile_fn(
+        model.replace_rvs_by_values([model.potentials[0]])[0], inputs=model.value_vars
+    )
     expected = 0.0
     for pid in ("a", "b"):
         rows = long[long["id"] == pid]
-        w = rows[["x", "y"]].to_numpy() - gamma
-        expected += _joint_logpdf(w, rows["wave"].tolist(), PARAMS)
-    assert float(logp(point)) == pytest.approx(expected, abs=1e-8)
+        waves = rows["wave"].tolist()
+        time = (np.asarray(waves, float) - long["wave"].min()) / 10.0
+        mean = np.column_stack(
+            [gamma[0] + point.get("trend_x", 0.0) * time,
+             gamma[1] + (gamma[2] if trend == "random" else 0.0) * time]
+        ).ravel()  # fmt: skip
+        design = np.zeros((2 * len(waves), dims))
+        design[0::2, 0] = 1.0
+        design[1::2, 1] = 1.0
+        if trend == "random":
+            design[1::2, 2] = time
+        cov = _joint_cov(waves, PARAMS) + design @ s_u @ design.T
+        y = rows[["x", "y"]].to_numpy().ravel()
+        expected += float(multivariate_normal(mean, cov).logpdf(y))
+    assert float(logp(point)) == pytest.approx(expected, rel=1e-10)
 
 
 def test_simulated_panel_has_missed_sessions(rng):

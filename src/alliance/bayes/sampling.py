@@ -287,6 +287,11 @@ def _sample(
             warnings.filterwarnings(
                 "ignore", message="overflow encountered in dot", category=RuntimeWarning
             )
+            # the same in a trajectory's far tail (the dynamic panel's lag matrix powers): the
+            # log density is NaN there and NUTS counts the step as divergent, as it should
+            warnings.filterwarnings(
+                "ignore", message="invalid value encountered in dot", category=RuntimeWarning
+            )
             idata = pm.sample(
                 draws=settings["draws"],
                 tune=settings["tune"],
