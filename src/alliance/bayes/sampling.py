@@ -284,13 +284,13 @@ def _sample(
             # PyMC's jittered initialization can start far out in the tails, where the kinetic
             # energy of the first trial step overflows; the step is rejected as divergent during
             # tuning (discarded), so the warning is expected and harmless there.
+            # The same in a trajectory's far tail (the dynamic panel's lag-matrix powers
+            # overflow to inf, then inf - inf): the log density or its gradient is NaN there and
+            # NUTS counts the step as divergent, as it should; NumPy's notice adds nothing.
             warnings.filterwarnings(
-                "ignore", message="overflow encountered in dot", category=RuntimeWarning
-            )
-            # the same in a trajectory's far tail (the dynamic panel's lag matrix powers): the
-            # log density is NaN there and NUTS counts the step as divergent, as it should
-            warnings.filterwarnings(
-                "ignore", message="invalid value encountered in dot", category=RuntimeWarning
+                "ignore",
+                message="(overflow|invalid value) encountered in (dot|accumulate)",
+                category=RuntimeWarning,
             )
             idata = pm.sample(
                 draws=settings["draws"],
