@@ -127,17 +127,20 @@ def test_nutpie_compiles_without_fast_math(monkeypatch, rng):
     gave other draws than a cold one for the demo's site_b therapist model): nutpie's
     compilation runs with IEEE semantics, the cache left as configured, and the settings are
     restored after it."""
-    import nutpie
     import pymc as pm
     import pytensor
+    from pytensor.tensor import extra_ops
+
+    import alliance.bayes.nutpie_callbacks as callbacks
 
     seen = []
 
     def compile_model(model):
         seen.append((pytensor.config.numba__fastmath, pytensor.config.numba__cache))
+        assert extra_ops.broadcast_shape_iter is callbacks._broadcast_shape_iter_in_input_order
         raise RuntimeError("stop after the compilation was entered")
 
-    monkeypatch.setattr(nutpie, "compile_pymc_model", compile_model)
+    monkeypatch.setattr(callbacks, "compile_for_nutpie", compile_model)
     before = (pytensor.config.numba__fastmath, pytensor.config.numba__cache)
     with pm.Model() as model:
         pm.Normal("x", 0, 1, shape=3)

@@ -577,6 +577,7 @@ def bsem_sbc(
     from threadpoolctl import threadpool_limits
 
     from alliance.bayes.calibration import rank_tests
+    from alliance.bayes.nutpie_callbacks import compile_for_nutpie
     from alliance.bayes.sampling import reproducible_numba_compilation
 
     start = time.perf_counter()
@@ -588,7 +589,7 @@ def bsem_sbc(
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
         with reproducible_numba_compilation():
-            compiled = nutpie.compile_pymc_model(model)
+            compiled = compile_for_nutpie(model)
         for r in range(n_reps):
             truth = {n: np.asarray(prior[n][0, r]).ravel()[0] for n in SBC_PARAMETERS}
             sigma = np.asarray(prior["implied_cov"][0, r])

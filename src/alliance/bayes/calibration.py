@@ -232,16 +232,16 @@ def run_sbc(
     first = simulate_therapist_data(
         np.random.default_rng(0), draw_prior(np.random.default_rng(0)), n_patients, n_therapists
     )
-    import nutpie
     from threadpoolctl import threadpool_limits
 
     from alliance.bayes.models import therapist_model
+    from alliance.bayes.nutpie_callbacks import compile_for_nutpie
     from alliance.bayes.sampling import reproducible_numba_compilation
 
     start = time.perf_counter()
     settings = {"draws": draws, "tune": tune, "thin": thin, "cores": cores}
     with threadpool_limits(limits=1, user_api="blas"), reproducible_numba_compilation():
-        compiled = nutpie.compile_pymc_model(therapist_model(first, fit_priors))
+        compiled = compile_for_nutpie(therapist_model(first, fit_priors))
         compile_s = time.perf_counter() - start
         rows = [
             _rank_one(compiled, int(s), n_patients, n_therapists, settings, priors) for s in seeds

@@ -167,10 +167,17 @@ def reproducible_numba_compilation() -> Iterator[None]:
     cache): site_a compiled in 76 s, then site_b in 31 s, and site_b again in 10 s, with draws
     bit-identical to a compilation with the cache off (58 s). Fast-math's ``nnan``/``ninf``
     assumptions are also unsafe for log densities that are ``-inf`` outside their support.
+
+    The graphs built inside are also the same in every process
+    (:func:`alliance.bayes.nutpie_callbacks.deterministic_broadcast_shapes`), so PyTensor's cache
+    key of a model's compiled log density is too, and the next job, run or dataset with the
+    same model loads it instead of compiling it again.
     """
     import pytensor
 
-    with pytensor.config.change_flags(numba__fastmath=False):
+    from alliance.bayes.nutpie_callbacks import deterministic_broadcast_shapes
+
+    with pytensor.config.change_flags(numba__fastmath=False), deterministic_broadcast_shapes():
         yield
 
 
@@ -261,8 +268,10 @@ def _sample(
     if backend == "nutpie":
         import nutpie
 
+        from alliance.bayes.nutpie_callbacks import compile_for_nutpie
+
         with _quiet_known_rewrite_failures(), reproducible_numba_compilation():
-            compiled = nutpie.compile_pymc_model(model)
+            compiled = compile_for_nutpie(model)
         compile_s = time.perf_counter() - start
         t0 = time.perf_counter()
         idata = nutpie.sample(
