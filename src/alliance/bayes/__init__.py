@@ -6,6 +6,8 @@ The workflow's ``bayes_fit``, ``bayes_refit`` and ``bayes_sensitivity`` rules:
   :mod:`~alliance.bayes.latent` - the model data and the PyMC models;
 - :mod:`~alliance.bayes.sampling`, :mod:`~alliance.bayes.diagnostics` - the one sampler and
   the one diagnostics path of every PyMC model of the package (BARG thresholds);
+  :mod:`~alliance.bayes.nutpie_callbacks` - the model compiled for nutpie (its C callbacks,
+  graphs with the same compile-cache key in every process);
 - :mod:`~alliance.bayes.calibration` - simulation-based calibration;
 - :mod:`~alliance.bayes.plots` - the figures of a fit;
 - :mod:`~alliance.bayes.bsem` - Bayesian SEM of a CFA with small-variance priors;
