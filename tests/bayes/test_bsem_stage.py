@@ -105,11 +105,18 @@ def test_bad_options_are_input_errors(tmp_path, rng, capsys):
 
 @pytest.mark.slow
 def test_bsem_command_writes_status_ppp_and_formula_safe_tables(tmp_path, rng, capsys):
-    """A planted residual correlation (about .45, a1~~b1) is listed; incomplete rows are dropped
+    """A planted residual correlation (about .30, a1~~b1) is listed; incomplete rows are dropped
     and counted; the CSVs are formula-safe (a pair label starting with '-' or '=' would be
-    quoted; here none does, so each text cell must not start with a trigger)."""
+    quoted; here none does, so each text cell must not start with a trigger).
+
+    With a residual correlation of .45 (4.5 prior SDs under the N(0, .01) prior, on factors of
+    three items) the default 2 x 2,000 draws did not pass: tail ESS 313 of a1's loading, which
+    trades off with the residual correlation; the command then says so and exits 1 (a user
+    would run it with more --draws). .30 is the size of the residual correlations BSEM is used
+    to find, and the default draws suffice."""
     data = _data(rng, 800)
-    e = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=800) * 0.7
+    # residual covariance .9 x .5^2 = .225 on residual variances .49 + .25: correlation .30
+    e = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=800) * 0.5
     data["a1"] += e[:, 0]
     data["b1"] += e[:, 1]
     data.loc[:2, "a2"] = np.nan
@@ -193,3 +200,14 @@ def test_summary_rows_show_ppp_large_residuals_and_warn_of_failed_fits(tmp_path)
     text, _ = bsem_section(tmp_path, ["site_a"])
     assert text.startswith("### Bayesian SEM") and "0.412" in text
     assert bsem_section(tmp_path, ["site_c"]) == ("", [])
+
+
+def test_failed_ess_names_the_option_that_adds_draws(capsys):
+    from alliance.cli.bsem import _print_failures
+
+    _print_failures(["tail ESS 313 < 400 (std_loading[f1=~a1])"], 2000)
+    printed = capsys.readouterr().out
+    assert "diagnostic failed: tail ESS 313 < 400 (std_loading[f1=~a1])" in printed
+    assert "--draws 4000" in printed
+    _print_failures(["3 divergent transitions"], 2000)
+    assert "--draws" not in capsys.readouterr().out

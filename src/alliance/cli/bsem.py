@@ -34,9 +34,19 @@ def _cmd_bsem(args: argparse.Namespace) -> int:
     )
     for row in result["large_residual_correlations"]:
         print(f"  residual correlation {row['pair']}: {row['mean']:.3f}")
-    for failure in result["diagnostics"]["failures"]:
-        print(f"  diagnostic failed: {failure}")
+    _print_failures(result["diagnostics"]["failures"], args.draws)
     return 0 if result["status"] == "pass" else 1
+
+
+def _print_failures(failures: list[str], draws: int) -> None:
+    """Each failed diagnostic; for too few effective draws, the option that adds draws."""
+    for failure in failures:
+        print(f"  diagnostic failed: {failure}")
+    if any("ESS" in failure for failure in failures):
+        print(
+            f"  the chains mix slowly (strong residual correlations against the small-variance "
+            f"prior do this): run again with more draws, e.g. --draws {2 * draws}"
+        )
 
 
 def _twolevel(args: argparse.Namespace, sampler: dict) -> int:
@@ -56,8 +66,7 @@ def _twolevel(args: argparse.Namespace, sampler: dict) -> int:
     if result.get("reason"):
         print(f"  {result['reason']}")
         return 1
-    for failure in result["diagnostics"]["failures"]:
-        print(f"  diagnostic failed: {failure}")
+    _print_failures(result["diagnostics"]["failures"], args.draws)
     return 0 if result["status"] == "pass" else 1
 
 
