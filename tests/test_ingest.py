@@ -117,6 +117,8 @@ def test_valid_export_keeps_every_row(tmp_path, rng):
         ("ther", " ", "missing_id", "row"),
         ("pid", "1.2345678901234567e+19", "inexact_id", "row"),
         ("pid", "1.23457E+19", "inexact_id", "row"),
+        ("pid", "inf", "inexact_id", "row"),
+        ("ther", "-Infinity", "inexact_id", "row"),
         ("sess", "0", "invalid_session", "row"),
         ("sess", "-2", "invalid_session", "row"),
         ("sess", "2.5", "invalid_session", "row"),

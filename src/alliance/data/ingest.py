@@ -234,6 +234,8 @@ def classify(
 _WHOLE_TEXT = r"^([+-]?\d+)\.0+$"  # a pattern string: pyarrow runs it vectorized
 #: A number in scientific notation: how a spreadsheet writes a long number, digits lost.
 _SCIENTIFIC = r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$"
+#: An infinite number as the readers and spreadsheets write it (``inf``, ``-Infinity``).
+_INFINITE = r"^[+-]?(?:inf|infinity)$"
 
 
 def _as_id(raw: pd.Series) -> pd.Series:
@@ -257,6 +259,13 @@ def _inexact_id(raw: pd.Series) -> pd.Series:
     """
     text = raw.astype("string").str.strip()
     return text.str.match(_SCIENTIFIC).fillna(False).astype(bool)
+
+
+def _infinite_id(raw: pd.Series) -> pd.Series:
+    """True where an ID is an infinite number (``inf``: a numeric ID column of a binary file or
+    a CSV written from one, where an overflow or a division by zero left no identifier)."""
+    text = raw.astype("string").str.strip()
+    return text.str.match(_INFINITE, case=False).fillna(False).astype(bool)
 
 
 class ProblemLog:
@@ -496,6 +505,15 @@ def _ids(codebook: Codebook, frame: pd.DataFrame, rows: pd.Series, acc: _Columns
             f"{role} ID is a number in scientific notation, which has lost digits (a "
             "spreadsheet writes long numbers so; a float beyond 2**53 cannot hold an exact "
             "integer), so different IDs may read the same: store IDs as text",
+        )
+        acc.problems.add(
+            _infinite_id(frame[col]),
+            rows,
+            col,
+            frame[col],
+            "inexact_id",
+            f"{role} ID is an infinite number (an overflow or a division by zero in the "
+            "export), which identifies no one",
         )
     ids = ids[["patient_id", "therapist_id"]]
     if "rater" in codebook.ids:
