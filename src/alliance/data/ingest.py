@@ -262,8 +262,11 @@ def _inexact_id(raw: pd.Series) -> pd.Series:
 
 
 def _infinite_id(raw: pd.Series) -> pd.Series:
-    """True where an ID is an infinite number (``inf``: a numeric ID column of a binary file or
-    a CSV written from one, where an overflow or a division by zero left no identifier)."""
+    """True where an ID is an infinite number (``inf``, ``-Infinity``).
+
+    A numeric ID column of a binary file, or a CSV written from one, holds it where an overflow
+    or a division by zero left no identifier.
+    """
     text = raw.astype("string").str.strip()
     return text.str.match(_INFINITE, case=False).fillna(False).astype(bool)
 
