@@ -30,10 +30,10 @@ demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
 	@echo "done: results/summary.md (and .html), results/report.html, results/provenance.json"
 
 test: $(STAMP)  ## run the test suite (all but the long recovery runs marked slow)
-	$(BIN)/python -m pytest -n $(CORES) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 test-all: $(STAMP)  ## every test, including the long recovery and calibration runs
-	$(BIN)/python -m pytest -n $(CORES) --dist loadfile
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
 	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e"

@@ -13,7 +13,7 @@ TEST_TARGET_S = 300.0
 
 @register("tests", order=90, description="make test's pytest command, wall time")
 def test_suite(ctx: Context) -> list[Row]:
-    """Time ``pytest -n CORES --dist loadfile -m "not slow"`` and list the slowest tests."""
+    """Time ``make test``'s pytest command and list the slowest tests."""
     command = [
         sys.executable,
         "-m",
@@ -22,6 +22,7 @@ def test_suite(ctx: Context) -> list[Row]:
         str(ctx.cores),
         "--dist",
         "loadfile",
+        "--no-loadscope-reorder",
         "-m",
         "not slow",
         "-q",

@@ -14,15 +14,35 @@ SEED = 20261125
 DATA = Path(__file__).parent / "data"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the end-to-end files first (stable: files and tests keep their order otherwise).
+#: The Snakemake runs, longest first (seconds of one run in ``make test`` on 2 cores). The
+#: demo rerun has the Bayesian stages off, so it never waits for PyTensor's compile lock while
+#: the next one (with Bayesian fits) runs on the other worker.
+E2E_FILES = {
+    "test_workflow_demo.py": 91,
+    "test_workflow_e2e.py": 53,
+    "test_workflow_privacy.py": 57,
+}
 
-    ``make test`` hands whole files to its two workers in collection order; the Snakemake runs
-    (``e2e``, a minute or more each) sorted last alphabetically and left one worker running
-    them alone at the end. First, the other worker fills the time with the short files.
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the files for ``make test``'s two workers: the Snakemake runs first, longest first,
+    then the other files with the most tests first (stable within a file).
+
+    ``make test`` hands whole files to its workers in this order (``--no-loadscope-reorder``
+    in the Makefile; pytest-xdist's own order puts the files with the most tests first, which
+    left the single-test Snakemake files to the end: one worker ran the demo rerun, 91 s,
+    alone, and make test took 307-313 s). Two Snakemake runs with Bayesian fits at once waited
+    on PyTensor's compile lock (all end-to-end files first, in name order: 380 s). This order:
+    287 s (same machine and commit, 2 cores).
     """
-    e2e_files = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.path not in e2e_files)
+    counts: dict[Path, int] = {}
+    for item in items:
+        counts[item.path] = counts.get(item.path, 0) + 1
+
+    def key(item: pytest.Item) -> tuple[int, int, str]:
+        return (-E2E_FILES.get(item.path.name, 0), -counts[item.path], str(item.path))
+
+    items.sort(key=key)
 
 
 @pytest.fixture
