@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # them off globally
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-all test-fast lint format report bench verify manifest demo-data clean
+.PHONY: help setup demo test test-all test-cluster test-fast lint format report bench verify manifest demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -30,13 +30,16 @@ demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
 	@echo "done: results/summary.md (and .html), results/report.html, results/provenance.json"
 
 test: $(STAMP)  ## run the test suite (all but the long recovery runs marked slow)
-	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not slow and not cluster"
 
 test-all: $(STAMP)  ## every test, including the long recovery and calibration runs
-	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not cluster"
+
+test-cluster: $(STAMP)  ## the workflow on a one-node SLURM cluster (needs root; installs slurm-wlm, munge)
+	$(BIN)/python -m pytest -m cluster tests/test_cluster_slurm.py
 
 test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
-	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e"
+	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e and not cluster"
 
 lint: $(STAMP)  ## ruff, snakefmt and snakemake --lint
 	$(BIN)/ruff check src tests scripts bench

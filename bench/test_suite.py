@@ -24,7 +24,7 @@ def test_suite(ctx: Context) -> list[Row]:
         "loadfile",
         "--no-loadscope-reorder",
         "-m",
-        "not slow",
+        "not slow and not cluster",
         "-q",
         "--durations=8",
         "-p",
