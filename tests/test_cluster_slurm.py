@@ -11,7 +11,6 @@ the daemons it started.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -20,10 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from workflow_support import ROOT, run_snakemake
-
-from alliance.verify import verify
+from workflow_support import ROOT, deterministic_demo_project, manifest_problems, run_snakemake
 
 pytestmark = pytest.mark.cluster
 
@@ -153,13 +149,7 @@ def test_demo_through_slurm_matches_the_manifest(tmp_path, slurm_cluster, monkey
     collected through squeue, reproduce the committed manifest as a local run does."""
     for name, value in slurm_cluster.items():
         monkeypatch.setenv(name, value)
-    for name in ("config", "data"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
-    config["bayes"]["enabled"] = False
-    config["process_bayes"]["enabled"] = False
-    config["meta"]["enabled"] = False
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    deterministic_demo_project(tmp_path)
     result = run_snakemake(tmp_path, *_slurm_args())
     assert result.returncode == 0, result.stderr[-3000:]
     submitted = result.stderr.count("has been submitted with SLURM jobid")
@@ -167,12 +157,5 @@ def test_demo_through_slurm_matches_the_manifest(tmp_path, slurm_cluster, monkey
     # every job ran under slurmd and left its SLURM log (rule_<name>/<wildcards>/<jobid>.log)
     logs = list((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == submitted
-    manifest = json.loads((ROOT / "verification" / "demo_manifest.json").read_text())
-    checked = verify(tmp_path / "results", manifest)
-    produced = {
-        p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*")
-    }
-    checked = checked[checked["file"].isin(produced)]
-    assert len(checked) > 10_000
-    bad = checked[checked["status"].isin(["mismatch", "missing"])]
+    bad = manifest_problems(tmp_path / "results")
     assert bad.empty, bad.head(20).to_string()

@@ -106,3 +106,32 @@ def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
     }
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
+
+
+def deterministic_demo_project(folder: Path) -> None:
+    """The demo's config and data in ``folder``, the sampling stages switched off (Bayesian
+    models, Bayesian process models and pooling)."""
+    import shutil
+
+    for name in ("config", "data"):
+        shutil.copytree(ROOT / name, folder / name)
+    config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
+    config["bayes"]["enabled"] = False
+    config["process_bayes"]["enabled"] = False
+    config["meta"]["enabled"] = False
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def manifest_problems(results: Path) -> pd.DataFrame:
+    """The committed demo manifest's numbers in the files of ``results`` that do not match
+    (checks that more than 10,000 numbers were compared)."""
+    import json
+
+    from alliance.verify import verify
+
+    manifest = json.loads((ROOT / "verification" / "demo_manifest.json").read_text())
+    checked = verify(results, manifest)
+    produced = {p.relative_to(results).as_posix() for p in results.rglob("*")}
+    checked = checked[checked["file"].isin(produced)]
+    assert len(checked) > 10_000
+    return checked[checked["status"].isin(["mismatch", "missing"])]
