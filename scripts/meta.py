@@ -14,7 +14,11 @@ result = run_meta(
     {f.parent.parent.name: f for f in files if f.name == "effect.json"},
     {f.parent.parent.name: f for f in files if f.name == "effects.parquet"},
     Path(snakemake.output.meta).parent,
-    snakemake.params.settings,
+    # the Bayesian pooling's chains in parallel up to the cores Snakemake granted this job
+    {
+        **snakemake.params.settings,
+        "bayes": {**snakemake.params.settings["bayes"], "cores": snakemake.threads},
+    },
     seed=snakemake.params.seed,
 )
 log.info("pooled r %s from %s effects", result["pooled_r"]["estimate"], result["k"])

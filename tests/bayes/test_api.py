@@ -69,6 +69,46 @@ def test_sensitivity_refit_is_the_same_posterior_without_the_extras(demo_tables,
     assert (tmp_path / "full" / "figures").is_dir() and (tmp_path / "full" / "idata.nc").is_file()
 
 
+def test_prior_sensitivity_refits_each_scale_in_one_call(demo_tables, tmp_path):
+    """The workflow's sensitivity job: each refit is fit_model's refit with the priors scaled
+    (same summary bytes), the default fit (scale 1) is read, not refit, and the table holds
+    each refit's mean."""
+    from alliance.bayes.priors import DEFAULT_PRIORS, scale_priors
+    from alliance.bayes.sensitivity import prior_sensitivity
+
+    data = demo_tables("site_c")
+    fit_model(data, "outcome", sampler=SMALL, out_dir=tmp_path / "outcome_x1", refit=True)
+    table = prior_sensitivity(
+        data,
+        "outcome",
+        tmp_path / "outcome_x1" / "summary.csv",
+        tmp_path,
+        [1, 0.5, 2],
+        priors=DEFAULT_PRIORS,
+        sampler=SMALL,
+    ).set_index("parameter")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "outcome_x0.5",
+        "outcome_x1",
+        "outcome_x2",
+    ]
+    fit_model(
+        data,
+        "outcome",
+        priors=scale_priors(DEFAULT_PRIORS, 2.0),
+        sampler=SMALL,
+        out_dir=tmp_path / "alone",
+        refit=True,
+    )
+    assert (tmp_path / "alone" / "summary.csv").read_bytes() == (
+        tmp_path / "outcome_x2" / "summary.csv"
+    ).read_bytes()
+    for scale in ("0.5", "2"):
+        refit = pd.read_csv(tmp_path / f"outcome_x{scale}" / "summary.csv").set_index("parameter")
+        assert table.loc["b_alliance", f"mean_x{scale}"] == refit.loc["b_alliance", "mean"]
+    assert table.loc["b_alliance", "max_shift_sd"] >= 0
+
+
 def test_pathological_fit_is_flagged(demo_tables):
     # an absurd prior (SD 1e-4 on intercept and slopes: scales 10,000x apart from sigma) with
     # tuning too short to adapt step size and mass matrix to it

@@ -81,6 +81,29 @@ def _inside(effect: dict, target: float, margin: float = 0.0, level: str = "90")
     )
 
 
+# --------------------------------------------------------------------------- likelihoods
+
+
+def test_dropout_likelihood_is_pymcs_bernoulli_with_its_gradient(rng):
+    """The dropout model's Bernoulli-logit density (one softplus) equals pm.Bernoulli's."""
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+
+    from alliance.process.bayes_models import _bernoulli_logit_logp
+
+    eta = pt.vector("eta")
+    value = rng.integers(0, 2, size=400)
+    # log-odds from far in one tail to far in the other (softplus overflow region included)
+    points = np.concatenate([rng.normal(0, 3, 380), [-40.0, -20.0, 0.0, 20.0, 40.0] * 4])
+    ours = pt.sum(_bernoulli_logit_logp(pt.as_tensor(value), eta))
+    pymcs = pt.sum(pm.logp(pm.Bernoulli.dist(logit_p=eta), pt.as_tensor(value)))
+    f = pytensor.function([eta], [ours, pt.grad(ours, eta), pymcs, pt.grad(pymcs, eta)])
+    lp_ours, grad_ours, lp_pymc, grad_pymc = f(points)
+    np.testing.assert_allclose(lp_ours, lp_pymc, rtol=1e-12)
+    np.testing.assert_allclose(grad_ours, grad_pymc, rtol=1e-12, atol=1e-15)
+
+
 # --------------------------------------------------------------------------- recovery
 
 

@@ -1,7 +1,7 @@
 # Bayesian alliance-outcome models per dataset (outcome, therapist, session, latent), with
 # diagnostics, LOO and figures in one job per model (one interpreter, PyMC/nutpie imported and
-# the model compiled once); the prior-sensitivity refits (prior scales halved and doubled) are
-# rule bayes_refit.
+# the model compiled once); the prior-sensitivity refits (prior scales halved and doubled) and
+# their table in one job per dataset and model, rule bayes_sensitivity.
 
 
 rule bayes_fit:
@@ -53,49 +53,20 @@ rule bayes_fit:
         sampler=bayes_sampler,
         alliance_session=config["bayes"]["alliance_session"],
         measure=config["bayes"]["measure"],
-        scale=1.0,
-        refit=False,
     script:
         "../../scripts/bayes_fit.py"
 
 
-# The prior-sensitivity refits: the same model with every prior scale multiplied by {scale}
-# (not 1); only the posterior summary and diagnostics, which the sensitivity table compares.
-rule bayes_refit:
+# The prior-sensitivity refits: the same model with every prior scale multiplied by each
+# bayes.sensitivity_scales factor other than 1 (posterior summary and diagnostics only, one
+# after another in one job), and the table of how the key estimates move.
+rule bayes_sensitivity:
     input:
         item_table="results/{item_dataset}/ingest/items.parquet",
         outcomes="results/{item_dataset}/ingest/outcomes.parquet",
         patients="results/{item_dataset}/ingest/patients.parquet",  # therapists
         scores="results/{item_dataset}/scores/scores.parquet",
-    output:
-        summary="results/{item_dataset}/bayes/{model}_x{scale}/summary.csv",
-        diagnostics="results/{item_dataset}/bayes/{model}_x{scale}/diagnostics.json",
-    log:
-        "results/{item_dataset}/logs/bayes_refit_{model}_x{scale}.log",
-    benchmark:
-        "results/{item_dataset}/benchmarks/bayes_refit_{model}_x{scale}.tsv"
-    wildcard_constraints:
-        scale=SENSITIVITY_SCALE,
-    conda:
-        ENV
-    threads: bayes_threads
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        priors=config["bayes"]["priors"],
-        sampler=bayes_sampler,
-        alliance_session=config["bayes"]["alliance_session"],
-        measure=config["bayes"]["measure"],
-        scale=sensitivity_scale,
-        refit=True,
-    script:
-        "../../scripts/bayes_fit.py"
-
-
-rule bayes_sensitivity:
-    input:
-        summaries=bayes_sensitivity_inputs,
+        default_summary="results/{item_dataset}/bayes/{model}_x1/summary.csv",
     output:
         table=report(
             "results/{item_dataset}/bayes/sensitivity_{model}.csv",
@@ -104,17 +75,23 @@ rule bayes_sensitivity:
             subcategory="{item_dataset}",
             labels={"dataset": "{item_dataset}", "table": "prior sensitivity {model}"},
         ),
+        summaries=refit_files("summary.csv"),
+        diagnostics=refit_files("diagnostics.json"),
     log:
         "results/{item_dataset}/logs/bayes_sensitivity_{model}.log",
     benchmark:
         "results/{item_dataset}/benchmarks/bayes_sensitivity_{model}.tsv"
     conda:
         ENV
-    threads: 1
+    threads: bayes_threads
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=4000,
+        runtime=30,
     params:
         scales=config["bayes"]["sensitivity_scales"],
+        priors=config["bayes"]["priors"],
+        sampler=bayes_sampler,
+        alliance_session=config["bayes"]["alliance_session"],
+        measure=config["bayes"]["measure"],
     script:
         "../../scripts/bayes_sensitivity.py"

@@ -18,6 +18,7 @@ rule cfa_fit:
         "results/{analysis_dataset}/logs/cfa_fit_{estimator}.log",
     benchmark:
         "results/{analysis_dataset}/benchmarks/cfa_fit_{estimator}.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     threads: 1
@@ -47,6 +48,7 @@ rule cfa_compare:
         "results/{analysis_dataset}/logs/cfa_compare_{estimator}.log",
     benchmark:
         "results/{analysis_dataset}/benchmarks/cfa_compare_{estimator}.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     threads: 1
@@ -77,6 +79,7 @@ rule cfa_invariance:
     wildcard_constraints:
         # invariance_long_{estimator}.json is rule cfa_invariance_long's
         group="(?!long_)[^/]+",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     threads: 1

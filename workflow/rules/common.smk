@@ -368,14 +368,24 @@ def bayes_threads(wildcards):
 #: (longest-processing-time-first). Measured on the demo (2 cores, empty compile caches): the
 #: latent fit takes 45-115 s, the process models 40-60 s, the session model 20-35 s, the
 #: therapist model 15-20 s, the outcome model and the refits about 10 s.
-BAYES_PRIORITY = {"latent": 30, "session": 10, "therapist": 5}
+#: The outcome fit, though short, comes before the leaf jobs: its prior-sensitivity job waits
+#: for it (left to the end, the two ran one after the other alone in the last 20 s).
+BAYES_PRIORITY = {"latent": 30, "session": 10, "therapist": 5, "outcome": 2}
 
 #: Scheduling priority of the short jobs that feed the long ones (ingest_items, score,
-#: process, dataset_effect: seconds each). Snakemake's priorities do not reach a job's
-#: inputs, so without this the CFA and IRT jobs (priority 0) ran first and one dataset's
+#: process, dataset_effect, ingest_effects: seconds each). Snakemake's priorities do not
+#: reach a job's inputs, so without this the CFA and IRT jobs (priority 0) ran first and one dataset's
 #: scores waited until 211 s of a 357-s cold demo, its latent and process fits then ran
 #: last, one core idle (measured on 2 cores, 2026-12-04).
 FEEDER_PRIORITY = 50
+
+#: Scheduling priority of the short jobs that other short jobs wait for (pool_items, and
+#: cfa_fit, cfa_compare and cfa_invariance before cfa_report): above the leaf jobs (reports,
+#: IRT, panels, the outcome fits and refits, priority 0), so that the end of a run is leaf
+#: jobs side by side and not a chain of dependent jobs on one core. In a 321-s cold demo
+#: (2 cores, 2026-12-04) the pooled CFA chain and the meta-analysis ran one after another
+#: alone in the last 16 s.
+CHAIN_PRIORITY = 1
 
 
 def bayes_priority(wildcards):
@@ -394,20 +404,15 @@ def latent_compilations(wildcards):
     return 1 if wildcards.model == "latent" else 0
 
 
-#: A prior-sensitivity scale other than the default 1 (rule bayes_refit's {scale}).
-SENSITIVITY_SCALE = r"(?!1(?![0-9.]))[0-9]+(\.[0-9]+)?"
+def refit_files(name):
+    """File ``name`` of every prior-sensitivity refit of a model (the scales other than 1).
 
-
-def sensitivity_scale(wildcards):
-    """The prior scale factor of a refit, as a number."""
-    return float(wildcards.scale)
-
-
-def bayes_sensitivity_inputs(wildcards):
-    """The summaries of one model's fits under every prior scale."""
+    Wildcards ``{item_dataset}`` and ``{model}`` stay; folders ``{model}_x{scale:g}``.
+    """
     return [
-        f"results/{wildcards.item_dataset}/bayes/{wildcards.model}_x{s:g}/summary.csv"
+        f"results/{{item_dataset}}/bayes/{{model}}_x{s:g}/{name}"
         for s in config["bayes"]["sensitivity_scales"]
+        if float(s) != 1.0
     ]
 
 

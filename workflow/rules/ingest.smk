@@ -45,6 +45,7 @@ rule ingest_effects:
         "results/{effect_dataset}/logs/ingest.log",
     benchmark:
         "results/{effect_dataset}/benchmarks/ingest.tsv"
+    priority: FEEDER_PRIORITY
     conda:
         ENV
     threads: 1
@@ -66,6 +67,7 @@ rule pool_items:
         "results/pooled/logs/pool.log",
     benchmark:
         "results/pooled/benchmarks/pool.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     threads: 1

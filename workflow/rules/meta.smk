@@ -60,7 +60,10 @@ rule meta:
     priority: 15
     conda:
         ENV
-    threads: 2
+    # the Bayesian pooling's chains in parallel up to these cores (meta.bayes.cores; the
+    # script passes the threads granted). With 2 on the 2-core demo it waited for both cores
+    # to be free, which happened only after the last fits: it ran alone at the end (9 s)
+    threads: int(config["meta"]["bayes"]["cores"])
     resources:
         mem_mb=2000,
         runtime=15,

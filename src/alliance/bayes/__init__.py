@@ -1,6 +1,6 @@
 """Bayesian models that link the alliance to outcome (PyMC), with sampling and diagnostics.
 
-The workflow's ``bayes_fit``, ``bayes_refit`` and ``bayes_sensitivity`` rules:
+The workflow's ``bayes_fit`` and ``bayes_sensitivity`` rules:
 
 - :mod:`~alliance.bayes.data`, :mod:`~alliance.bayes.priors`, :mod:`~alliance.bayes.models`,
   :mod:`~alliance.bayes.latent` - the model data and the PyMC models;

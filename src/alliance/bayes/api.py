@@ -161,7 +161,8 @@ def fit_model(
         pm_model = build_model(model, data, priors)
     except InsufficientData as exc:
         return not_fitted(model, "skipped", str(exc), out_dir, figures=figures and not refit)
-    idata, timing = sample(pm_model, settings)
+    # a refit's log likelihood would go unused (no LOO)
+    idata, timing = sample(pm_model, settings, log_likelihood=not refit)
     if not refit:
         add_predictive(idata, pm_model, settings["seed"])
         prior = prior_predictive(pm_model, draws=PRIOR_DRAWS, seed=settings["seed"])
