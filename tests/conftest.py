@@ -14,13 +14,14 @@ SEED = 20261125
 DATA = Path(__file__).parent / "data"
 
 
-#: The Snakemake runs, longest first (seconds of one run in ``make test`` on 2 cores). The
-#: demo rerun has the Bayesian stages off, so it never waits for PyTensor's compile lock while
-#: the next one (with Bayesian fits) runs on the other worker.
+#: The Snakemake runs, in the order they are handed out (the number is the rank; the seconds
+#: of one run in ``make test`` on 2 cores, 2026-12-04, in the comments). The demo rerun has the
+#: Bayesian stages off, so it never waits for PyTensor's compile lock while the first run with
+#: Bayesian fits runs on the other worker; the second one with Bayesian fits comes after it.
 E2E_FILES = {
-    "test_workflow_demo.py": 91,
-    "test_workflow_e2e.py": 53,
-    "test_workflow_privacy.py": 57,
+    "test_workflow_demo.py": 3,  # 40-60 s (site_a and the pooled items analysed)
+    "test_workflow_e2e.py": 2,  # 75 s
+    "test_workflow_privacy.py": 1,  # 56 s
 }
 
 
@@ -33,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     left the single-test Snakemake files to the end: one worker ran the demo rerun, 91 s,
     alone, and make test took 307-313 s). Two Snakemake runs with Bayesian fits at once waited
     on PyTensor's compile lock (all end-to-end files first, in name order: 380 s). This order:
-    287 s (same machine and commit, 2 cores).
+    287 s (same machine and commit, 2 cores; the demo rerun then analysed every site).
     """
     counts: dict[Path, int] = {}
     for item in items:

@@ -122,6 +122,23 @@ def deterministic_demo_project(folder: Path) -> None:
     (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
+def targets_of(project: Path, folders: tuple[str, ...]) -> list[str]:
+    """One output of every job of the workflow in ``project`` that writes under ``results/F/``
+    for a folder F of ``folders`` (from a dry run, so always the workflow's own rules), and of
+    every ingest and scoring job: the targets of a run that analyses only those datasets."""
+    result = run_snakemake(project, "--cores", "1", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    targets = []
+    for line in result.stdout.splitlines():
+        if not line.startswith("    output: "):
+            continue
+        outputs = line.removeprefix("    output: ").split(", ")
+        parts = [o.split("/") + ["", ""] for o in outputs]
+        if all(p[1] in folders for p in parts) or all(p[2] in ("ingest", "scores") for p in parts):
+            targets.append(outputs[0])
+    return targets
+
+
 def manifest_problems(results: Path) -> pd.DataFrame:
     """The committed demo manifest's numbers in the files of ``results`` that do not match
     (checks that more than 10,000 numbers were compared)."""
