@@ -148,3 +148,27 @@ def test_set_style_applies_the_shared_style():
         assert mpl.rcParams["pdf.fonttype"] == 42
         assert mpl.rcParams["savefig.dpi"] == 300
         assert mpl.rcParams["font.size"] == 8
+
+
+def test_save_writes_the_pdf_with_the_pngs_layout_and_keeps_the_layout_engine(tmp_path):
+    """The PDF reuses the constrained layout the PNG's drawing computed (no second layout
+    pass): the axes keep their positions, the figure keeps its layout engine, and a rerun
+    writes the same bytes."""
+    from alliance.figures import _new_figure, save
+
+    fig = _new_figure(3.5, 2.5)
+    ax = fig.subplots()
+    ax.plot([0, 1, 2], [2, 0, 1])
+    ax.set(xlabel="session", ylabel="a long axis label", title="title")
+    engine = fig.get_layout_engine()
+    png, pdf = save(fig, tmp_path / "a" / "figure")
+    after_png = ax.get_position().bounds
+    assert fig.get_layout_engine() is engine
+    assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:5] == b"%PDF-"
+    # constrained layout moved the axes off matplotlib's default position, and left them there
+    assert after_png != pytest.approx((0.125, 0.11, 0.775, 0.77))
+    save(fig, tmp_path / "b" / "figure")
+    assert ax.get_position().bounds == pytest.approx(after_png, abs=1e-12)
+    assert (tmp_path / "a" / "figure.pdf").read_bytes() == (
+        tmp_path / "b" / "figure.pdf"
+    ).read_bytes()

@@ -109,7 +109,15 @@ def save(fig: Figure, path_stem: str | Path) -> list[Path]:
     png = stem.with_name(stem.name + ".png")
     pdf = stem.with_name(stem.name + ".pdf")
     fig.savefig(png, dpi=DPI)
-    fig.savefig(pdf, metadata={"CreationDate": None})
+    # The PDF keeps the layout the PNG's drawing computed (same figure size): a second pass
+    # of constrained layout took 0.1-0.35 s per figure (a third of the drawing time of the
+    # IRT figures' 12 panels)
+    engine = fig.get_layout_engine()
+    fig.set_layout_engine("none")
+    try:
+        fig.savefig(pdf, metadata={"CreationDate": None})
+    finally:
+        fig.set_layout_engine(engine)
     return [png, pdf]
 
 
