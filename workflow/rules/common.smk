@@ -353,10 +353,11 @@ def bayes_sampler(wildcards):
 def bayes_threads(wildcards):
     """Cores of one fit: one for the small outcome model, else the sampler's cores.
 
-    The outcome model is sampled by PyMC in-process with its chains one after another: as
-    fast as two sampling processes (13.6 s either way on the 2-core machine, the chains take
-    about a second each) for 20% less CPU, and two sites' fits then run side by side. The
-    script passes the threads granted (``--set-threads``, a cluster profile) to the sampler.
+    The outcome model's chains run one after another on one core (nutpie; with PyMC's NUTS,
+    in-process): its sampling takes well under a second (measured with PyMC: 13.6 s for the
+    job either way on the 2-core machine, 20% less CPU on one core), and two sites' fits then
+    run side by side. The script passes the threads granted (``--set-threads``, a cluster
+    profile) to the sampler.
     """
     if wildcards.model == "outcome":
         return 1

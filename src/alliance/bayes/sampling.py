@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BACKENDS",
     "DEFAULT_SAMPLER",
-    "NUTPIE_MIN_PARAMETERS",
+    "SMALL_MODEL_PARAMETERS",
     "add_predictive",
     "choose_backend",
     "prior_predictive",
@@ -45,13 +45,18 @@ DEFAULT_SAMPLER: dict[str, Any] = {
 
 BACKENDS = ("auto", "nutpie", "pymc")
 
-#: ``backend: auto`` uses nutpie for models with at least this many free parameter elements
-#: (the hierarchical therapist and session models), PyMC's NUTS below it (the outcome model,
-#: 4 parameters). Measured on 2 cores (bench/bayes_speed.py): nutpie's numba compilation costs
-#: about 8-20 s per model, after which it samples many times faster than PyMC; PyMC's NUTS
-#: compiles in C (cached across runs) and finishes the tiny outcome model before nutpie has
-#: compiled it.
-NUTPIE_MIN_PARAMETERS = 10
+#: ``backend: auto`` uses nutpie for every model (PyMC's NUTS only when nutpie cannot be
+#: imported). Until December 2026 it chose PyMC's NUTS, compiled in C, for models under 10
+#: parameters (the outcome model and the process models' second stages), when a nutpie
+#: compilation took 8-20 s per model. With the compiled operations cached and loaded by every
+#: later model (:mod:`alliance.bayes.nutpie_callbacks`), nutpie fits the demo's outcome model
+#: in 1.1-1.2 s (0.8-1.0 s compiling, 0.15 s sampling) against 2.0-3.1 s for PyMC's NUTS
+#: (1.5-1.7 s of it sampling in Python), same machine, warm caches; the cold demo (2 cores,
+#: fresh clones back to back) took 293 s (577 s of CPU) with nutpie for all against 325 s (627
+#: s) before, and ``make verify`` passed on it (its Monte Carlo numbers within their MCSE).
+#: A PyMC model below this many free parameter elements samples its chains in-process
+#: (:func:`_pymc_cores`).
+SMALL_MODEL_PARAMETERS = 10
 
 
 def sampler_settings(sampler: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -90,7 +95,11 @@ def _n_parameters(model: pm.Model) -> int:
 
 
 def choose_backend(model: pm.Model, settings: Mapping[str, Any]) -> str:
-    """Return ``"nutpie"`` or ``"pymc"`` for ``model`` (see :data:`NUTPIE_MIN_PARAMETERS`)."""
+    """Return ``"nutpie"`` or ``"pymc"``: the configured backend; ``auto`` is nutpie if installed.
+
+    ``model`` is not consulted: every model of the package, the 4-parameter outcome model
+    included, fits faster with nutpie (measurements at :data:`SMALL_MODEL_PARAMETERS`).
+    """
     backend = settings.get("backend", "auto")
     if backend != "auto":
         return backend
@@ -98,7 +107,7 @@ def choose_backend(model: pm.Model, settings: Mapping[str, Any]) -> str:
         import nutpie  # noqa: F401
     except ImportError:  # pragma: no cover - nutpie is a dependency
         return "pymc"
-    return "nutpie" if _n_parameters(model) >= NUTPIE_MIN_PARAMETERS else "pymc"
+    return "nutpie"
 
 
 class _KnownFusionFailure(logging.Filter):
@@ -250,13 +259,13 @@ def _pymc_cores(model: pm.Model, settings: Mapping[str, Any]) -> int:
     """Chain processes for PyMC's NUTS: one (chains in turn, in-process) for a small model.
 
     PyMC samples parallel chains in child processes that each import PyMC and load the
-    compiled model; for a model under :data:`NUTPIE_MIN_PARAMETERS` parameters (the outcome
+    compiled model; for a model under :data:`SMALL_MODEL_PARAMETERS` parameters (the outcome
     model, the process models' second stages) that costs more than the chains themselves.
     Measured on the demo's outcome model (2 cores): 9.7 s wall plus two children's CPU with
     two processes, 5.9 s wall and CPU in-process; the draws are identical (each chain has its
     own seed either way).
     """
-    if _n_parameters(model) < NUTPIE_MIN_PARAMETERS:
+    if _n_parameters(model) < SMALL_MODEL_PARAMETERS:
         return 1
     return int(settings["cores"])
 

@@ -204,7 +204,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=["auto", "nutpie", "pymc"],
         default="auto",
-        help="sampler (default: %(default)s: nutpie for the larger models)",
+        help="sampler (default: %(default)s: nutpie; pymc: PyMC's NUTS)",
     )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
