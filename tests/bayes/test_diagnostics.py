@@ -115,6 +115,44 @@ def test_posterior_statistics_match_arviz(rng):
         az.Numba.enable_numba()
 
 
+@pytest.mark.parametrize(
+    "method, prob",
+    [("bulk", None), ("tail", None), ("mean", None), ("quantile", 0.5), ("quantile", 0.025)],
+)
+def test_batched_ess_equals_arviz(rng, method, prob):
+    """The ESS of all elements at once equals ArviZ's element by element (``az.ess``, whose
+    numba variance of the chain means is the default here): chains from anti-correlated to
+    nearly stuck (AR(1) with phi -0.6 to 0.995), an odd draw count, a constant element, a
+    rounded one (ties in the ranks) and one with a NaN draw."""
+    import xarray as xr
+
+    from alliance.bayes.diagnostics import _ess
+
+    blocks = [
+        ar1_chains(rng, phi, chains=2, draws=1001, elements=4)
+        for phi in (-0.6, 0.0, 0.5, 0.95, 0.995)
+    ]
+    edge = rng.normal(size=(2, 1001, 3))
+    edge[:, :, 0] = 3.0
+    edge[:, :, 1] = np.round(edge[:, :, 1])
+    edge[0, 5, 2] = np.nan
+    draws = np.concatenate([*blocks, edge], axis=2)
+    data = xr.Dataset({"x": (("chain", "draw", "element"), draws)})
+    kwargs = {"method": method} if prob is None else {"method": method, "prob": prob}
+    expected = np.asarray(az.ess(data, **kwargs)["x"], dtype=float)
+    got = _ess(draws, method, prob)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[-1]) and got[-3] == pytest.approx(2 * 2 * 500)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_batched_ess_rejects_an_unknown_method(rng):
+    from alliance.bayes.diagnostics import _ess
+
+    with pytest.raises(ValueError, match="method must be"):
+        _ess(rng.normal(size=(2, 10, 1)), "median")
+
+
 def test_loo_and_compare(rng):
     a, b = fake_idata(rng), fake_idata(rng)
     b.log_likelihood["y"] = b.log_likelihood["y"] - 0.5
