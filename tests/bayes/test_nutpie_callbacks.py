@@ -234,3 +234,26 @@ def test_the_log_density_has_the_same_cache_key_in_every_process(tmp_path):
         assert run.returncode == 0, err[-2000:]
         keys.append(out.strip().splitlines()[-1])
     assert keys[0] == keys[1]
+
+
+def test_only_the_callback_library_is_finalized_at_level_zero():
+    """The callback's own module passes run at level 0; a function it calls is compiled as
+    before (and its result is the same); the patch is undone after the block."""
+    import numba
+    from numba.core import codegen
+
+    from alliance.bayes.nutpie_callbacks import _final_module_at_level_zero
+
+    @numba.njit
+    def helper(x):
+        return np.sqrt(x) * 3.0
+
+    def probe_callback(x):
+        return helper(x) + 1.0
+
+    original = codegen.CPUCodeLibrary._optimize_final_module
+    with _final_module_at_level_zero("probe_callback") as finalized:
+        compiled = numba.cfunc("float64(float64)")(probe_callback)
+    assert finalized == ["probe_callback"]
+    assert codegen.CPUCodeLibrary._optimize_final_module is original
+    assert compiled.ctypes(2.25) == 1.0 + 4.5

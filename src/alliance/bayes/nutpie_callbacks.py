@@ -265,7 +265,49 @@ def _callback(
         "voidptr": numba.types.voidptr,
     }
     signature = numba.types.int64(*(types[t] for t in _SIGNATURES[kind]))
-    return numba.cfunc(signature, error_model="numpy")(namespace[name])
+    with _final_module_at_level_zero(name):
+        return numba.cfunc(signature, error_model="numpy")(namespace[name])
+
+
+@contextmanager
+def _final_module_at_level_zero(library: str) -> Iterator[list[str]]:
+    """Compile the code library named ``library`` with LLVM's module passes at level 0.
+
+    Finalizing a numba library links the LLVM modules of every function it calls and runs
+    LLVM's module passes (at ``NUMBA_OPT``, 3) over the whole linked module. For a callback
+    that is nutpie's graph function and every operation under it, already optimized when
+    each was compiled (or loaded from PyTensor's cache): optimizing them again took most of a
+    warm compilation (the demo's latent model, site_b after site_a: 9.7-10.1 s with the passes,
+    6.5-6.6 s without, same sampling speed). Only this library's module passes run at level 0;
+    every function it calls is compiled (or loaded) as before, machine code is still generated
+    by numba's target machine at its own level, and the draws are bit-identical (no
+    fast-math: LLVM's passes may not change floating-point results; test:
+    ``test_same_draws_as_nutpies_own_compilation``). Yields the names of the libraries so
+    finalized at level 0 (for the tests).
+    """
+    from numba.core import codegen, config
+
+    original = codegen.CPUCodeLibrary._optimize_final_module
+    skipped: list[str] = []
+
+    def optimize(self: Any) -> None:
+        # numba names a library by the function's qualified name
+        if self.name.rsplit(".", 1)[-1] != library:
+            original(self)
+            return
+        saved = config.OPT
+        config.OPT = 0
+        try:
+            original(self)
+        finally:
+            config.OPT = saved
+        skipped.append(self.name.rsplit(".", 1)[-1])
+
+    codegen.CPUCodeLibrary._optimize_final_module = optimize
+    try:
+        yield skipped
+    finally:
+        codegen.CPUCodeLibrary._optimize_final_module = original
 
 
 def _addresses(arrays: dict[str, np.ndarray]) -> np.ndarray:
