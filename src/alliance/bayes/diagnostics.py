@@ -307,9 +307,8 @@ def _ess(draws: np.ndarray, method: str, prob: float | None = None) -> np.ndarra
         result[nan] = np.nan
         return result
     if method == "tail":
-        return np.fmin(_ess(draws, "quantile", 0.05), _ess(draws, "quantile", 0.95)) + np.where(
-            np.isnan(draws).any(axis=(0, 1)), np.nan, 0.0
-        )
+        # NaN propagates: an element with a NaN draw has NaN quantile ESS
+        return np.minimum(_ess(draws, "quantile", 0.05), _ess(draws, "quantile", 0.95))
     raise ValueError(f"method must be 'bulk', 'tail', 'mean' or 'quantile', got {method!r}")
 
 
