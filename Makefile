@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # them off globally
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-all test-cluster test-fast lint format report bench verify manifest demo-data clean
+.PHONY: help setup demo test test-all test-cluster test-fast fuzz lint format report bench verify manifest demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -40,6 +40,9 @@ test-cluster: $(STAMP)  ## the workflow on a one-node SLURM cluster (needs root;
 
 test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
 	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e and not cluster"
+
+fuzz: $(STAMP)  ## the property tests with new random examples (make test draws the same ones)
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -n $(CORES) tests/test_ingest_fuzz.py tests/test_ingest.py
 
 lint: $(STAMP)  ## ruff, snakefmt and snakemake --lint
 	$(BIN)/ruff check src tests scripts bench
