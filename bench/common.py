@@ -41,6 +41,7 @@ OPTIONAL_MODULES = (
     "bench.longinv_speed",
     "bench.twolevel_speed",
     "bench.irt_speed",
+    "bench.bsem_speed",
 )
 
 

@@ -108,6 +108,26 @@ def test_lkj_eta_gives_the_prior_variance_of_each_residual_correlation(rng):
     assert cross.var() == pytest.approx(0.01, rel=0.05)
 
 
+@pytest.mark.parametrize("dim", [2, 3, 12])
+def test_vine_cholesky_is_the_element_by_element_map(rng, dim):
+    """The whole-matrix Cholesky factor from canonical partial correlations equals the latent
+    model's element-by-element one (Lewandowski et al. 2009), and L L' has a unit diagonal."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from alliance.bayes.bsem import _vine_cholesky
+    from alliance.bayes.latent import _cpc_cholesky
+
+    cpc = pt.vector("cpc")
+    values = rng.uniform(-0.95, 0.95, size=dim * (dim - 1) // 2)
+    vectorized, by_element = pytensor.function(
+        [cpc], [_vine_cholesky(cpc, dim), _cpc_cholesky(cpc, dim)]
+    )(values)
+    np.testing.assert_allclose(vectorized, by_element, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.diag(vectorized @ vectorized.T), 1.0, rtol=1e-12)
+    assert np.all(np.triu(vectorized, 1) == 0.0)
+
+
 def test_a_prior_variance_an_lkj_cannot_reach_is_refused():
     with pytest.raises(ValueError, match=r"among 12 items must lie in \(0, 0.09091\), got 0.1"):
         lkj_eta_for_variance(0.1, 12)
@@ -287,6 +307,55 @@ def test_ordinal_answers_are_coded_by_their_observed_levels():
         _ordinal_codes(pd.DataFrame({"a": [1.5, 2.0]}), ["a"])
     with pytest.raises(ValueError, match=r"ordered item 'a' needs two categories, got \[2.0\]"):
         _ordinal_codes(pd.DataFrame({"a": [2, 2]}), ["a"])
+
+
+def test_latent_responses_lie_in_their_categories_with_their_change_of_variables(rng):
+    """x* of every answer and the log-Jacobian against a direct NumPy transcription of the
+    definition (each answer on its own: lowest category tau_1 - exp(z), highest tau_last +
+    exp(z), a middle one tau_{c-1} + gap logistic(z)), with an item of fewer categories."""
+    import pymc as pm
+
+    from alliance.bayes.bsem import _latent_responses
+
+    n, n_cat = 40, 5
+    codes = rng.integers(0, n_cat, size=(n, 3))
+    codes[:, 2] = rng.integers(0, 3, size=n)  # three categories only
+    with pm.Model(coords={"item": ["a", "b", "c"], "cut": list("1234"), "gap": list("234")}):
+        x_star = _latent_responses(codes, n_cat)
+        model = pm.modelcontext(None)
+    point = {
+        "tau_first": rng.normal(-1.0, 0.3, size=3),
+        "tau_gap_log__": rng.normal(-0.5, 0.3, size=(3, 3)),
+        "x_star_raw": rng.normal(0.0, 1.5, size=(n, 3)),
+    }
+    x_value, log_jac = model.compile_fn(
+        model.replace_rvs_by_values([x_star, model.potentials[0]]),
+        inputs=model.value_vars,
+        point_fn=True,
+    )(point)
+    tau = point["tau_first"][:, None] + np.concatenate(
+        [np.zeros((3, 1)), np.cumsum(np.exp(point["tau_gap_log__"]), axis=1)], axis=1
+    )
+    expected_x, expected_jac = np.empty((n, 3)), 0.0
+    for i in range(n):
+        for j in range(3):
+            c, z = codes[i, j], point["x_star_raw"][i, j]
+            if c == codes[:, j].max():
+                expected_x[i, j] = tau[j, c - 1] + np.exp(z)
+                expected_jac += z
+            elif c == 0:
+                expected_x[i, j] = tau[j, 0] - np.exp(z)
+                expected_jac += z
+            else:
+                width = tau[j, c] - tau[j, c - 1]
+                u = 1.0 / (1.0 + np.exp(-z))
+                expected_x[i, j] = tau[j, c - 1] + width * u
+                expected_jac += np.log(width) + np.log(u) + np.log1p(-u)
+            lower = -np.inf if c == 0 else tau[j, c - 1]
+            upper = np.inf if c == codes[:, j].max() else tau[j, c]
+            assert lower < x_value[i, j] < upper
+    np.testing.assert_allclose(x_value, expected_x, rtol=1e-12, atol=1e-12)
+    assert log_jac == pytest.approx(expected_jac, rel=1e-12)
 
 
 @pytest.mark.slow
