@@ -42,6 +42,7 @@ OPTIONAL_MODULES = (
     "bench.twolevel_speed",
     "bench.irt_speed",
     "bench.bsem_speed",
+    "bench.slurm_speed",
 )
 
 

@@ -15,14 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}
     return subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
 
@@ -108,13 +108,18 @@ def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
     return tmp_path
 
 
-def deterministic_demo_project(folder: Path) -> None:
-    """The demo's config and data in ``folder``, the sampling stages switched off (Bayesian
-    models, Bayesian process models and pooling)."""
+def demo_project(folder: Path) -> None:
+    """The demo's config and data in ``folder``: the project ``make demo`` runs."""
     import shutil
 
     for name in ("config", "data"):
         shutil.copytree(ROOT / name, folder / name)
+
+
+def deterministic_demo_project(folder: Path) -> None:
+    """The demo's config and data in ``folder``, the sampling stages switched off (Bayesian
+    models, Bayesian process models and pooling)."""
+    demo_project(folder)
     config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
     config["bayes"]["enabled"] = False
     config["process_bayes"]["enabled"] = False
