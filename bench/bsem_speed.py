@@ -167,7 +167,7 @@ def bsem_speed(ctx: Context) -> list[Row]:
         rows.append(
             Row("bsem", f"BSEM ordinal, prior variance .01 (alliance bsem --ordered), {label}",
                 size, wall_s=run["wall_s"], peak_mib=run.get("peak_mib"),
-                memory_method="max RSS of the process (getrusage)",
+                memory_method="largest RSS of any bench child so far (getrusage)",
                 target=f"<= {TARGET_S:g} s, diagnostics pass", status=_status(run),
                 notes=_notes(run), versions=versions)
         )  # fmt: skip

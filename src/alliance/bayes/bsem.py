@@ -418,7 +418,7 @@ def _latent_responses(codes: np.ndarray, n_cat: int) -> Any:
     # pile the draws against a far bound where the normal density has no mass.
     flat_codes = codes.reshape(-1)
     item = np.tile(np.arange(p), n)
-    top = np.flatnonzero(codes.reshape(-1) == codes.max(axis=0)[item])
+    top = np.flatnonzero(flat_codes == codes.max(axis=0)[item])
     bottom = np.flatnonzero(flat_codes == 0)
     middle = np.setdiff1d(np.arange(n * p), np.concatenate([top, bottom]))
     n_cut = n_cat - 1
