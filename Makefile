@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # them off globally
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-all test-cluster test-fast fuzz lint format report bench verify manifest demo-data clean
+.PHONY: help setup demo test test-all test-cluster test-machine test-fast fuzz lint format report bench verify manifest demo-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -30,7 +30,7 @@ demo: $(STAMP)  ## run the whole pipeline on the embedded demo data (results/)
 	@echo "done: results/summary.md (and .html), results/report.html, results/provenance.json"
 
 test: $(STAMP)  ## run the test suite (all but the long recovery runs marked slow)
-	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not slow and not cluster"
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not slow and not cluster and not other_machine"
 
 test-all: $(STAMP)  ## every test, including the long recovery and calibration runs
 	$(BIN)/python -m pytest -n $(CORES) --dist loadfile --no-loadscope-reorder -m "not cluster"
@@ -38,8 +38,11 @@ test-all: $(STAMP)  ## every test, including the long recovery and calibration r
 test-cluster: $(STAMP)  ## the workflow on a one-node SLURM cluster (needs root; installs slurm-wlm, munge)
 	$(BIN)/python -m pytest -m cluster tests/test_cluster_slurm.py
 
+test-machine: $(STAMP)  ## the whole demo as on another machine (an older CPU's kernels and code), against the manifest
+	$(BIN)/python -m pytest -m other_machine tests/test_other_machine.py
+
 test-fast: $(STAMP)  ## the unit tests only (no Snakemake end-to-end runs)
-	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e and not cluster"
+	$(BIN)/python -m pytest -n $(CORES) -m "not slow and not e2e and not cluster and not other_machine"
 
 fuzz: $(STAMP)  ## the property tests with new random examples (make test draws the same ones)
 	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -n $(CORES) tests/test_ingest_fuzz.py tests/test_ingest.py
