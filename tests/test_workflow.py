@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from workflow_support import ROOT, run_snakemake, small_project
+from workflow_support import ROOT, deterministic_demo_project, run_snakemake, small_project
 
 
 def test_invalid_config_is_named(tmp_path, rng):
@@ -172,3 +172,33 @@ def test_bayes_models_per_dataset(tmp_path, rng):
     wrong = run_snakemake(project, "--cores", "1", "--dry-run")
     assert wrong.returncode != 0
     assert "'bayes.models_by_dataset' names ['elsewhere']" in wrong.stdout + wrong.stderr
+
+
+def test_pooling_datasets_of_different_instruments_stops_at_parse_time(tmp_path):
+    """Pooling and MASEM stack the datasets' answers: a dataset ingested with another
+    instrument (a user's two-factor key of the WAI-SR items) stops the workflow before any job,
+    naming each dataset's instrument and the keys to change; with both off it plans."""
+    from alliance.data.instruments import load_instrument
+
+    deterministic_demo_project(tmp_path)
+    key = yaml.safe_load(Path(load_instrument("wai_sr").path).read_text())
+    key |= {"name": "wai_two_factor", "factors": {"a": key["items"][:6], "b": key["items"][6:]}}
+    (tmp_path / "config" / "codebooks" / "two_factor.yaml").write_text(yaml.safe_dump(key))
+    codebook = tmp_path / "config" / "codebooks" / "site_c.yaml"
+    codebook.write_text(
+        codebook.read_text().replace("instrument: wai_sr", "instrument: two_factor.yaml")
+    )
+    wrong = run_snakemake(tmp_path, "--cores", "1", "--dry-run")
+    assert wrong.returncode != 0
+    message = wrong.stdout + wrong.stderr
+    assert "'pool.enabled' and 'meta.masem.enabled'" in message
+    assert "site_a: wai_sr (built-in)" in message
+    assert "site_c: wai_two_factor (" in message and "two_factor.yaml)" in message
+    config_path = tmp_path / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["pool"]["enabled"] = False
+    config["meta"]["masem"]["enabled"] = False
+    config_path.write_text(yaml.safe_dump(config))
+    plan = run_snakemake(tmp_path, "--cores", "1", "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "results/pooled/" not in plan.stdout

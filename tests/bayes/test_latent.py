@@ -82,6 +82,44 @@ def test_latent_data_needs_items(demo_tables):
         latent_data(tables)
 
 
+def test_latent_model_of_a_dataset_uses_the_instrument_it_was_ingested_with(tmp_path):
+    """A dataset ingested with a user's instrument file (here the WAI-SR's items under a
+    two-factor key) gets the latent model of that key, as its scores do: before, the latent
+    model always took the WAI-SR's three factors, whatever the codebook named."""
+    from pathlib import Path
+
+    import yaml
+
+    from alliance.bayes.api import build_data
+    from alliance.data.ingest import ingest_to
+    from alliance.describe.stage import score_dataset
+
+    root = Path(__file__).resolve().parents[2]
+    wai_sr = load_instrument("wai_sr")
+    key = yaml.safe_load(Path(wai_sr.path).read_text())
+    rapport, work = key["items"][:6], key["items"][6:]
+    key |= {"name": "two_factor_custom", "factors": {"rapport": rapport, "work": work}}
+    (tmp_path / "two_factor.yaml").write_text(yaml.safe_dump(key))
+    codebook = yaml.safe_load((root / "config" / "codebooks" / "site_b.yaml").read_text())
+    codebook |= {
+        "file": str(root / "data" / "demo" / "site_b.sav"),
+        "instrument": "two_factor.yaml",
+    }
+    (tmp_path / "site_b.yaml").write_text(yaml.safe_dump(codebook))
+    dataset = tmp_path / "results" / "site_b"
+    ingest_to(tmp_path / "site_b.yaml", dataset / "ingest")
+    score_dataset(dataset / "ingest", dataset / "scores")
+
+    data = build_data(dataset, "latent")
+    assert data.info["factors"] == ["rapport", "work"]
+    factor_of = dict(zip(data.info["items"], data.info["factor_of_item"], strict=True))
+    assert {i for i, f in factor_of.items() if f == 0} == set(rapport)
+    assert {i for i, f in factor_of.items() if f == 1} == set(work)
+    # an instrument passed explicitly wins (tables, which do not say, take the WAI-SR's)
+    explicit = build_data(dataset / "ingest", "latent", instrument=wai_sr)
+    assert explicit.info["factors"] == list(wai_sr.factors)
+
+
 def test_latent_model_structure(site_b):
     model = build_model("latent", site_b)
     names = {v.name for v in model.deterministics}

@@ -221,3 +221,53 @@ def test_key_effects_figure_shows_whole_skip_reasons(tmp_path):
     # the estimate labels are wrapped, so the panels keep most of the width
     plotted = [ax for ax in fig.axes if ax.axison]
     assert all(ax.get_position().x0 < 0.4 for ax in plotted)
+
+
+def test_alpha_and_axis_come_from_the_dataset_instrument(tmp_path):
+    """With ``instrument`` unset, alpha is that of the instrument the dataset was ingested with,
+    its reverse-keyed items reversed as in the scores (here the WAI-SR's items under a user's
+    key reversing two of them): before, it always took the WAI-SR's items as answered."""
+    import yaml
+
+    from alliance.data.instruments import load_instrument
+    from alliance.describe.reliability import cronbach_alpha
+
+    key = yaml.safe_load(Path(load_instrument("wai_sr").path).read_text())
+    reversed_items = ["wai_03", "wai_05"]
+    key |= {"name": "wai_sr_reversed", "reverse_keyed": reversed_items}
+    (tmp_path / "reversed.yaml").write_text(yaml.safe_dump(key))
+    codebook = yaml.safe_load((ROOT / "config" / "codebooks" / "site_b.yaml").read_text())
+    codebook |= {"file": str(ROOT / "data" / "demo" / "site_b.sav"), "instrument": "reversed.yaml"}
+    (tmp_path / "site_b.yaml").write_text(yaml.safe_dump(codebook))
+    ingest, scores = tmp_path / "site_b" / "ingest", tmp_path / "site_b" / "scores"
+    ingest_to(tmp_path / "site_b.yaml", ingest)
+    score_dataset(ingest, scores)
+    summary = run_process_analyses(ingest, scores, tmp_path / "site_b" / "process", {})
+    assert summary["instrument"]["name"] == "wai_sr_reversed"
+    items = pd.read_parquet(ingest / "items.parquet")
+    client = items.loc[items["rater"] == "client", key["items"]].astype(float)
+    expected = client.assign(**{c: 6.0 - client[c] for c in reversed_items})
+    alpha = summary["variance_components"]["reliability"]
+    assert alpha == pytest.approx(cronbach_alpha(expected)["raw_alpha"], abs=1e-12)
+    assert abs(alpha - cronbach_alpha(client)["raw_alpha"]) > 0.01
+
+
+def test_trajectories_without_a_scale_take_the_data_range(rng):
+    """A score off the items' scale (a sum, a 0-40 total) is drawn on the data's range."""
+    scores = _scores(rng, n_patients=12, raters=("client",))
+    scores["total_mean"] = scores["total_mean"] * 8.0  # 8-40
+    episodes = pd.DataFrame(
+        {
+            "patient_id": ["P000"],
+            "rupture_session": [3],
+            "status": ["unrepaired"],
+            "pre_level": [30.0],
+            "rupture_score": [20.0],
+            "repair_session": [np.nan],
+            "repair_score": [np.nan],
+        }
+    )
+    fig = rupture_trajectories_figure(scores, episodes, patients=["P000"], scale=None)
+    low, high = fig.axes[0].get_ylim()
+    values = scores.loc[scores["patient_id"] == "P000", "total_mean"]
+    assert low <= values.min() and high >= values.max() and high > 10

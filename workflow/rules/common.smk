@@ -63,6 +63,32 @@ META = config["meta"]["enabled"] and len(ITEM_DATASETS) + len(EFFECT_DATASETS) >
 # MASEM and the one-stage IPD model pool the item datasets (two or more)
 MASEM = META and config["meta"]["masem"]["enabled"] and len(ITEM_DATASETS) >= 2
 IPD = META and config["meta"]["ipd"]["enabled"] and len(ITEM_DATASETS) >= 2
+
+
+def instrument_key(instrument):
+    """What makes two instruments the same for pooling: items, key, scale (not the file)."""
+    return (
+        instrument.name,
+        instrument.items,
+        tuple(sorted((f, tuple(i)) for f, i in instrument.factors.items())),
+        instrument.reverse_keyed,
+        (instrument.scale_min, instrument.scale_max),
+    )
+
+
+# Pooling and MASEM stack the item datasets' answers: one instrument across them, or a
+# parse-time error naming each dataset's instrument (the pool job would fail at run time)
+_instruments = {n: CODEBOOKS[n].instrument for n in ITEM_DATASETS}
+if (POOL or MASEM) and len({instrument_key(i) for i in _instruments.values()}) > 1:
+    _uses = ", ".join(
+        f"{n}: {i.name} ({'built-in' if is_builtin(i) else i.path})"
+        for n, i in _instruments.items()
+    )
+    raise ValueError(
+        "config/config.yaml: keys 'pool.enabled' and 'meta.masem.enabled' stack the item "
+        f"datasets' answers, which need one instrument, got {_uses}; set both to false, or "
+        "list only datasets of one instrument under 'datasets'"
+    )
 _meta_columns = {
     col
     for n in EFFECT_DATASETS
@@ -130,7 +156,7 @@ def instrument_files(wildcards):
 
 def process_instrument_file(wildcards):
     """The process analyses' instrument when config names a file (``process.settings``)."""
-    name = str(config["process"]["settings"].get("instrument", ""))
+    name = str(config["process"]["settings"].get("instrument") or "")
     return [local(name)] if name.endswith((".yaml", ".yml")) else []
 
 

@@ -6,13 +6,14 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from alliance.bayes.data import (
     InsufficientData,
     ModelData,
+    dataset_instrument,
     load_tables,
     patient_data,
     session_data,
@@ -30,6 +31,9 @@ from alliance.bayes.diagnostics import (
 from alliance.bayes.models import DEFAULT_PRIORS, KEY_PARAMETERS, MODELS, build_model
 from alliance.bayes.sampling import add_predictive, prior_predictive, sample, sampler_settings
 from alliance.jsonio import write_json
+
+if TYPE_CHECKING:
+    from alliance.data.instruments import Instrument
 
 __all__ = [
     "FIT_MODELS",
@@ -57,8 +61,14 @@ def build_data(
     score: str = "total_mean",
     measure: str = "phq9",
     lower_is_better: bool = True,
+    instrument: str | Path | Instrument | None = None,
 ) -> ModelData:
-    """Build the inputs of ``model`` from a dataset folder or tables (see :mod:`.data`)."""
+    """Build the inputs of ``model`` from a dataset folder or tables (see :mod:`.data`).
+
+    ``instrument`` is the latent model's alliance instrument; by default the one the dataset
+    was ingested with (its ingest report: the codebook's, a user's instrument file included),
+    the WAI-SR for tables.
+    """
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
     tables = load_tables(source)
@@ -73,7 +83,11 @@ def build_data(
     if MODELS[model][1] == "latent":
         from alliance.bayes.latent import latent_data
 
-        return latent_data(tables, alliance_session=alliance_session, **options)
+        if instrument is None:
+            instrument = dataset_instrument(source) or "wai_sr"
+        return latent_data(
+            tables, alliance_session=alliance_session, instrument=instrument, **options
+        )
     return patient_data(tables, alliance_session=alliance_session, **options)
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from alliance.data.instruments import Instrument
 
 __all__ = [
     "BASELINE_TIMEPOINTS",
     "POST_TIMEPOINTS",
     "InsufficientData",
     "ModelData",
+    "dataset_instrument",
     "load_tables",
     "patient_data",
     "session_data",
@@ -62,6 +66,30 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def _ingest_folder(root: Path) -> Path:
+    return root / "ingest" if (root / "ingest").is_dir() else root
+
+
+def dataset_instrument(source: str | Path | Mapping[str, pd.DataFrame]) -> Instrument | None:
+    """The instrument a dataset's items were ingested with, or None when it is not known.
+
+    Parameters
+    ----------
+    source
+        As in :func:`load_tables`: a dataset's results folder or its ``ingest`` folder (the
+        instrument of its ingest report, i.e. the codebook's, a user's instrument file
+        included), or tables (None: tables do not say).
+    """
+    if isinstance(source, Mapping):
+        return None
+    ingest = _ingest_folder(Path(source))
+    if not (ingest / "ingest_report.json").is_file():
+        return None
+    from alliance.data.tidy import ingested_instrument
+
+    return ingested_instrument(ingest)
+
+
 def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Read the tidy tables a Bayesian model needs.
 
@@ -93,7 +121,7 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
         root = Path(source)
         if not root.is_dir():
             raise ValueError(f"dataset folder does not exist, got {str(root)!r}")
-        ingest = root / "ingest" if (root / "ingest").is_dir() else root
+        ingest = _ingest_folder(root)
         scores_dir = root / "scores" if (root / "scores").is_dir() else root.parent / "scores"
         tables = {}
         for name, path in (
@@ -105,10 +133,8 @@ def load_tables(source: str | Path | Mapping[str, pd.DataFrame]) -> dict[str, pd
             if path.is_file():
                 tables[name] = _read(path)
         if "scores" not in tables and (ingest / "ingest_report.json").is_file():
-            from alliance.data.tidy import read_ingested
-
             # the instrument the data were ingested with (the codebook's), not an assumed one
-            _, instrument, _ = read_ingested(ingest)
+            instrument = dataset_instrument(root)
     if "scores" not in tables and "items" in tables:
         from alliance.data.instruments import load_instrument
         from alliance.data.scoring import score_items

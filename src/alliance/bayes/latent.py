@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,8 @@ from alliance.bayes.priors import prior_scale
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
     import pymc as pm
+
+    from alliance.data.instruments import Instrument
 
 __all__ = [
     "LATENT_PRIORS",
@@ -45,7 +48,7 @@ def latent_data(
     score: str = "total_mean",
     measure: str = "phq9",
     lower_is_better: bool = True,
-    instrument: str = "wai_sr",
+    instrument: str | Path | Instrument = "wai_sr",
 ) -> ModelData:
     """Patient-level inputs of the latent model: the outcome model's frame plus the item answers.
 
@@ -63,7 +66,9 @@ def latent_data(
     alliance_session, rater, score, measure, lower_is_better
         As in :func:`alliance.bayes.data.patient_data`.
     instrument
-        The instrument whose items measure the alliance (``alliance.data.instruments``).
+        The instrument whose items measure the alliance: an :class:`Instrument`, a built-in
+        name or a file (:func:`alliance.data.instruments.load_instrument`).
+        :func:`alliance.bayes.api.build_data` passes the one the dataset was ingested with.
 
     Returns
     -------
@@ -79,7 +84,7 @@ def latent_data(
         Without an ``items`` table, or when answers are not on the instrument's scale.
 
     """
-    from alliance.data.instruments import load_instrument
+    from alliance.data.instruments import Instrument, load_instrument
 
     tables = load_tables(source)
     if "items" not in tables:
@@ -92,7 +97,7 @@ def latent_data(
         measure=measure,
         lower_is_better=lower_is_better,
     )
-    inst = load_instrument(instrument)
+    inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     items = list(inst.items)
     rows = tables["items"]
     missing_cols = [c for c in items if c not in rows.columns]

@@ -75,7 +75,7 @@ __all__ = [
 DEFAULTS: dict[str, Any] = {
     "planned_sessions": None,
     "codebook_sessions": None,
-    "instrument": "wai_sr",
+    "instrument": None,
     "rater": "client",
     "second_rater": "therapist",
     "score": "total_mean",
@@ -163,7 +163,9 @@ def run_process_analyses(
         The ``process`` section of config.yaml; defaults in :data:`DEFAULTS`:
         ``planned_sessions`` (None: from ``codebook_sessions``, else the largest observed
         session), ``codebook_sessions`` (the codebook's ``sessions`` list, if any),
-        ``instrument`` (its items give alpha), ``rater`` and ``second_rater``, ``score``,
+        ``instrument`` (its items, reverse-keyed ones reversed, give alpha; its scale the
+        trajectories' axis for a mean score; None: the instrument the dataset was ingested
+        with, from ``ingest_dir``'s report), ``rater`` and ``second_rater``, ``score``,
         ``measure`` (symptom measure of the person-period table), ``agreement``
         (``level``, ``by_session``, ``min_pairs``), ``ruptures`` (the fields of
         :class:`RuptureRule` plus ``rci_reference_session``: with ``threshold_type: rci``
@@ -182,6 +184,7 @@ def run_process_analyses(
 
     """
     from alliance.data.instruments import load_instrument
+    from alliance.data.tidy import ingested_instrument
     from alliance.figures import placeholder_figure
     from alliance.process.plots import bland_altman_figure, rupture_trajectories_figure
 
@@ -212,13 +215,26 @@ def run_process_analyses(
     if items is not None and "rater" in items:
         items = items[items["rater"] == rater]
     try:
-        item_cols = list(load_instrument(cfg["instrument"]).items)
-    except (ValueError, OSError):  # a custom instrument path may not resolve from here
-        item_cols = []
+        instrument = (
+            load_instrument(cfg["instrument"])
+            if cfg["instrument"]
+            else ingested_instrument(ingest_dir)
+        )
+        about_instrument: dict[str, Any] = {"name": instrument.name, "source": instrument.source}
+    except (ValueError, OSError) as exc:  # no ingest report, or a path that does not resolve
+        instrument = None
+        about_instrument = {"name": None, "reason": f"no instrument, so no alpha: {exc}"}
+    item_cols = list(instrument.items) if instrument is not None else []
+    if instrument is not None and items is not None and instrument.reverse_keyed:
+        reverse = [c for c in instrument.reverse_keyed if c in items.columns]
+        items = items.assign(
+            **{c: instrument.scale_min + instrument.scale_max - items[c] for c in reverse}
+        )
     files = {k: str(out_dir / v) for k, v in OUTPUT_FILES.items()}
     summary: dict[str, Any] = {
         "dataset": out_dir.parent.name,
         "settings": cfg,
+        "instrument": about_instrument,
         "files": {k: OUTPUT_FILES[k] for k in files},
     }
 
@@ -305,6 +321,12 @@ def run_process_analyses(
             n=cfg["figures"]["n_patients"],
             score=score,
             rater=rater,
+            # a mean score lies on the items' scale; any other score gets the data's range
+            scale=(
+                (float(instrument.scale_min), float(instrument.scale_max))
+                if instrument is not None and score.endswith("_mean")
+                else None
+            ),
             path_stem=out_dir / OUTPUT_FILES["trajectories"],
         )
     else:

@@ -165,7 +165,7 @@ def rupture_trajectories_figure(
     n: int = 12,
     score: str = "total_mean",
     rater: str | None = "client",
-    scale: tuple[float, float] = (1.0, 5.0),
+    scale: tuple[float, float] | None = (1.0, 5.0),
     path_stem: str | Path | None = None,
 ) -> Figure:
     """Small multiples of individual alliance courses with rupture-repair episodes marked.
@@ -192,7 +192,7 @@ def rupture_trajectories_figure(
     score, rater
         The plotted score and rater.
     scale
-        Y-axis range (the instrument's scale).
+        Y-axis range (the instrument's scale, for a mean score); None: the data's range.
     path_stem
         If given, save ``{path_stem}.png`` (300 dpi) and ``.pdf``.
 
@@ -230,7 +230,8 @@ def rupture_trajectories_figure(
                     xy = (s0, float(ep.rupture_score) - 0.35)
                 ax.scatter(*xy, s=30, marker=st["marker"], color=st["colour"], zorder=3, lw=0)
             ax.set_title(f"Case {case}", loc="left")  # never the patient ID
-            ax.set_ylim(scale[0] - 0.1, scale[1] + 0.1)
+            if scale is not None:
+                ax.set_ylim(scale[0] - 0.1, scale[1] + 0.1)
             ax.set_xlim(0.5, max_session + 0.5)
             ax.set_xticks(range(1, max_session + 1, 2 if max_session > 8 else 1))
             ax.grid(axis="y", color="#e5e5e5", lw=0.5)
