@@ -35,3 +35,16 @@ def test_a_users_pytensor_settings_are_kept(tmp_path):
     rc.write_text("[blas]\nldflags = -lblas\n")
     lines, _ = run({"PYTENSORRC": str(rc)}, tmp_path)
     assert lines[0] == ""
+
+
+def test_each_schema_has_one_copy():
+    """The codebook, instrument and measure schemas ship with the library (what the code reads,
+    installed or not); a second copy under workflow/schemas drifts unseen (two identical copies
+    were found there, one of them the file the README pointed users at)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    library = {p.name for p in (root / "src" / "alliance" / "data" / "schemas").glob("*.yaml")}
+    workflow = {p.name for p in (root / "workflow" / "schemas").glob("*.yaml")}
+    assert {"codebook.schema.yaml", "instrument.schema.yaml"} <= library
+    assert library & workflow == set()

@@ -966,7 +966,7 @@ def draft_codebook(
         "Check every key against the export, resolve the TODOs, then run:",
         f"  alliance ingest {Path(out).name if out else 'codebook.yaml'} "
         f"--out results/{name}/ingest",
-        "The schema: src/alliance/schemas/codebook.schema.yaml; README, 'Add a dataset'.",
+        "The schema: src/alliance/data/schemas/codebook.schema.yaml; README, 'Add a dataset'.",
     ]
     draft.doc["dataset"] = name
     draft.note("dataset", "the file's name (results go to results/<dataset>/)")
