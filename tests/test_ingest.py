@@ -542,3 +542,37 @@ def test_group_rename_and_categorical_labels(tmp_path, rng):
     ]
     assert "site" in result.items.columns
     assert set(result.patients["sex"]) == {"F", "M"}
+
+
+def test_visual_analogue_answers_are_kept_to_their_step(tmp_path, rng):
+    """A continuous instrument (the SRS: 0-10 read to 0.1) keeps decimal answers as read;
+    an answer finer than the step or off the line is quarantined with its reason, and one
+    category outside the scale is no hint of a shifted export (the scale has no categories)."""
+    rows = []
+    for p in range(1, 7):
+        for s in (1, 2, 3):
+            row = {"pid": f"P{p:03d}", "ther": f"T{p % 2}", "sess": s, "site": "A"}
+            row |= {f"S{k}": round(float(rng.uniform(0, 10)), 1) for k in range(1, 5)}
+            row |= {"PHQ": int(rng.integers(0, 28)), "age": 30}
+            rows.append(row)
+    frame = pd.DataFrame(rows).astype(object)
+    frame.loc[0, "S1"] = 10.0  # the line's right end
+    frame.loc[1, "S2"] = 0.0  # its left end
+    frame.loc[2, "S3"] = 7.35  # finer than a millimetre
+    frame.loc[3, "S4"] = 11.0  # off the line (one unit above: not a shift hint)
+    path = write_case(tmp_path, frame, instrument="srs", items={"pattern": "S{number}"})
+    result = ingest(path)
+    assert_reconciles(result, len(frame))
+    q = result.quarantine.set_index("column")
+    assert (q.loc["S3", "row"], q.loc["S3", "reason"]) == (3, "not_on_scale")
+    assert q.loc["S3", "detail"] == "finer than the step 0.1 of the scale 0-10"
+    assert (q.loc["S4", "row"], q.loc["S4", "reason"]) == (4, "out_of_range")
+    assert len(q) == 2
+    assert not any("shift" in w for w in result.report.get("warnings", []))
+    items = result.items.set_index("source_row")  # record N is row N
+    assert items.loc[1, "srs_1"] == 10.0 and items.loc[2, "srs_2"] == 0.0
+    assert pd.isna(items.loc[3, "srs_3"]) and pd.isna(items.loc[4, "srs_4"])
+    np.testing.assert_array_equal(
+        items.loc[list(range(1, len(frame) + 1)), ["srs_1", "srs_2"]].to_numpy(dtype=float),
+        frame[["S1", "S2"]].to_numpy(dtype=float),
+    )

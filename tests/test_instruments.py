@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import yaml
 
@@ -54,6 +55,12 @@ def test_user_instrument_file(tmp_path):
         ({"scale": {"min": 5, "max": 1}}, r"scale max must exceed min"),
         ({"rater": "parent"}, r"at 'rater'"),
         ({"item_text": ["..."]}, r"'item_text' was unexpected"),
+        ({"scale": {"min": 0, "max": 10, "step": 0.3}}, r"scale step must divide max - min"),
+        ({"scale": {"min": 0, "max": 10, "step": 0}}, r"at 'scale.step'"),
+        (
+            {"scale": {"min": 0, "max": 10, "step": 0.1, "labels": {0: "low"}}},
+            r"a continuous scale \(step\) has no category labels",
+        ),
     ],
 )
 def test_bad_instrument_is_rejected(tmp_path, change, message):
@@ -86,3 +93,22 @@ def test_builtin_or_users_file(tmp_path):
     copy = tmp_path / "wai_sr.yaml"
     shutil.copy(builtin.path, copy)
     assert not is_builtin(load_instrument(copy))
+
+
+def test_the_session_rating_scale_is_continuous():
+    """The SRS (Duncan et al. 2003): four 0-10 visual analogue lines read to 0.1, one factor,
+    summed: answers are binned by unit interval, and asking for categories is an error."""
+    srs = load_instrument("srs")
+    assert srs.continuous and srs.scale_step == pytest.approx(0.1)
+    assert (srs.scale_min, srs.scale_max) == (0, 10)
+    assert srs.items == ("srs_1", "srs_2", "srs_3", "srs_4")
+    assert srs.total and srs.reverse_keyed == ()
+    assert "Journal of Brief Therapy, 3(1), 3-12" in srs.source
+    assert srs.response_bins == tuple(range(10))
+    bins = srs.response_bin(np.array([0.0, 0.9, 1.0, 9.9, 10.0, np.nan]))
+    np.testing.assert_array_equal(bins, [0, 0, 1, 9, 9, np.nan])
+    assert srs.bin_label(9) == "9-10"
+    with pytest.raises(ValueError, match="continuous scale .0-10, step 0.1., not response"):
+        _ = srs.categories
+    wai = load_instrument("wai_sr")
+    assert not wai.continuous and wai.response_bins == wai.categories == (1, 2, 3, 4, 5)

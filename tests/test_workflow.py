@@ -7,8 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from workflow_support import ROOT, deterministic_demo_project, run_snakemake, small_project
+from workflow_support import (
+    ROOT,
+    deterministic_demo_project,
+    run_snakemake,
+    small_project,
+    srs_project,
+)
 
 
 def test_invalid_config_is_named(tmp_path, rng):
@@ -202,3 +209,45 @@ def test_pooling_datasets_of_different_instruments_stops_at_parse_time(tmp_path)
     plan = run_snakemake(tmp_path, "--cores", "1", "--dry-run")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "results/pooled/" not in plan.stdout
+
+
+def test_a_continuous_scale_runs_what_needs_no_categories(tmp_path, rng):
+    """A Session Rating Scale dataset (0-10 lines read to 0.1) beside a WAI-SR one: its plan
+    leaves out what needs ordered categories (WLSMV, IRT, the latent model) while the WAI-SR
+    dataset keeps them; its description bins the lines by unit interval with floor and
+    ceiling exactly at the ends; its CFA fits the one-factor model and names why the
+    multi-factor models are not models of a one-factor key."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    project = srs_project(tmp_path, rng)
+    plan = run_snakemake(project, "--cores", "1", "--dry-run", "--forceall")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    planned = set(re.findall(r"results/(\w+)/(cfa/fits/\w+\.json|irt/\w+|bayes/\w+)", plan.stdout))
+    for what in ("cfa/fits/one_factor_WLSMV.json", "bayes/latent_x1"):
+        assert ("clinic", what) in planned and ("vas", what) not in planned
+    assert ("vas", "cfa/fits/one_factor_MLR.json") in planned
+    assert ("vas", "bayes/outcome_x1") in planned
+    assert not any(d == "vas" and w.startswith("irt/") for d, w in planned)
+
+    targets = ["results/vas/describe/summary.json", "results/vas/cfa/comparison_MLR.json"]
+    result = run_snakemake(project, "--cores", "2", *targets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = project / "results" / "vas"
+    items = pd.read_parquet(results / "ingest" / "items.parquet")
+    table = pd.read_csv(results / "describe" / "item_categories.csv", index_col="item")
+    assert [c for c in table.columns if c.isdigit()] == [str(b) for b in range(10)]
+    for item in ("srs_1", "srs_4"):
+        answers = items.loc[items["session"] == 2, item].dropna().to_numpy(float)
+        share_9 = np.mean(answers >= 9)  # the last interval is closed: 9 <= x <= 10
+        assert table.loc[item, "9"] == pytest.approx(share_9, abs=1e-12)
+        assert table.loc[item, "ceiling_share"] == pytest.approx(np.mean(answers == 10), abs=1e-12)
+        assert table.loc[item, "floor_share"] == pytest.approx(np.mean(answers == 0), abs=1e-12)
+    comparison = json.loads((results / "cfa" / "comparison_MLR.json").read_text())
+    fits = comparison["results"]
+    assert fits["one_factor"]["status"]["admissible"] is True
+    skipped = fits["correlated"]["status"]
+    assert skipped["skipped"] is True
+    assert "correlated needs two or more factors; the srs key has 1 factor(s)" in skipped["reason"]

@@ -50,6 +50,49 @@ def clinic_export(
     return pd.DataFrame(rows).astype(object)
 
 
+def srs_export(
+    rng: np.random.Generator, patients: int = 80, sessions: tuple[int, ...] = (1, 2, 3, 4)
+) -> pd.DataFrame:
+    """A long export of the Session Rating Scale (four 0-10 lines read to 0.1, one factor;
+    about 1 in 6 answers at the top of the line, as in routine data) and PHQ-9, 6 therapists;
+    the alliance lowers the post-treatment PHQ-9 (the last session's row)."""
+    rows = []
+    for p in range(patients):
+        level = rng.normal(0, 1)
+        for s in sessions:
+            state = level + rng.normal(0, 0.5)
+            lines = np.clip(np.round(8.0 + 1.2 * state + rng.normal(0, 0.7, 4), 1), 0, 10)
+            row = {"pid": f"s{p}", "tid": f"t{p % 6}", "session": s, "site": "V"}
+            row |= {f"srs{k + 1}": float(v) for k, v in enumerate(lines)}
+            row["phq"] = int(np.clip(round(14 - 2.5 * level + rng.normal(0, 3)), 0, 27))
+            rows.append(row)
+    return pd.DataFrame(rows).astype(object)
+
+
+def srs_project(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A config with one dataset of the Session Rating Scale (continuous items, ``srs_export``)
+    beside the small project's WAI-SR clinic, each its own instrument (no pooling, no MASEM)."""
+    small_project(tmp_path, rng)
+    srs_export(rng).to_csv(tmp_path / "data" / "vas.csv", index=False)
+    codebooks = tmp_path / "config" / "codebooks"
+    doc = yaml.safe_load((codebooks / "clinic.yaml").read_text())  # same export layout
+    doc |= {
+        "dataset": "vas",
+        "file": "../../data/vas.csv",
+        "instrument": "srs",
+        "items": {"pattern": "srs{number}"},
+    }
+    (codebooks / "vas.yaml").write_text(yaml.safe_dump(doc))
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    config["datasets"]["vas"] = {"codebook": "config/codebooks/vas.yaml"}
+    config["pool"] = {"enabled": False}
+    config.setdefault("meta", {}).setdefault("masem", {})["enabled"] = False
+    config["cfa"]["estimators"] = ["WLSMV", "MLR"]
+    config["bayes"]["models"] = ["outcome", "latent"]
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
 def small_project(tmp_path: Path, rng: np.random.Generator) -> Path:
     """A config with one long CSV dataset (60 patients, 3 sessions, 3-factor items) and effects."""
     (tmp_path / "config" / "codebooks").mkdir(parents=True)

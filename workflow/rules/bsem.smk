@@ -30,7 +30,7 @@ rule bsem:
         mem_mb=3000,
         runtime=30,
     params:
-        ordered=config["bsem"]["ordered"],
+        ordered=bsem_ordered,
         prior_variance=config["bsem"]["prior_variance"],
         residual_size=config["bsem"]["residual_size"],
         sampler=config["bayes"]["sampler"],
@@ -75,7 +75,7 @@ rule bsem_twolevel:
         mem_mb=3000,
         runtime=60,
     params:
-        ordered=config["bsem"]["ordered"],
+        ordered=bsem_ordered,
         between=config["bsem"]["twolevel"]["between"],
         sampler=config["bayes"]["sampler"],
         rater=config["cfa"]["rater"],

@@ -279,15 +279,49 @@ def benchmark_files(wildcards):
     return sorted(out)
 
 
+def continuous_scale(name):
+    """Whether dataset ``name`` (an item dataset or the pooled one, whose datasets share one
+    instrument) measures on a continuous scale (an instrument with ``scale.step``, e.g. the
+    Session Rating Scale's visual analogue lines): no response categories, so no WLSMV, IRT,
+    latent Bayesian model or ordinal BSEM."""
+    names = ITEM_DATASETS if name == POOLED else [name]
+    return any(CODEBOOKS[n].instrument.continuous for n in names)
+
+
+#: What needs ordered response categories, left out for a continuous scale (continuous_scale)
+NEEDS_CATEGORIES = {
+    "cfa estimator": "WLSMV",
+    "bayes model": "latent",
+}
+
+
 def bayes_models(name):
     """The Bayesian models of item dataset ``name``: ``bayes.models_by_dataset``, else ``models``.
 
     A model the data cannot support is skipped with its reason at run time; this setting
     leaves it out of a dataset altogether (e.g. the session model for a clinic that rated
-    sessions 1, 3 and 6 only).
+    sessions 1, 3 and 6 only). The latent model needs response categories: not for a
+    continuous scale.
     """
-    return list(
-        config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
+    models = config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
+    if continuous_scale(name):
+        models = [m for m in models if m != NEEDS_CATEGORIES["bayes model"]]
+    return list(models)
+
+
+def cfa_estimators(name):
+    """The CFA estimators of dataset ``name``: ``cfa.estimators``, without WLSMV (ordered
+    categories) for a continuous scale."""
+    estimators = config["cfa"]["estimators"]
+    if continuous_scale(name):
+        estimators = [e for e in estimators if e != NEEDS_CATEGORIES["cfa estimator"]]
+    return list(estimators)
+
+
+def bsem_ordered(wildcards):
+    """bsem.ordered, off for a continuous scale (no categories to threshold)."""
+    return bool(config["bsem"]["ordered"]) and not continuous_scale(
+        wildcards.item_dataset
     )
 
 
@@ -348,7 +382,7 @@ def cfa_outputs(name):
     if not CFA:
         return []
     out = []
-    for e in config["cfa"]["estimators"]:
+    for e in cfa_estimators(name):
         out += [
             f"results/{name}/cfa/tables/fit_{e}.csv",
             f"results/{name}/cfa/comparison_{e}.json",  # read by the summary
@@ -357,12 +391,11 @@ def cfa_outputs(name):
         if name in datasets:
             out += [
                 f"results/{name}/cfa/invariance_{group}_{e}.json"
-                for e in config["cfa"]["estimators"]
+                for e in cfa_estimators(name)
             ]
     if name in longitudinal_datasets():
         out += [
-            f"results/{name}/cfa/invariance_long_{e}.json"
-            for e in config["cfa"]["estimators"]
+            f"results/{name}/cfa/invariance_long_{e}.json" for e in cfa_estimators(name)
         ]
     if name in twolevel_datasets():
         out += [
@@ -522,8 +555,9 @@ def panel_outputs(name):
 
 
 def irt_outputs(name):
-    """The item response models of one item dataset (the summary reads them; rule irt)."""
-    if not config["irt"]["enabled"]:
+    """The item response models of one item dataset (the summary reads them; rule irt); none
+    for a continuous scale (the models are of ordered categories)."""
+    if not config["irt"]["enabled"] or continuous_scale(name):
         return []
     out = []
     for model in config["irt"]["models"]:

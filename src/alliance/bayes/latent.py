@@ -98,6 +98,11 @@ def latent_data(
         lower_is_better=lower_is_better,
     )
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
+    if inst.continuous:
+        raise InsufficientData(
+            f"the latent model codes answers as ordered categories; instrument {inst.name!r} "
+            f"has a continuous scale (step {inst.scale_step:g})"
+        )
     items = list(inst.items)
     rows = tables["items"]
     missing_cols = [c for c in items if c not in rows.columns]

@@ -45,6 +45,22 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     )
 
 
+def _not_a_model_of(model: str, instrument: Instrument | None) -> str | None:
+    """Why a built-in model name is not a model of this instrument's key (None if it is)."""
+    from alliance.sem.syntax import BUILTIN_MODEL_NEEDS, builtin_models
+
+    if instrument is None or model not in BUILTIN_MODEL_NEEDS:
+        return None
+    available = builtin_models(instrument)
+    if model in available:
+        return None
+    return (
+        f"{model} needs {BUILTIN_MODEL_NEEDS[model]}; the {instrument.name} key has "
+        f"{len(instrument.factors)} factor(s) ({', '.join(instrument.factors)}), so its "
+        f"models are {', '.join(available)}"
+    )
+
+
 def esem_rotation(
     name: str,
     syntax: str,
@@ -223,6 +239,18 @@ def run_cfa(
     missing = missing or DEFAULT_MISSING[estimator]
     data, instrument, sample = read_cfa_data(source, session=session, rater=rater)
     started = time.perf_counter()
+    skipped = _not_a_model_of(model, instrument)
+    if skipped:
+        log.info("CFA %s / %s skipped: %s", model, estimator, skipped)
+        return {
+            "converged": False,
+            "status": {"ok": False, "skipped": True, "reason": skipped},
+            "model_name": model,
+            "estimator": estimator,
+            "missing": missing,
+            "sample": sample,
+            "elapsed_s": 0.0,
+        }
     try:
         if instrument is None:
             syntax, name = Path(model).read_text(), Path(model).stem
@@ -478,6 +506,17 @@ def run_invariance(
             "estimator": estimator,
             "missing": missing,
             "sample": {},
+        }
+    skipped = _not_a_model_of(model, instrument)
+    if skipped:
+        log.info("invariance of %s across %s skipped: %s", model, group, skipped)
+        return {
+            "status": {"ok": False, "skipped": True, "reason": skipped, "error": skipped},
+            "model_name": model,
+            "group": group,
+            "estimator": estimator,
+            "missing": missing,
+            "sample": sample,
         }
     try:
         if group not in data.columns:

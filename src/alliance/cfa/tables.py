@@ -297,6 +297,8 @@ def fit_status(result: Mapping[str, Any]) -> tuple[bool, str]:
     case a symptom of misspecification? *Sociological Methods & Research, 41*(1), 124-167.
     """
     status = result.get("status") or {}
+    if status.get("skipped"):
+        return False, "not a model of the instrument"
     if not result.get("fit"):
         return False, "not estimated"
     if result.get("converged") is False or status.get("converged") is False:

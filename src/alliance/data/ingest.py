@@ -404,15 +404,25 @@ def _item_cells(
         value = value + codebook.recode_shift
         acc.recoded += int(present.sum())
     shown = value[present]
+    below = above = 0
+    if not inst.continuous:  # one category outside the scale: a shifted export (_scale_hint)
+        below = int((shown == inst.scale_min - 1).sum())
+        above = int((shown == inst.scale_max + 1).sum())
     acc.scale_counts[column] = Counter(
         answers=len(shown),
-        below=int((shown == inst.scale_min - 1).sum()),
-        above=int((shown == inst.scale_max + 1).sum()),
+        below=below,
+        above=above,
         lowest=int((shown == inst.scale_min).sum()),
         highest=int((shown == inst.scale_max).sum()),
     )
     out_range = present & ((value < inst.scale_min) | (value > inst.scale_max))
-    off_scale = present & ~out_range & (value != np.round(value))
+    if inst.continuous:
+        steps = (value - inst.scale_min) / inst.scale_step
+        off_scale = present & ~out_range & ((steps - np.round(steps)).abs() > 1e-6)
+        between = f"finer than the step {inst.scale_step:g} of the scale"
+    else:
+        off_scale = present & ~out_range & (value != np.round(value))
+        between = "between the categories of the scale"
     shifted = f" after recoding (shift {codebook.recode_shift})" if codebook.recode_shift else ""
     acc.problems.add(
         out_range,
@@ -429,7 +439,7 @@ def _item_cells(
         column,
         raw,
         "not_on_scale",
-        f"between the categories of the scale {inst.scale_min}-{inst.scale_max}",
+        f"{between} {inst.scale_min}-{inst.scale_max}",
         scope="cell",
     )
     answered = ~cells.blank & cells.code.isna()

@@ -7,6 +7,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from alliance.data.schemas import SchemaError, read_yaml, validate_document
 
 
@@ -21,7 +23,11 @@ class Instrument:
     rater
         Perspective the version is written for: client, therapist or observer.
     scale_min, scale_max
-        The response scale (integer categories from ``scale_min`` to ``scale_max``).
+        The response scale (integer categories from ``scale_min`` to ``scale_max``, or the
+        ends of a continuous scale).
+    scale_step
+        None for integer categories; the resolution of a continuous (visual analogue) scale,
+        whose answers are ``scale_min + k * scale_step`` (the Session Rating Scale: 0.1).
     items
         Item IDs in instrument order.
     factors
@@ -46,16 +52,53 @@ class Instrument:
     total: bool = True
     source: str = ""
     path: str = ""
+    scale_step: float | None = None
+
+    @property
+    def continuous(self) -> bool:
+        """Whether the answers are measurements on a continuous scale, not categories."""
+        return self.scale_step is not None
+
+    def _needs_categories(self) -> None:
+        if self.continuous:
+            raise ValueError(
+                f"instrument {self.name!r} has a continuous scale ({self.scale_min}-"
+                f"{self.scale_max}, step {self.scale_step:g}), not response categories"
+            )
 
     @property
     def categories(self) -> tuple[int, ...]:
-        """All valid response values."""
+        """All valid response values (ValueError for a continuous scale)."""
+        self._needs_categories()
         return tuple(range(self.scale_min, self.scale_max + 1))
 
     @property
     def n_categories(self) -> int:
-        """Number of response categories."""
+        """Number of response categories (ValueError for a continuous scale)."""
+        self._needs_categories()
         return self.scale_max - self.scale_min + 1
+
+    @property
+    def response_bins(self) -> tuple[int, ...]:
+        """The groups answers are counted in.
+
+        The categories, or for a continuous scale the lower ends of its unit intervals
+        ``[b, b + 1)`` (the last one closed).
+        """
+        if self.continuous:
+            return tuple(range(self.scale_min, self.scale_max))
+        return self.categories
+
+    def response_bin(self, values: np.ndarray) -> np.ndarray:
+        """The bin (:attr:`response_bins`) of each answer; NaN stays NaN."""
+        values = np.asarray(values, dtype=float)
+        if not self.continuous:
+            return values
+        return np.minimum(np.floor(values), self.scale_max - 1)
+
+    def bin_label(self, b: int) -> str:
+        """How a bin is shown: the category, or the interval of a continuous scale."""
+        return f"{b}-{b + 1}" if self.continuous else str(b)
 
 
 def is_builtin(instrument: Instrument) -> bool:
@@ -113,6 +156,13 @@ def _load_instrument_file(path_text: str, mtime_ns: int) -> Instrument:
         problems.append(f"reverse_keyed names unknown items {unknown_rev}")
     if doc["scale"]["max"] <= doc["scale"]["min"]:
         problems.append(f"scale max must exceed min, got {doc['scale']}")
+    step = doc["scale"].get("step")
+    if step is not None:
+        steps = (doc["scale"]["max"] - doc["scale"]["min"]) / step
+        if abs(steps - round(steps)) > 1e-9:
+            problems.append(f"scale step must divide max - min, got {doc['scale']}")
+        if doc["scale"].get("labels"):
+            problems.append("a continuous scale (step) has no category labels")
     if problems:
         raise SchemaError(f"{path}: " + "; ".join(problems))
     return Instrument(
@@ -128,4 +178,5 @@ def _load_instrument_file(path_text: str, mtime_ns: int) -> Instrument:
         total=bool(doc.get("total", True)),
         source=" ".join(doc["source"].split()),
         path=str(path),
+        scale_step=None if step is None else float(step),
     )

@@ -110,13 +110,14 @@ def describe_items(
         ``sample``
             One row: ``rater``, ``session``, ``rule``, ``n_rows``, ``n_patients``.
         ``counts``, ``proportions``
-            Items (instrument order, grouped by factor) x response categories: the number
-            and the share of answered responses in each category (rows of ``proportions``
-            sum to 1; all-zero categories are kept).
+            Items (instrument order, grouped by factor) x response categories (for a
+            continuous scale its unit intervals, named by their lower end): the number and
+            the share of answered responses in each (rows of ``proportions`` sum to 1;
+            all-zero categories are kept).
         ``item_stats``
             Per item: ``factor``, ``n_answered``, ``mean``, ``sd``, ``skew`` (adjusted
             Fisher-Pearson G1), ``kurtosis`` (excess, G2), ``floor_share`` and
-            ``ceiling_share`` (share of answers in the lowest and the highest category).
+            ``ceiling_share`` (share of answers at the scale's lowest and highest value).
         ``missing_by_item``
             Per item: ``n_rows``, ``n_missing``, ``share_missing`` in the selected rows.
         ``missing_by_session``
@@ -146,15 +147,27 @@ def describe_items(
     order = [i for members in instrument.factors.values() for i in members]
     order += [i for i in instrument.items if i not in order]
     order = list(dict.fromkeys(order))
-    categories = list(instrument.categories)
+    # the categories, or a continuous scale's unit intervals (Instrument.response_bins)
+    categories = list(instrument.response_bins)
+    binned = instrument.response_bin(values)
 
     counts = pd.DataFrame(
-        [[int(np.sum(values[:, j] == c)) for c in categories] for j in range(values.shape[1])],
+        [[int(np.sum(binned[:, j] == c)) for c in categories] for j in range(values.shape[1])],
         index=pd.Index(instrument.items, name="item"),
         columns=pd.Index(categories, name="category"),
     ).loc[order]
     answered = counts.sum(axis=1)
     proportions = counts.div(answered.where(answered > 0), axis=0)
+    # floor and ceiling: answers at the scale's ends (a category's share, or on a continuous
+    # scale the share exactly at its ends)
+    at_end = pd.DataFrame(
+        {
+            "floor": np.sum(values == instrument.scale_min, axis=0),
+            "ceiling": np.sum(values == instrument.scale_max, axis=0),
+        },
+        index=instrument.items,
+    ).loc[order]
+    end_shares = at_end.div(answered.where(answered > 0), axis=0)
     from scipy import stats  # here, not at the top: the CFA jobs import this module too
 
     def moments(col: np.ndarray) -> tuple[float, float, float, float]:
@@ -179,8 +192,8 @@ def describe_items(
             "sd": [moment_rows[i][1] for i in order],
             "skew": [moment_rows[i][2] for i in order],
             "kurtosis": [moment_rows[i][3] for i in order],
-            "floor_share": proportions[categories[0]].to_numpy(),
-            "ceiling_share": proportions[categories[-1]].to_numpy(),
+            "floor_share": end_shares["floor"].to_numpy(),
+            "ceiling_share": end_shares["ceiling"].to_numpy(),
         },
         index=pd.Index(order, name="item"),
     )

@@ -76,7 +76,7 @@ def diverging_item_bars(
 
     """
     width = _width(size)
-    categories = list(instrument.categories)
+    categories = list(instrument.response_bins)
     try:
         columns = [int(c) for c in proportions.columns]
     except (TypeError, ValueError) as err:
@@ -176,7 +176,7 @@ def diverging_item_bars(
             Patch(
                 facecolor=colours[c],
                 edgecolor="none",
-                label=f"{c} {instrument.labels.get(c, '')}".strip(),
+                label=f"{instrument.bin_label(c)} {instrument.labels.get(c, '')}".strip(),
             )
             for c in categories
         ]

@@ -96,7 +96,13 @@ def describe_dataset_dir(
         tables["proportions"].join(tables["item_stats"]),
         out / "item_categories.csv",
         f"Item response distributions ({report['dataset']})",
-        note=f"Shares of answers per category, item statistics; sample: {rule}.",
+        note=(
+            "Shares of answers per unit interval of the continuous scale (column: its lower "
+            "end; floor and ceiling: answers exactly at the scale's ends)"
+            if instrument.continuous
+            else "Shares of answers per category"
+        )
+        + f", item statistics; sample: {rule}.",
         index=True,
     )
     write_csv_and_markdown(

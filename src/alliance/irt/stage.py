@@ -210,6 +210,11 @@ def run_irt(
 
         inst = load_instrument(instrument)
     name = dataset_name or Path(source).name
+    if inst is not None and inst.continuous and scale is None:
+        raise ValueError(
+            f"{name}: item response models are models of ordered categories; instrument "
+            f"{inst.name!r} has a continuous scale (step {inst.scale_step:g})"
+        )
     if scale is not None:
         scale = [int(v) for v in scale]
     elif inst is not None:

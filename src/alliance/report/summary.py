@@ -222,7 +222,9 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
             status = {m: fit_status(r) for m, r in comp["results"].items()}
             for model, res in comp["results"].items():
                 details = res.get("status") or {}
-                if not res.get("fit"):
+                if details.get("skipped"):
+                    warnings.append(f"{name}: CFA {model} ({est}) skipped: {details['reason']}")
+                elif not res.get("fit"):
                     warnings.append(
                         f"{name}: CFA {model} ({est}) failed: {details.get('error', 'no result')}"
                     )
@@ -266,6 +268,9 @@ def cfa_section(results: Path, datasets: Iterable[str]) -> tuple[str, list[str]]
                 continue  # the longitudinal ladder: below
             ladder = json.loads(path.read_text())
             label = f"{name}, across {ladder.get('group')}, {ladder.get('estimator')}"
+            if ladder.get("status", {}).get("skipped"):
+                warnings.append(f"{label}: invariance skipped: {ladder['status']['reason']}")
+                continue
             if not ladder.get("status", {}).get("ok"):
                 warnings.append(f"{label}: invariance failed: {ladder['status'].get('error')}")
                 continue

@@ -594,6 +594,18 @@ def model_variables(statements: list[Statement]) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------- built-in models
 
 
+#: Every built-in model name and what it needs of the instrument's key (builtin_models).
+BUILTIN_MODEL_NEEDS: dict[str, str] = {
+    "one_factor": "items",
+    "correlated": "two or more factors",
+    "two_factor": "the WAI's bond, goal and task factors",
+    "bifactor": "two or more factors",
+    "second_order": "three or more factors",
+    "esem": "two or more factors",
+    "bifactor_esem": "two or more factors",
+}
+
+
 def builtin_models(instrument: Any) -> dict[str, str]:
     """Lavaan syntax of the competing models for an instrument with factors.
 
