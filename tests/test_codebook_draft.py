@@ -15,6 +15,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 import yaml
+from workflow_support import srs_export
 
 from alliance.cli import main
 from alliance.data.codebook import load_codebook
@@ -374,3 +375,31 @@ def test_an_unknown_layout_gets_todos_and_ingest_names_them(tmp_path, capsys):
     code = main(["ingest", str(out), "--out", str(tmp_path / "ingest")])
     err = capsys.readouterr().err
     assert code == 2 and "'TODO'" in err and err.count("\n") == 1
+
+
+def test_a_session_rating_scale_export_is_drafted_as_read(tmp_path):
+    """An SRS export (0-10 lines read to 0.1) is matched to the srs instrument by its numbered
+    columns, read as it is (a measured line is never shifted), and ingests every record; a
+    reading in millimetres (0-100) gets a TODO naming the unit, not a recode."""
+    frame = srs_export(np.random.default_rng(3), patients=30, sessions=(1, 2))
+    export = tmp_path / "vas.csv"
+    frame.to_csv(export, index=False)
+    draft = draft_codebook(export, out=tmp_path / "vas.yaml")
+    assert draft.doc["instrument"] == "srs"
+    assert "recode" not in draft.doc
+    assert not draft.todos
+    write_draft(draft, tmp_path / "vas.yaml")
+    text = (tmp_path / "vas.yaml").read_text()
+    assert "on the continuous srs scale 0-10 read to 0.1: no" in text
+    result = ingest(load_codebook(tmp_path / "vas.yaml"))
+    assert result.report["rows_kept"] == len(frame) and result.quarantine.empty
+    lines = [f"srs{k}" for k in range(1, 5)]
+    np.testing.assert_array_equal(
+        result.items.sort_values("source_row")[[f"srs_{k}" for k in range(1, 5)]].to_numpy(float),
+        frame[lines].to_numpy(float),
+    )
+    frame[lines] = frame[lines].astype(float) * 10  # millimetres
+    frame.to_csv(export, index=False)
+    millimetres = draft_codebook(export, out=tmp_path / "mm.yaml", instrument="srs")
+    todos = [t for notes in millimetres.todos.values() for t in notes]
+    assert any("36-100 reach beyond the 0-10 line" in t and "millimetres" in t for t in todos)

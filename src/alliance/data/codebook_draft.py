@@ -790,6 +790,23 @@ def guess_scale(numbers: Counter, instrument: Instrument, label_codes: list[floa
     width = hi_i - lo_i
     total = sum(numbers.values())
     evidence, todos = [], []
+    if instrument.continuous:  # a measured line is read as it is, never shifted
+        values = [float(v) for v in numbers if not _is_sentinel(v)]
+        if not values:
+            todos.append("no numeric answers were found: check the items")
+            return ScaleGuess(0, float(lo_i), float(hi_i), evidence, todos)
+        low, high = min(values), max(values)
+        evidence.append(
+            f"the answers run {low:g}-{high:g} ({total} numeric answers), on the continuous "
+            f"{instrument.name} scale {lo_i}-{hi_i} read to {instrument.scale_step:g}: no recode"
+        )
+        if low < lo_i or high > hi_i:
+            todos.append(
+                f"answers {low:g}-{high:g} reach beyond the {lo_i}-{hi_i} line (read in "
+                "another unit, such as millimetres?): check the export; those answers are "
+                "quarantined as out_of_range"
+            )
+        return ScaleGuess(0, low, high, evidence, todos)
     if len(label_codes) >= 2 and all(float(c).is_integer() for c in label_codes):
         low, high = min(label_codes), max(label_codes)
         if high - low == width:
