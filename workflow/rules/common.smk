@@ -288,13 +288,6 @@ def continuous_scale(name):
     return any(CODEBOOKS[n].instrument.continuous for n in names)
 
 
-#: What needs ordered response categories, left out for a continuous scale (continuous_scale)
-NEEDS_CATEGORIES = {
-    "cfa estimator": "WLSMV",
-    "bayes model": "latent",
-}
-
-
 def bayes_models(name):
     """The Bayesian models of item dataset ``name``: ``bayes.models_by_dataset``, else ``models``.
 
@@ -305,7 +298,7 @@ def bayes_models(name):
     """
     models = config["bayes"]["models_by_dataset"].get(name, config["bayes"]["models"])
     if continuous_scale(name):
-        models = [m for m in models if m != NEEDS_CATEGORIES["bayes model"]]
+        models = [m for m in models if m != "latent"]
     return list(models)
 
 
@@ -314,7 +307,7 @@ def cfa_estimators(name):
     categories) for a continuous scale."""
     estimators = config["cfa"]["estimators"]
     if continuous_scale(name):
-        estimators = [e for e in estimators if e != NEEDS_CATEGORIES["cfa estimator"]]
+        estimators = [e for e in estimators if e != "WLSMV"]
     return list(estimators)
 
 
