@@ -139,6 +139,22 @@ def test_wave_absent_is_skipped_with_reason(demo_results, tmp_path):
         wide_items(_long(), id_col="patient", time_col="session", items=ITEMS, waves=[1, 2])
 
 
+def test_model_the_key_cannot_have_is_skipped_with_why(tmp_path):
+    """correlated over sessions of a one-factor key (SRS): skipped, naming the key's models."""
+    ingest = tmp_path / "vas" / "ingest"
+    ingest.mkdir(parents=True)
+    (ingest / "ingest_report.json").write_text('{"kind": "items", "instrument": "srs"}')
+    pd.DataFrame({"patient_id": ["p1"], "session": [1], "srs_1": [5.5]}).to_parquet(
+        ingest / "items.parquet"
+    )
+    result = run_dataset(ingest, "correlated", [1, 2], "MLR")
+    assert result["state"] == "skipped"
+    assert result["reason"] == (
+        "correlated needs two or more factors; the srs key has 1 factor(s) (alliance), so its "
+        "models are one_factor"
+    )
+
+
 def test_summary_section_beside_the_cross_group_ladder(tmp_path):
     from alliance.cfa.longinv import run_invariance_long
     from alliance.jsonio import write_json

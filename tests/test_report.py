@@ -440,3 +440,29 @@ def test_data_section_counts_rows_and_cells_apart(tmp_path):
         f"rows: 7 of 18 rows were quarantined ({row_reasons}); see "
         "results/rows/ingest/quarantine.csv",
     ]
+
+
+def test_methods_paragraph_names_datasets_rated_on_a_continuous_line(tmp_path):
+    """The configured estimators are not read as fitted to every dataset: a dataset rated on
+    a continuous line (SRS) is named with its scale and the analyses it did not get."""
+    import json
+
+    from alliance.report.summary import continuous_scales
+
+    reports = {
+        "vas": {"kind": "items", "instrument": "srs"},
+        "clinic": {"kind": "items", "instrument": "wai_sr"},
+        "published": {"kind": "effects"},
+    }
+    for name, report in reports.items():
+        folder = tmp_path / name / "ingest"
+        folder.mkdir(parents=True)
+        (folder / "ingest_report.json").write_text(json.dumps(report))
+    found = continuous_scales(tmp_path, [*reports, "not_ingested"])
+    assert list(found) == ["vas"]
+    assert found["vas"].scale_step == 0.1
+    config = {"seed": 1, "cfa": {"enabled": True, "estimators": ["MLR", "WLSMV"]}}
+    text = methods_paragraph(config, versions(), found)
+    assert "rated on a continuous line (vas (srs, 0-10 in steps of 0.1))" in text
+    assert "the WLSMV CFA, the ordinal BSEM, the item response models" in text
+    assert "continuous line" not in methods_paragraph(config, versions(), {})

@@ -29,7 +29,8 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     Raises
     ------
     ValueError
-        If ``model`` is neither a built-in model of the instrument nor an existing file.
+        If ``model`` is neither a built-in model of the instrument nor an existing file; for
+        a built-in model the instrument's key cannot have, the message says why.
     """
     from alliance.sem.syntax import builtin_models
 
@@ -39,6 +40,9 @@ def model_syntax(model: str, instrument: Instrument) -> tuple[str, str]:
     path = Path(model)
     if path.suffix == ".lav" and path.is_file():
         return path.read_text(), path.stem
+    not_of_key = _not_a_model_of(model, instrument)
+    if not_of_key:  # a built-in model of other instruments (correlated for a one-factor key)
+        raise ValueError(not_of_key)
     raise ValueError(
         f"unknown CFA model {model!r}: not a built-in model of {instrument.name} "
         f"({', '.join(builtins)}) and not an existing .lav file"

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from alliance.data.ingest import CELL_REASONS
+from alliance.data.instruments import Instrument
+from alliance.data.tidy import ingested_instrument
 from alliance.library_warnings import plain_warnings
 from alliance.tables import md_cell, md_text
 
@@ -697,8 +699,35 @@ def versions() -> dict[str, str]:
     return out
 
 
-def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
-    """A methods paragraph written from the run's configuration and software versions."""
+def continuous_scales(results: Path, datasets: Iterable[str]) -> dict[str, Instrument]:
+    """The item datasets of a run rated on a continuous scale, with their instruments.
+
+    Read from each dataset's ingest report (the instrument its answers were ingested with);
+    a dataset with no ingest report, or a published-effects table, is not one of them.
+    """
+    found = {}
+    for name in datasets:
+        report = _read_json(results / name / "ingest" / "ingest_report.json")
+        if report is None or report.get("kind") != "items":
+            continue
+        instrument = ingested_instrument(results / name / "ingest")
+        if instrument.continuous:
+            found[name] = instrument
+    return found
+
+
+def methods_paragraph(
+    config: dict[str, Any],
+    software: dict[str, str],
+    continuous: dict[str, Instrument] | None = None,
+) -> str:
+    """A methods paragraph written from the run's configuration and software versions.
+
+    ``continuous`` names the datasets rated on a continuous scale (:func:`continuous_scales`):
+    the paragraph says which analyses were not run for them (those that need ordered
+    response categories), so that the estimators it names from the configuration are not
+    read as fitted to every dataset.
+    """
     describe = config.get("describe", {})
     scoring = config.get("scoring", {})
     share = scoring.get("min_answered_share", 0.75)
@@ -718,6 +747,7 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         f"{config.get('seed')}) and an exploratory factor analysis (minimum residual, oblimin "
         f"rotation) were computed on one row per patient: the {describe.get('rater', 'client')} "
         f"ratings of session {describe.get('session', 3)}, complete cases.",
+        _continuous_methods(continuous or {}),
         _cfa_methods(config),
         _bayes_methods(config),
         _process_methods(config),
@@ -733,6 +763,23 @@ def methods_paragraph(config: dict[str, Any], software: dict[str, str]) -> str:
         + ".",
     ]
     return " ".join(p for p in parts if p)
+
+
+def _continuous_methods(continuous: dict[str, Instrument]) -> str:
+    """The sentence on datasets rated on a continuous scale (empty when there are none)."""
+    if not continuous:
+        return ""
+    rated = "; ".join(
+        f"{name} ({inst.name}, {inst.scale_min:g}-{inst.scale_max:g} in steps of "
+        f"{inst.scale_step:g})"
+        for name, inst in continuous.items()
+    )
+    return (
+        f"Items rated on a continuous line ({rated}) have no ordered response categories: "
+        "for these datasets the analyses that need them (the WLSMV CFA, the ordinal BSEM, "
+        "the item response models and the latent Bayesian model) were not run, and their "
+        "CFA used the maximum-likelihood estimators only."
+    )
 
 
 def _cfa_methods(config: dict[str, Any]) -> str:
@@ -1563,7 +1610,7 @@ def write_summary(results_dir: str | Path, config: dict[str, Any], out_md: str |
             "## Meta-analysis",
             meta_md,
             "## Methods",
-            methods_paragraph(config, software),
+            methods_paragraph(config, software, continuous_scales(results, datasets)),
             "## Reporting checklist",
             markdown_table(check_rows),
             "## Warnings and failed checks",
