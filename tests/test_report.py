@@ -453,6 +453,7 @@ def test_methods_paragraph_names_datasets_rated_on_a_continuous_line(tmp_path):
         "vas": {"kind": "items", "instrument": "srs"},
         "clinic": {"kind": "items", "instrument": "wai_sr"},
         "published": {"kind": "effects"},
+        "older": {"kind": "items"},  # a report from before reports named the instrument
     }
     for name, report in reports.items():
         folder = tmp_path / name / "ingest"

@@ -703,12 +703,13 @@ def continuous_scales(results: Path, datasets: Iterable[str]) -> dict[str, Instr
     """The item datasets of a run rated on a continuous scale, with their instruments.
 
     Read from each dataset's ingest report (the instrument its answers were ingested with);
-    a dataset with no ingest report, or a published-effects table, is not one of them.
+    a dataset with no ingest report, a published-effects table and a report that names no
+    instrument (written before reports named it) are not among them.
     """
     found = {}
     for name in datasets:
         report = _read_json(results / name / "ingest" / "ingest_report.json")
-        if report is None or report.get("kind") != "items":
+        if report is None or report.get("kind") != "items" or not report.get("instrument"):
             continue
         instrument = ingested_instrument(results / name / "ingest")
         if instrument.continuous:
