@@ -25,6 +25,19 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove the test SLURM cluster's configuration a killed cluster test left behind.
+
+    It makes every Snakemake start in the tests wait 10 s (``slurm_cluster.remove_stale_conf``).
+    """
+    from slurm_cluster import remove_stale_conf
+
+    removed = remove_stale_conf()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if removed and reporter is not None:  # xdist's workers have none; the controller said it
+        reporter.write_line(removed)
+
+
 #: The Snakemake runs, in the order they are handed out (the number is the rank; the seconds
 #: of one run in ``make test`` on 2 cores, 2026-12-04, in the comments). The demo rerun has the
 #: Bayesian stages off, so it never waits for PyTensor's compile lock while the first run with
